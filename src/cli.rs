@@ -1,0 +1,267 @@
+//! The command line: argument parsing, dispatch, output and exit codes.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage error (clap), 78 config error
+//! (`EX_CONFIG` from sysexits.h).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Action, Config};
+use crate::sync::{SyncOptions, SyncReport, sync_bridge};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Something failed (a sync error, an action failure, a conflict).
+pub const EXIT_FAILURE: u8 = 1;
+/// Bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// The config file is invalid (`EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Bridges containers and the host: carries files that containers export
+/// (udev rules, certificates) into host dirs, safely and atomically, and runs
+/// the host actions that make them take effect.
+#[derive(Debug, Parser)]
+#[command(name = "hostbridge", version, max_term_width = 100)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, value_name = "PATH", env = "HOSTBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// Log debug details (or set HOSTBRIDGE_LOG, e.g. HOSTBRIDGE_LOG=debug).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: reconcile every bridge, then watch and sync on change.
+    Run,
+    /// Reconcile once and exit (for ExecStartPre= and scripts).
+    Sync {
+        /// Only this bridge.
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the config and print what each bridge would watch and do.
+    Check,
+}
+
+/// Parses `args`, runs the command and returns the exit code.
+pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    crate::logging::init(cli.verbose);
+    ExitCode::from(dispatch(&cli))
+}
+
+fn dispatch(cli: &Cli) -> u8 {
+    let config = match config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostbridge: config error: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match &cli.command {
+        Command::Check => {
+            print!("{}", describe(&config));
+            EXIT_OK
+        }
+        Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
+        Command::Sync { bridge, dry_run } => {
+            in_runtime(sync_once(config, bridge.as_deref(), *dry_run))
+        }
+    }
+}
+
+/// Runs `fut` on a current-thread runtime; maps errors to exit code 1.
+fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Blocking threads (file syncs) exit soon after a burst: idle is idle.
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build();
+    let result = match rt {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => Err(anyhow::Error::from(e).context("starting the async runtime")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hostbridge: error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
+    if let Some(name) = only {
+        if !config.bridges.iter().any(|b| b.name == name) {
+            eprintln!(
+                "hostbridge: no bridge named {name:?} in {}",
+                config.path.display()
+            );
+            return Ok(EXIT_USAGE);
+        }
+    }
+    let mut code = EXIT_OK;
+    for b in config
+        .bridges
+        .iter()
+        .filter(|b| only.is_none_or(|n| n == b.name))
+    {
+        let opts = SyncOptions {
+            dry_run,
+            clean_temps: true,
+            ..SyncOptions::default()
+        };
+        match sync_bridge(&config, b, opts).await {
+            Ok(r) => {
+                print!("{}", render_report(&r));
+                if r.failed() || !r.conflicts.is_empty() {
+                    code = EXIT_FAILURE;
+                }
+            }
+            Err(e) => {
+                println!("{}: error: {e:#}", b.name);
+                code = EXIT_FAILURE;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// The text `hostbridge sync` prints for one bridge.
+pub fn render_report(r: &SyncReport) -> String {
+    let mut s = String::new();
+    let head = if r.dry_run { "plan" } else { "synced" };
+    s += &format!("{}: {head}: {}\n", r.bridge, r.summary());
+    let lines = [
+        ("+ install", &r.installed),
+        ("~ replace", &r.replaced),
+        ("- prune", &r.pruned),
+    ];
+    for (sign, names) in lines {
+        for n in names {
+            s += &format!("  {sign} {n}\n");
+        }
+    }
+    for (label, list) in [
+        ("skip", &r.skipped),
+        ("conflict", &r.conflicts),
+        ("keep", &r.kept),
+    ] {
+        for (n, why) in list {
+            s += &format!("  ! {label} {n}: {why}\n");
+        }
+    }
+    for n in r.notes.iter().chain(&r.errors) {
+        s += &format!("  ! {n}\n");
+    }
+    for a in &r.actions {
+        match &a.result {
+            Ok(_) => s += &format!("  ran {}\n", a.action),
+            Err(e) => s += &format!("  ! {} failed: {e}\n", a.action),
+        }
+    }
+    s
+}
+
+/// The text `hostbridge check` prints.
+pub fn describe(c: &Config) -> String {
+    let mut s = format!("config {} is valid\n", c.path.display());
+    s += &format!(
+        "state_dir: {}\nudevadm: {}\n",
+        c.state_dir.display(),
+        c.udevadm.display()
+    );
+    for b in &c.bridges {
+        let exists = if b.source.is_dir() {
+            ""
+        } else {
+            " (missing: will wait for it)"
+        };
+        s += &format!("\nbridge {} ({:?}):\n", b.name, b.kind);
+        s += &format!(
+            "  watch      {}{exists} for {}\n",
+            b.source.display(),
+            b.include.join(", ")
+        );
+        s += &format!(
+            "  install to {} (mode {:04o}, prune {})\n",
+            b.install_to.display(),
+            b.mode,
+            if b.prune { "on" } else { "off" }
+        );
+        s += &format!(
+            "  settle     quiet {}, max_wait {}; files up to {} bytes\n",
+            humantime::format_duration(b.settle.quiet),
+            humantime::format_duration(b.settle.max_wait),
+            b.max_file_size
+        );
+        if b.then.is_empty() {
+            s += "  then       (nothing)\n";
+        }
+        for a in &b.then {
+            s += &format!("  then       {}\n", action_command(c, a));
+        }
+    }
+    s
+}
+
+fn action_command(c: &Config, a: &Action) -> String {
+    let udevadm = c.udevadm.display();
+    match a {
+        Action::UdevReload => format!("{udevadm} control --reload"),
+        Action::UdevTrigger(t) => format!(
+            "{udevadm} {} && {udevadm} settle --timeout={}",
+            crate::host::actions::trigger_args(t).join(" "),
+            t.settle_timeout.as_secs().max(1)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_subcommands() {
+        let cli = Cli::try_parse_from([
+            "hostbridge",
+            "--config",
+            "/x.yaml",
+            "sync",
+            "--bridge",
+            "a",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, PathBuf::from("/x.yaml"));
+        assert!(
+            matches!(cli.command, Command::Sync { bridge: Some(ref b), dry_run: true } if b == "a")
+        );
+        assert!(Cli::try_parse_from(["hostbridge", "bogus"]).is_err());
+    }
+}

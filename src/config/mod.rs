@@ -1,0 +1,370 @@
+//! Configuration: the YAML file parsed into raw serde structs ([`raw`]), then
+//! checked and turned into typed settings. Parsing and validation are pure
+//! ([`parse`]); only [`load`] reads a file.
+//!
+//! YAML is read with `serde-saphyr`: maintained (serde_yaml is archived),
+//! pure Rust without unsafe code, honours `deny_unknown_fields`, and reports
+//! line and column for every error, including errors raised by our own value
+//! types. Checks that span several values (duplicate names, overlapping
+//! destinations) use its `Spanned` wrapper to point at the right line too.
+
+pub mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use crate::core::names::globs_overlap;
+use crate::core::settle::SettleTiming;
+use raw::{Kind, RawAction, RawBridge, RawConfig, RawSettle};
+
+/// Default config file.
+pub const DEFAULT_PATH: &str = "/etc/hostbridge/config.yaml";
+/// Default `state_dir`.
+pub const DEFAULT_STATE_DIR: &str = "/run/hostbridge";
+/// Default `udevadm`.
+pub const DEFAULT_UDEVADM: &str = "/usr/bin/udevadm";
+/// Default `install_to` for `kind: udev-rules`.
+pub const DEFAULT_UDEV_RULES_DIR: &str = "/run/udev/rules.d";
+/// Default `settle.quiet`.
+pub const DEFAULT_QUIET: Duration = Duration::from_millis(300);
+/// Default `settle.max_wait`.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
+/// Default `max_file_size`.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
+/// Default `udev-trigger` `settle_timeout`.
+pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Mode of installed udev rules files.
+pub const UDEV_RULES_MODE: u32 = 0o644;
+
+/// A config error, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {message}", path.display())]
+pub struct ConfigError {
+    /// The config file.
+    pub path: PathBuf,
+    /// 1-based line (0 when unknown).
+    pub line: u64,
+    /// 1-based column (0 when unknown).
+    pub column: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// See [`DEFAULT_STATE_DIR`].
+    pub state_dir: PathBuf,
+    /// See [`DEFAULT_UDEVADM`].
+    pub udevadm: PathBuf,
+    /// The bridges, in file order.
+    pub bridges: Vec<Bridge>,
+}
+
+/// One validated bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    /// Unique name.
+    pub name: String,
+    /// Kind of files.
+    pub kind: Kind,
+    /// Watched source dir.
+    pub source: PathBuf,
+    /// Name patterns to sync.
+    pub include: Vec<String>,
+    /// Destination dir.
+    pub install_to: PathBuf,
+    /// Remove installed files whose source is gone.
+    pub prune: bool,
+    /// Permission bits of installed files.
+    pub mode: u32,
+    /// Settle timing.
+    pub settle: SettleTiming,
+    /// Size cap for source files.
+    pub max_file_size: u64,
+    /// Actions after a sync that changed something.
+    pub then: Vec<Action>,
+}
+
+/// A validated action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `udevadm control --reload`.
+    UdevReload,
+    /// `udevadm trigger` + `udevadm settle`.
+    UdevTrigger(Trigger),
+}
+
+/// Arguments of `udev-trigger`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// `--subsystem-match`.
+    pub subsystem: Option<String>,
+    /// `--action`.
+    pub action: &'static str,
+    /// `--attr-match` pairs.
+    pub attrs: Vec<(String, String)>,
+    /// `udevadm settle --timeout`.
+    pub settle_timeout: Duration,
+}
+
+impl Action {
+    /// Short name for logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::UdevReload => "udev-reload",
+            Action::UdevTrigger(_) => "udev-trigger",
+        }
+    }
+}
+
+/// Reads and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read config: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `path` is used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let loc = e.location();
+        ConfigError {
+            path: path.to_path_buf(),
+            line: loc.map_or(0, |l| l.line()),
+            column: loc.map_or(0, |l| l.column()),
+            message: strip_location_prefix(&e.without_snippet().to_string()),
+        }
+    })?;
+    Validator { path }.config(raw)
+}
+
+/// serde-saphyr prefixes messages with "error: line L column C: " and some
+/// end with " at line L, column C"; we print `file:line:col:` ourselves, so
+/// drop both.
+fn strip_location_prefix(msg: &str) -> String {
+    let rest = msg.strip_prefix("error: ").unwrap_or(msg);
+    let rest = match rest.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+        Some((pos, tail)) if pos.contains(" column ") => tail,
+        _ => rest,
+    };
+    match rest.rsplit_once(" at line ") {
+        Some((head, pos)) if pos.contains(", column ") => head.to_string(),
+        _ => rest.to_string(),
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, at: &Location, message: String) -> ConfigError {
+        ConfigError {
+            path: self.path.to_path_buf(),
+            line: at.line(),
+            column: at.column(),
+            message,
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let defaults = self.settle(&raw.settle.unwrap_or_default(), None)?;
+        let max_file_size = raw.max_file_size.map_or(DEFAULT_MAX_FILE_SIZE, |s| s.0);
+        let mut bridges: Vec<(Bridge, RawLocs)> = Vec::new();
+        for rb in raw.bridges {
+            let (b, locs) = self.bridge(rb, defaults, max_file_size)?;
+            self.against_others(&b, &locs, &bridges)?;
+            bridges.push((b, locs));
+        }
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            state_dir: raw
+                .state_dir
+                .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0),
+            udevadm: raw.udevadm.map_or_else(|| DEFAULT_UDEVADM.into(), |p| p.0),
+            bridges: bridges.into_iter().map(|(b, _)| b).collect(),
+        })
+    }
+
+    fn settle(
+        &self,
+        raw: &RawSettle,
+        base: Option<SettleTiming>,
+    ) -> Result<SettleTiming, ConfigError> {
+        let quiet = raw.quiet.as_ref().map(|s| s.value.0);
+        let max_wait = raw.max_wait.as_ref().map(|s| s.value.0);
+        let t = SettleTiming {
+            quiet: quiet.or(base.map(|b| b.quiet)).unwrap_or(DEFAULT_QUIET),
+            max_wait: max_wait
+                .or(base.map(|b| b.max_wait))
+                .unwrap_or(DEFAULT_MAX_WAIT),
+        };
+        if t.max_wait < t.quiet {
+            let at = raw
+                .max_wait
+                .as_ref()
+                .or(raw.quiet.as_ref())
+                .map(|s| s.referenced)
+                .unwrap_or(Location::UNKNOWN);
+            return Err(self.err(
+                &at,
+                format!(
+                    "settle.max_wait ({}) is shorter than settle.quiet ({})",
+                    humantime::format_duration(t.max_wait),
+                    humantime::format_duration(t.quiet)
+                ),
+            ));
+        }
+        Ok(t)
+    }
+
+    fn bridge(
+        &self,
+        rb: RawBridge,
+        defaults: SettleTiming,
+        max_size: u64,
+    ) -> Result<(Bridge, RawLocs), ConfigError> {
+        let settle = self.settle(&rb.settle.unwrap_or_default(), Some(defaults))?;
+        let (include, include_at) = match rb.include {
+            Some(Spanned {
+                value, referenced, ..
+            }) => {
+                if value.is_empty() {
+                    return Err(
+                        self.err(&referenced, "include must list at least one pattern".into())
+                    );
+                }
+                (value.into_iter().map(|p| p.0).collect(), referenced)
+            }
+            None => (default_include(rb.kind), rb.name.referenced),
+        };
+        let (install_to, install_at) = match rb.install_to {
+            Some(s) => (s.value.0, s.referenced),
+            None => (default_install_to(rb.kind), rb.name.referenced),
+        };
+        let locs = RawLocs {
+            name: rb.name.referenced,
+            source: rb.source.referenced,
+            include: include_at,
+            install_to: install_at,
+        };
+        let b = Bridge {
+            name: rb.name.value.0,
+            kind: rb.kind,
+            source: rb.source.value.0,
+            include,
+            install_to,
+            prune: rb.prune.unwrap_or(true),
+            mode: UDEV_RULES_MODE,
+            settle,
+            max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
+            then: rb.then.into_iter().map(action).collect(),
+        };
+        if b.install_to.starts_with(&b.source) || b.source.starts_with(&b.install_to) {
+            return Err(self.err(&locs.install_to, format!(
+                "install_to {} and source {} overlap; the destination must be outside the exported dir",
+                b.install_to.display(),
+                b.source.display()
+            )));
+        }
+        Ok((b, locs))
+    }
+
+    /// Checks a new bridge against the ones before it.
+    fn against_others(
+        &self,
+        b: &Bridge,
+        locs: &RawLocs,
+        prev: &[(Bridge, RawLocs)],
+    ) -> Result<(), ConfigError> {
+        for (o, _) in prev {
+            if o.name == b.name {
+                return Err(self.err(&locs.name, format!("duplicate bridge name {:?}", b.name)));
+            }
+            if o.install_to.starts_with(&b.source) || b.source.starts_with(&o.install_to) {
+                return Err(self.err(
+                    &locs.source,
+                    format!(
+                        "source {} overlaps bridge {:?}'s install_to {}",
+                        b.source.display(),
+                        o.name,
+                        o.install_to.display()
+                    ),
+                ));
+            }
+            if b.install_to.starts_with(&o.source) || o.source.starts_with(&b.install_to) {
+                return Err(self.err(
+                    &locs.install_to,
+                    format!(
+                        "install_to {} overlaps bridge {:?}'s source {}",
+                        b.install_to.display(),
+                        o.name,
+                        o.source.display()
+                    ),
+                ));
+            }
+            if o.install_to == b.install_to {
+                let clash = b.include.iter().find_map(|p| {
+                    o.include
+                        .iter()
+                        .find(|q| globs_overlap(p, q))
+                        .map(|q| (p, q))
+                });
+                if let Some((p, q)) = clash {
+                    return Err(self.err(&locs.include, format!(
+                        "bridges {:?} and {:?} both install into {} and their include patterns {p:?} and {q:?} \
+                         can match the same file; give them disjoint include patterns",
+                        o.name,
+                        b.name,
+                        b.install_to.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where in the file a bridge's values were written (for later checks).
+struct RawLocs {
+    name: Location,
+    source: Location,
+    include: Location,
+    install_to: Location,
+}
+
+fn default_include(kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::UdevRules => vec!["*.rules".into()],
+    }
+}
+
+fn default_install_to(kind: Kind) -> PathBuf {
+    match kind {
+        Kind::UdevRules => DEFAULT_UDEV_RULES_DIR.into(),
+    }
+}
+
+fn action(raw: RawAction) -> Action {
+    match raw {
+        RawAction::UdevReload => Action::UdevReload,
+        RawAction::UdevTrigger(t) => Action::UdevTrigger(Trigger {
+            subsystem: t.subsystem.map(|s| s.0),
+            action: t.action.map_or("change", |a| a.as_str()),
+            attrs: t.attrs.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+            settle_timeout: t.settle_timeout.map_or(DEFAULT_SETTLE_TIMEOUT, |d| d.0),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

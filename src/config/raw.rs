@@ -1,0 +1,284 @@
+//! The config file as written: serde structs mirroring the YAML, with value
+//! types that validate themselves while parsing so that errors carry the
+//! line and column of the offending value. Pure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use serde_saphyr::Spanned;
+
+/// Top level of `config.yaml`. Every field is optional except `bridges`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Where manifests (and later the status socket) live. Default `/run/hostbridge`.
+    pub state_dir: Option<AbsPath>,
+    /// The `udevadm` binary. Default `/usr/bin/udevadm`.
+    pub udevadm: Option<AbsPath>,
+    /// Default settle timing for all bridges.
+    pub settle: Option<RawSettle>,
+    /// Default size cap for source files. Default 1 MiB.
+    pub max_file_size: Option<Size>,
+    /// The bridges.
+    pub bridges: Vec<RawBridge>,
+}
+
+/// Settle timing; each field falls back to the level above.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettle {
+    /// Quiet period before a sync. Default 300ms.
+    pub quiet: Option<Spanned<Dur>>,
+    /// Hard cap from the first event to the sync. Default 10s.
+    pub max_wait: Option<Spanned<Dur>>,
+}
+
+/// What kind of files a bridge carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// udev rules files, installed into `/run/udev/rules.d` by default.
+    UdevRules,
+}
+
+/// One bridge as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBridge {
+    /// Unique name, `[a-z0-9_-]`, used in logs and state file names.
+    pub name: Spanned<BridgeName>,
+    /// The kind of files.
+    pub kind: Kind,
+    /// The exported dir a container writes into.
+    pub source: Spanned<AbsPath>,
+    /// Glob patterns of names to sync. Default `["*.rules"]` for udev-rules.
+    pub include: Option<Spanned<Vec<Pattern>>>,
+    /// Destination dir. Default `/run/udev/rules.d` for udev-rules.
+    pub install_to: Option<Spanned<AbsPath>>,
+    /// Remove installed files whose source is gone. Default true.
+    pub prune: Option<bool>,
+    /// Per-bridge settle timing.
+    pub settle: Option<RawSettle>,
+    /// Per-bridge size cap.
+    pub max_file_size: Option<Size>,
+    /// Actions run after a sync that changed something.
+    #[serde(default)]
+    pub then: Vec<RawAction>,
+}
+
+/// An action in a bridge's `then:` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawAction {
+    /// `udevadm control --reload`.
+    UdevReload,
+    /// `udevadm trigger …` then `udevadm settle`.
+    UdevTrigger(RawTrigger),
+}
+
+/// Arguments of `udev-trigger`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    /// `--subsystem-match`. Default: none (all subsystems).
+    pub subsystem: Option<Token>,
+    /// `--action`. Default `change`.
+    pub action: Option<UeventAction>,
+    /// `--attr-match NAME=VALUE` pairs.
+    #[serde(default)]
+    pub attrs: std::collections::BTreeMap<Token, Token>,
+    /// Timeout of the following `udevadm settle`. Default 30s.
+    pub settle_timeout: Option<Dur>,
+}
+
+/// A uevent action udevadm accepts for `--action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum UeventAction {
+    Add,
+    Remove,
+    Change,
+    Move,
+    Online,
+    Offline,
+    Bind,
+    Unbind,
+}
+
+impl UeventAction {
+    /// The word udevadm expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UeventAction::Add => "add",
+            UeventAction::Remove => "remove",
+            UeventAction::Change => "change",
+            UeventAction::Move => "move",
+            UeventAction::Online => "online",
+            UeventAction::Offline => "offline",
+            UeventAction::Bind => "bind",
+            UeventAction::Unbind => "unbind",
+        }
+    }
+}
+
+/// Implements `Deserialize` for a newtype over `String` via a checking function.
+macro_rules! checked_string {
+    ($ty:ident, $inner:ty, $check:expr) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                let check: fn(String) -> Result<$inner, String> = $check;
+                check(s).map($ty).map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+/// An absolute, normalised path (no `.`/`..` components, no trailing slash issues).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AbsPath(pub PathBuf);
+checked_string!(AbsPath, PathBuf, |s| {
+    let p = PathBuf::from(&s);
+    if !p.is_absolute() {
+        return Err(format!("path {s:?} is relative; use an absolute path"));
+    }
+    if p.components().any(|c| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::CurDir
+        )
+    }) {
+        return Err(format!(
+            "path {s:?} contains '.' or '..'; write it out in full"
+        ));
+    }
+    Ok(p.components().collect())
+});
+
+/// A bridge name: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BridgeName(pub String);
+checked_string!(BridgeName, String, |s| {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && !s.starts_with(['-', '_']);
+    if ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "bridge name {s:?} must be 1-64 of [a-z0-9_-], starting with a letter or digit"
+        ))
+    }
+});
+
+/// An `include` glob: the file-name charset plus `*` and `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern(pub String);
+checked_string!(Pattern, String, |s| {
+    let ok = !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+@-*?".contains(c));
+    if ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "include pattern {s:?} may use only [A-Za-z0-9._+@-], '*' and '?', and may not start with '.'"
+        ))
+    }
+});
+
+/// A plain word for udevadm arguments (subsystem names, sysfs attributes).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Token(pub String);
+checked_string!(Token, String, |s| {
+    let ok = !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic() && c != '=');
+    if ok {
+        Ok(s)
+    } else {
+        Err(format!(
+            "{s:?} must be 1-128 printable characters without spaces or '='"
+        ))
+    }
+});
+
+/// A duration written like `300ms`, `10s`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+checked_string!(Dur, Duration, |s| {
+    humantime::parse_duration(&s)
+        .map_err(|e| format!("bad duration {s:?}: {e} (write e.g. 300ms, 10s, 2m)"))
+});
+
+/// A byte size: an integer, or a string with a unit (`512KiB`, `1MiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size such as 1048576, 512KiB or 1MiB")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Size, E> {
+                Ok(Size(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Size, E> {
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Size, E> {
+                parse_size(v).map(Size).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parses `N`, `NB`, `NKiB`, `NMiB` or `NGiB` (binary units only, to avoid
+/// guessing whether "k" means 1000 or 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected e.g. 1MiB"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "bad size unit {other:?} in {s:?}: use B, KiB, MiB or GiB"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("7 B"), Ok(7));
+        assert!(parse_size("1MB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! Config parsing and validation tests (pure: text in, config or error out).
+
+use super::*;
+
+const SAMPLE: &str = "\
+state_dir: /run/hostbridge
+settle: { quiet: 300ms, max_wait: 10s }
+bridges:
+  - name: nut-udev
+    kind: udev-rules
+    source: /run/containers/nut/udev-rules
+    include: [\"*.rules\"]
+    install_to: /run/udev/rules.d
+    prune: true
+    then:
+      - udev-reload
+      - udev-trigger: { subsystem: usb, action: change }
+";
+
+fn p(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("/etc/hostbridge/config.yaml"))
+}
+
+/// Asserts `text` fails at `line:col` with a message containing `needle`.
+fn fails_at(text: &str, line: u64, column: u64, needle: &str) {
+    let e = p(text).expect_err("config should be rejected");
+    assert_eq!((e.line, e.column), (line, column), "{e}");
+    assert!(e.message.contains(needle), "{e} should mention {needle:?}");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("/etc/hostbridge/config.yaml:{line}:{column}: ")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn sample_from_the_design_parses() {
+    let c = p(SAMPLE).expect("sample parses");
+    assert_eq!(c.state_dir, Path::new("/run/hostbridge"));
+    assert_eq!(c.udevadm, Path::new(DEFAULT_UDEVADM));
+    let b = &c.bridges[0];
+    assert_eq!(b.name, "nut-udev");
+    assert_eq!(b.source, Path::new("/run/containers/nut/udev-rules"));
+    assert_eq!(b.include, ["*.rules"]);
+    assert!(b.prune);
+    assert_eq!(b.settle.quiet, Duration::from_millis(300));
+    assert_eq!(b.settle.max_wait, Duration::from_secs(10));
+    assert_eq!(b.max_file_size, DEFAULT_MAX_FILE_SIZE);
+    assert_eq!(
+        b.then,
+        [
+            Action::UdevReload,
+            Action::UdevTrigger(Trigger {
+                subsystem: Some("usb".into()),
+                action: "change",
+                attrs: vec![],
+                settle_timeout: DEFAULT_SETTLE_TIMEOUT,
+            })
+        ]
+    );
+}
+
+#[test]
+fn defaults_apply() {
+    let c = p("bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n").unwrap();
+    let b = &c.bridges[0];
+    assert_eq!(c.state_dir, Path::new(DEFAULT_STATE_DIR));
+    assert_eq!(b.install_to, Path::new(DEFAULT_UDEV_RULES_DIR));
+    assert_eq!(b.include, ["*.rules"]);
+    assert!(b.prune);
+    assert!(b.then.is_empty());
+    assert_eq!(b.settle.quiet, DEFAULT_QUIET);
+}
+
+#[test]
+fn per_bridge_settle_and_size_override_globals() {
+    let c = p("settle: {quiet: 1s}\nmax_file_size: 4KiB\nbridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    include: [\"a-*.rules\"]\n    settle: {max_wait: 5s}\n    max_file_size: 100\n  - name: b\n    kind: udev-rules\n    source: /y\n    include: [\"b-*.rules\"]\n").unwrap();
+    assert_eq!(c.bridges[0].settle.quiet, Duration::from_secs(1));
+    assert_eq!(c.bridges[0].settle.max_wait, Duration::from_secs(5));
+    assert_eq!(c.bridges[0].max_file_size, 100);
+    assert_eq!(c.bridges[1].max_file_size, 4096);
+    assert_eq!(c.bridges[1].settle.max_wait, DEFAULT_MAX_WAIT);
+}
+
+#[test]
+fn unknown_key_is_located() {
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    prnue: true\n",
+        5,
+        5,
+        "unknown field `prnue`",
+    );
+    fails_at(
+        "statedir: /x\nbridges: []\n",
+        1,
+        1,
+        "unknown field `statedir`",
+    );
+}
+
+#[test]
+fn bad_duration_is_located() {
+    fails_at(
+        "settle:\n  quiet: 3 parsecs\nbridges: []\n",
+        2,
+        10,
+        "bad duration",
+    );
+}
+
+#[test]
+fn relative_paths_are_rejected() {
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: run/x\n",
+        4,
+        13,
+        "relative",
+    );
+    fails_at("state_dir: ./state\nbridges: []\n", 1, 12, "relative");
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /run/../etc\n",
+        4,
+        13,
+        "'..'",
+    );
+}
+
+#[test]
+fn duplicate_names_are_located() {
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    include: [\"a*.rules\"]\n  - name: a\n    kind: udev-rules\n    source: /y\n    include: [\"b*.rules\"]\n",
+        6,
+        11,
+        "duplicate bridge name",
+    );
+}
+
+#[test]
+fn overlapping_destinations_are_located() {
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n  - name: b\n    kind: udev-rules\n    source: /y\n    include: [\"62-*.rules\"]\n",
+        8,
+        14,
+        "can match the same file",
+    );
+    // Disjoint patterns into the same dir are fine.
+    p("bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    include: [\"70-*.rules\"]\n  - name: b\n    kind: udev-rules\n    source: /y\n    include: [\"62-*.rules\"]\n").unwrap();
+}
+
+#[test]
+fn destination_inside_a_source_is_rejected() {
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    install_to: /x/out\n",
+        5,
+        17,
+        "overlap",
+    );
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    install_to: /out\n  - name: b\n    kind: udev-rules\n    source: /out/in\n    install_to: /elsewhere\n",
+        8,
+        13,
+        "overlaps bridge",
+    );
+}
+
+#[test]
+fn max_wait_shorter_than_quiet_is_rejected() {
+    fails_at(
+        "settle: {quiet: 2s, max_wait: 1s}\nbridges: []\n",
+        1,
+        31,
+        "shorter than",
+    );
+}
+
+#[test]
+fn bad_values_are_located() {
+    fails_at(
+        "bridges:\n  - name: Bad Name\n    kind: udev-rules\n    source: /x\n",
+        2,
+        11,
+        "bridge name",
+    );
+    fails_at(
+        "bridges:\n  - name: a\n    kind: rules\n    source: /x\n",
+        3,
+        11,
+        "unknown variant",
+    );
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    include: [\"../*.rules\"]\n",
+        5,
+        15,
+        "include pattern",
+    );
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    then: [udev-relaod]\n",
+        5,
+        12,
+        "unknown variant",
+    );
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    then:\n      - udev-trigger: {action: chnage}\n",
+        6,
+        32,
+        "unknown variant",
+    );
+    fails_at("max_file_size: 1MB\nbridges: []\n", 1, 16, "bad size unit");
+    fails_at(
+        "bridges:\n  - name: a\n    kind: udev-rules\n    source: /x\n    include: []\n",
+        5,
+        14,
+        "at least one",
+    );
+}
+
+#[test]
+fn syntax_error_is_located() {
+    fails_at("bridges: [\n", 1, 10, "unclosed");
+}
+
+#[test]
+fn missing_file_names_it() {
+    let e = load(Path::new("/nonexistent/hostbridge.yaml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/hostbridge.yaml:0:0: cannot read config"),
+        "{e}"
+    );
+}
+
+#[test]
+fn location_prefix_is_stripped() {
+    assert_eq!(
+        strip_location_prefix("error: line 3 column 5: unknown field `x`"),
+        "unknown field `x`"
+    );
+    assert_eq!(strip_location_prefix("plain message"), "plain message");
+    assert_eq!(
+        strip_location_prefix("error: line 6 column 32: unknown variant `x` at line 6, column 32"),
+        "unknown variant `x`"
+    );
+}

@@ -1,0 +1,6 @@
+//! The pure core: no `std::fs`, no `std::process`, no tokio. Everything here
+//! is a function over data with the clock passed in, tested without I/O.
+
+pub mod names;
+pub mod plan;
+pub mod settle;

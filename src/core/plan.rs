@@ -1,0 +1,518 @@
+//! The sync planner: a pure diff of what the source offers, what hostbridge
+//! owns (its manifest) and what the destination holds, into file operations.
+//!
+//! Rules, in the spirit of bootupd's "touch nothing you don't own":
+//! - a valid source file whose content or mode differs from the destination
+//!   is installed or replaced; identical content and mode write nothing;
+//! - a destination file of the same name that hostbridge never installed is
+//!   a conflict: reported, never overwritten;
+//! - a source file that is skipped (unsafe, unreadable, still being written)
+//!   never removes or changes the last good installed copy;
+//! - with `prune`, an owned file whose source name is gone is removed, but
+//!   only while the source directory itself exists: a vanished export dir
+//!   (container restarting) is "no information", not "delete everything".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// SHA-256 of a file's content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64 || !s.is_ascii() {
+            return Err("a digest is 64 hex digits");
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| "not hex")?;
+        }
+        Ok(Digest(out))
+    }
+}
+
+/// One source entry as read by the host layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceFile {
+    /// A regular file within limits, with its content digest.
+    Ready(Digest),
+    /// Present but not usable; the reason names what is wrong.
+    Skipped(String),
+}
+
+/// The source directory as read by the host layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceView {
+    /// Whether the source directory exists (and could be opened).
+    pub present: bool,
+    /// Candidate names (already filtered by [`crate::core::names`]).
+    pub files: BTreeMap<String, SourceFile>,
+}
+
+/// What hostbridge recorded installing under a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owned {
+    /// Digest of the content installed.
+    pub digest: Digest,
+    /// Permission bits installed.
+    pub mode: u32,
+}
+
+/// A destination entry as seen by the host layer (without following links).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestFile {
+    /// Nothing under that name.
+    Absent,
+    /// A regular file; `digest` is `None` when it was too large to hash.
+    File {
+        /// Content digest, if hashed.
+        digest: Option<Digest>,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// Something else (symlink, directory, device…), described for humans.
+    Other(&'static str),
+}
+
+/// Per-bridge settings the planner needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desired {
+    /// Permission bits of installed files.
+    pub mode: u32,
+    /// Remove owned files whose source is gone.
+    pub prune: bool,
+}
+
+/// A change to make in the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Write a file that is not there (new, or an owned file someone removed).
+    Install {
+        /// Destination file name.
+        name: String,
+        /// Digest of the content to write.
+        digest: Digest,
+    },
+    /// Overwrite an owned file whose content or mode differs.
+    Replace {
+        /// Destination file name.
+        name: String,
+        /// Digest of the content to write.
+        digest: Digest,
+    },
+    /// Remove an owned file whose source is gone.
+    Prune {
+        /// Destination file name.
+        name: String,
+    },
+}
+
+impl Op {
+    /// The destination file name this operation concerns.
+    pub fn name(&self) -> &str {
+        match self {
+            Op::Install { name, .. } | Op::Replace { name, .. } | Op::Prune { name } => name,
+        }
+    }
+}
+
+/// The outcome of planning: operations plus everything worth reporting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// File operations, in name order.
+    pub ops: Vec<Op>,
+    /// Names whose installed copy already matches.
+    pub unchanged: Vec<String>,
+    /// Source entries skipped, with the reason (an installed copy, if any, stays).
+    pub skipped: Vec<(String, String)>,
+    /// Names hostbridge will not touch because it does not own them.
+    pub conflicts: Vec<(String, String)>,
+    /// Owned files kept although their source is gone, with the reason.
+    pub kept: Vec<(String, String)>,
+    /// The manifest after the operations succeed.
+    pub owned_after: BTreeMap<String, Owned>,
+}
+
+impl Plan {
+    /// Whether applying this plan changes the destination.
+    pub fn changes(&self) -> bool {
+        !self.ops.is_empty()
+    }
+}
+
+/// Plans one sync. `dest` must describe every name in the source and in
+/// `owned`; a missing entry is treated as [`DestFile::Absent`].
+pub fn plan(
+    source: &SourceView,
+    owned: &BTreeMap<String, Owned>,
+    dest: &BTreeMap<String, DestFile>,
+    desired: Desired,
+) -> Plan {
+    let mut p = Plan {
+        owned_after: owned.clone(),
+        ..Plan::default()
+    };
+    let names: BTreeSet<&String> = source.files.keys().chain(owned.keys()).collect();
+    for name in names {
+        let d = dest.get(name).unwrap_or(&DestFile::Absent);
+        match source.files.get(name) {
+            Some(SourceFile::Ready(digest)) => {
+                plan_ready(&mut p, name, *digest, owned.get(name), d, desired)
+            }
+            Some(SourceFile::Skipped(why)) => p.skipped.push((name.clone(), why.clone())),
+            None => plan_gone(&mut p, name, source.present, d, desired),
+        }
+    }
+    p
+}
+
+fn plan_ready(
+    p: &mut Plan,
+    name: &str,
+    digest: Digest,
+    owned: Option<&Owned>,
+    d: &DestFile,
+    want: Desired,
+) {
+    let entry = Owned {
+        digest,
+        mode: want.mode,
+    };
+    match (owned, d) {
+        (_, DestFile::Other(what)) => {
+            p.conflicts
+                .push((name.into(), format!("destination is {what}")));
+            return;
+        }
+        (None, DestFile::File { .. }) => {
+            p.conflicts.push((
+                name.into(),
+                "destination file was not installed by hostbridge".into(),
+            ));
+            return;
+        }
+        (_, DestFile::Absent) => p.ops.push(Op::Install {
+            name: name.into(),
+            digest,
+        }),
+        (Some(_), DestFile::File { digest: have, mode }) => {
+            if *have == Some(digest) && *mode == want.mode {
+                p.unchanged.push(name.into());
+            } else {
+                p.ops.push(Op::Replace {
+                    name: name.into(),
+                    digest,
+                });
+            }
+        }
+    }
+    p.owned_after.insert(name.into(), entry);
+}
+
+fn plan_gone(p: &mut Plan, name: &str, source_present: bool, d: &DestFile, want: Desired) {
+    if !want.prune {
+        p.kept
+            .push((name.into(), "source removed; prune is off".into()));
+    } else if !source_present {
+        p.kept.push((
+            name.into(),
+            "source directory is missing; keeping installed copy".into(),
+        ));
+    } else {
+        match d {
+            DestFile::File { .. } => p.ops.push(Op::Prune { name: name.into() }),
+            // Already gone, or replaced by something we do not own: forget it.
+            DestFile::Absent | DestFile::Other(_) => {}
+        }
+        p.owned_after.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dg(b: u8) -> Digest {
+        Digest([b; 32])
+    }
+    const WANT: Desired = Desired {
+        mode: 0o644,
+        prune: true,
+    };
+
+    struct Case {
+        what: &'static str,
+        source: Option<SourceFile>,
+        present: bool,
+        owned: Option<Owned>,
+        dest: DestFile,
+        want: Desired,
+        ops: Vec<Op>,
+        owned_after: Option<Owned>,
+        /// Which report list the name lands in, if not an op.
+        note: &'static str,
+    }
+
+    fn file(b: u8, mode: u32) -> DestFile {
+        DestFile::File {
+            digest: Some(dg(b)),
+            mode,
+        }
+    }
+    fn own(b: u8) -> Option<Owned> {
+        Some(Owned {
+            digest: dg(b),
+            mode: 0o644,
+        })
+    }
+    fn install(b: u8) -> Vec<Op> {
+        vec![Op::Install {
+            name: "x".into(),
+            digest: dg(b),
+        }]
+    }
+    fn replace(b: u8) -> Vec<Op> {
+        vec![Op::Replace {
+            name: "x".into(),
+            digest: dg(b),
+        }]
+    }
+
+    fn cases() -> Vec<Case> {
+        let ready = |b| Some(SourceFile::Ready(dg(b)));
+        let skipped = Some(SourceFile::Skipped("a symlink".into()));
+        let base = |what, source, owned, dest, ops, owned_after, note| Case {
+            what,
+            source,
+            present: true,
+            owned,
+            dest,
+            want: WANT,
+            ops,
+            owned_after,
+            note,
+        };
+        vec![
+            base(
+                "new file",
+                ready(1),
+                None,
+                DestFile::Absent,
+                install(1),
+                own(1),
+                "",
+            ),
+            base(
+                "identical",
+                ready(1),
+                own(1),
+                file(1, 0o644),
+                vec![],
+                own(1),
+                "unchanged",
+            ),
+            base(
+                "content changed",
+                ready(2),
+                own(1),
+                file(1, 0o644),
+                replace(2),
+                own(2),
+                "",
+            ),
+            base(
+                "mode changed",
+                ready(1),
+                own(1),
+                file(1, 0o600),
+                replace(1),
+                own(1),
+                "",
+            ),
+            base(
+                "owned, deleted by someone",
+                ready(1),
+                own(1),
+                DestFile::Absent,
+                install(1),
+                own(1),
+                "",
+            ),
+            base(
+                "owned, edited by someone",
+                ready(1),
+                own(1),
+                file(9, 0o644),
+                replace(1),
+                own(1),
+                "",
+            ),
+            base(
+                "dest too big to hash",
+                ready(1),
+                own(1),
+                DestFile::File {
+                    digest: None,
+                    mode: 0o644,
+                },
+                replace(1),
+                own(1),
+                "",
+            ),
+            base(
+                "foreign file",
+                ready(1),
+                None,
+                file(1, 0o644),
+                vec![],
+                None,
+                "conflict",
+            ),
+            base(
+                "dest is a symlink",
+                ready(1),
+                own(1),
+                DestFile::Other("a symlink"),
+                vec![],
+                own(1),
+                "conflict",
+            ),
+            base(
+                "skipped keeps last good",
+                skipped.clone(),
+                own(1),
+                file(1, 0o644),
+                vec![],
+                own(1),
+                "skipped",
+            ),
+            base(
+                "skipped, never installed",
+                skipped,
+                None,
+                DestFile::Absent,
+                vec![],
+                None,
+                "skipped",
+            ),
+            base(
+                "source gone: prune",
+                None,
+                own(1),
+                file(1, 0o644),
+                vec![Op::Prune { name: "x".into() }],
+                None,
+                "",
+            ),
+            base(
+                "source gone, dest gone: forget",
+                None,
+                own(1),
+                DestFile::Absent,
+                vec![],
+                None,
+                "",
+            ),
+            Case {
+                present: false,
+                ..base(
+                    "source dir missing: keep",
+                    None,
+                    own(1),
+                    file(1, 0o644),
+                    vec![],
+                    own(1),
+                    "kept",
+                )
+            },
+            Case {
+                want: Desired {
+                    mode: 0o644,
+                    prune: false,
+                },
+                ..base(
+                    "prune off: keep",
+                    None,
+                    own(1),
+                    file(1, 0o644),
+                    vec![],
+                    own(1),
+                    "kept",
+                )
+            },
+        ]
+    }
+
+    #[test]
+    fn plan_table() {
+        for c in cases() {
+            let source = SourceView {
+                present: c.present,
+                files: c
+                    .source
+                    .iter()
+                    .map(|s| ("x".to_string(), s.clone()))
+                    .collect(),
+            };
+            let owned = c.owned.iter().map(|o| ("x".to_string(), *o)).collect();
+            let dest = [("x".to_string(), c.dest.clone())].into();
+            let p = plan(&source, &owned, &dest, c.want);
+            assert_eq!(p.ops, c.ops, "{}", c.what);
+            assert_eq!(p.owned_after.get("x").copied(), c.owned_after, "{}", c.what);
+            let noted = |l: &[(String, String)]| l.iter().any(|(n, _)| n == "x");
+            let got_note = if p.unchanged.iter().any(|n| n == "x") {
+                "unchanged"
+            } else if noted(&p.conflicts) {
+                "conflict"
+            } else if noted(&p.skipped) {
+                "skipped"
+            } else if noted(&p.kept) {
+                "kept"
+            } else {
+                ""
+            };
+            assert_eq!(got_note, c.note, "{}", c.what);
+            assert_eq!(p.changes(), !c.ops.is_empty(), "{}", c.what);
+        }
+    }
+
+    #[test]
+    fn many_files_are_planned_in_name_order() {
+        let source = SourceView {
+            present: true,
+            files: (0..5)
+                .map(|i| (format!("{i}.rules"), SourceFile::Ready(dg(i))))
+                .collect(),
+        };
+        let p = plan(&source, &BTreeMap::new(), &BTreeMap::new(), WANT);
+        let names: Vec<&str> = p.ops.iter().map(Op::name).collect();
+        assert_eq!(
+            names,
+            ["0.rules", "1.rules", "2.rules", "3.rules", "4.rules"]
+        );
+        assert_eq!(p.owned_after.len(), 5);
+    }
+
+    #[test]
+    fn digest_round_trips_through_hex() {
+        let d = Digest([0xab; 32]);
+        let s = d.to_string();
+        assert_eq!(s.len(), 64);
+        assert_eq!(s.parse::<Digest>(), Ok(d));
+        assert!("zz".parse::<Digest>().is_err());
+    }
+}

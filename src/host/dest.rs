@@ -1,0 +1,138 @@
+//! Atomic installs into a destination directory. Host layer.
+//!
+//! Recipe (afterburn/bootupd): write a temp file *in the destination* whose
+//! name udev and most readers ignore (`.hostbridge-*.tmp`: hidden, and not
+//! ending in `.rules`), set its mode, fsync it, `renameat` it over the final
+//! name, and fsync the directory once per batch. A crash leaves at worst a
+//! stale temp file, never a partial file under a final name; stale temps are
+//! removed at startup. All operations are relative to the directory's file
+//! descriptor and take plain names, so nothing is ever written outside it.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fchmod, fstatat};
+use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
+
+use super::fsx;
+use crate::core::plan::DestFile;
+
+/// Prefix of hostbridge's temp files; see the module docs.
+pub const TEMP_PREFIX: &str = ".hostbridge-";
+/// Suffix of hostbridge's temp files.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// An open destination directory.
+#[derive(Debug)]
+pub struct DestDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl DestDir {
+    /// Opens `path`, creating it (and missing parents) with mode 0755 first.
+    pub fn open_or_create(path: &Path) -> io::Result<DestDir> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path)?;
+        Self::open(path)
+    }
+
+    /// Opens an existing `path` (its last component must not be a symlink).
+    pub fn open(path: &Path) -> io::Result<DestDir> {
+        Ok(DestDir {
+            fd: fsx::open_dir_nofollow(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The directory's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Describes the entry `name` without following links. Regular files up
+    /// to `hash_limit` bytes are hashed; larger ones get no digest.
+    pub fn describe(&self, name: &str, hash_limit: u64) -> io::Result<DestFile> {
+        let st = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(DestFile::Absent),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(kind) = fsx::odd_kind(&st) {
+            return Ok(DestFile::Other(kind));
+        }
+        let mode = fsx::perm_bits(&st);
+        let mut file = fsx::open_file_at(&self.fd, name)?;
+        let digest = fsx::read_limited(&mut file, hash_limit)?.map(|b| fsx::digest(&b));
+        Ok(DestFile::File { digest, mode })
+    }
+
+    /// Atomically places `bytes` under `name` with permission bits `mode`.
+    pub fn install(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        let temp = format!(
+            "{TEMP_PREFIX}{}-{}{TEMP_SUFFIX}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(
+            &self.fd,
+            temp.as_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        let result = (|| -> io::Result<()> {
+            let mut file = std::fs::File::from(fd);
+            file.write_all(bytes)?;
+            fchmod(&file, Mode::from_bits_truncate(mode))?;
+            file.sync_all()?;
+            renameat(&self.fd, temp.as_str(), &self.fd, name)?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = unlinkat(&self.fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        result
+    }
+
+    /// Removes `name`; a name that is already gone is success.
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Flushes renames and unlinks in this directory to stable storage.
+    pub fn sync(&self) -> io::Result<()> {
+        Ok(fsync(&self.fd)?)
+    }
+
+    /// Removes temp files left by a crashed run; returns their names.
+    pub fn clean_stale_temps(&self) -> io::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        let mut dir = Dir::from_fd(self.fd.try_clone()?)?;
+        let names: Vec<String> = dir
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+            .filter(|n| n.starts_with(TEMP_PREFIX) && n.ends_with(TEMP_SUFFIX))
+            .collect();
+        for name in names {
+            self.remove(&name)?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+}

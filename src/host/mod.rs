@@ -1,0 +1,10 @@
+//! The host layer: inotify, file I/O and child processes. Thin: it performs
+//! what the core decides and holds no policy. Every host path it touches is
+//! passed in from the config, so tests run against temp dirs.
+
+pub mod actions;
+pub mod dest;
+pub mod fsx;
+pub mod source;
+pub mod state;
+pub mod watch;

@@ -1,0 +1,145 @@
+//! hostbridge's own state on disk: per-bridge manifests of installed files,
+//! and the lock that serialises file changes. Host layer.
+//!
+//! Layout under `state_dir`:
+//! - `lock`: `flock`ed while a sync changes files, so a `hostbridge sync` run
+//!   by hand and the daemon never interleave;
+//! - `bridges/<name>.json`: the manifest of one bridge (see [`Manifest`]).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use super::dest::DestDir;
+use crate::core::plan::{Digest, Owned};
+
+const MANIFEST_VERSION: u32 = 1;
+
+/// What one bridge has installed, and whether its actions still owe a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The destination the files were installed into.
+    pub destination: PathBuf,
+    /// Installed files by name.
+    pub files: BTreeMap<String, Owned>,
+    /// Files changed but the `then:` actions have not yet succeeded.
+    pub actions_pending: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    version: u32,
+    destination: PathBuf,
+    actions_pending: bool,
+    files: BTreeMap<String, OnDiskFile>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDiskFile {
+    sha256: String,
+    mode: u32,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// A state dir rooted at `root` (created on first write).
+    pub fn new(root: &Path) -> StateDir {
+        StateDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Takes the exclusive file-change lock, waiting for a holder to finish.
+    pub fn lock(&self) -> Result<Flock<File>> {
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("creating state dir {}", self.root.display()))?;
+        let path = self.root.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io::Error::from(e))
+            .with_context(|| format!("locking {}", path.display()))
+    }
+
+    fn manifest_path(&self, bridge: &str) -> PathBuf {
+        self.root.join("bridges").join(format!("{bridge}.json"))
+    }
+
+    /// Loads a bridge's manifest; a missing file is an empty manifest.
+    pub fn load(&self, bridge: &str) -> Result<Manifest> {
+        let path = self.manifest_path(bridge);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let disk: OnDisk = serde_json::from_slice(&text)
+            .with_context(|| format!("parsing manifest {}", path.display()))?;
+        anyhow::ensure!(
+            disk.version == MANIFEST_VERSION,
+            "manifest {} has version {}, expected {MANIFEST_VERSION}",
+            path.display(),
+            disk.version
+        );
+        let mut files = BTreeMap::new();
+        for (name, f) in disk.files {
+            let digest: Digest = f
+                .sha256
+                .parse()
+                .map_err(|e| anyhow::anyhow!("manifest {}: {name}: {e}", path.display()))?;
+            files.insert(
+                name,
+                Owned {
+                    digest,
+                    mode: f.mode,
+                },
+            );
+        }
+        Ok(Manifest {
+            destination: disk.destination,
+            files,
+            actions_pending: disk.actions_pending,
+        })
+    }
+
+    /// Atomically replaces a bridge's manifest.
+    pub fn save(&self, bridge: &str, m: &Manifest) -> Result<()> {
+        let disk = OnDisk {
+            version: MANIFEST_VERSION,
+            destination: m.destination.clone(),
+            actions_pending: m.actions_pending,
+            files: m
+                .files
+                .iter()
+                .map(|(n, o)| {
+                    let f = OnDiskFile {
+                        sha256: o.digest.to_string(),
+                        mode: o.mode,
+                    };
+                    (n.clone(), f)
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&disk)?;
+        let dir_path = self.root.join("bridges");
+        let dir = DestDir::open_or_create(&dir_path)
+            .with_context(|| format!("creating {}", dir_path.display()))?;
+        dir.install(&format!("{bridge}.json"), &bytes, 0o644)
+            .and_then(|()| dir.sync())
+            .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))
+    }
+}

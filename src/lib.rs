@@ -1,0 +1,17 @@
+//! hostbridge: a small privileged daemon that carries files from container
+//! export dirs to host dirs (udev rules into `/run/udev/rules.d`), waiting for
+//! writes to settle, installing atomically, and running host actions.
+//!
+//! Layout: [`core`] is pure (settle machine, planner, name rules); [`host`] is
+//! the thin I/O layer; [`sync`] and [`daemon`] glue them; [`cli`] is the
+//! command line.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod host;
+pub mod logging;
+pub mod sync;

@@ -1,0 +1,324 @@
+//! One reconcile of one bridge: scan the source, plan against the manifest
+//! and the destination, apply atomically, then run the bridge's actions if
+//! anything changed (or a previous run of them failed). Shell code: it glues
+//! the pure planner to the host layer and holds no policy of its own.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::{Bridge, Config};
+use crate::core::plan::{self, Desired, DestFile, Op, Plan};
+use crate::host::actions::{self, ActionOutcome};
+use crate::host::dest::DestDir;
+use crate::host::source;
+use crate::host::state::{Manifest, StateDir};
+
+/// What a sync of one bridge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The bridge.
+    pub bridge: String,
+    /// Whether this was a dry run (nothing written, no action run).
+    pub dry_run: bool,
+    /// Whether the source dir existed.
+    pub source_present: bool,
+    /// Newly written files.
+    pub installed: Vec<String>,
+    /// Overwritten files.
+    pub replaced: Vec<String>,
+    /// Removed files.
+    pub pruned: Vec<String>,
+    /// Count of files already up to date.
+    pub unchanged: usize,
+    /// Source entries not synced, with reasons.
+    pub skipped: Vec<(String, String)>,
+    /// Destination names hostbridge does not own, with reasons.
+    pub conflicts: Vec<(String, String)>,
+    /// Owned files kept although their source is gone.
+    pub kept: Vec<(String, String)>,
+    /// Stale temp files removed from the destination.
+    pub cleaned: Vec<String>,
+    /// Operator-facing notes (e.g. a changed destination).
+    pub notes: Vec<String>,
+    /// Per-file failures.
+    pub errors: Vec<String>,
+    /// Actions run, in order.
+    pub actions: Vec<ActionOutcome>,
+}
+
+impl SyncReport {
+    /// Whether the destination changed.
+    pub fn changed(&self) -> bool {
+        !(self.installed.is_empty() && self.replaced.is_empty() && self.pruned.is_empty())
+    }
+
+    /// Whether everything went as planned (skips and conflicts are findings,
+    /// not failures, but they make the bridge degraded).
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.actions.iter().any(|a| a.result.is_err())
+    }
+
+    /// One human line: "installed a.rules, b.rules; pruned c.rules".
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (verb, names) in [
+            ("installed", &self.installed),
+            ("replaced", &self.replaced),
+            ("pruned", &self.pruned),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{verb} {}", list(names)));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("nothing to change".into());
+        }
+        if self.unchanged > 0 {
+            parts.push(format!("{} unchanged", self.unchanged));
+        }
+        for (label, n) in [
+            ("skipped", self.skipped.len()),
+            ("conflicts", self.conflicts.len()),
+            ("errors", self.errors.len()),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {label}"));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// How many destination files changed.
+    pub fn change_count(&self) -> usize {
+        self.installed.len() + self.replaced.len() + self.pruned.len()
+    }
+}
+
+/// Lists up to five names, then "+N more".
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" (+{} more)", names.len() - SHOWN));
+    }
+    s
+}
+
+/// Options of one sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Files still being written: keep their installed copies.
+    pub still_open: BTreeSet<String>,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Remove stale temp files from the destination first (startup).
+    pub clean_temps: bool,
+}
+
+/// Syncs one bridge end to end: files (blocking, on a blocking thread), then
+/// actions.
+pub async fn sync_bridge(
+    config: &Config,
+    bridge: &Bridge,
+    opts: SyncOptions,
+) -> Result<SyncReport> {
+    let state = StateDir::new(&config.state_dir);
+    let (b, st) = (bridge.clone(), state.clone());
+    let dry_run = opts.dry_run;
+    let (mut report, mut manifest) =
+        tokio::task::spawn_blocking(move || sync_files(&b, &st, &opts))
+            .await
+            .context("file sync task failed")??;
+    if dry_run || !manifest.actions_pending {
+        return Ok(report);
+    }
+    report.actions = actions::run_all(&bridge.then, &config.udevadm).await;
+    if report.actions.iter().all(|a| a.result.is_ok()) {
+        manifest.actions_pending = false;
+        let (name, st) = (bridge.name.clone(), state);
+        tokio::task::spawn_blocking(move || st.save(&name, &manifest))
+            .await
+            .context("manifest task failed")??;
+    }
+    Ok(report)
+}
+
+/// The file part of a sync. Returns the report and the manifest as saved.
+pub fn sync_files(
+    bridge: &Bridge,
+    state: &StateDir,
+    opts: &SyncOptions,
+) -> Result<(SyncReport, Manifest)> {
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(state.lock()?)
+    };
+    let mut report = SyncReport {
+        bridge: bridge.name.clone(),
+        dry_run: opts.dry_run,
+        ..SyncReport::default()
+    };
+    let mut manifest = state.load(&bridge.name)?;
+    if manifest.destination != bridge.install_to {
+        if !manifest.files.is_empty() {
+            report.notes.push(format!(
+                "install_to changed from {}; {} files installed there are left in place",
+                manifest.destination.display(),
+                manifest.files.len()
+            ));
+        }
+        manifest = Manifest {
+            destination: bridge.install_to.clone(),
+            ..Manifest::default()
+        };
+    }
+    let scan = source::scan(
+        &bridge.source,
+        &bridge.include,
+        bridge.max_file_size,
+        &opts.still_open,
+    )
+    .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
+    report.source_present = scan.view.present;
+    report.skipped.extend(scan.rejected);
+
+    let dest = open_dest(&bridge.install_to, opts.dry_run)?;
+    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
+        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
+    }
+    let names: BTreeSet<&String> = scan
+        .view
+        .files
+        .keys()
+        .chain(manifest.files.keys())
+        .collect();
+    let mut dest_state = std::collections::BTreeMap::new();
+    for name in names {
+        let d = match &dest {
+            Some(d) => d.describe(name, bridge.max_file_size).with_context(|| {
+                format!("inspecting {}", bridge.install_to.join(name).display())
+            })?,
+            None => DestFile::Absent,
+        };
+        dest_state.insert(name.clone(), d);
+    }
+    let desired = Desired {
+        mode: bridge.mode,
+        prune: bridge.prune,
+    };
+    let plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
+    report.unchanged = plan.unchanged.len();
+    report.skipped.extend(plan.skipped.iter().cloned());
+    report.conflicts.clone_from(&plan.conflicts);
+    report.kept.clone_from(&plan.kept);
+    if opts.dry_run {
+        record_ops(&mut report, &plan.ops);
+        return Ok((report, manifest));
+    }
+    match dest {
+        Some(d) if plan.changes() => apply(bridge, state, &d, &plan, &mut manifest, &mut report)?,
+        _ => {}
+    }
+    Ok((report, manifest))
+}
+
+fn open_dest(path: &Path, dry_run: bool) -> Result<Option<DestDir>> {
+    let ctx = || format!("opening destination {}", path.display());
+    if !dry_run {
+        return DestDir::open_or_create(path).map(Some).with_context(ctx);
+    }
+    match DestDir::open(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(ctx),
+    }
+}
+
+fn record_ops(report: &mut SyncReport, ops: &[Op]) {
+    for op in ops {
+        let list = match op {
+            Op::Install { .. } => &mut report.installed,
+            Op::Replace { .. } => &mut report.replaced,
+            Op::Prune { .. } => &mut report.pruned,
+        };
+        list.push(op.name().to_string());
+    }
+}
+
+/// Applies a plan: intent manifest first (so a crash never leaves a file we
+/// wrote looking foreign), then the operations, then the final manifest.
+fn apply(
+    bridge: &Bridge,
+    state: &StateDir,
+    dest: &DestDir,
+    plan: &Plan,
+    manifest: &mut Manifest,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let mut intent = manifest.clone();
+    intent
+        .files
+        .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
+    intent.actions_pending = true;
+    state.save(&bridge.name, &intent)?;
+
+    let mut after = plan.owned_after.clone();
+    let src = crate::host::fsx::open_dir_nofollow(&bridge.source).ok();
+    for op in &plan.ops {
+        let result = match op {
+            Op::Install { name, digest } | Op::Replace { name, digest } => {
+                install_one(bridge, src.as_ref(), dest, name, *digest)
+            }
+            Op::Prune { name } => dest.remove(name).map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => record_ops(report, std::slice::from_ref(op)),
+            Err(e) => {
+                report.errors.push(format!(
+                    "{}: {e}",
+                    bridge.install_to.join(op.name()).display()
+                ));
+                if let (Op::Prune { name }, Some(old)) = (op, manifest.files.get(op.name())) {
+                    after.insert(name.clone(), *old);
+                }
+            }
+        }
+    }
+    dest.sync().context("syncing destination dir")?;
+    *manifest = Manifest {
+        destination: bridge.install_to.clone(),
+        files: after,
+        actions_pending: intent.actions_pending,
+    };
+    state.save(&bridge.name, manifest)
+}
+
+/// Re-reads a source file and installs it if it still has the planned
+/// content; a file that changed since the scan is left for the next window.
+fn install_one(
+    bridge: &Bridge,
+    src: Option<&std::os::fd::OwnedFd>,
+    dest: &DestDir,
+    name: &str,
+    want: plan::Digest,
+) -> Result<(), String> {
+    let src = src.ok_or("source dir vanished during sync")?;
+    let (digest, bytes) = match source::read_entry(src, name, bridge.max_file_size) {
+        Ok(Ok(found)) => found,
+        Ok(Err(why)) => return Err(why),
+        Err(e) => return Err(e.to_string()),
+    };
+    if digest != want {
+        return Err("source changed during sync; the next sync picks it up".into());
+    }
+    dest.install(name, &bytes, bridge.mode)
+        .map_err(|e| e.to_string())
+}
