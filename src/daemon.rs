@@ -195,7 +195,6 @@ impl Daemon {
         match b.watch.resolve() {
             Ok(Watching::Source) => debug!("watching {}", b.bridge.source.display()),
             Ok(Watching::Ancestor { dir, next }) => info!(
-                bridge = %name,
                 "{name}: source {} does not exist yet; watching {} for {:?} to appear",
                 b.bridge.source.display(),
                 dir.display(),
