@@ -110,14 +110,14 @@ fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> u8
 }
 
 async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
-    if let Some(name) = only {
-        if !config.bridges.iter().any(|b| b.name == name) {
-            eprintln!(
-                "hostbridge: no bridge named {name:?} in {}",
-                config.path.display()
-            );
-            return Ok(EXIT_USAGE);
-        }
+    if let Some(name) = only
+        && !config.bridges.iter().any(|b| b.name == name)
+    {
+        eprintln!(
+            "hostbridge: no bridge named {name:?} in {}",
+            config.path.display()
+        );
+        return Ok(EXIT_USAGE);
     }
     let mut code = EXIT_OK;
     for b in config

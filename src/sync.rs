@@ -190,7 +190,8 @@ pub fn sync_files(
     report.source_present = scan.view.present;
     report.skipped.extend(scan.rejected);
 
-    let dest = open_dest(&bridge.install_to, opts.dry_run)?;
+    // The destination is created only when there is something to install.
+    let dest = open_existing(&bridge.install_to)?;
     if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
         report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
     }
@@ -223,18 +224,19 @@ pub fn sync_files(
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
     }
-    match dest {
-        Some(d) if plan.changes() => apply(bridge, state, &d, &plan, &mut manifest, &mut report)?,
-        _ => {}
+    if plan.changes() {
+        let dest = match dest {
+            Some(d) => d,
+            None => DestDir::open_or_create(&bridge.install_to)
+                .with_context(|| format!("creating destination {}", bridge.install_to.display()))?,
+        };
+        apply(bridge, state, &dest, &plan, &mut manifest, &mut report)?;
     }
     Ok((report, manifest))
 }
 
-fn open_dest(path: &Path, dry_run: bool) -> Result<Option<DestDir>> {
+fn open_existing(path: &Path) -> Result<Option<DestDir>> {
     let ctx = || format!("opening destination {}", path.display());
-    if !dry_run {
-        return DestDir::open_or_create(path).map(Some).with_context(ctx);
-    }
     match DestDir::open(path) {
         Ok(d) => Ok(Some(d)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

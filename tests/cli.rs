@@ -1,0 +1,150 @@
+//! The command line as scripts see it: exit codes and output of `check`,
+//! `sync` and `sync --dry-run`, run as the real binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+
+use common::{Env, bin};
+
+#[test]
+fn config_errors_exit_78_with_file_line_and_column() {
+    let env = Env::new("    prnue: true\n");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("{}:8:5: unknown field `prnue`", env.config.display());
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn missing_config_exits_78() {
+    let out = std::process::Command::new(bin())
+        .args(["--config", "/nonexistent/x.yaml", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/x.yaml:0:0: cannot read config")
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let out = std::process::Command::new(bin())
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["sync", "--help"],
+        &["check", "--help"],
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: hostbridge"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn check_prints_what_each_bridge_would_do() {
+    let env = Env::new(
+        "    then:\n      - udev-reload\n      - udev-trigger: { subsystem: usb, attrs: { idVendor: 051d } }\n",
+    );
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "bridge test (UdevRules):".to_string(),
+        format!(
+            "watch      {} (missing: will wait for it) for *.rules",
+            env.src.display()
+        ),
+        format!("install to {} (mode 0644, prune on)", env.dest.display()),
+        "settle     quiet 300ms, max_wait 10s; files up to 1048576 bytes".to_string(),
+        "control --reload".to_string(),
+        "trigger --action=change --subsystem-match=usb --attr-match=idVendor=051d".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+}
+
+#[test]
+fn sync_dry_run_prints_the_plan_and_changes_nothing() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    env.put("a.rules", "# a\n");
+    env.put("b.rules", "# b\n");
+    let out = env.run(&["sync", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("test: plan: installed a.rules, b.rules"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  + install a.rules\n  + install b.rules\n"),
+        "{text}"
+    );
+    assert!(!env.dest.exists(), "dry run created the destination");
+    assert!(!env.state.exists(), "dry run wrote state");
+    assert!(env.udevadm_calls().is_empty(), "dry run ran an action");
+}
+
+#[test]
+fn sync_installs_runs_actions_once_and_is_idempotent() {
+    let env =
+        Env::new("    then:\n      - udev-reload\n      - udev-trigger: { subsystem: usb }\n");
+    env.put("a.rules", "# a\n");
+    let out = env.run(&["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("  + install a.rules"));
+    assert_eq!(env.dest_content("a.rules").as_deref(), Some("# a\n"));
+    assert_eq!(
+        env.udevadm_calls(),
+        [
+            "control --reload files=1",
+            "trigger --action=change --subsystem-match=usb files=1",
+            "settle --timeout=30 files=1"
+        ]
+    );
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to change"));
+    assert_eq!(
+        env.udevadm_calls().len(),
+        3,
+        "no action when nothing changed"
+    );
+}
+
+#[test]
+fn sync_reports_conflicts_with_exit_1_and_unknown_bridge_with_2() {
+    let env = Env::new("");
+    env.put("a.rules", "# a\n");
+    fs::create_dir_all(&env.dest).unwrap();
+    fs::write(env.dest.join("a.rules"), "# someone else's\n").unwrap();
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("! conflict a.rules: destination file was not installed by hostbridge")
+    );
+    let out = env.run(&["sync", "--bridge", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}

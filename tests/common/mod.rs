@@ -1,0 +1,267 @@
+//! Test harness: a temp dir per test with source, destination and state dirs,
+//! a config file, the real `hostbridge` binary run as a child process, and
+//! helpers that wait on conditions with generous deadlines (never a sleep as
+//! synchronisation).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous deadline for conditions on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The hostbridge binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hostbridge")
+}
+
+/// A test environment in a fresh temp dir.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub src: PathBuf,
+    pub dest: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+    pub config: PathBuf,
+    pub gate: Option<PathBuf>,
+}
+
+impl Env {
+    /// Creates the dirs (source and destination are *not* created, so tests
+    /// can exercise their absence) and a config with `extra` YAML appended to
+    /// the bridge (`settle:`, `then:` …).
+    pub fn new(bridge_extra: &str) -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("hb-test-")
+            .tempdir()
+            .expect("tempdir");
+        let root = tmp.path().to_path_buf();
+        let env = Env {
+            src: root.join("export"),
+            dest: root.join("rules.d"),
+            state: root.join("state"),
+            log: root.join("udevadm.log"),
+            config: root.join("config.yaml"),
+            gate: None,
+            tmp,
+        };
+        env.write_config(bridge_extra);
+        env
+    }
+
+    /// Rewrites the config file.
+    pub fn write_config(&self, bridge_extra: &str) {
+        let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/udevadm-standin");
+        let yaml = format!(
+            "state_dir: {state}\nudevadm: {standin}\nbridges:\n  - name: test\n    kind: udev-rules\n    source: {src}\n    install_to: {dest}\n{extra}",
+            state = self.state.display(),
+            standin = standin.display(),
+            src = self.src.display(),
+            dest = self.dest.display(),
+            extra = bridge_extra,
+        );
+        fs::write(&self.config, yaml).expect("write config");
+    }
+
+    /// Makes the first `udevadm control` call block until [`Env::open_gate`].
+    pub fn with_gate(mut self) -> Env {
+        let gate = self.tmp.path().join("gate");
+        nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Lets a blocked stand-in call continue.
+    pub fn open_gate(&self) {
+        let gate = self.gate.as_ref().expect("with_gate");
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(gate)
+            .expect("open gate");
+        writeln!(f, "go").expect("write gate");
+    }
+
+    /// A `hostbridge` command with this env's config and stand-in variables.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("--config").arg(&self.config).args(args);
+        c.env("STANDIN_LOG", &self.log)
+            .env("STANDIN_DEST", &self.dest);
+        c.env_remove("JOURNAL_STREAM").env_remove("HOSTBRIDGE_LOG");
+        if let Some(g) = &self.gate {
+            c.env("STANDIN_GATE", g);
+        }
+        c
+    }
+
+    /// Runs `hostbridge ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run hostbridge")
+    }
+
+    /// Starts `hostbridge run` and waits until it reports ready.
+    pub fn start(&self) -> Daemon {
+        let d = self.spawn_daemon(&[]);
+        d.wait_log("ready:");
+        d
+    }
+
+    /// Starts `hostbridge run` with extra environment, without waiting.
+    pub fn spawn_daemon(&self, envs: &[(&str, &str)]) -> Daemon {
+        let n = list(self.tmp.path())
+            .iter()
+            .filter(|f| f.starts_with("daemon-"))
+            .count();
+        let stderr_path = self.tmp.path().join(format!("daemon-{n}.log"));
+        let stderr = fs::File::create(&stderr_path).expect("daemon log");
+        let mut c = self.cmd(&["run"]);
+        c.envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = c.spawn().expect("spawn daemon");
+        Daemon {
+            child: Some(child),
+            stderr: stderr_path,
+        }
+    }
+
+    /// Lines of the stand-in's log.
+    pub fn udevadm_calls(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `udevadm control --reload` calls so far.
+    pub fn reloads(&self) -> Vec<String> {
+        self.udevadm_calls()
+            .into_iter()
+            .filter(|l| l.starts_with("control --reload files="))
+            .collect()
+    }
+
+    /// Names in the destination dir (sorted).
+    pub fn installed(&self) -> Vec<String> {
+        list(&self.dest)
+    }
+
+    /// Writes a source file in one go (creating the source dir).
+    pub fn put(&self, name: &str, content: &str) {
+        fs::create_dir_all(&self.src).expect("mkdir src");
+        fs::write(self.src.join(name), content).expect("write source");
+    }
+
+    /// Content of an installed file, if present.
+    pub fn dest_content(&self, name: &str) -> Option<String> {
+        fs::read_to_string(self.dest.join(name)).ok()
+    }
+}
+
+/// A running daemon; sent SIGTERM and reaped on drop.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) {
+        self.wait_log_count(needle, 1);
+    }
+
+    /// Waits until the log contains `needle` at least `n` times.
+    pub fn wait_log_count(&self, needle: &str, n: usize) {
+        wait_for(
+            &format!("{n}x {needle:?} in daemon log"),
+            || self.log().matches(needle).count() >= n,
+            || self.log(),
+        );
+    }
+
+    /// Number of syncs that changed files.
+    pub fn changing_syncs(&self) -> usize {
+        self.log().matches(" files changed: ").count()
+    }
+
+    /// Pid of the daemon.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.child.as_ref().expect("child").id() as i32)
+    }
+
+    /// Sends SIGTERM and waits for exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait().expect("wait daemon")
+    }
+
+    /// Sends SIGKILL and waits for exit.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- daemon log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Polls `cond` until true or [`DEADLINE`]; on timeout panics with `what` and
+/// the output of `context`.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > DEADLINE {
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {what}\n{}",
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sorted names in a dir (empty if missing).
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Marks a file executable.
+pub fn make_executable(p: &Path) {
+    let mut perm = fs::metadata(p).expect("stat").permissions();
+    perm.set_mode(0o755);
+    fs::set_permissions(p, perm).expect("chmod");
+}
