@@ -1,0 +1,23 @@
+# Shared helpers for scripts/*. Sourced, not run.
+
+# ensure_packages PKG...: installs the Debian packages that are missing, and
+# only those (apt-get update runs once, only when something is missing).
+ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "==> installing missing Debian packages: ${missing[*]}"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# step NAME CMD...: prints a header, runs the command.
+step() {
+    echo "==> $1"
+    shift
+    "$@"
+}
