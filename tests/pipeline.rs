@@ -7,10 +7,8 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::time::{Duration, Instant};
 
 use common::{Env, list, wait_for};
 
@@ -41,29 +39,7 @@ fn slow_writer_is_installed_whole_by_the_first_sync() {
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
 
-    // 40 files, started every 50 ms (spread over 2 s), each written in 4
-    // chunks 50 ms apart: a writer that a fixed 250 ms sleep would race.
-    let mut schedule: Vec<(u64, usize, usize)> = Vec::new();
-    for f in 0..40 {
-        for chunk in 0..4 {
-            schedule.push((f as u64 * 50 + chunk as u64 * 50, f, chunk));
-        }
-    }
-    schedule.sort();
-    let start = Instant::now();
-    let mut open: Vec<Option<fs::File>> = (0..40).map(|_| None).collect();
-    for (at, f, chunk) in schedule {
-        let due = start + Duration::from_millis(at);
-        // Pacing the writer is the scenario itself, not synchronisation.
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let file = open[f].get_or_insert_with(|| {
-            fs::File::create(env.src.join(format!("{f:02}-slow.rules"))).unwrap()
-        });
-        write!(file, "# file {f} chunk {chunk}\n{}\n", "x".repeat(200)).unwrap();
-        if chunk == 3 {
-            open[f] = None; // close
-        }
-    }
+    common::slow_writer(&env.src, 40);
     wait_for("first reload", || !env.reloads().is_empty(), || d.log());
     assert_eq!(
         env.reloads()[0],

@@ -265,3 +265,42 @@ pub fn make_executable(p: &Path) {
     perm.set_mode(0o755);
     fs::set_permissions(p, perm).expect("chmod");
 }
+
+/// Name of slow-writer file `f`.
+pub fn slow_name(f: usize) -> String {
+    format!("{f:02}-slow.rules")
+}
+
+/// Complete content of slow-writer file `f`.
+pub fn slow_content(f: usize) -> String {
+    (0..4).map(|c| slow_chunk(f, c)).collect()
+}
+
+fn slow_chunk(f: usize, chunk: usize) -> String {
+    format!("# file {f} chunk {chunk}\n{}\n", "x".repeat(200))
+}
+
+/// The slow writer: `n` files started every 50 ms (40 files spread over 2 s),
+/// each written in 4 chunks 50 ms apart, as a container copying files over
+/// a slow bind mount would. Returns when every file is closed.
+pub fn slow_writer(dir: &Path, n: usize) {
+    let mut schedule: Vec<(u64, usize, usize)> = Vec::new();
+    for f in 0..n {
+        for chunk in 0..4 {
+            schedule.push((f as u64 * 50 + chunk as u64 * 50, f, chunk));
+        }
+    }
+    schedule.sort();
+    let start = Instant::now();
+    let mut open: Vec<Option<fs::File>> = (0..n).map(|_| None).collect();
+    for (at, f, chunk) in schedule {
+        // Pacing the writer is the scenario itself, not synchronisation.
+        let due = start + Duration::from_millis(at);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let file = open[f].get_or_insert_with(|| fs::File::create(dir.join(slow_name(f))).unwrap());
+        file.write_all(slow_chunk(f, chunk).as_bytes()).unwrap();
+        if chunk == 3 {
+            open[f] = None; // close: IN_CLOSE_WRITE
+        }
+    }
+}
