@@ -161,6 +161,14 @@ impl Daemon {
                         self.rewatch(i, now);
                         self.observe(i, now, Input::Rescan);
                     }
+                    Meaning::Overflow => {
+                        warn!(
+                            "{}: inotify queue overflowed (fs.inotify.max_queued_events); events were lost, rescanning the source",
+                            self.bridges[i].bridge.name
+                        );
+                        self.rewatch(i, now);
+                        self.observe(i, now, Input::Rescan);
+                    }
                     Meaning::Ignore => {}
                 }
             }

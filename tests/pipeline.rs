@@ -402,3 +402,51 @@ fn failed_action_is_retried_on_the_next_sync() {
     assert!(d.log().contains("udev-reload ok"), "{}", d.log());
     assert_eq!(env.reloads().len(), 1);
 }
+
+#[test]
+fn invalid_replacement_keeps_the_last_good_copy() {
+    let env = Env::new(RELOAD_THEN);
+    env.put("a.rules", "# good\n");
+    let d = env.start();
+    assert_eq!(env.dest_content("a.rules").as_deref(), Some("# good\n"));
+    // The container replaces the file with a symlink, then with an oversized file.
+    fs::remove_file(env.src.join("a.rules")).unwrap();
+    symlink("/etc/passwd", env.src.join("a.rules")).unwrap();
+    d.wait_log("skipped a.rules: is a symlink");
+    assert_eq!(env.dest_content("a.rules").as_deref(), Some("# good\n"));
+    fs::remove_file(env.src.join("a.rules")).unwrap();
+    fs::write(env.src.join("a.rules"), vec![b'#'; 2 << 20]).unwrap();
+    d.wait_log("skipped a.rules: is 2097152 bytes");
+    assert_eq!(env.dest_content("a.rules").as_deref(), Some("# good\n"));
+    assert_eq!(env.reloads().len(), 1, "nothing changed, nothing reloaded");
+}
+
+#[test]
+fn queue_overflow_falls_back_to_a_full_rescan() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    let max: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
+    if max > 100_000 {
+        eprintln!("SKIP queue_overflow: max_queued_events is {max}, too many files to write");
+        return;
+    }
+    // Freeze the daemon (a real SIGSTOP) so the kernel queue fills up: each
+    // file gives at least CREATE, MODIFY and CLOSE_WRITE.
+    let pid = d.pid();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let n = max / 3 + 2000;
+    for i in 0..n {
+        fs::write(env.src.join(format!("{i:06}.rules")), "#\n").unwrap();
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    d.wait_log("inotify queue overflowed");
+    wait_for(
+        "all files installed",
+        || env.installed().len() == n,
+        || d.log(),
+    );
+}

@@ -63,6 +63,8 @@ pub enum Meaning {
     Settle(Input),
     /// The watch must be re-established (then rescan).
     Rewatch,
+    /// The kernel queue overflowed: events were lost; rewatch and rescan.
+    Overflow,
     /// Nothing to do.
     Ignore,
 }
@@ -139,7 +141,7 @@ impl SourceWatch {
     /// Interprets one event of this bridge's inotify instance.
     pub fn interpret(&self, ev: &Event<OsString>) -> Meaning {
         if ev.mask.contains(EventMask::Q_OVERFLOW) {
-            return Meaning::Rewatch;
+            return Meaning::Overflow;
         }
         if self.current.as_ref() != Some(&ev.wd) {
             return Meaning::Ignore; // a watch we already replaced
