@@ -3,4 +3,5 @@
 
 pub mod names;
 pub mod plan;
+pub mod rules;
 pub mod settle;

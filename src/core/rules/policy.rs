@@ -1,0 +1,525 @@
+//! The `permissions-only` policy for udev rules that containers export. Pure.
+//!
+//! A rules file is code that udevd runs as root. Under `permissions-only` a
+//! file may only decide who can open USB-ish device nodes: MODE, GROUP, OWNER
+//! and `TAG+="uaccess"` (and SYMLINK names), on lines that are provably
+//! limited to allowed subsystems and to a vendor. Everything that executes,
+//! writes sysfs or sysctls, renames, relabels, or sets properties other
+//! than allowed ones is refused.
+//!
+//! "Provably limited" follows udevd's control flow: every rule runs in
+//! order, and `GOTO` jumps forward to its `LABEL`. A forward data-flow pass
+//! computes, for each rule, what is known on *every* path that reaches it:
+//! the set of subsystems the device can be in and whether its vendor was
+//! matched. Facts come from the rule's own positive matches
+//! (`SUBSYSTEM=="usb"`, `ATTR{idVendor}=="051d"`), from jumps taken by
+//! `SUBSYSTEM=="usb", GOTO="x"` into the label, and from falling through a
+//! single-match guard such as `SUBSYSTEM!="usb", GOTO="end"`. A jump that
+//! skips a guard therefore loses the guard's facts.
+
+use std::collections::BTreeSet;
+
+use super::parse::{Key, Op, Rule, RulesFile, Token, parse_mode};
+use super::{Finding, Severity};
+
+/// Default subsystems on which permissions may be granted.
+pub const DEFAULT_SUBSYSTEMS: &[&str] = &["usb", "usb_device", "hidraw", "tty", "usbmisc"];
+
+/// Groups that must never be granted device access: each is root-equivalent
+/// or reads/writes things far beyond one UPS (disks, memory, logs, ttys,
+/// input devices, VMs, containers).
+pub const PRIVILEGED_GROUPS: &[&str] = &[
+    "root",
+    "wheel",
+    "sudo",
+    "admin",
+    "adm",
+    "disk",
+    "kmem",
+    "mem",
+    "shadow",
+    "systemd-journal",
+    "tty",
+    "input",
+    "kvm",
+    "docker",
+    "lxd",
+    "libvirt",
+    "sys",
+    "utmp",
+    "staff",
+];
+
+/// OPTIONS values allowed under `permissions-only`, and why they are safe:
+/// `link_priority` and `string_escape` only shape symlink and name strings;
+/// `db_persist` keeps a device's database entry across udevd restarts;
+/// `watch`/`nowatch` toggle a close-after-write watch on the device's own node.
+/// Refused: `static_node=` (applies permissions to a /dev node with no device
+/// match at all), `log_level=` and `dump` (change what udevd logs).
+fn harmless_option(v: &str) -> bool {
+    v.starts_with("link_priority=")
+        || v.starts_with("string_escape=")
+        || matches!(v, "db_persist" | "watch" | "nowatch")
+}
+
+/// Whether the policy applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// Only permissions on allowed, vendor-matched devices.
+    PermissionsOnly,
+    /// No policy: the source is trusted like root.
+    Trusted,
+}
+
+/// Policy settings of one bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// permissions-only or trusted.
+    pub mode: PolicyMode,
+    /// Subsystems on which permissions may be granted.
+    pub subsystems: Vec<String>,
+    /// Groups GROUP may name; empty means any non-privileged group.
+    pub groups: Vec<String>,
+    /// Users OWNER may name; empty means any user.
+    pub owners: Vec<String>,
+    /// Properties ENV{…} may set.
+    pub env: Vec<String>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            mode: PolicyMode::PermissionsOnly,
+            subsystems: DEFAULT_SUBSYSTEMS.iter().map(|s| s.to_string()).collect(),
+            groups: Vec::new(),
+            owners: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What is known about the device on every path reaching a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Flow {
+    /// No path reaches the rule.
+    Unreachable,
+    /// Facts that hold on all paths.
+    Reached(Facts),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Facts {
+    /// `Some(set)`: the device's subsystem is in `set`.
+    subsystems: Option<BTreeSet<String>>,
+    /// The device's (or a parent's) vendor ID was matched.
+    vendor: bool,
+}
+
+impl Flow {
+    /// Facts that hold on both paths.
+    fn meet(self, other: Flow) -> Flow {
+        match (self, other) {
+            (Flow::Unreachable, x) | (x, Flow::Unreachable) => x,
+            (Flow::Reached(a), Flow::Reached(b)) => Flow::Reached(Facts {
+                subsystems: match (a.subsystems, b.subsystems) {
+                    (Some(x), Some(y)) => Some(x.union(&y).cloned().collect()),
+                    _ => None,
+                },
+                vendor: a.vendor && b.vendor,
+            }),
+        }
+    }
+}
+
+impl Facts {
+    /// Adds what `t` being true implies (for `!=`, what its negation being
+    /// false implies is handled by [`Facts::assume_false`]).
+    fn assume_true(&mut self, t: &Token) {
+        if t.op == Op::Match {
+            self.learn(t);
+        }
+    }
+
+    /// Adds what `t` being false implies: a false `!=` is a `==`.
+    fn assume_false(&mut self, t: &Token) {
+        if t.op == Op::NoMatch {
+            self.learn(t);
+        }
+    }
+
+    fn learn(&mut self, t: &Token) {
+        let Some(values) = plain_alternatives(t) else {
+            return;
+        };
+        match t.key {
+            Key::Subsystem => {
+                let set: BTreeSet<String> = values.into_iter().collect();
+                self.subsystems = Some(match self.subsystems.take() {
+                    Some(s) => s.intersection(&set).cloned().collect(),
+                    None => set,
+                });
+            }
+            Key::Attr | Key::Attrs
+                if t.attr.as_deref() == Some("idVendor") && values.iter().all(|v| is_usb_id(v)) =>
+            {
+                self.vendor = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A 4-digit hex USB vendor or product ID.
+fn is_usb_id(v: &str) -> bool {
+    v.len() == 4 && v.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The `|` alternatives of a match value if all are plain, non-empty strings
+/// (no globs): only those prove what a device is.
+fn plain_alternatives(t: &Token) -> Option<Vec<String>> {
+    let values: Vec<String> = t
+        .value
+        .split('|')
+        .map(|v| {
+            if t.case_insensitive {
+                v.to_ascii_lowercase()
+            } else {
+                v.to_string()
+            }
+        })
+        .collect();
+    let plain = values
+        .iter()
+        .all(|v| !v.is_empty() && !v.contains(['*', '?', '[']));
+    plain.then_some(values)
+}
+
+/// Checks a parsed file; returns the policy findings (none when trusted).
+pub fn check(file: &RulesFile, policy: &Policy) -> Vec<Finding> {
+    if policy.mode == PolicyMode::Trusted {
+        return Vec::new();
+    }
+    let flows = flow(&file.rules);
+    let mut out = Vec::new();
+    for (rule, flow) in file.rules.iter().zip(flows) {
+        check_rule(rule, flow, policy, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The flow state on entry to each rule.
+fn flow(rules: &[Rule]) -> Vec<Flow> {
+    let mut entry: Vec<Flow> = vec![Flow::Unreachable; rules.len()];
+    if let Some(first) = entry.first_mut() {
+        *first = Flow::Reached(Facts::default());
+    }
+    for i in 0..rules.len() {
+        let Flow::Reached(in_facts) = entry[i].clone() else {
+            // Unreachable rules pass nothing on by falling through.
+            continue;
+        };
+        let rule = &rules[i];
+        let matches: Vec<&Token> = rule.tokens.iter().filter(|t| t.op.is_match()).collect();
+        let mut fall = Flow::Reached(in_facts.clone());
+        if let Some((_, target)) = &rule.goto {
+            let mut jumped = in_facts.clone();
+            matches.iter().for_each(|t| jumped.assume_true(t));
+            entry[*target] = std::mem::replace(&mut entry[*target], Flow::Unreachable)
+                .meet(Flow::Reached(jumped));
+            fall = match matches.as_slice() {
+                [] => Flow::Unreachable, // unconditional GOTO: nothing falls through
+                [only] => {
+                    let mut f = in_facts;
+                    f.assume_false(only);
+                    Flow::Reached(f)
+                }
+                _ => Flow::Reached(in_facts),
+            };
+        }
+        if i + 1 < rules.len() {
+            entry[i + 1] = std::mem::replace(&mut entry[i + 1], Flow::Unreachable).meet(fall);
+        }
+    }
+    entry
+}
+
+fn finding(t: &Token, rule: &'static str, message: String) -> Finding {
+    Finding {
+        line: t.line,
+        column: t.column,
+        severity: Severity::Error,
+        rule,
+        message,
+    }
+}
+
+fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) {
+    // What holds when this rule's assignments apply: its own matches succeeded.
+    let facts = match flow {
+        Flow::Reached(mut f) => {
+            rule.tokens.iter().for_each(|t| f.assume_true(t));
+            Some(f)
+        }
+        Flow::Unreachable => None,
+    };
+    for t in &rule.tokens {
+        forbidden(t, policy, out);
+        if t.op.is_match() {
+            continue;
+        }
+        let grants = match t.key {
+            Key::Mode | Key::Group | Key::Owner => true,
+            Key::Tag => t.op == Op::Add && t.value == "uaccess",
+            _ => false,
+        };
+        if grants {
+            constrained(t, facts.as_ref(), policy, true, out);
+            value_checks(t, policy, out);
+        }
+        if t.key == Key::Symlink {
+            constrained(t, facts.as_ref(), policy, false, out);
+        }
+    }
+}
+
+/// Keys refused on any line.
+fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
+    let v = &t.value;
+    let assign = !t.op.is_match();
+    let f = match t.key {
+        Key::Run if t.attr.as_deref() == Some("builtin") => Some((
+            "run",
+            format!("RUN{{builtin}} would run udev builtin '{v}' as root on every matching uevent"),
+        )),
+        Key::Run => Some((
+            "run",
+            format!(
+                "RUN{} would execute '{v}' as root on every matching uevent",
+                t.op.as_str()
+            ),
+        )),
+        Key::Program => Some((
+            "program",
+            format!("PROGRAM would execute '{v}' as root to match devices"),
+        )),
+        Key::Import => {
+            let kind = t.attr.as_deref().unwrap_or_default();
+            let why = match kind {
+                "program" => format!(
+                    "would execute '{v}' as root and import its output as device properties"
+                ),
+                "file" => format!("would read '{v}' as root into device properties"),
+                _ => format!("imports device properties from '{kind}' ('{v}')"),
+            };
+            Some(("import", format!("IMPORT{{{kind}}} {why}")))
+        }
+        Key::Sysctl if assign => Some((
+            "sysctl-write",
+            format!(
+                "SYSCTL{{{}}}= would set a kernel parameter to '{v}'",
+                t.attr.as_deref().unwrap_or_default()
+            ),
+        )),
+        Key::Attr if assign => Some((
+            "attr-write",
+            format!(
+                "ATTR{{{}}}= would write '{v}' to a sysfs attribute",
+                t.attr.as_deref().unwrap_or_default()
+            ),
+        )),
+        Key::Name if assign => Some((
+            "name",
+            format!("NAME= would rename a network interface to '{v}'"),
+        )),
+        Key::Seclabel => Some((
+            "seclabel",
+            "SECLABEL would set a security label on the device node".to_string(),
+        )),
+        Key::Options if !harmless_option(v) => Some((
+            "options",
+            format!(
+                "OPTIONS=\"{v}\" is not allowed (static_node applies permissions with no device match; log_level and dump change udevd's logging)"
+            ),
+        )),
+        Key::Env
+            if assign
+                && !policy
+                    .env
+                    .iter()
+                    .any(|e| Some(e.as_str()) == t.attr.as_deref()) =>
+        {
+            Some((
+                "env-write",
+                format!(
+                    "ENV{{{}}}= would set a device property that other rules and services act on (e.g. SYSTEMD_WANTS starts units); allow it with allow_env",
+                    t.attr.as_deref().unwrap_or_default()
+                ),
+            ))
+        }
+        Key::Tag if assign && !(t.op == Op::Add && v == "uaccess") => Some((
+            "tag",
+            format!(
+                "TAG{}\"{v}\" is not allowed; only TAG+=\"uaccess\" is",
+                t.op.as_str()
+            ),
+        )),
+        Key::Symlink if assign => {
+            symlink_problem(v).map(|why| ("symlink", format!("SYMLINK \"{v}\" {why}")))
+        }
+        _ => None,
+    };
+    if let Some((rule, message)) = f {
+        out.push(finding(t, rule, message));
+    }
+}
+
+fn symlink_problem(v: &str) -> Option<&'static str> {
+    for name in v.split_whitespace() {
+        if name.starts_with("disk/") {
+            return Some("is under /dev/disk/, where mounts and boot look for disks");
+        }
+        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
+            return Some("is not a plain relative name under /dev");
+        }
+        if name.contains(['%', '$']) {
+            return Some("is built from device data at event time and cannot be checked");
+        }
+    }
+    None
+}
+
+/// A grant (or symlink) must sit on a line limited to allowed subsystems
+/// and, for grants, to a vendor.
+fn constrained(
+    t: &Token,
+    facts: Option<&Facts>,
+    policy: &Policy,
+    need_vendor: bool,
+    out: &mut Vec<Finding>,
+) {
+    let Some(facts) = facts else {
+        return; // unreachable: udevd never applies it
+    };
+    let allowed = |s: &String| policy.subsystems.contains(s);
+    let what = if t.key == Key::Tag {
+        "TAG+=\"uaccess\"".to_string()
+    } else {
+        t.text.clone()
+    };
+    match &facts.subsystems {
+        Some(set) if !set.is_empty() && set.iter().all(allowed) => {}
+        Some(set) if !set.is_empty() => {
+            let bad: Vec<&str> = set
+                .iter()
+                .filter(|s| !allowed(s))
+                .map(String::as_str)
+                .collect();
+            out.push(finding(
+                t,
+                "unconstrained-permission",
+                format!(
+                    "{what} may apply to subsystem {} outside allow_subsystems ({})",
+                    bad.join(", "),
+                    policy.subsystems.join(", ")
+                ),
+            ));
+            return;
+        }
+        _ => {
+            out.push(finding(t, "unconstrained-permission", format!(
+                "{what} is not limited to allowed subsystems ({}): add SUBSYSTEM==\"…\" to the line or a guard such as SUBSYSTEM!=\"usb\", GOTO=\"…_end\" before it",
+                policy.subsystems.join(", ")
+            )));
+            return;
+        }
+    }
+    if need_vendor && !facts.vendor {
+        out.push(finding(t, "no-vendor-match", format!("{what} is not limited to a vendor: add ATTR{{idVendor}}==\"xxxx\" (or ATTRS{{idVendor}}) to the line")));
+    }
+}
+
+/// MODE, GROUP and OWNER values.
+fn value_checks(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
+    let v = t.value.as_str();
+    match t.key {
+        Key::Mode => match parse_mode(v) {
+            None => out.push(finding(
+                t,
+                "mode-dynamic",
+                format!("MODE=\"{v}\" is not a literal octal mode and cannot be checked"),
+            )),
+            Some(m) if m & 0o002 != 0 => out.push(finding(
+                t,
+                "mode-world-writable",
+                format!("MODE=\"{v}\" lets every user write to the device"),
+            )),
+            Some(m) if m & 0o7000 != 0 => out.push(finding(
+                t,
+                "mode-special-bits",
+                format!("MODE=\"{v}\" sets setuid, setgid or sticky bits on a device node"),
+            )),
+            Some(_) => {}
+        },
+        Key::Group => name_checks(t, "group", &policy.groups, PRIVILEGED_GROUPS, out),
+        Key::Owner if v != "root" => name_checks(t, "owner", &policy.owners, &[], out),
+        _ => {}
+    }
+}
+
+fn name_checks(
+    t: &Token,
+    kind: &'static str,
+    allow: &[String],
+    privileged: &[&str],
+    out: &mut Vec<Finding>,
+) {
+    let v = t.value.as_str();
+    let (dynamic, numeric, privileged_id, not_allowed) = match kind {
+        "group" => (
+            "group-dynamic",
+            "group-numeric",
+            "group-privileged",
+            "group-not-allowed",
+        ),
+        _ => (
+            "owner-dynamic",
+            "owner-numeric",
+            "owner-privileged",
+            "owner-not-allowed",
+        ),
+    };
+    let key = t.key.as_str();
+    if v.contains(['%', '$']) {
+        out.push(finding(
+            t,
+            dynamic,
+            format!("{key}=\"{v}\" is built from device data at event time and cannot be checked"),
+        ));
+    } else if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) {
+        out.push(finding(
+            t,
+            numeric,
+            format!("{key}=\"{v}\" is a numeric id; name the {kind} so it can be checked"),
+        ));
+    } else if privileged.contains(&v) {
+        out.push(finding(
+            t,
+            privileged_id,
+            format!("{key}=\"{v}\" grants the device to a privileged {kind}"),
+        ));
+    } else if !allow.is_empty() && !allow.iter().any(|a| a == v) {
+        out.push(finding(
+            t,
+            not_allowed,
+            format!(
+                "{key}=\"{v}\" is not in allow_{kind}s ({})",
+                allow.join(", ")
+            ),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,267 @@
+//! Policy tests: forbidden keys, grant constraints through GOTO/LABEL flow,
+//! and MODE/GROUP/OWNER values.
+
+use super::*;
+use crate::core::rules::parse::parse;
+
+fn ids(text: &str) -> Vec<&'static str> {
+    ids_with(text, &Policy::default())
+}
+
+fn ids_with(text: &str, policy: &Policy) -> Vec<&'static str> {
+    let file = parse(text.as_bytes());
+    assert!(
+        !crate::core::rules::has_errors(&file.findings),
+        "parse errors: {:?}",
+        file.findings
+    );
+    check(&file, policy).iter().map(|f| f.rule).collect()
+}
+
+const OK_LINE: &str =
+    "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0664\", GROUP=\"nut\"\n";
+
+#[test]
+fn a_constrained_grant_passes() {
+    assert_eq!(ids(OK_LINE), Vec::<&str>::new());
+    assert_eq!(
+        ids("SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0463\", TAG+=\"uaccess\"\n"),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        ids(
+            "SUBSYSTEM==\"usb|usb_device\", ATTR{idVendor}==\"0463|051d\", OWNER=\"nut\", MODE=\"660\"\n"
+        ),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn forbidden_keys() {
+    let cases: &[(&str, &str)] = &[
+        ("RUN+=\"/tmp/x\"", "run"),
+        ("RUN{builtin}+=\"kmod load evil\"", "run"),
+        ("PROGRAM==\"/bin/sh -c x\"", "program"),
+        ("IMPORT{program}=\"/tmp/x\"", "import"),
+        ("IMPORT{file}=\"/etc/shadow\"", "import"),
+        ("IMPORT{builtin}=\"usb_id\"", "import"),
+        ("IMPORT{db}=\"X\"", "import"),
+        ("IMPORT{cmdline}=\"x\"", "import"),
+        ("IMPORT{parent}=\"X\"", "import"),
+        ("SYSCTL{kernel/core_pattern}=\"|/tmp/x\"", "sysctl-write"),
+        ("ATTR{authorized}=\"1\"", "attr-write"),
+        ("NAME=\"eth0\"", "name"),
+        (
+            "SECLABEL{selinux}=\"system_u:object_r:shadow_t\"",
+            "seclabel",
+        ),
+        ("OPTIONS+=\"static_node=sda\"", "options"),
+        ("OPTIONS+=\"log_level=debug\"", "options"),
+        ("ENV{SYSTEMD_WANTS}+=\"evil.service\"", "env-write"),
+        ("TAG+=\"systemd\"", "tag"),
+        ("TAG=\"uaccess\"", "tag"),
+        ("TAG-=\"uaccess\"", "tag"),
+    ];
+    for (line, want) in cases {
+        let text = format!("SUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"051d\", {line}\n");
+        assert_eq!(ids(&text), [*want], "{line}");
+    }
+}
+
+#[test]
+fn harmless_matches_and_options_pass() {
+    for line in [
+        "ACTION==\"add\", ENV{ID_VENDOR_ID}==\"051d\", TEST==\"/sys/x\", CONST{virt}==\"none\"",
+        "OPTIONS+=\"link_priority=10\"",
+        "OPTIONS+=\"string_escape=replace\"",
+        "OPTIONS+=\"db_persist\"",
+        "ATTR{idVendor}==\"051d\", SYSCTL{x}==\"1\"",
+    ] {
+        assert_eq!(ids(&format!("{line}\n")), Vec::<&str>::new(), "{line}");
+    }
+    let allow_env = Policy {
+        env: vec!["ID_NUT_UPS".into()],
+        ..Policy::default()
+    };
+    assert_eq!(
+        ids_with("ENV{ID_NUT_UPS}=\"1\"\n", &allow_env),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn grants_need_subsystem_and_vendor() {
+    let cases: &[(&str, &[&str])] = &[
+        ("MODE=\"0660\"", &["unconstrained-permission"]),
+        (
+            "KERNEL==\"sd*\", MODE=\"0660\"",
+            &["unconstrained-permission"],
+        ),
+        (
+            "SUBSYSTEM==\"block\", ATTRS{idVendor}==\"051d\", GROUP=\"nut\"",
+            &["unconstrained-permission"],
+        ),
+        (
+            "SUBSYSTEM==\"usb*\", ATTR{idVendor}==\"051d\", GROUP=\"nut\"",
+            &["unconstrained-permission"],
+        ),
+        (
+            "SUBSYSTEM==\"usb|block\", ATTR{idVendor}==\"051d\", GROUP=\"nut\"",
+            &["unconstrained-permission"],
+        ),
+        (
+            "SUBSYSTEM!=\"block\", ATTR{idVendor}==\"051d\", GROUP=\"nut\"",
+            &["unconstrained-permission"],
+        ),
+        ("SUBSYSTEM==\"usb\", GROUP=\"nut\"", &["no-vendor-match"]),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"05*\", GROUP=\"nut\"",
+            &["no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}!=\"051d\", GROUP=\"nut\"",
+            &["no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ENV{ID_VENDOR_ID}==\"051d\", TAG+=\"uaccess\"",
+            &["no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEMS==\"usb\", ATTRS{idVendor}==\"051d\", GROUP=\"nut\"",
+            &["unconstrained-permission"],
+        ),
+        (
+            "SUBSYSTEM==\"block\", SYMLINK+=\"ups\"",
+            &["unconstrained-permission"],
+        ),
+    ];
+    for (line, want) in cases {
+        assert_eq!(ids(&format!("{line}\n")), *want, "{line}");
+    }
+    let wider = Policy {
+        subsystems: vec!["block".into()],
+        ..Policy::default()
+    };
+    assert_eq!(
+        ids_with(
+            "SUBSYSTEM==\"block\", ATTRS{idVendor}==\"051d\", GROUP=\"nut\"\n",
+            &wider
+        ),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn guards_and_labels_carry_facts() {
+    // NUT's own shape: positive jumps into a section, unconditional jump past it.
+    let nut = "ACTION==\"remove\", GOTO=\"end\"\nSUBSYSTEM==\"usb_device\", GOTO=\"real\"\nSUBSYSTEM==\"usb\", GOTO=\"real\"\nGOTO=\"end\"\nLABEL=\"real\"\nATTR{idVendor}==\"051d\", MODE=\"664\", GROUP=\"nut\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(nut), Vec::<&str>::new());
+    // A negative guard.
+    let guard = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nATTR{idVendor}!=\"051d\", GOTO=\"end\"\nMODE=\"0660\", GROUP=\"nut\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(guard), Vec::<&str>::new());
+    // A guard with two matches proves nothing by falling through.
+    let weak = "SUBSYSTEM!=\"usb\", ACTION==\"add\", GOTO=\"end\"\nATTR{idVendor}==\"051d\", MODE=\"0660\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(weak), ["unconstrained-permission"]);
+    // A GOTO that jumps over the guard loses its facts.
+    let bypass = "KERNEL==\"sd*\", GOTO=\"skip\"\nSUBSYSTEM!=\"usb\", GOTO=\"end\"\nLABEL=\"skip\"\nATTR{idVendor}==\"051d\", MODE=\"0660\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(bypass), ["unconstrained-permission"]);
+    // The guard's label must come after the grant: here it is before it.
+    let early = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nLABEL=\"end\"\nATTR{idVendor}==\"051d\", MODE=\"0660\"\n";
+    assert_eq!(ids(early), ["unconstrained-permission"]);
+    // Dead code after an unconditional GOTO is never applied by udevd.
+    let dead = "GOTO=\"end\"\nMODE=\"0660\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(dead), Vec::<&str>::new());
+    // …but forbidden keys are refused even there.
+    assert_eq!(ids("GOTO=\"end\"\nRUN+=\"/x\"\nLABEL=\"end\"\n"), ["run"]);
+}
+
+#[test]
+fn mode_values() {
+    let cases: &[(&str, &[&str])] = &[
+        ("0664", &[]),
+        ("664", &[]),
+        ("0600", &[]),
+        ("0666", &["mode-world-writable"]),
+        ("666", &["mode-world-writable"]),
+        ("0662", &["mode-world-writable"]),
+        ("4660", &["mode-special-bits"]),
+        ("02660", &["mode-special-bits"]),
+        ("1660", &["mode-special-bits"]),
+        ("$attr{mode}", &["mode-dynamic"]),
+        ("0x1b4", &["mode-dynamic"]),
+    ];
+    for (mode, want) in cases {
+        let text = format!("SUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"051d\", MODE=\"{mode}\"\n");
+        assert_eq!(ids(&text), *want, "MODE={mode}");
+    }
+}
+
+#[test]
+fn group_and_owner_values() {
+    let line = |kv: &str| format!("SUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"051d\", {kv}\n");
+    let cases: &[(&str, &[&str])] = &[
+        ("GROUP=\"nut\"", &[]),
+        ("GROUP=\"disk\"", &["group-privileged"]),
+        ("GROUP=\"wheel\"", &["group-privileged"]),
+        ("GROUP=\"root\"", &["group-privileged"]),
+        ("GROUP=\"0\"", &["group-numeric"]),
+        ("GROUP=\"%k\"", &["group-dynamic"]),
+        ("OWNER=\"nut\"", &[]),
+        ("OWNER=\"root\"", &[]),
+        ("OWNER=\"1000\"", &["owner-numeric"]),
+        ("OWNER=\"$env{X}\"", &["owner-dynamic"]),
+    ];
+    for (kv, want) in cases {
+        assert_eq!(ids(&line(kv)), *want, "{kv}");
+    }
+    let only_nut = Policy {
+        groups: vec!["nut".into()],
+        owners: vec!["nut".into()],
+        ..Policy::default()
+    };
+    assert_eq!(
+        ids_with(&line("GROUP=\"dialout\""), &only_nut),
+        ["group-not-allowed"]
+    );
+    assert_eq!(
+        ids_with(&line("OWNER=\"bob\""), &only_nut),
+        ["owner-not-allowed"]
+    );
+    assert_eq!(
+        ids_with(&line("GROUP=\"nut\", OWNER=\"nut\""), &only_nut),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn symlinks() {
+    let line = |v: &str| format!("SUBSYSTEM==\"usb\", SYMLINK+=\"{v}\"\n");
+    assert_eq!(ids(&line("ups0")), Vec::<&str>::new());
+    assert_eq!(ids(&line("disk/by-uuid/1234")), ["symlink"]);
+    assert_eq!(ids(&line("ups0 disk/by-label/root")), ["symlink"]);
+    assert_eq!(ids(&line("../etc/x")), ["symlink"]);
+    assert_eq!(ids(&line("/etc/x")), ["symlink"]);
+    assert_eq!(ids(&line("ups-%k")), ["symlink"]);
+}
+
+#[test]
+fn trusted_reports_nothing() {
+    let trusted = Policy {
+        mode: PolicyMode::Trusted,
+        ..Policy::default()
+    };
+    assert_eq!(
+        ids_with("RUN+=\"/tmp/x\", MODE=\"0666\"\n", &trusted),
+        Vec::<&str>::new()
+    );
+}
+
+#[test]
+fn messages_say_what_would_happen() {
+    let file = parse(b"SUBSYSTEM==\"usb\", RUN+=\"/tmp/x\"\n");
+    let f = check(&file, &Policy::default());
+    assert_eq!(
+        f[0].render("a.rules"),
+        "a.rules:1:19: error[run]: RUN+= would execute '/tmp/x' as root on every matching uevent"
+    );
+}
