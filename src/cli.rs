@@ -170,6 +170,9 @@ pub fn render_report(r: &SyncReport) -> String {
             s += &format!("  ! {label} {n}: {why}\n");
         }
     }
+    for (f, finding) in &r.findings {
+        s += &format!("  {}\n", finding.render(f));
+    }
     for n in r.notes.iter().chain(&r.errors) {
         s += &format!("  ! {n}\n");
     }

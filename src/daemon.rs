@@ -345,6 +345,13 @@ fn log_report(r: &SyncReport, batch: Option<&Batch>) {
     for f in &r.cleaned {
         info!("{name}: removed stale temp file {f} left by an earlier run");
     }
+    for (f, finding) in &r.findings {
+        let line = finding.render(f);
+        match finding.severity {
+            crate::core::rules::Severity::Error => error!("{name}: {line}"),
+            crate::core::rules::Severity::Warning => warn!("{name}: {line}"),
+        }
+    }
     for (f, why) in &r.skipped {
         warn!("{name}: skipped {f}: {why}");
     }

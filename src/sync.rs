@@ -8,10 +8,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Bridge, Config};
+use crate::config::{Bridge, Config, RulesChecks};
 use crate::core::plan::{self, Desired, DestFile, Op, Plan};
+use crate::core::rules::{self, Finding, Severity};
 use crate::host::actions::{self, ActionOutcome};
 use crate::host::dest::DestDir;
+use crate::host::preflight::{self, HostChecks};
 use crate::host::source;
 use crate::host::state::{Manifest, StateDir};
 
@@ -42,6 +44,8 @@ pub struct SyncReport {
     pub cleaned: Vec<String>,
     /// Operator-facing notes (e.g. a changed destination).
     pub notes: Vec<String>,
+    /// Findings of the udev rules checks, by file (errors and warnings).
+    pub findings: Vec<(String, Finding)>,
     /// Per-file failures.
     pub errors: Vec<String>,
     /// Actions run, in order.
@@ -130,10 +134,10 @@ pub async fn sync_bridge(
     opts: SyncOptions,
 ) -> Result<SyncReport> {
     let state = StateDir::new(&config.state_dir);
-    let (b, st) = (bridge.clone(), state.clone());
+    let (c, b, st) = (config.clone(), bridge.clone(), state.clone());
     let dry_run = opts.dry_run;
     let (mut report, mut manifest) =
-        tokio::task::spawn_blocking(move || sync_files(&b, &st, &opts))
+        tokio::task::spawn_blocking(move || sync_files(&c, &b, &st, &opts))
             .await
             .context("file sync task failed")??;
     if dry_run || !manifest.actions_pending {
@@ -152,6 +156,7 @@ pub async fn sync_bridge(
 
 /// The file part of a sync. Returns the report and the manifest as saved.
 pub fn sync_files(
+    config: &Config,
     bridge: &Bridge,
     state: &StateDir,
     opts: &SyncOptions,
@@ -180,13 +185,22 @@ pub fn sync_files(
             ..Manifest::default()
         };
     }
+    let mut checker = RulesChecker::new(config, bridge, &manifest);
+    if checker.trusted() {
+        report
+            .notes
+            .push("policy is trusted: rules files are installed without security checks".into());
+    }
+    let mut accept = |name: &str, bytes: &[u8], digest| checker.accept(name, bytes, digest);
     let scan = source::scan(
         &bridge.source,
         &bridge.include,
         bridge.max_file_size,
         &opts.still_open,
+        &mut accept,
     )
     .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
+    report.findings = checker.findings;
     report.source_present = scan.view.present;
     report.skipped.extend(scan.rejected);
 
@@ -323,4 +337,114 @@ fn install_one(
     }
     dest.install(name, &bytes, bridge.mode)
         .map_err(|e| e.to_string())
+}
+
+/// Vets udev rules files during a scan: parser, policy, host checks, and
+/// `udevadm verify` for content not installed before. Collects findings.
+struct RulesChecker<'a> {
+    config: &'a Config,
+    checks: Option<&'a RulesChecks>,
+    host: HostChecks,
+    installed: &'a Manifest,
+    findings: Vec<(String, Finding)>,
+}
+
+impl<'a> RulesChecker<'a> {
+    fn new(config: &'a Config, bridge: &'a Bridge, installed: &'a Manifest) -> Self {
+        let checks = bridge.rules.as_ref();
+        RulesChecker {
+            config,
+            checks,
+            host: HostChecks {
+                allow_unknown_groups: checks.is_some_and(|c| c.allow_unknown_groups),
+                allow_non_system_groups: checks.is_some_and(|c| c.allow_non_system_groups),
+                etc_rules_dir: Some(config.etc_udev_rules_dir.clone()),
+            },
+            installed,
+            findings: Vec::new(),
+        }
+    }
+
+    fn trusted(&self) -> bool {
+        self.checks
+            .is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted)
+    }
+
+    fn accept(&mut self, name: &str, bytes: &[u8], digest: plan::Digest) -> Result<(), String> {
+        let Some(checks) = self.checks else {
+            return Ok(());
+        };
+        let (file, mut found) = rules::lint(bytes, &checks.policy);
+        if !self.trusted() {
+            found.extend(preflight::check(name, &file, &self.host));
+        } else {
+            found.extend(preflight::check(
+                name,
+                &file,
+                &HostChecks {
+                    allow_unknown_groups: true,
+                    allow_non_system_groups: true,
+                    ..self.host.clone()
+                },
+            ));
+        }
+        let new_content = self
+            .installed
+            .files
+            .get(name)
+            .is_none_or(|o| o.digest != digest);
+        if new_content && !rules::has_errors(&found) {
+            found.extend(verify(self.config, name, bytes));
+        }
+        let first_error = found
+            .iter()
+            .find(|f| f.severity == Severity::Error)
+            .map(|f| f.render(name));
+        let errors = found
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        self.findings
+            .extend(found.into_iter().map(|f| (name.to_string(), f)));
+        match first_error {
+            Some(first) => Err(format!(
+                "rejected by the rules checks ({errors} errors; first: {first})"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs `udevadm verify` on a candidate written under the state dir, if
+/// udevadm has the verb; the answer to that is probed once per process.
+fn verify(config: &Config, name: &str, bytes: &[u8]) -> Vec<Finding> {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let available = *AVAILABLE.get_or_init(|| {
+        let yes = preflight::verify_available(&config.udevadm);
+        if !yes {
+            tracing::info!("{} has no 'verify' verb (systemd < 254): rules are checked by hostbridge's own parser only", config.udevadm.display());
+        }
+        yes
+    });
+    if !available {
+        return Vec::new();
+    }
+    let dir = config.state_dir.join("verify");
+    let written = DestDir::open_or_create(&dir).and_then(|d| d.install(name, bytes, 0o600));
+    if let Err(e) = written {
+        return vec![Finding {
+            line: 0,
+            column: 0,
+            severity: Severity::Error,
+            rule: "udevadm-verify",
+            message: format!(
+                "cannot stage the file for udevadm verify in {}: {e}",
+                dir.display()
+            ),
+        }];
+    }
+    let path = dir.join(name);
+    let found = preflight::verify(&config.udevadm, &path);
+    let _ = std::fs::remove_file(&path);
+    found
 }

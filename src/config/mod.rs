@@ -16,8 +16,9 @@ use std::time::Duration;
 use serde_saphyr::{Location, Spanned};
 
 use crate::core::names::globs_overlap;
+use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
 use crate::core::settle::SettleTiming;
-use raw::{Kind, RawAction, RawBridge, RawConfig, RawSettle};
+use raw::{Kind, RawAction, RawBridge, RawConfig, RawPolicy, RawSettle, Token};
 
 /// Default config file.
 pub const DEFAULT_PATH: &str = "/etc/hostbridge/config.yaml";
@@ -35,6 +36,8 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
 /// Default `udev-trigger` `settle_timeout`.
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `etc_udev_rules_dir`.
+pub const DEFAULT_ETC_UDEV_RULES_DIR: &str = "/etc/udev/rules.d";
 /// Mode of installed udev rules files.
 pub const UDEV_RULES_MODE: u32 = 0o644;
 
@@ -61,6 +64,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// See [`DEFAULT_UDEVADM`].
     pub udevadm: PathBuf,
+    /// See [`DEFAULT_ETC_UDEV_RULES_DIR`].
+    pub etc_udev_rules_dir: PathBuf,
     /// The bridges, in file order.
     pub bridges: Vec<Bridge>,
 }
@@ -88,6 +93,19 @@ pub struct Bridge {
     pub max_file_size: u64,
     /// Actions after a sync that changed something.
     pub then: Vec<Action>,
+    /// Checks applied to udev rules files (kind `udev-rules`).
+    pub rules: Option<RulesChecks>,
+}
+
+/// How a udev-rules bridge checks files before installing them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesChecks {
+    /// The pure policy.
+    pub policy: Policy,
+    /// Accept GROUP/OWNER names unknown on this host.
+    pub allow_unknown_groups: bool,
+    /// Accept GROUP/OWNER names with ids >= 1000.
+    pub allow_non_system_groups: bool,
 }
 
 /// A validated action.
@@ -191,6 +209,9 @@ impl Validator<'_> {
                 .state_dir
                 .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0),
             udevadm: raw.udevadm.map_or_else(|| DEFAULT_UDEVADM.into(), |p| p.0),
+            etc_udev_rules_dir: raw
+                .etc_udev_rules_dir
+                .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
             bridges: bridges.into_iter().map(|(b, _)| b).collect(),
         })
     }
@@ -268,6 +289,23 @@ impl Validator<'_> {
             settle,
             max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
             then: rb.then.into_iter().map(action).collect(),
+            rules: Some(RulesChecks {
+                policy: Policy {
+                    mode: match rb.policy {
+                        Some(RawPolicy::Trusted) => PolicyMode::Trusted,
+                        _ => PolicyMode::PermissionsOnly,
+                    },
+                    subsystems: rb.allow_subsystems.map_or_else(
+                        || DEFAULT_SUBSYSTEMS.iter().map(|s| s.to_string()).collect(),
+                        words,
+                    ),
+                    groups: rb.allow_groups.map(words).unwrap_or_default(),
+                    owners: rb.allow_owners.map(words).unwrap_or_default(),
+                    env: rb.allow_env.map(words).unwrap_or_default(),
+                },
+                allow_unknown_groups: rb.allow_unknown_groups.unwrap_or(false),
+                allow_non_system_groups: rb.allow_non_system_groups.unwrap_or(false),
+            }),
         };
         if b.install_to.starts_with(&b.source) || b.source.starts_with(&b.install_to) {
             return Err(self.err(&locs.install_to, format!(
@@ -340,6 +378,10 @@ struct RawLocs {
     source: Location,
     include: Location,
     install_to: Location,
+}
+
+fn words(tokens: Vec<Token>) -> Vec<String> {
+    tokens.into_iter().map(|t| t.0).collect()
 }
 
 fn default_include(kind: Kind) -> Vec<String> {

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub settle: Option<RawSettle>,
     /// Default size cap for source files. Default 1 MiB.
     pub max_file_size: Option<Size>,
+    /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
+    pub etc_udev_rules_dir: Option<AbsPath>,
     /// The bridges.
     pub bridges: Vec<RawBridge>,
 }
@@ -66,6 +68,30 @@ pub struct RawBridge {
     /// Actions run after a sync that changed something.
     #[serde(default)]
     pub then: Vec<RawAction>,
+    /// udev rules policy: `permissions-only` (default) or `trusted`.
+    pub policy: Option<RawPolicy>,
+    /// Subsystems on which rules may grant permissions.
+    pub allow_subsystems: Option<Vec<Token>>,
+    /// Groups GROUP= may name (empty: any non-privileged group).
+    pub allow_groups: Option<Vec<Token>>,
+    /// Users OWNER= may name (empty: any user).
+    pub allow_owners: Option<Vec<Token>>,
+    /// Device properties ENV{…}= may set.
+    pub allow_env: Option<Vec<Token>>,
+    /// Accept GROUP/OWNER names unknown on this host.
+    pub allow_unknown_groups: Option<bool>,
+    /// Accept GROUP/OWNER names with ids >= 1000.
+    pub allow_non_system_groups: Option<bool>,
+}
+
+/// The `policy:` of a udev-rules bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawPolicy {
+    /// Only permissions on allowed, vendor-matched devices.
+    PermissionsOnly,
+    /// No policy checks (logged at every sync).
+    Trusted,
 }
 
 /// An action in a bridge's `then:` list.

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod dest;
 pub mod fsx;
+pub mod preflight;
 pub mod source;
 pub mod state;
 pub mod watch;

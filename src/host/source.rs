@@ -30,13 +30,19 @@ pub struct SourceScan {
     pub rejected: Vec<(String, String)>,
 }
 
+/// Decides whether a readable file may be synced: `Err(reason)` skips it.
+/// Called with the name, the content and its digest.
+pub type Accept<'a> = dyn FnMut(&str, &[u8], Digest) -> Result<(), String> + 'a;
+
 /// Scans `dir`. Names in `still_open` are reported as skipped (a writer is
-/// still on them). A missing dir gives `present: false`, not an error.
+/// still on them); `accept` vets each readable file. A missing dir gives
+/// `present: false`, not an error.
 pub fn scan(
     dir: &Path,
     include: &[String],
     max_size: u64,
     still_open: &BTreeSet<String>,
+    accept: &mut Accept<'_>,
 ) -> io::Result<SourceScan> {
     let dirfd = match fsx::open_dir_nofollow(dir) {
         Ok(fd) => fd,
@@ -74,7 +80,10 @@ pub fn scan(
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else {
             match read_entry(&dirfd, &name, max_size)? {
-                Ok((digest, _)) => SourceFile::Ready(digest),
+                Ok((digest, bytes)) => match accept(&name, &bytes, digest) {
+                    Ok(()) => SourceFile::Ready(digest),
+                    Err(why) => SourceFile::Skipped(why),
+                },
                 Err(why) => SourceFile::Skipped(why),
             }
         };

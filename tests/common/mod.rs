@@ -277,7 +277,7 @@ pub fn slow_content(f: usize) -> String {
 }
 
 fn slow_chunk(f: usize, chunk: usize) -> String {
-    format!("# file {f} chunk {chunk}\n{}\n", "x".repeat(200))
+    format!("# file {f} chunk {chunk}\n# {}\n", "x".repeat(200))
 }
 
 /// The slow writer: `n` files started every 50 ms (40 files spread over 2 s),

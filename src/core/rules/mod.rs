@@ -55,3 +55,13 @@ impl Finding {
 pub fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
+
+/// Parses `bytes` and applies `policy`: the pure part of linting a file.
+/// Returns all findings, parser ones first, each group in file order.
+pub fn lint(bytes: &[u8], policy: &policy::Policy) -> (parse::RulesFile, Vec<Finding>) {
+    let file = parse::parse(bytes);
+    let mut findings = file.findings.clone();
+    findings.sort();
+    findings.extend(policy::check(&file, policy));
+    (file, findings)
+}
