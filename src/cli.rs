@@ -54,6 +54,75 @@ pub enum Command {
     },
     /// Validate the config and print what each bridge would watch and do.
     Check,
+    /// udev rules tools.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `hostbridge rules …`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rules files against the parser and the security policy, with
+    /// compiler-style output: FILE:LINE:COL: error[rule-id]: message.
+    /// Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage.
+    Lint(LintArgs),
+}
+
+/// Options of `hostbridge rules lint`.
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    /// The policy to apply.
+    #[arg(long, value_enum, default_value = "permissions-only")]
+    pub policy: LintPolicy,
+    /// A group GROUP= may name (repeatable; default: any non-privileged group).
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    pub allow_groups: Vec<String>,
+    /// A user OWNER= may name (repeatable; default: any user).
+    #[arg(long = "allow-owner", value_name = "USER")]
+    pub allow_owners: Vec<String>,
+    /// A subsystem permissions may be granted on (repeatable; replaces the default usb, usb_device, hidraw, tty, usbmisc).
+    #[arg(long = "allow-subsystem", value_name = "SUBSYSTEM")]
+    pub allow_subsystems: Vec<String>,
+    /// A device property ENV{…}= may set (repeatable).
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+    /// Also check against this host: GROUP/OWNER names exist and are system
+    /// ids, no same-named file in --etc-rules-dir shadows the file.
+    #[arg(long)]
+    pub host: bool,
+    /// With --host: the directory whose files shadow installed ones.
+    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_ETC_UDEV_RULES_DIR)]
+    pub etc_rules_dir: PathBuf,
+    /// With --host: accept GROUP/OWNER names this host does not know.
+    #[arg(long)]
+    pub allow_unknown_groups: bool,
+    /// With --host: accept GROUP/OWNER names with ids >= 1000.
+    #[arg(long)]
+    pub allow_non_system_groups: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LintFormat,
+    /// Rules files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `--policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintPolicy {
+    /// Only MODE/GROUP/OWNER/TAG+="uaccess" on allowed, vendor-matched devices.
+    PermissionsOnly,
+    /// No policy: parser checks only.
+    Trusted,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    /// FILE:LINE:COL: severity[rule]: message
+    Text,
+    /// A JSON array of findings.
+    Json,
 }
 
 /// Parses `args`, runs the command and returns the exit code.
@@ -70,6 +139,9 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 }
 
 fn dispatch(cli: &Cli) -> u8 {
+    if let Command::Rules(RulesCommand::Lint(args)) = &cli.command {
+        return crate::lint::run(args);
+    }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -83,6 +155,8 @@ fn dispatch(cli: &Cli) -> u8 {
             EXIT_OK
         }
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
+        // Handled before the config is loaded: lint needs no config.
+        Command::Rules(_) => EXIT_USAGE,
         Command::Sync { bridge, dry_run } => {
             in_runtime(sync_once(config, bridge.as_deref(), *dry_run))
         }

@@ -13,5 +13,6 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod host;
+pub mod lint;
 pub mod logging;
 pub mod sync;

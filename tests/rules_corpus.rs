@@ -1,0 +1,195 @@
+//! The parser and policy against real udev rules written by others: Debian's
+//! packaged rules (systemd's own, NUT, SANE, libmtp, brltty, usb-modeswitch),
+//! fetched by scripts/fetch-corpus into target/corpus (scripts/test runs it).
+//! Without the corpus these tests skip with a reason, except under CI=true.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hostbridge::core::rules::policy::{Policy, PolicyMode};
+use hostbridge::core::rules::{self, Severity};
+
+fn corpus() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus");
+    if root.join("udev").is_dir() && root.join("nut-server").is_dir() {
+        return Some(root);
+    }
+    let why = format!(
+        "SKIP: no corpus in {} (run scripts/fetch-corpus)",
+        root.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI must have it");
+    }
+    eprintln!("{why}");
+    None
+}
+
+/// Every `*.rules` file under `*/udev/rules.d/` of a package (brltty's
+/// Debian package ships its udev rules as examples under its doc dir).
+fn rules_files(root: &Path, package: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(package)];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rules")
+                && p.parent()
+                    .is_some_and(|d| d.ends_with("udev/rules.d") || d.ends_with("brltty/examples"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+const PACKAGES: &[&str] = &[
+    "udev",
+    "nut-server",
+    "libsane1",
+    "libmtp-common",
+    "brltty",
+    "usb-modeswitch-data",
+];
+
+#[test]
+fn every_corpus_file_parses_without_errors() {
+    let Some(root) = corpus() else { return };
+    let (mut files, mut lines, mut rules_count) = (0, 0, 0);
+    for pkg in PACKAGES {
+        let found = rules_files(&root, pkg);
+        if found.is_empty() {
+            eprintln!("corpus: package {pkg} missing or without udev rules");
+        }
+        for path in found {
+            let parsed = rules::parse::parse(&std::fs::read(&path).unwrap());
+            let errors: Vec<String> = parsed
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| f.render(&path.display().to_string()))
+                .collect();
+            assert!(errors.is_empty(), "{}", errors.join("\n"));
+            files += 1;
+            lines += parsed.physical_lines;
+            rules_count += parsed.rules.len();
+        }
+    }
+    println!("corpus: {files} files, {lines} lines, {rules_count} rules parsed, 0 errors");
+    assert!(
+        files >= 30,
+        "expected systemd's rules and more, found {files} files"
+    );
+}
+
+#[test]
+fn verdicts_on_the_corpus() {
+    let Some(root) = corpus() else { return };
+    let strict = Policy {
+        groups: vec!["nut".into()],
+        ..Policy::default()
+    };
+    let trusted = Policy {
+        mode: PolicyMode::Trusted,
+        ..Policy::default()
+    };
+    let mut verdicts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut udev_ids: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for pkg in PACKAGES {
+        for path in rules_files(&root, pkg) {
+            let bytes = std::fs::read(&path).unwrap();
+            let (_, findings) = rules::lint(&bytes, &Policy::default());
+            let pass = !rules::has_errors(&findings);
+            let v = verdicts.entry(pkg).or_default();
+            if pass {
+                v.0 += 1
+            } else {
+                v.1 += 1
+            }
+            if *pkg == "udev" {
+                findings
+                    .iter()
+                    .for_each(|f| *udev_ids.entry(f.rule).or_default() += 1);
+            }
+            let (_, t) = rules::lint(&bytes, &trusted);
+            assert!(
+                !rules::has_errors(&t),
+                "{} fails under trusted",
+                path.display()
+            );
+        }
+    }
+    for (pkg, (pass, fail)) in &verdicts {
+        println!("corpus verdicts, permissions-only: {pkg}: {pass} pass, {fail} rejected");
+    }
+    println!("systemd's rules, finding ids: {udev_ids:?}");
+    for id in [
+        "run",
+        "import",
+        "program",
+        "env-write",
+        "unconstrained-permission",
+    ] {
+        assert!(
+            udev_ids.contains_key(id),
+            "systemd's rules should trip {id}: {udev_ids:?}"
+        );
+    }
+    // NUT's real file passes with GROUP limited to nut.
+    let nut = rules_files(&root, "nut-server");
+    assert_eq!(nut.len(), 1);
+    let (_, f) = rules::lint(&std::fs::read(&nut[0]).unwrap(), &strict);
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn nut_passes_the_lint_command_with_allow_group_nut() {
+    let Some(root) = corpus() else { return };
+    let nut = rules_files(&root, "nut-server");
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "rules",
+            "lint",
+            "--policy",
+            "permissions-only",
+            "--allow-group",
+            "nut",
+        ])
+        .arg(&nut[0])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let sysd = rules_files(&root, "udev");
+    let out = std::process::Command::new(common::bin())
+        .args(["rules", "lint"])
+        .args(&sysd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("error[run]: RUN"), "{text}");
+    let out = std::process::Command::new(common::bin())
+        .args(["rules", "lint", "--policy", "trusted"])
+        .args(&sysd)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
