@@ -119,7 +119,7 @@ pub enum LintPolicy {
 /// `--format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LintFormat {
-    /// FILE:LINE:COL: severity[rule]: message
+    /// `FILE:LINE:COL: severity[rule]: message`
     Text,
     /// A JSON array of findings.
     Json,
