@@ -54,6 +54,29 @@ pub enum Command {
     },
     /// Validate the config and print what each bridge would watch and do.
     Check,
+    /// Show what the running daemon did and whether the host is prepared.
+    /// Exit codes: 0 healthy, 1 degraded, 3 not running, 4 unknown error.
+    Status {
+        /// Print the status document as JSON (with a schema_version).
+        #[arg(long, conflicts_with = "metrics")]
+        json: bool,
+        /// Print Prometheus metrics (text exposition format).
+        #[arg(long)]
+        metrics: bool,
+        /// Only this bridge.
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// The status socket (default: from the config, else /run/hostbridge/status.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Ask the running daemon to reload its config (like SIGHUP) and report
+    /// whether the new config was accepted.
+    Reload {
+        /// The status socket (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// udev rules tools.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -139,8 +162,25 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 }
 
 fn dispatch(cli: &Cli) -> u8 {
-    if let Command::Rules(RulesCommand::Lint(args)) = &cli.command {
-        return crate::lint::run(args);
+    match &cli.command {
+        Command::Rules(RulesCommand::Lint(args)) => return crate::lint::run(args),
+        Command::Status {
+            json,
+            metrics,
+            bridge,
+            socket,
+        } => {
+            let format = if *json {
+                StatusFormat::Json
+            } else if *metrics {
+                StatusFormat::Metrics
+            } else {
+                StatusFormat::Text
+            };
+            return crate::status_cmd::status(&socket_path(cli, socket), format, bridge.as_deref());
+        }
+        Command::Reload { socket } => return crate::status_cmd::reload(&socket_path(cli, socket)),
+        _ => {}
     }
     let config = match config::load(&cli.config) {
         Ok(c) => c,
@@ -155,11 +195,33 @@ fn dispatch(cli: &Cli) -> u8 {
             EXIT_OK
         }
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
-        // Handled before the config is loaded: lint needs no config.
-        Command::Rules(_) => EXIT_USAGE,
+        // Handled before the config is loaded: they need no valid config.
+        Command::Rules(_) | Command::Status { .. } | Command::Reload { .. } => EXIT_USAGE,
         Command::Sync { bridge, dry_run } => {
             in_runtime(sync_once(config, bridge.as_deref(), *dry_run))
         }
+    }
+}
+
+/// How `hostbridge status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// One screen for humans.
+    Text,
+    /// The status document.
+    Json,
+    /// Prometheus text format.
+    Metrics,
+}
+
+/// The socket to talk to: `--socket`, else the config's, else the default.
+fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.clone();
+    }
+    match config::load(&cli.config) {
+        Ok(c) => c.status_socket,
+        Err(_) => PathBuf::from(config::DEFAULT_STATE_DIR).join("status.sock"),
     }
 }
 

@@ -1,34 +1,43 @@
 //! The daemon loop: one `tokio::select!` over inotify events, sync
-//! completions, the next settle deadline and signals. Each branch calls one
-//! method. Syncs run as tasks so events keep flowing while files are written
-//! and actions run; the settle machine marks such events dirty.
+//! completions, status-socket requests, the next deadline and signals; each
+//! branch calls one method. Syncs run as tasks so events keep flowing while
+//! files are written and actions run; the settle machine marks such events
+//! dirty. Bridges have stable ids so a config reload can add, replace and
+//! remove them while events and syncs of old ones are still in flight.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
 use inotify::EventOwned;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Bridge, Config};
+use crate::config::{self, Bridge, Config};
 use crate::core::settle::{Batch, Input, Settle};
+use crate::core::status::{self, Health, Status};
+use crate::host::socket::{self, Request, Wire};
 use crate::host::watch::{self, Meaning, SourceWatch, Watching};
+use crate::host::{dest::DestDir, notify};
 use crate::sync::{SyncOptions, SyncReport, sync_bridge};
 
 /// How long to wait before retrying a watch that could not be added.
 const WATCH_RETRY: Duration = Duration::from_secs(5);
-/// How long shutdown waits for in-flight syncs.
+/// How long shutdown waits for in-flight file installs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+type BridgeId = u64;
+
 enum Msg {
-    Event(usize, EventOwned),
-    ReadFailed(usize, std::io::Error),
+    Event(BridgeId, EventOwned),
+    ReadFailed(BridgeId, std::io::Error),
 }
 
 struct BridgeRt {
+    id: BridgeId,
     bridge: Bridge,
     settle: Settle,
     watch: SourceWatch,
@@ -38,58 +47,85 @@ struct BridgeRt {
     batch: Option<Batch>,
     /// Whether "changed during sync" was already logged for this sync.
     told_dirty: bool,
-    reader: tokio::task::JoinHandle<()>,
+    reader: JoinHandle<()>,
+    sync_task: Option<JoinHandle<()>>,
+    status: status::Bridge,
+}
+
+impl Drop for BridgeRt {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 /// The running daemon.
 pub struct Daemon {
     config: Arc<Config>,
+    config_loaded_at: u64,
+    started_at: u64,
+    reload_error: Option<String>,
     bridges: Vec<BridgeRt>,
+    next_id: BridgeId,
+    events_tx: mpsc::Sender<Msg>,
     events: mpsc::Receiver<Msg>,
-    done_tx: mpsc::UnboundedSender<(usize, Result<SyncReport>)>,
-    done_rx: mpsc::UnboundedReceiver<(usize, Result<SyncReport>)>,
+    done_tx: mpsc::UnboundedSender<(BridgeId, Result<SyncReport>)>,
+    done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<SyncReport>)>,
     running: usize,
     starting: bool,
+    watchdog: Option<(Duration, Instant)>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<()> {
-    let mut d = Daemon::new(config)?;
+    let (listener, _bound) = socket::bind(&config.status_socket, config.status_group.as_deref())
+        .with_context(|| {
+            format!(
+                "binding the status socket {}",
+                config.status_socket.display()
+            )
+        })?;
+    let (req_tx, mut requests) = mpsc::channel(16);
+    let server = tokio::spawn(socket::serve(listener, req_tx));
+    let mut d = Daemon::new(config);
     d.start();
-    d.serve().await
+    let result = d.serve(&mut requests).await;
+    server.abort();
+    result
+    // `_bound` drops here: the socket file is removed.
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unix_ms_at(t: Instant) -> u64 {
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now_ms.saturating_sub(t.elapsed().as_millis() as u64)
 }
 
 impl Daemon {
-    fn new(config: Config) -> Result<Daemon> {
-        let (tx, events) = mpsc::channel(1024);
+    fn new(config: Config) -> Daemon {
+        let (events_tx, events) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let mut bridges = Vec::new();
-        for (i, b) in config.bridges.iter().enumerate() {
-            let inotify = watch::new_instance().context("creating inotify instance")?;
-            let stream = inotify
-                .into_event_stream([0u8; 8192])
-                .context("registering inotify with the runtime")?;
-            let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
-            let reader = tokio::spawn(read_events(i, stream, tx.clone()));
-            bridges.push(BridgeRt {
-                bridge: b.clone(),
-                settle: Settle::new(b.settle),
-                watch,
-                retry_at: None,
-                batch: None,
-                told_dirty: false,
-                reader,
-            });
-        }
-        Ok(Daemon {
+        Daemon {
             config: Arc::new(config),
-            bridges,
+            config_loaded_at: unix_now(),
+            started_at: unix_now(),
+            reload_error: None,
+            bridges: Vec::new(),
+            next_id: 0,
+            events_tx,
             events,
             done_tx,
             done_rx,
             running: 0,
             starting: true,
-        })
+            watchdog: notify::watchdog_interval().map(|i| (i, Instant::now() + i)),
+        }
     }
 
     /// Places every watch, then reconciles every bridge once. Watches come
@@ -98,26 +134,77 @@ impl Daemon {
         info!(
             "hostbridge {} starting: {} bridges from {}",
             env!("CARGO_PKG_VERSION"),
-            self.bridges.len(),
+            self.config.bridges.len(),
             self.config.path.display()
         );
-        for i in 0..self.bridges.len() {
-            self.rewatch(i, Instant::now());
-            self.bridges[i].settle.begin_sync();
-            self.spawn_sync(
-                i,
-                SyncOptions {
-                    clean_temps: true,
-                    ..SyncOptions::default()
-                },
-            );
+        for b in self.config.bridges.clone() {
+            self.add_bridge(b);
         }
         if self.bridges.is_empty() {
             self.ready();
         }
     }
 
-    async fn serve(&mut self) -> Result<()> {
+    /// Creates a bridge's watch and reader and starts its first sync.
+    fn add_bridge(&mut self, b: Bridge) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let made = watch::new_instance().and_then(|i| i.into_event_stream([0u8; 8192]));
+        let stream = match made {
+            Ok(s) => s,
+            Err(e) => {
+                error!(
+                    "{}: cannot set up inotify: {e}; this bridge is not watched",
+                    b.name
+                );
+                return;
+            }
+        };
+        let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
+        let reader = tokio::spawn(read_events(id, stream, self.events_tx.clone()));
+        let status = status::Bridge {
+            name: b.name.clone(),
+            source: b.source.display().to_string(),
+            destination: b.install_to.display().to_string(),
+            watching: String::new(),
+            health: Health::Healthy,
+            reason: None,
+            last_sync: None,
+            last_success_at: None,
+            pending: None,
+            counters: status::Counters::default(),
+        };
+        self.bridges.push(BridgeRt {
+            id,
+            settle: Settle::new(b.settle),
+            bridge: b,
+            watch,
+            retry_at: None,
+            batch: None,
+            told_dirty: false,
+            reader,
+            sync_task: None,
+            status,
+        });
+        let now = Instant::now();
+        self.rewatch(id, now);
+        if let Some(rt) = self.find(id) {
+            rt.settle.begin_sync();
+        }
+        self.spawn_sync(
+            id,
+            SyncOptions {
+                clean_temps: true,
+                ..SyncOptions::default()
+            },
+        );
+    }
+
+    fn find(&mut self, id: BridgeId) -> Option<&mut BridgeRt> {
+        self.bridges.iter_mut().find(|b| b.id == id)
+    }
+
+    async fn serve(&mut self, requests: &mut mpsc::Receiver<Request>) -> Result<()> {
         let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
@@ -131,11 +218,12 @@ impl Daemon {
             };
             tokio::select! {
                 Some(msg) = self.events.recv() => self.on_message(msg),
-                Some((i, res)) = self.done_rx.recv() => self.on_sync_done(i, res),
+                Some((id, res)) = self.done_rx.recv() => self.on_sync_done(id, res),
+                Some(req) = requests.recv() => self.on_request(req),
                 () = sleep => self.on_timer(),
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
-                _ = hup.recv() => warn!("SIGHUP: config reload is not supported yet; restart hostbridge to apply config changes"),
+                _ = hup.recv() => { let _ = self.reload("SIGHUP"); }
             }
         }
         self.shutdown().await;
@@ -143,47 +231,49 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.bridges
+        let bridges = self
+            .bridges
             .iter()
-            .flat_map(|b| [b.settle.deadline(), b.retry_at])
-            .flatten()
-            .min()
+            .flat_map(|b| [b.settle.deadline(), b.retry_at]);
+        bridges.chain([self.watchdog.map(|w| w.1)]).flatten().min()
     }
 
     fn on_message(&mut self, msg: Msg) {
         let now = Instant::now();
         match msg {
-            Msg::Event(i, ev) => {
-                let meaning = self.bridges[i].watch.interpret(&ev);
-                match meaning {
-                    Meaning::Settle(input) => self.observe(i, now, input),
+            Msg::Event(id, ev) => {
+                let Some(rt) = self.find(id) else { return };
+                match rt.watch.interpret(&ev) {
+                    Meaning::Settle(input) => self.observe(id, now, input),
                     Meaning::Rewatch => {
-                        self.rewatch(i, now);
-                        self.observe(i, now, Input::Rescan);
+                        self.rewatch(id, now);
+                        self.observe(id, now, Input::Rescan);
                     }
                     Meaning::Overflow => {
+                        rt.status.counters.overflows += 1;
                         warn!(
                             "{}: inotify queue overflowed (fs.inotify.max_queued_events); events were lost, rescanning the source",
-                            self.bridges[i].bridge.name
+                            rt.bridge.name
                         );
-                        self.rewatch(i, now);
-                        self.observe(i, now, Input::Rescan);
+                        self.rewatch(id, now);
+                        self.observe(id, now, Input::Rescan);
                     }
                     Meaning::Ignore => {}
                 }
             }
-            Msg::ReadFailed(i, e) => {
+            Msg::ReadFailed(id, e) => {
+                let Some(rt) = self.find(id) else { return };
                 error!(
                     "{}: reading inotify events failed: {e}; retrying the watch",
-                    self.bridges[i].bridge.name
+                    rt.bridge.name
                 );
-                self.bridges[i].retry_at = Some(now + WATCH_RETRY);
+                rt.retry_at = Some(now + WATCH_RETRY);
             }
         }
     }
 
-    fn observe(&mut self, i: usize, now: Instant, input: Input) {
-        let b = &mut self.bridges[i];
+    fn observe(&mut self, id: BridgeId, now: Instant, input: Input) {
+        let Some(b) = self.find(id) else { return };
         if b.settle.is_syncing() && !b.told_dirty {
             b.told_dirty = true;
             info!(
@@ -192,25 +282,35 @@ impl Daemon {
                 describe(&input)
             );
         }
-        debug!("event: {input:?}");
+        debug!("{}: event: {input:?}", b.bridge.name);
         b.settle.observe(now, input);
     }
 
-    /// Re-places the watch of bridge `i`; on failure, schedules a retry.
-    fn rewatch(&mut self, i: usize, now: Instant) {
-        let b = &mut self.bridges[i];
+    /// Re-places the watch of bridge `id`; on failure, schedules a retry.
+    fn rewatch(&mut self, id: BridgeId, now: Instant) {
+        let Some(b) = self.find(id) else { return };
         let name = &b.bridge.name;
         match b.watch.resolve() {
-            Ok(Watching::Source) => debug!("watching {}", b.bridge.source.display()),
-            Ok(Watching::Ancestor { dir, next }) => info!(
-                "{name}: source {} does not exist yet; watching {} for {:?} to appear",
-                b.bridge.source.display(),
-                dir.display(),
-                next
-            ),
+            Ok(Watching::Source) => {
+                debug!("{name}: watching {}", b.bridge.source.display());
+                b.status.watching = "source".into();
+            }
+            Ok(Watching::Ancestor { dir, next }) => {
+                info!(
+                    "{name}: source {} does not exist yet; watching {} for {:?} to appear",
+                    b.bridge.source.display(),
+                    dir.display(),
+                    next
+                );
+                b.status.watching = format!(
+                    "waiting for the source dir to appear (watching {})",
+                    dir.display()
+                );
+            }
             Ok(Watching::Nothing) => {}
             Err(e) => {
                 error!("{name}: {e}; retrying in {}s", WATCH_RETRY.as_secs());
+                b.status.watching = format!("error: {e}");
                 b.retry_at = Some(now + WATCH_RETRY);
             }
         }
@@ -218,50 +318,90 @@ impl Daemon {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
-        for i in 0..self.bridges.len() {
-            if self.bridges[i].retry_at.is_some_and(|t| t <= now) {
-                self.bridges[i].retry_at = None;
-                self.rewatch(i, now);
-                self.observe(i, now, Input::Rescan);
+        if let Some((interval, at)) = self.watchdog
+            && at <= now
+        {
+            notify::watchdog();
+            self.watchdog = Some((interval, now + interval));
+        }
+        let ids: Vec<BridgeId> = self.bridges.iter().map(|b| b.id).collect();
+        for id in ids {
+            let Some(b) = self.find(id) else { continue };
+            if b.retry_at.is_some_and(|t| t <= now) {
+                b.retry_at = None;
+                self.rewatch(id, now);
+                self.observe(id, now, Input::Rescan);
             }
-            if let Some(batch) = self.bridges[i].settle.poll(now) {
+            let Some(b) = self.find(id) else { continue };
+            if let Some(batch) = b.settle.poll(now) {
                 let opts = SyncOptions {
                     still_open: batch.still_open.clone(),
                     ..SyncOptions::default()
                 };
-                self.bridges[i].batch = Some(batch);
-                self.spawn_sync(i, opts);
+                b.batch = Some(batch);
+                self.spawn_sync(id, opts);
             }
         }
     }
 
-    fn spawn_sync(&mut self, i: usize, opts: SyncOptions) {
+    fn spawn_sync(&mut self, id: BridgeId, opts: SyncOptions) {
         let config = Arc::clone(&self.config);
-        let bridge = self.bridges[i].bridge.clone();
         let done = self.done_tx.clone();
-        self.bridges[i].told_dirty = false;
-        self.running += 1;
-        tokio::spawn(async move {
+        let Some(b) = self.find(id) else { return };
+        let bridge = b.bridge.clone();
+        b.told_dirty = false;
+        b.sync_task = Some(tokio::spawn(async move {
             let res = sync_bridge(&config, &bridge, opts).await;
-            let _ = done.send((i, res));
-        });
+            let _ = done.send((id, res));
+        }));
+        self.running += 1;
     }
 
-    fn on_sync_done(&mut self, i: usize, res: Result<SyncReport>) {
-        self.running -= 1;
+    fn on_sync_done(&mut self, id: BridgeId, res: Result<SyncReport>) {
+        self.running = self.running.saturating_sub(1);
         let now = Instant::now();
-        let b = &mut self.bridges[i];
-        let batch = b.batch.take();
-        match res {
-            Ok(report) => log_report(&report, batch.as_ref()),
-            Err(e) => error!("{}: sync failed: {e:#}", b.bridge.name),
-        }
-        if b.settle.finish_sync(now) {
-            debug!("new window opened for changes made during the sync");
+        if let Some(b) = self.find(id) {
+            b.sync_task = None;
+            let batch = b.batch.take();
+            let trigger = trigger(batch.as_ref());
+            match res {
+                Ok(report) => {
+                    log_report(&report, &trigger);
+                    record(&mut b.status, &report, &trigger);
+                }
+                Err(e) => {
+                    error!("{}: sync failed: {e:#}", b.bridge.name);
+                    b.status.counters.syncs_failed += 1;
+                    b.status.last_sync = Some(status::Sync {
+                        at: unix_now(),
+                        trigger,
+                        result: "failed".into(),
+                        installed: vec![],
+                        replaced: vec![],
+                        pruned: vec![],
+                        unchanged: 0,
+                        skipped: vec![],
+                        conflicts: vec![],
+                        findings: vec![],
+                        errors: vec![format!("{e:#}")],
+                        notes: vec![],
+                        actions: vec![],
+                    });
+                }
+            }
+            if b.settle.finish_sync(now) {
+                debug!(
+                    "{}: new window opened for changes made during the sync",
+                    b.bridge.name
+                );
+            }
         }
         if self.starting && self.running == 0 {
             self.ready();
+        } else if !self.starting {
+            notify::status(&self.status_line());
         }
+        self.write_metrics();
     }
 
     fn ready(&mut self) {
@@ -270,27 +410,211 @@ impl Daemon {
             "ready: {} bridges reconciled, waiting for changes",
             self.bridges.len()
         );
+        notify::ready(&self.status_line());
+        self.write_metrics();
     }
 
-    async fn shutdown(&mut self) {
-        for b in &self.bridges {
-            b.reader.abort();
+    /// The `STATUS=` line: "3 bridges ok; last: nut-udev installed 1 file".
+    fn status_line(&self) -> String {
+        let st = self.snapshot();
+        let bad = st
+            .bridges
+            .iter()
+            .filter(|b| b.health != Health::Healthy)
+            .count();
+        let mut line = if bad == 0 {
+            format!("{} bridges ok", st.bridges.len())
+        } else {
+            format!("{} bridges ok, {bad} degraded", st.bridges.len() - bad)
+        };
+        let latest = st
+            .bridges
+            .iter()
+            .filter_map(|b| b.last_sync.as_ref().map(|s| (b, s)))
+            .max_by_key(|(_, s)| s.at);
+        if let Some((b, s)) = latest {
+            line += &format!("; last: {} {}", b.name, status::summary(s));
         }
-        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
-        while self.running > 0 {
-            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
-                Ok(Some((i, res))) => self.on_sync_done(i, res),
-                _ => {
-                    warn!(
-                        "{} syncs still running at shutdown; exiting anyway",
-                        self.running
-                    );
-                    break;
+        if self.reload_error.is_some() {
+            line += "; last reload failed";
+        }
+        line
+    }
+
+    /// The status document as of now.
+    fn snapshot(&self) -> Status {
+        let mut st = Status {
+            schema_version: status::SCHEMA_VERSION,
+            daemon: status::Daemon {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                config_path: self.config.path.display().to_string(),
+                config_loaded_at: self.config_loaded_at,
+                started_at: self.started_at,
+                watches: self
+                    .bridges
+                    .iter()
+                    .filter(|b| !b.status.watching.starts_with("error"))
+                    .count(),
+                errors_since_start: crate::logging::errors_logged(),
+                reload_error: self.reload_error.clone(),
+                health: Health::Healthy,
+            },
+            bridges: self
+                .bridges
+                .iter()
+                .map(|b| {
+                    let mut s = b.status.clone();
+                    s.pending = b.settle.pending().map(|(since, files)| status::Pending {
+                        since_ms: unix_ms_at(since),
+                        files: files.iter().cloned().collect(),
+                    });
+                    s
+                })
+                .collect(),
+        };
+        st.assess();
+        st
+    }
+
+    fn on_request(&mut self, req: Request) {
+        let answer = match req.what {
+            Wire::Status => serde_json::to_string(&self.snapshot()).unwrap_or_default(),
+            Wire::Reload => match self.reload("reload request") {
+                Ok(()) => r#"{"ok":true}"#.to_string(),
+                Err(e) => serde_json::json!({"ok": false, "error": e}).to_string(),
+            },
+        };
+        let _ = req.reply.send(answer);
+    }
+
+    /// Re-reads the config. A bad config keeps the old one running.
+    /// Unchanged bridges keep their watches and state; changed ones are
+    /// replaced; new ones start; removed ones stop.
+    fn reload(&mut self, why: &str) -> Result<(), String> {
+        notify::reloading();
+        let result = config::load(&self.config.path);
+        let new = match result {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{why}: config reload failed, keeping the running config: {e}");
+                self.reload_error = Some(e.to_string());
+                notify::ready(&self.status_line());
+                return Err(e.to_string());
+            }
+        };
+        let mut kept = Vec::new();
+        let mut old = std::mem::take(&mut self.bridges);
+        let mut to_add = Vec::new();
+        for b in &new.bridges {
+            match old.iter().position(|o| o.bridge.name == b.name) {
+                Some(i) if old[i].bridge == *b => kept.push(old.remove(i)),
+                Some(i) => {
+                    info!("{}: config changed; restarting the bridge", b.name);
+                    stop_bridge(old.remove(i));
+                    to_add.push(b.clone());
+                }
+                None => {
+                    info!("{}: new bridge", b.name);
+                    to_add.push(b.clone());
                 }
             }
         }
+        for gone in old {
+            info!(
+                "{}: bridge removed from the config; installed files are left in place",
+                gone.bridge.name
+            );
+            stop_bridge(gone);
+        }
+        self.bridges = kept;
+        self.config = Arc::new(new);
+        self.config_loaded_at = unix_now();
+        self.reload_error = None;
+        for b in to_add {
+            self.add_bridge(b);
+        }
+        // Keep config order.
+        let order: Vec<String> = self.config.bridges.iter().map(|b| b.name.clone()).collect();
+        self.bridges
+            .sort_by_key(|b| order.iter().position(|n| *n == b.bridge.name));
+        info!("{why}: config reloaded: {} bridges", self.bridges.len());
+        notify::ready(&self.status_line());
+        Ok(())
+    }
+
+    fn write_metrics(&self) {
+        let Some(path) = &self.config.metrics_file else {
+            return;
+        };
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let text = status::metrics(&self.snapshot());
+        let written = DestDir::open(dir).and_then(|d| d.install(name, text.as_bytes(), 0o644));
+        if let Err(e) = written {
+            warn!("writing metrics to {}: {e}", path.display());
+        }
+    }
+
+    /// Stops taking events, cancels pending windows and actions, and waits
+    /// (bounded) for in-flight file installs, which always run to completion.
+    async fn shutdown(&mut self) {
+        notify::stopping();
+        let tasks: Vec<JoinHandle<()>> = self
+            .bridges
+            .iter_mut()
+            .filter_map(|b| b.sync_task.take())
+            .collect();
+        let busy = tasks.len();
+        self.bridges.clear(); // drops watches and readers
+        for t in &tasks {
+            // Cancels an action (its child is killed); an install already
+            // handed to the blocking pool still runs to its end.
+            t.abort();
+        }
+        if busy > 0 {
+            info!("waiting for {busy} in-flight syncs to finish their file installs");
+            let _ = tokio::time::timeout(
+                SHUTDOWN_GRACE,
+                crate::sync::wait_idle(&self.config.state_dir),
+            )
+            .await;
+        }
         info!("stopped");
     }
+}
+
+/// Cancels a bridge's sync (if any) and drops its watch.
+fn stop_bridge(b: BridgeRt) {
+    if let Some(t) = &b.sync_task {
+        t.abort();
+    }
+}
+
+fn trigger(batch: Option<&Batch>) -> String {
+    match batch {
+        Some(b) if b.forced => format!("forced by max_wait after {} ms", b.waited.as_millis()),
+        Some(b) => format!("settled after {} ms", b.waited.as_millis()),
+        None => "startup reconcile".into(),
+    }
+}
+
+/// Folds a sync report into the bridge's status.
+fn record(s: &mut status::Bridge, r: &SyncReport, trigger: &str) {
+    let at = unix_now();
+    let c = &mut s.counters;
+    if r.failed() {
+        c.syncs_failed += 1;
+    } else {
+        c.syncs_ok += 1;
+        s.last_success_at = Some(at);
+    }
+    c.files_installed += (r.installed.len() + r.replaced.len()) as u64;
+    c.files_pruned += r.pruned.len() as u64;
+    c.action_failures += r.actions.iter().filter(|a| a.result.is_err()).count() as u64;
+    s.last_sync = Some(r.to_status(trigger, at));
 }
 
 fn describe(input: &Input) -> String {
@@ -301,15 +625,15 @@ fn describe(input: &Input) -> String {
 }
 
 async fn read_events(
-    i: usize,
+    id: BridgeId,
     mut stream: inotify::EventStream<[u8; 8192]>,
     tx: mpsc::Sender<Msg>,
 ) {
     while let Some(ev) = stream.next().await {
         let msg = match ev {
-            Ok(ev) => Msg::Event(i, ev),
+            Ok(ev) => Msg::Event(id, ev),
             Err(e) => {
-                let _ = tx.send(Msg::ReadFailed(i, e)).await;
+                let _ = tx.send(Msg::ReadFailed(id, e)).await;
                 return;
             }
         };
@@ -320,13 +644,8 @@ async fn read_events(
 }
 
 /// Logs one line per decision, then one per finding.
-fn log_report(r: &SyncReport, batch: Option<&Batch>) {
+fn log_report(r: &SyncReport, why: &str) {
     let name = &r.bridge;
-    let why = match batch {
-        Some(b) if b.forced => format!("forced by max_wait after {} ms", b.waited.as_millis()),
-        Some(b) => format!("settled after {} ms", b.waited.as_millis()),
-        None => "startup reconcile".into(),
-    };
     if r.changed() {
         info!(
             "{name}: {why}, {} files changed: {}",

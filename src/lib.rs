@@ -15,4 +15,5 @@ pub mod daemon;
 pub mod host;
 pub mod lint;
 pub mod logging;
+pub mod status_cmd;
 pub mod sync;

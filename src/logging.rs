@@ -1,27 +1,51 @@
 //! Logging setup: tracing to stderr, one line per decision. Under systemd
 //! (`JOURNAL_STREAM` set) timestamps are left out, since journald adds its own.
+//! Error events are counted for `hostbridge status`.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing_subscriber::EnvFilter;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Environment variable holding a tracing filter (e.g. `debug`, `hostbridge=debug`).
 pub const LOG_ENV: &str = "HOSTBRIDGE_LOG";
+
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Error events logged since start.
+pub fn errors_logged() -> u64 {
+    ERRORS.load(Ordering::Relaxed)
+}
+
+struct CountErrors;
+
+impl<S: Subscriber> Layer<S> for CountErrors {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if *event.metadata().level() == Level::ERROR {
+            ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// Installs the global subscriber. `verbose` raises the default level to debug.
 pub fn init(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal());
-    let result = if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).try_init()
-    } else {
-        builder.try_init()
-    };
+        .with_ansi(!journal && std::io::stderr().is_terminal());
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(CountErrors);
     // A second init (tests) keeps the first subscriber.
-    drop(result);
+    let _ = if journal {
+        registry.with(fmt.without_time()).try_init()
+    } else {
+        registry.with(fmt).try_init()
+    };
 }

@@ -448,3 +448,62 @@ fn verify(config: &Config, name: &str, bytes: &[u8]) -> Vec<Finding> {
     let _ = std::fs::remove_file(&path);
     found
 }
+
+impl SyncReport {
+    /// The status model's view of this report; `trigger` says why it ran
+    /// and `at` is the Unix time it finished.
+    pub fn to_status(&self, trigger: &str, at: u64) -> crate::core::status::Sync {
+        use crate::core::status as st;
+        let notes = |v: &[(String, String)]| -> Vec<st::Note> {
+            v.iter()
+                .map(|(f, r)| st::Note {
+                    file: f.clone(),
+                    reason: r.clone(),
+                })
+                .collect()
+        };
+        st::Sync {
+            at,
+            trigger: trigger.to_string(),
+            result: if self.failed() { "failed" } else { "ok" }.into(),
+            installed: self.installed.clone(),
+            replaced: self.replaced.clone(),
+            pruned: self.pruned.clone(),
+            unchanged: self.unchanged,
+            skipped: notes(&self.skipped),
+            conflicts: notes(&self.conflicts),
+            findings: self
+                .findings
+                .iter()
+                .map(|(file, f)| st::Finding {
+                    file: file.clone(),
+                    line: f.line,
+                    column: f.column,
+                    severity: f.severity.to_string(),
+                    rule: f.rule.to_string(),
+                    message: f.message.clone(),
+                })
+                .collect(),
+            errors: self.errors.clone(),
+            notes: self.notes.clone(),
+            actions: self
+                .actions
+                .iter()
+                .map(|a| st::ActionRun {
+                    action: a.action.to_string(),
+                    ok: a.result.is_ok(),
+                    detail: match &a.result {
+                        Ok(s) | Err(s) => s.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Waits until no sync of this process (or any other hostbridge using the
+/// same state dir) is changing files: file changes hold the state-dir lock.
+pub async fn wait_idle(state_dir: &Path) {
+    let state = StateDir::new(state_dir);
+    let _ = tokio::task::spawn_blocking(move || state.lock().map(drop)).await;
+}

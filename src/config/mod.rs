@@ -66,6 +66,12 @@ pub struct Config {
     pub udevadm: PathBuf,
     /// See [`DEFAULT_ETC_UDEV_RULES_DIR`].
     pub etc_udev_rules_dir: PathBuf,
+    /// The status socket (default `<state_dir>/status.sock`).
+    pub status_socket: PathBuf,
+    /// Group that may read the status socket.
+    pub status_group: Option<String>,
+    /// Prometheus textfile written after each sync.
+    pub metrics_file: Option<PathBuf>,
     /// The bridges, in file order.
     pub bridges: Vec<Bridge>,
 }
@@ -203,11 +209,17 @@ impl Validator<'_> {
             self.against_others(&b, &locs, &bridges)?;
             bridges.push((b, locs));
         }
+        let state_dir: PathBuf = raw
+            .state_dir
+            .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0);
         Ok(Config {
             path: self.path.to_path_buf(),
-            state_dir: raw
-                .state_dir
-                .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0),
+            status_socket: raw
+                .status_socket
+                .map_or_else(|| state_dir.join("status.sock"), |p| p.0),
+            status_group: raw.status_group.map(|t| t.0),
+            metrics_file: raw.metrics_file.map(|p| p.0),
+            state_dir,
             udevadm: raw.udevadm.map_or_else(|| DEFAULT_UDEVADM.into(), |p| p.0),
             etc_udev_rules_dir: raw
                 .etc_udev_rules_dir

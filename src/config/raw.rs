@@ -21,6 +21,12 @@ pub struct RawConfig {
     pub settle: Option<RawSettle>,
     /// Default size cap for source files. Default 1 MiB.
     pub max_file_size: Option<Size>,
+    /// The status socket. Default `<state_dir>/status.sock`.
+    pub status_socket: Option<AbsPath>,
+    /// Group allowed to read the status socket (mode 0660). Default: none (0600).
+    pub status_group: Option<Token>,
+    /// Prometheus textfile written after each sync. Default: none.
+    pub metrics_file: Option<AbsPath>,
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
     pub etc_udev_rules_dir: Option<AbsPath>,
     /// The bridges.

@@ -5,3 +5,4 @@ pub mod names;
 pub mod plan;
 pub mod rules;
 pub mod settle;
+pub mod status;

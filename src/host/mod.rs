@@ -5,7 +5,9 @@
 pub mod actions;
 pub mod dest;
 pub mod fsx;
+pub mod notify;
 pub mod preflight;
+pub mod socket;
 pub mod source;
 pub mod state;
 pub mod watch;

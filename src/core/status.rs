@@ -1,0 +1,447 @@
+//! The status model: what `hostbridge status` shows, the JSON the status
+//! socket serves, and the Prometheus metrics derived from it. Pure: plain
+//! data plus functions of it, with the current time passed in.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the JSON schema; bump on any incompatible change (the fixture
+/// test in tests/status.rs pins it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Overall or per-bridge health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Everything as configured.
+    Healthy,
+    /// Running, but something needs attention (see `reason`).
+    Degraded,
+    /// Not working (e.g. the config was invalid at start).
+    Failed,
+}
+
+/// The whole status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Daemon-wide facts.
+    pub daemon: Daemon,
+    /// One entry per bridge, in config order.
+    pub bridges: Vec<Bridge>,
+}
+
+/// Daemon-wide facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Daemon {
+    /// hostbridge's version.
+    pub version: String,
+    /// Process id.
+    pub pid: u32,
+    /// Config file in use.
+    pub config_path: String,
+    /// When that config was loaded (Unix seconds).
+    pub config_loaded_at: u64,
+    /// When the daemon started (Unix seconds).
+    pub started_at: u64,
+    /// inotify watches in use.
+    pub watches: usize,
+    /// Errors logged since start.
+    pub errors_since_start: u64,
+    /// The last failed reload, if the latest reload failed.
+    pub reload_error: Option<String>,
+    /// Overall health (worst of the bridges, degraded by a failed reload).
+    pub health: Health,
+}
+
+/// One bridge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bridge {
+    /// Bridge name.
+    pub name: String,
+    /// Source dir.
+    pub source: String,
+    /// Destination dir.
+    pub destination: String,
+    /// Where the watch sits ("source", or the ancestor waited on).
+    pub watching: String,
+    /// Health of this bridge.
+    pub health: Health,
+    /// The first reason it is not healthy.
+    pub reason: Option<String>,
+    /// The last completed sync.
+    pub last_sync: Option<Sync>,
+    /// When the last successful sync finished (Unix seconds).
+    pub last_success_at: Option<u64>,
+    /// An open settle window, if any.
+    pub pending: Option<Pending>,
+    /// Counters since start.
+    pub counters: Counters,
+}
+
+/// Counters of one bridge since the daemon started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Syncs that completed without error.
+    pub syncs_ok: u64,
+    /// Syncs that failed (I/O error or failed action).
+    pub syncs_failed: u64,
+    /// Files installed or replaced.
+    pub files_installed: u64,
+    /// Files pruned.
+    pub files_pruned: u64,
+    /// Failed actions.
+    pub action_failures: u64,
+    /// inotify queue overflows.
+    pub overflows: u64,
+}
+
+/// An open settle window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// When the window opened (Unix milliseconds).
+    pub since_ms: u64,
+    /// Names seen so far.
+    pub files: Vec<String>,
+}
+
+/// A completed sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sync {
+    /// When it finished (Unix seconds).
+    pub at: u64,
+    /// Why it ran ("startup", "settled after 312 ms", …).
+    pub trigger: String,
+    /// "ok" or "failed".
+    pub result: String,
+    /// Newly installed files.
+    pub installed: Vec<String>,
+    /// Replaced files.
+    pub replaced: Vec<String>,
+    /// Pruned files.
+    pub pruned: Vec<String>,
+    /// Files already up to date.
+    pub unchanged: usize,
+    /// Skipped source entries.
+    pub skipped: Vec<Note>,
+    /// Destination names not owned by hostbridge.
+    pub conflicts: Vec<Note>,
+    /// Rules checks findings.
+    pub findings: Vec<Finding>,
+    /// Per-file errors and operator notes.
+    pub errors: Vec<String>,
+    /// Notes (trusted policy, changed destination).
+    pub notes: Vec<String>,
+    /// Actions run.
+    pub actions: Vec<ActionRun>,
+}
+
+/// A file with a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    /// File name.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A rules finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// File name.
+    pub file: String,
+    /// Line.
+    pub line: u32,
+    /// Column.
+    pub column: u32,
+    /// "error" or "warning".
+    pub severity: String,
+    /// Rule id.
+    pub rule: String,
+    /// Message.
+    pub message: String,
+}
+
+impl Finding {
+    /// `FILE:LINE:COL: severity[rule]: message`.
+    pub fn render(&self) -> String {
+        format!(
+            "{}:{}:{}: {}[{}]: {}",
+            self.file, self.line, self.column, self.severity, self.rule, self.message
+        )
+    }
+}
+
+/// An action that ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRun {
+    /// Action label.
+    pub action: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Output (on success) or error with stderr excerpt.
+    pub detail: String,
+}
+
+impl Sync {
+    /// Whether the sync itself failed.
+    pub fn failed(&self) -> bool {
+        self.result != "ok"
+    }
+
+    /// The first reason this sync leaves its bridge degraded.
+    pub fn first_problem(&self) -> Option<String> {
+        if let Some(a) = self.actions.iter().find(|a| !a.ok) {
+            return Some(format!("{} failed: {}", a.action, a.detail));
+        }
+        if let Some(e) = self.errors.first() {
+            return Some(e.clone());
+        }
+        if let Some(f) = self.findings.iter().find(|f| f.severity == "error") {
+            return Some(f.render());
+        }
+        if let Some(n) = self.skipped.first() {
+            return Some(format!("skipped {}: {}", n.file, n.reason));
+        }
+        if let Some(n) = self.conflicts.first() {
+            return Some(format!("conflict {}: {}", n.file, n.reason));
+        }
+        self.findings.first().map(Finding::render)
+    }
+}
+
+impl Bridge {
+    /// Sets `health` and `reason` from the last sync and the watch.
+    pub fn assess(&mut self) {
+        let watch_problem = self
+            .watching
+            .starts_with("error")
+            .then(|| self.watching.clone());
+        let reason =
+            watch_problem.or_else(|| self.last_sync.as_ref().and_then(Sync::first_problem));
+        self.health = if reason.is_some() {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        self.reason = reason;
+    }
+}
+
+impl Status {
+    /// Sets the daemon's overall health from the bridges and the last reload.
+    pub fn assess(&mut self) {
+        for b in &mut self.bridges {
+            b.assess();
+        }
+        let worst = self
+            .bridges
+            .iter()
+            .map(|b| b.health)
+            .max()
+            .unwrap_or(Health::Healthy);
+        self.daemon.health = if self.daemon.reload_error.is_some() {
+            worst.max(Health::Degraded)
+        } else {
+            worst
+        };
+    }
+
+    /// Keeps only the bridge `name` (for `--bridge`); false if there is none.
+    pub fn narrow(&mut self, name: &str) -> bool {
+        self.bridges.retain(|b| b.name == name);
+        !self.bridges.is_empty()
+    }
+}
+
+/// "3 s", "4 min", "2 h", "5 d".
+pub fn ago(now: u64, then: u64) -> String {
+    let s = now.saturating_sub(then);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// The one-screen text of `hostbridge status`.
+pub fn render(st: &Status, now: u64) -> String {
+    let d = &st.daemon;
+    let mut out = format!(
+        "hostbridge {} (pid {}): {:?}, up {}, config {} loaded {} ago\n",
+        d.version,
+        d.pid,
+        d.health,
+        ago(now, d.started_at),
+        d.config_path,
+        ago(now, d.config_loaded_at)
+    )
+    .replace("Healthy", "healthy")
+    .replace("Degraded", "degraded")
+    .replace("Failed", "failed");
+    if let Some(e) = &d.reload_error {
+        let _ = writeln!(
+            out,
+            "✖ last reload failed, still running the previous config: {e}"
+        );
+    }
+    for b in &st.bridges {
+        let mark = if b.health == Health::Healthy {
+            "✔"
+        } else {
+            "✖"
+        };
+        let what = match &b.last_sync {
+            Some(s) => format!("synced {} ago: {}", ago(now, s.at), summary(s)),
+            None => "not synced yet".into(),
+        };
+        let _ = writeln!(out, "{mark} {:<16} {what}", b.name);
+        if let Some(p) = &b.pending {
+            let _ = writeln!(
+                out,
+                "  pending: {} files changed, window open {} ms",
+                p.files.len(),
+                (now * 1000).saturating_sub(p.since_ms)
+            );
+        }
+        if let Some(r) = &b.reason {
+            let _ = writeln!(out, "  {r}");
+        }
+    }
+    out
+}
+
+/// "installed 1 file, 3 unchanged; udev-reload ok".
+pub fn summary(s: &Sync) -> String {
+    let mut parts = Vec::new();
+    for (verb, list) in [
+        ("installed", &s.installed),
+        ("replaced", &s.replaced),
+        ("pruned", &s.pruned),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{verb} {}", plural(list.len(), "file")));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no changes".into());
+    }
+    if s.unchanged > 0 {
+        parts.push(format!("{} unchanged", s.unchanged));
+    }
+    let mut text = parts.join(", ");
+    if !s.actions.is_empty() {
+        let acts: Vec<String> = s
+            .actions
+            .iter()
+            .map(|a| format!("{} {}", a.action, if a.ok { "ok" } else { "failed" }))
+            .collect();
+        let _ = write!(text, "; {}", acts.join(", "));
+    }
+    text
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Prometheus text exposition format (version 0.0.4) of the status.
+pub fn metrics(st: &Status) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per = |f: &dyn Fn(&Bridge) -> f64| -> Vec<(String, f64)> {
+        st.bridges
+            .iter()
+            .map(|b| (format!("{{bridge=\"{}\"}}", b.name), f(b)))
+            .collect()
+    };
+    family(
+        "hostbridge_up",
+        "gauge",
+        "1 if the daemon answered.",
+        vec![(String::new(), 1.0)],
+    );
+    family(
+        "hostbridge_healthy",
+        "gauge",
+        "1 if the bridge is healthy.",
+        per(&|b| f64::from(u8::from(b.health == Health::Healthy))),
+    );
+    let mut syncs = Vec::new();
+    for b in &st.bridges {
+        syncs.push((
+            format!("{{bridge=\"{}\",result=\"ok\"}}", b.name),
+            b.counters.syncs_ok as f64,
+        ));
+        syncs.push((
+            format!("{{bridge=\"{}\",result=\"failed\"}}", b.name),
+            b.counters.syncs_failed as f64,
+        ));
+    }
+    family(
+        "hostbridge_syncs_total",
+        "counter",
+        "Syncs by result.",
+        syncs,
+    );
+    family(
+        "hostbridge_files_installed_total",
+        "counter",
+        "Files installed or replaced.",
+        per(&|b| b.counters.files_installed as f64),
+    );
+    family(
+        "hostbridge_files_pruned_total",
+        "counter",
+        "Files pruned.",
+        per(&|b| b.counters.files_pruned as f64),
+    );
+    family(
+        "hostbridge_action_failures_total",
+        "counter",
+        "Failed actions.",
+        per(&|b| b.counters.action_failures as f64),
+    );
+    family(
+        "hostbridge_inotify_overflows_total",
+        "counter",
+        "inotify queue overflows.",
+        per(&|b| b.counters.overflows as f64),
+    );
+    family(
+        "hostbridge_pending_windows",
+        "gauge",
+        "1 while a settle window is open.",
+        per(&|b| f64::from(u8::from(b.pending.is_some()))),
+    );
+    let success: Vec<(String, f64)> = st
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            b.last_success_at
+                .map(|t| (format!("{{bridge=\"{}\"}}", b.name), t as f64))
+        })
+        .collect();
+    family(
+        "hostbridge_last_success_timestamp_seconds",
+        "gauge",
+        "When the last successful sync finished.",
+        success,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,175 @@
+//! Status model tests: health, the screen, metrics (parsed with a real
+//! Prometheus text parser).
+
+use super::*;
+
+fn sync(at: u64) -> Sync {
+    Sync {
+        at,
+        trigger: "settled after 312 ms".into(),
+        result: "ok".into(),
+        installed: vec!["62-nut-usbups.rules".into()],
+        replaced: vec![],
+        pruned: vec![],
+        unchanged: 3,
+        skipped: vec![],
+        conflicts: vec![],
+        findings: vec![],
+        errors: vec![],
+        notes: vec![],
+        actions: vec![ActionRun {
+            action: "udev-reload".into(),
+            ok: true,
+            detail: String::new(),
+        }],
+    }
+}
+
+fn bridge(name: &str, last: Option<Sync>) -> Bridge {
+    Bridge {
+        name: name.into(),
+        source: "/run/containers/nut/udev-rules".into(),
+        destination: "/run/udev/rules.d".into(),
+        watching: "source".into(),
+        health: Health::Healthy,
+        reason: None,
+        last_sync: last,
+        last_success_at: Some(1000),
+        pending: None,
+        counters: Counters {
+            syncs_ok: 2,
+            files_installed: 4,
+            ..Counters::default()
+        },
+    }
+}
+
+fn doc(bridges: Vec<Bridge>) -> Status {
+    let mut st = Status {
+        schema_version: SCHEMA_VERSION,
+        daemon: Daemon {
+            version: "0.1.0".into(),
+            pid: 42,
+            config_path: "/etc/hostbridge/config.yaml".into(),
+            config_loaded_at: 900,
+            started_at: 900,
+            watches: 1,
+            errors_since_start: 0,
+            reload_error: None,
+            health: Health::Healthy,
+        },
+        bridges,
+    };
+    st.assess();
+    st
+}
+
+#[test]
+fn health_follows_the_first_problem() {
+    let st = doc(vec![bridge("nut-udev", Some(sync(1000)))]);
+    assert_eq!(st.daemon.health, Health::Healthy);
+
+    let mut bad = sync(1000);
+    bad.findings.push(Finding {
+        file: "63-evil.rules".into(),
+        line: 1,
+        column: 43,
+        severity: "error".into(),
+        rule: "run".into(),
+        message: "RUN+= would execute '/tmp/x' as root".into(),
+    });
+    let st = doc(vec![
+        bridge("ok", Some(sync(1000))),
+        bridge("evil", Some(bad.clone())),
+    ]);
+    assert_eq!(st.daemon.health, Health::Degraded);
+    assert_eq!(
+        st.bridges[1].reason.as_deref(),
+        Some("63-evil.rules:1:43: error[run]: RUN+= would execute '/tmp/x' as root")
+    );
+
+    bad.actions[0] = ActionRun {
+        action: "udev-reload".into(),
+        ok: false,
+        detail: "exit status: 1: Failed to send reload request".into(),
+    };
+    let st = doc(vec![bridge("evil", Some(bad))]);
+    assert_eq!(
+        st.bridges[0].reason.as_deref(),
+        Some("udev-reload failed: exit status: 1: Failed to send reload request"),
+        "a failed action comes first"
+    );
+
+    let mut w = bridge("w", None);
+    w.watching = "error: watching /x: too many inotify watches".into();
+    assert_eq!(doc(vec![w]).daemon.health, Health::Degraded);
+
+    let mut st = doc(vec![bridge("ok", Some(sync(1000)))]);
+    st.daemon.reload_error = Some("config.yaml:3:5: unknown field".into());
+    st.assess();
+    assert_eq!(st.daemon.health, Health::Degraded);
+}
+
+#[test]
+fn the_screen() {
+    let mut st = doc(vec![bridge("nut-udev", Some(sync(1000)))]);
+    st.bridges.push(bridge("certs", None));
+    st.assess();
+    let text = render(&st, 1002);
+    assert_eq!(
+        text,
+        "hostbridge 0.1.0 (pid 42): healthy, up 1 min, config /etc/hostbridge/config.yaml loaded 1 min ago\n\
+         ✔ nut-udev         synced 2 s ago: installed 1 file, 3 unchanged; udev-reload ok\n\
+         ✔ certs            not synced yet\n"
+    );
+}
+
+#[test]
+fn ago_units() {
+    assert_eq!(ago(100, 100), "0 s");
+    assert_eq!(ago(100, 200), "0 s");
+    assert_eq!(ago(3700, 0), "1 h");
+    assert_eq!(ago(200_000, 0), "2 d");
+}
+
+#[test]
+fn metrics_parse_with_a_prometheus_parser() {
+    let mut b = bridge("nut-udev", Some(sync(1000)));
+    b.pending = Some(Pending {
+        since_ms: 1_000_000,
+        files: vec!["a.rules".into()],
+    });
+    let st = doc(vec![b, bridge("certs", None)]);
+    let text = metrics(&st);
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+    let get = |name: &str, bridge: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("bridge") == Some(bridge))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+    };
+    assert_eq!(
+        get("hostbridge_files_installed_total", "nut-udev"),
+        Some(4.0)
+    );
+    assert_eq!(get("hostbridge_pending_windows", "nut-udev"), Some(1.0));
+    assert_eq!(get("hostbridge_pending_windows", "certs"), Some(0.0));
+    assert_eq!(
+        get("hostbridge_last_success_timestamp_seconds", "nut-udev"),
+        Some(1000.0)
+    );
+    assert_eq!(get("hostbridge_healthy", "certs"), Some(1.0));
+    let ok = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "hostbridge_syncs_total" && s.labels.get("result") == Some("ok"))
+        .unwrap();
+    assert!(matches!(ok.value, prometheus_parse::Value::Counter(v) if v == 2.0));
+}

@@ -1,0 +1,135 @@
+//! The status socket: a Unix stream socket in the state dir where the daemon
+//! answers one JSON request per connection. Host layer: no policy, it only
+//! moves bytes between clients and the daemon loop.
+//!
+//! Requests are one JSON object: `{"request":"status"}` returns the status
+//! document; `{"request":"reload"}` reloads the config and returns
+//! `{"ok":true}` or `{"ok":false,"error":"…"}`. The socket is mode 0600
+//! (0660 with `status_group`) and removed when the daemon stops.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// Largest request accepted.
+const MAX_REQUEST: u64 = 4096;
+
+/// A client request, parsed.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "lowercase")]
+pub enum Wire {
+    /// The status document.
+    Status,
+    /// Reload the config.
+    Reload,
+}
+
+/// A request handed to the daemon loop, with the channel for its answer
+/// (a JSON document).
+pub struct Request {
+    /// What was asked.
+    pub what: Wire,
+    /// Where the JSON answer goes.
+    pub reply: oneshot::Sender<String>,
+}
+
+/// The bound socket; the file is removed on drop.
+pub struct Bound {
+    path: PathBuf,
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds the socket at `path`, replacing a stale one; refuses if another
+/// daemon answers there. `group` makes it 0660 and owned by that group.
+pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound)> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "{} is answered by another hostbridge; stop it first",
+                    path.display()
+                ),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    let bound = Bound {
+        path: path.to_path_buf(),
+    };
+    let mut mode = 0o600;
+    if let Some(name) = group {
+        let gid = nix::unistd::Group::from_name(name)?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("status_group {name:?} does not exist"),
+                )
+            })?
+            .gid;
+        nix::unistd::chown(path, None, Some(gid))?;
+        mode = 0o660;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok((listener, bound))
+}
+
+/// Accepts connections forever, handing each request to the loop.
+pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let to_loop = to_loop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, to_loop)).await;
+        });
+    }
+}
+
+async fn answer(stream: tokio::net::UnixStream, to_loop: mpsc::Sender<Request>) -> io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut buf = Vec::new();
+    read.take(MAX_REQUEST).read_to_end(&mut buf).await?;
+    let reply = match serde_json::from_slice::<Wire>(&buf) {
+        Ok(what) => {
+            let (tx, rx) = oneshot::channel();
+            if to_loop.send(Request { what, reply: tx }).await.is_err() {
+                return Ok(());
+            }
+            rx.await
+                .unwrap_or_else(|_| r#"{"ok":false,"error":"daemon is stopping"}"#.into())
+        }
+        Err(e) => {
+            serde_json::json!({"ok": false, "error": format!("bad request: {e}")}).to_string()
+        }
+    };
+    write.write_all(reply.as_bytes()).await?;
+    write.shutdown().await
+}
+
+/// Client side: sends `request` and returns the answer (blocking).
+pub fn query(path: &Path, request: &Wire) -> io::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(serde_json::to_string(request)?.as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}

@@ -1,0 +1,93 @@
+//! `hostbridge status` and `hostbridge reload`: clients of the daemon's
+//! status socket. Shell code: one request, then printing and exit codes.
+//!
+//! Exit codes follow the LSB `status` convention: 0 healthy, 1 degraded,
+//! 3 not running (no socket, or nobody answering), 4 unknown error.
+
+use std::io::ErrorKind;
+use std::path::Path;
+
+use crate::cli::StatusFormat;
+use crate::core::status::{self, Health, Status};
+use crate::host::socket::{self, Wire};
+
+/// Healthy.
+pub const STATUS_OK: u8 = 0;
+/// Degraded (or failed).
+pub const STATUS_DEGRADED: u8 = 1;
+/// Not running.
+pub const STATUS_NOT_RUNNING: u8 = 3;
+/// Anything else went wrong.
+pub const STATUS_UNKNOWN: u8 = 4;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Asks the daemon for its status and prints it.
+pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
+    let text = match socket::query(sock, &Wire::Status) {
+        Ok(t) => t,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            eprintln!(
+                "hostbridge is not running (no answer on {}: {e})",
+                sock.display()
+            );
+            return STATUS_NOT_RUNNING;
+        }
+        Err(e) => {
+            eprintln!("hostbridge status: asking {}: {e}", sock.display());
+            return STATUS_UNKNOWN;
+        }
+    };
+    let mut st: Status = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "hostbridge status: unexpected answer from {}: {e}",
+                sock.display()
+            );
+            return STATUS_UNKNOWN;
+        }
+    };
+    if let Some(name) = bridge
+        && !st.narrow(name)
+    {
+        eprintln!("hostbridge status: no bridge named {name:?}");
+        return STATUS_UNKNOWN;
+    }
+    st.assess();
+    match format {
+        StatusFormat::Text => print!("{}", status::render(&st, now())),
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default()),
+        StatusFormat::Metrics => print!("{}", status::metrics(&st)),
+    }
+    match st.daemon.health {
+        Health::Healthy => STATUS_OK,
+        Health::Degraded | Health::Failed => STATUS_DEGRADED,
+    }
+}
+
+/// Asks the daemon to reload its config.
+pub fn reload(sock: &Path) -> u8 {
+    let text = match socket::query(sock, &Wire::Reload) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hostbridge reload: no answer on {}: {e}", sock.display());
+            return STATUS_NOT_RUNNING;
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    if answer["ok"] == true {
+        println!("config reloaded");
+        STATUS_OK
+    } else {
+        eprintln!(
+            "reload failed, the daemon keeps its running config: {}",
+            answer["error"].as_str().unwrap_or(&text)
+        );
+        STATUS_DEGRADED
+    }
+}
