@@ -221,7 +221,7 @@ fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
     }
     match config::load(&cli.config) {
         Ok(c) => c.status_socket,
-        Err(_) => PathBuf::from(config::DEFAULT_STATE_DIR).join("status.sock"),
+        Err(_) => config::status_socket_hint(&cli.config),
     }
 }
 

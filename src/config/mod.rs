@@ -422,3 +422,27 @@ fn action(raw: RawAction) -> Action {
 
 #[cfg(test)]
 mod tests;
+
+/// The status socket named by the config at `path`, read leniently so that
+/// `hostbridge status` still finds the daemon while the file on disk is
+/// broken (the daemon keeps running its previous config then).
+pub fn status_socket_hint(path: &Path) -> PathBuf {
+    #[derive(serde::Deserialize)]
+    struct Hint {
+        state_dir: Option<PathBuf>,
+        status_socket: Option<PathBuf>,
+    }
+    let hint = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_saphyr::from_str::<Hint>(&t).ok());
+    match hint {
+        Some(Hint {
+            status_socket: Some(s),
+            ..
+        }) if s.is_absolute() => s,
+        Some(Hint {
+            state_dir: Some(d), ..
+        }) if d.is_absolute() => d.join("status.sock"),
+        _ => PathBuf::from(DEFAULT_STATE_DIR).join("status.sock"),
+    }
+}

@@ -1,0 +1,282 @@
+//! `hostbridge status`, the status socket, sd_notify, reload and shutdown,
+//! against the real daemon: a real Unix socket, a real NOTIFY_SOCKET datagram
+//! socket owned by the test, and real signals.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use common::{Env, wait_for};
+use nix::sys::signal::{Signal, kill};
+
+const BAD_RULE: &str = "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", RUN+=\"/tmp/x\"\n";
+
+fn status(env: &Env, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["status"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn status_exit_codes_healthy_degraded_not_running() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    assert_eq!(status(&env, &[]).0, Some(3), "no daemon: not running");
+
+    env.put("a.rules", "# a\n");
+    let mut d = env.start();
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("): healthy, up "), "{text}");
+    assert!(
+        text.contains("✔ test             synced 0 s ago: installed 1 file; udev-reload ok")
+            || text.contains("✔ test             synced 1 s ago"),
+        "{text}"
+    );
+
+    env.put("b.rules", BAD_RULE);
+    d.wait_log("error[run]");
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("✖ test"), "{text}");
+    assert!(
+        text.contains("b.rules:1:43: error[run]: RUN+= would execute '/tmp/x'"),
+        "{text}"
+    );
+
+    let (code, _) = status(&env, &["--bridge", "nope"]);
+    assert_eq!(code, Some(4));
+
+    assert!(d.stop().success());
+    assert!(
+        !env.state.join("status.sock").exists(),
+        "socket removed on exit"
+    );
+    assert_eq!(status(&env, &[]).0, Some(3));
+}
+
+/// Replaces values that differ between runs with placeholders.
+fn normalise(v: &mut serde_json::Value, tmp: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                match k.as_str() {
+                    "pid" | "config_loaded_at" | "started_at" | "at" | "last_success_at"
+                    | "since_ms"
+                        if !x.is_null() =>
+                    {
+                        *x = "<number>".into()
+                    }
+                    "version" => *x = "<version>".into(),
+                    _ => normalise(x, tmp),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, tmp)),
+        serde_json::Value::String(s) => *s = s.replace(tmp, "<tmp>"),
+        _ => {}
+    }
+}
+
+#[test]
+fn json_matches_the_pinned_fixture() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    env.put("a.rules", "# a\n");
+    env.put("b.rules", BAD_RULE);
+    let _d = env.start();
+    let (code, text) = status(&env, &["--json"]);
+    assert_eq!(code, Some(1));
+    let mut got: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(got["schema_version"], 1);
+    normalise(&mut got, &env.tmp.path().display().to_string());
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/status.json");
+    if std::env::var_os("UPDATE_FIXTURES").is_some() {
+        fs::write(&fixture, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+    }
+    let want: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&fixture).unwrap()).unwrap();
+    assert_eq!(
+        got, want,
+        "the status JSON changed; if on purpose, bump SCHEMA_VERSION when incompatible and rerun with UPDATE_FIXTURES=1"
+    );
+}
+
+#[test]
+fn metrics_from_the_daemon_parse() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    env.put("a.rules", "# a\n");
+    let _d = env.start();
+    let (code, text) = status(&env, &["--metrics"]);
+    assert_eq!(code, Some(0));
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let installed = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "hostbridge_files_installed_total")
+        .unwrap();
+    assert!(matches!(installed.value, prometheus_parse::Value::Counter(v) if v == 1.0));
+
+    // And the textfile for node_exporter.
+    let prom = env.tmp.path().join("textfile");
+    fs::create_dir_all(&prom).unwrap();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!("metrics_file: {}/hostbridge.prom\n{cfg}", prom.display()),
+    )
+    .unwrap();
+    drop(_d);
+    let _d = env.start();
+    let text = fs::read_to_string(prom.join("hostbridge.prom")).unwrap();
+    assert!(
+        text.contains("hostbridge_syncs_total{bridge=\"test\",result=\"ok\"} 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sd_notify_messages_arrive_in_order() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    let sock_path = env.tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    env.put("a.rules", "# a\n");
+    let notify = sock_path.display().to_string();
+    let mut d = env.spawn_daemon(&[("NOTIFY_SOCKET", notify.as_str())]);
+    let mut next = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=1 bridges ok; last: test installed 1 file"),
+        "{ready:?}"
+    );
+    env.put("b.rules", "# b\n");
+    let st = next();
+    assert!(
+        st.starts_with(
+            "STATUS=1 bridges ok; last: test installed 1 file, 1 unchanged; udev-reload ok"
+        ),
+        "{st:?}"
+    );
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert!(next().starts_with("READY=1\nSTATUS="));
+    assert!(d.stop().success());
+    assert!(next().starts_with("STOPPING=1"));
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_one() {
+    let env = Env::new("    then:\n      - udev-reload\n");
+    let d = env.start();
+    let good = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, format!("{good}    bogus_key: 1\n")).unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    d.wait_log("config reload failed, keeping the running config");
+    assert!(
+        d.log().contains(&format!("{}:", env.config.display())),
+        "file:line:col in the log: {}",
+        d.log()
+    );
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("last reload failed, still running the previous config"),
+        "{text}"
+    );
+    assert!(text.contains("unknown field `bogus_key`"), "{text}");
+    // The old config still works.
+    env.put("a.rules", "# a\n");
+    wait_for(
+        "a installed",
+        || env.dest_content("a.rules").is_some(),
+        || d.log(),
+    );
+    // `hostbridge reload` reports the same failure, then success once fixed.
+    let out = env.run(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    fs::write(&env.config, good).unwrap();
+    let out = env.run(&["reload"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status(&env, &[]).0, Some(0));
+}
+
+#[test]
+fn sighup_adding_a_bridge_starts_watching_it() {
+    let env = Env::new("    include: [\"a-*.rules\"]\n");
+    let d = env.start();
+    let src2 = env.tmp.path().join("export2");
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    let extra = format!(
+        "  - name: second\n    kind: udev-rules\n    source: {}\n    install_to: {}\n    include: [\"b-*.rules\"]\n",
+        src2.display(),
+        env.dest.display()
+    );
+    fs::write(&env.config, cfg + &extra).unwrap();
+    kill(d.pid(), Signal::SIGHUP).unwrap();
+    d.wait_log("config reloaded: 2 bridges");
+    fs::create_dir_all(&src2).unwrap();
+    fs::write(src2.join("b-1.rules"), "# b\n").unwrap();
+    wait_for(
+        "b-1 installed by the new bridge",
+        || env.dest_content("b-1.rules").is_some(),
+        || d.log(),
+    );
+    // The unchanged bridge kept working.
+    env.put("a-1.rules", "# a\n");
+    wait_for(
+        "a-1 installed",
+        || env.dest_content("a-1.rules").is_some(),
+        || d.log(),
+    );
+    assert!(!d.log().contains("test: config changed"), "{}", d.log());
+}
+
+#[test]
+fn sigterm_during_a_long_install_leaves_no_partial_file_and_no_socket() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    let body = |i: usize| format!("# file {i}\n") + &"# padding padding padding\n".repeat(40_000);
+    for i in 0..100 {
+        fs::write(env.src.join(format!("{i:03}.rules")), body(i)).unwrap();
+    }
+    let mut d = env.spawn_daemon(&[]);
+    wait_for(
+        "install under way",
+        || env.installed().iter().any(|n| n == "005.rules"),
+        || d.log(),
+    );
+    let started = std::time::Instant::now();
+    let st = d.stop();
+    assert!(st.success(), "exit 0 on SIGTERM: {st:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "bounded shutdown"
+    );
+    assert!(!env.state.join("status.sock").exists());
+    for name in env.installed() {
+        assert!(!name.starts_with(".hostbridge-"), "temp file left: {name}");
+        let i: usize = name[..3].parse().unwrap();
+        assert_eq!(
+            fs::read_to_string(env.dest.join(&name)).unwrap(),
+            body(i),
+            "{name} partial"
+        );
+    }
+}
