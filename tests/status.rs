@@ -151,7 +151,7 @@ fn sd_notify_messages_arrive_in_order() {
     env.put("a.rules", "# a\n");
     let notify = sock_path.display().to_string();
     let mut d = env.spawn_daemon(&[("NOTIFY_SOCKET", notify.as_str())]);
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
