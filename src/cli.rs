@@ -30,6 +30,12 @@ pub struct Cli {
     /// Config file.
     #[arg(long, short, global = true, value_name = "PATH", env = "HOSTBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
     pub config: PathBuf,
+    /// A drop-in dir of `*.yaml` fragments, lowest precedence first
+    /// (repeatable; default /usr/lib/hostbridge/config.d, /etc/hostbridge/config.d,
+    /// /run/hostbridge/config.d; or HOSTBRIDGE_CONFIG_DIRS, colon-separated,
+    /// empty for none).
+    #[arg(long = "config-dir", global = true, value_name = "DIR")]
+    pub config_dirs: Vec<PathBuf>,
     /// Log debug details (or set HOSTBRIDGE_LOG, e.g. HOSTBRIDGE_LOG=debug).
     #[arg(long, short, global = true)]
     pub verbose: bool,
@@ -182,7 +188,7 @@ fn dispatch(cli: &Cli) -> u8 {
         Command::Reload { socket } => return crate::status_cmd::reload(&socket_path(cli, socket)),
         _ => {}
     }
-    let config = match config::load(&cli.config) {
+    let config = match config::load(&cli.config, &dropin_dirs(cli)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hostbridge: config error: {e}");
@@ -214,12 +220,28 @@ pub enum StatusFormat {
     Metrics,
 }
 
+/// Drop-in dirs: `--config-dir`, else `HOSTBRIDGE_CONFIG_DIRS`, else the defaults.
+fn dropin_dirs(cli: &Cli) -> Vec<PathBuf> {
+    if !cli.config_dirs.is_empty() {
+        return cli.config_dirs.clone();
+    }
+    match std::env::var_os("HOSTBRIDGE_CONFIG_DIRS") {
+        Some(v) => std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => config::DEFAULT_DROPIN_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    }
+}
+
 /// The socket to talk to: `--socket`, else the config's, else the default.
 fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
     if let Some(p) = explicit {
         return p.clone();
     }
-    match config::load(&cli.config) {
+    match config::load(&cli.config, &dropin_dirs(cli)) {
         Ok(c) => c.status_socket,
         Err(_) => config::status_socket_hint(&cli.config),
     }
@@ -324,6 +346,9 @@ pub fn render_report(r: &SyncReport) -> String {
 /// The text `hostbridge check` prints.
 pub fn describe(c: &Config) -> String {
     let mut s = format!("config {} is valid\n", c.path.display());
+    for f in &c.fragments {
+        s += &format!("drop-in {}\n", f.display());
+    }
     s += &format!(
         "state_dir: {}\nudevadm: {}\n",
         c.state_dir.display(),
@@ -335,7 +360,12 @@ pub fn describe(c: &Config) -> String {
         } else {
             " (missing: will wait for it)"
         };
-        s += &format!("\nbridge {} ({:?}):\n", b.name, b.kind);
+        s += &format!(
+            "\nbridge {} ({}, from {}):\n",
+            b.name,
+            b.kind.as_str(),
+            b.origin.display()
+        );
         s += &format!(
             "  watch      {}{exists} for {}\n",
             b.source.display(),

@@ -493,7 +493,7 @@ impl Daemon {
     /// replaced; new ones start; removed ones stop.
     fn reload(&mut self, why: &str) -> Result<(), String> {
         notify::reloading();
-        let result = config::load(&self.config.path);
+        let result = config::load(&self.config.path, &self.config.dropin_dirs);
         let new = match result {
             Ok(c) => c,
             Err(e) => {

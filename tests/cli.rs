@@ -66,7 +66,7 @@ fn check_prints_what_each_bridge_would_do() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "bridge test (UdevRules):".to_string(),
+        format!("bridge test (udev-rules, from {}):", env.config.display()),
         format!(
             "watch      {} (missing: will wait for it) for *.rules",
             env.src.display()
@@ -147,4 +147,84 @@ fn sync_reports_conflicts_with_exit_1_and_unknown_bridge_with_2() {
     );
     let out = env.run(&["sync", "--bridge", "nope"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn drop_ins_merge_by_name_later_dirs_win_and_check_shows_origins() {
+    let env = Env::new("    include: [\"a-*.rules\"]\n");
+    let (usr, etc) = (env.tmp.path().join("usr.d"), env.tmp.path().join("etc.d"));
+    fs::create_dir_all(&usr).unwrap();
+    fs::create_dir_all(&etc).unwrap();
+    let other = env.tmp.path().join("other");
+    // 10-extra.yaml in both dirs: the later dir's copy wins.
+    fs::write(usr.join("10-extra.yaml"), "bridges:\n  - name: ignored\n    kind: udev-rules\n    source: /nope\n    include: [\"z-*.rules\"]\n").unwrap();
+    fs::write(
+        etc.join("10-extra.yaml"),
+        format!("bridges:\n  - name: extra\n    kind: udev-rules\n    source: {}\n    install_to: {}\n    include: [\"b-*.rules\"]\n", other.display(), env.dest.display()),
+    )
+    .unwrap();
+    // 20-override.yaml replaces the main file's bridge "test" and a top-level key.
+    fs::write(
+        etc.join("20-override.yaml"),
+        format!(
+            "settle: {{ quiet: 1s }}\nbridges:\n  - name: test\n    kind: udev-rules\n    source: {}\n    install_to: {}\n    include: [\"c-*.rules\"]\n",
+            env.src.display(),
+            env.dest.display()
+        ),
+    )
+    .unwrap();
+    let out = env
+        .cmd(&[
+            "--config-dir",
+            usr.to_str().unwrap(),
+            "--config-dir",
+            etc.to_str().unwrap(),
+            "check",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("drop-in {}/10-extra.yaml", etc.display())),
+        "{text}"
+    );
+    assert!(!text.contains("ignored"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "bridge test (udev-rules, from {}/20-override.yaml)",
+            etc.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("for c-*.rules"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "bridge extra (udev-rules, from {}/10-extra.yaml)",
+            etc.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("settle     quiet 1s"), "{text}");
+
+    // An error in a fragment names the fragment.
+    fs::write(
+        etc.join("30-bad.yaml"),
+        "bridges:\n  - name: x\n    kind: udev-rules\n    source: relative\n",
+    )
+    .unwrap();
+    let out = env
+        .cmd(&["--config-dir", etc.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!(
+        "{}/30-bad.yaml:4:13: path \"relative\" is relative",
+        etc.display()
+    )));
 }

@@ -74,6 +74,10 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// The bridges, in file order.
     pub bridges: Vec<Bridge>,
+    /// Drop-in dirs searched (see [`load`]).
+    pub dropin_dirs: Vec<PathBuf>,
+    /// Drop-in fragments applied, in order.
+    pub fragments: Vec<PathBuf>,
 }
 
 /// One validated bridge.
@@ -81,6 +85,8 @@ pub struct Config {
 pub struct Bridge {
     /// Unique name.
     pub name: String,
+    /// The file that defined it (the main config or a drop-in).
+    pub origin: PathBuf,
     /// Kind of files.
     pub kind: Kind,
     /// Watched source dir.
@@ -147,19 +153,77 @@ impl Action {
 }
 
 /// Reads and validates the config file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+///
+/// Then applies drop-in fragments, the FCOS convention zincati follows:
+/// `*.yaml` files from `dirs` (typically [`DEFAULT_DROPIN_DIRS`]); for the
+/// same file name a later dir wins; fragments apply in file-name order;
+/// top-level keys a fragment sets replace earlier ones, and its bridges
+/// replace earlier bridges of the same name or are added. The main file
+/// may be missing when fragments exist.
+pub fn load(path: &Path, dirs: &[PathBuf]) -> Result<Config, ConfigError> {
+    let fragments = list_fragments(dirs)?;
+    let mut raw = match std::fs::read_to_string(path) {
+        Ok(text) => parse_raw(&text, path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !fragments.is_empty() => {
+            RawConfig::default()
+        }
+        Err(e) => return Err(io_error(path, &e)),
+    };
+    for frag in &fragments {
+        let text = std::fs::read_to_string(frag).map_err(|e| io_error(frag, &e))?;
+        raw.merge(parse_raw(&text, frag)?);
+    }
+    let mut config = Validator { path }.config(raw)?;
+    config.dropin_dirs = dirs.to_vec();
+    config.fragments = fragments;
+    Ok(config)
+}
+
+/// Default drop-in dirs, lowest precedence first.
+pub const DEFAULT_DROPIN_DIRS: &[&str] = &[
+    "/usr/lib/hostbridge/config.d",
+    "/etc/hostbridge/config.d",
+    "/run/hostbridge/config.d",
+];
+
+fn io_error(path: &Path, e: &std::io::Error) -> ConfigError {
+    ConfigError {
         path: path.to_path_buf(),
         line: 0,
         column: 0,
         message: format!("cannot read config: {e}"),
-    })?;
-    parse(&text, path)
+    }
 }
 
-/// Parses and validates config text; `path` is used in messages.
+/// The fragments to apply, in order (see [`load`]).
+fn list_fragments(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut by_name: std::collections::BTreeMap<std::ffi::OsString, PathBuf> = Default::default();
+    for dir in dirs {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(dir, &e)),
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "yaml")
+                && !entry.file_name().to_string_lossy().starts_with('.')
+            {
+                by_name.insert(entry.file_name(), p);
+            }
+        }
+    }
+    Ok(by_name.into_values().collect())
+}
+
+/// Parses and validates one config text (no drop-ins); `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+    let raw = parse_raw(text, path)?;
+    Validator { path }.config(raw)
+}
+
+fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    let mut raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
         let loc = e.location();
         ConfigError {
             path: path.to_path_buf(),
@@ -168,7 +232,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             message: strip_location_prefix(&e.without_snippet().to_string()),
         }
     })?;
-    Validator { path }.config(raw)
+    raw.set_origin(path);
+    Ok(raw)
 }
 
 /// serde-saphyr prefixes messages with "error: line L column C: " and some
@@ -191,9 +256,9 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, at: &Location, message: String) -> ConfigError {
+    fn err(&self, path: &Path, at: &Location, message: String) -> ConfigError {
         ConfigError {
-            path: self.path.to_path_buf(),
+            path: path.to_path_buf(),
             line: at.line(),
             column: at.column(),
             message,
@@ -201,7 +266,7 @@ impl Validator<'_> {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let defaults = self.settle(&raw.settle.unwrap_or_default(), None)?;
+        let defaults = self.settle(&raw.settle_origin, &raw.settle.unwrap_or_default(), None)?;
         let max_file_size = raw.max_file_size.map_or(DEFAULT_MAX_FILE_SIZE, |s| s.0);
         let mut bridges: Vec<(Bridge, RawLocs)> = Vec::new();
         for rb in raw.bridges {
@@ -225,11 +290,14 @@ impl Validator<'_> {
                 .etc_udev_rules_dir
                 .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
             bridges: bridges.into_iter().map(|(b, _)| b).collect(),
+            dropin_dirs: Vec::new(),
+            fragments: Vec::new(),
         })
     }
 
     fn settle(
         &self,
+        origin: &Path,
         raw: &RawSettle,
         base: Option<SettleTiming>,
     ) -> Result<SettleTiming, ConfigError> {
@@ -249,6 +317,7 @@ impl Validator<'_> {
                 .map(|s| s.referenced)
                 .unwrap_or(Location::UNKNOWN);
             return Err(self.err(
+                origin,
                 &at,
                 format!(
                     "settle.max_wait ({}) is shorter than settle.quiet ({})",
@@ -266,15 +335,18 @@ impl Validator<'_> {
         defaults: SettleTiming,
         max_size: u64,
     ) -> Result<(Bridge, RawLocs), ConfigError> {
-        let settle = self.settle(&rb.settle.unwrap_or_default(), Some(defaults))?;
+        let origin = rb.origin.clone();
+        let settle = self.settle(&origin, &rb.settle.unwrap_or_default(), Some(defaults))?;
         let (include, include_at) = match rb.include {
             Some(Spanned {
                 value, referenced, ..
             }) => {
                 if value.is_empty() {
-                    return Err(
-                        self.err(&referenced, "include must list at least one pattern".into())
-                    );
+                    return Err(self.err(
+                        &origin,
+                        &referenced,
+                        "include must list at least one pattern".into(),
+                    ));
                 }
                 (value.into_iter().map(|p| p.0).collect(), referenced)
             }
@@ -291,6 +363,7 @@ impl Validator<'_> {
             install_to: install_at,
         };
         let b = Bridge {
+            origin,
             name: rb.name.value.0,
             kind: rb.kind,
             source: rb.source.value.0,
@@ -320,7 +393,7 @@ impl Validator<'_> {
             }),
         };
         if b.install_to.starts_with(&b.source) || b.source.starts_with(&b.install_to) {
-            return Err(self.err(&locs.install_to, format!(
+            return Err(self.err(&b.origin, &locs.install_to, format!(
                 "install_to {} and source {} overlap; the destination must be outside the exported dir",
                 b.install_to.display(),
                 b.source.display()
@@ -338,10 +411,15 @@ impl Validator<'_> {
     ) -> Result<(), ConfigError> {
         for (o, _) in prev {
             if o.name == b.name {
-                return Err(self.err(&locs.name, format!("duplicate bridge name {:?}", b.name)));
+                return Err(self.err(
+                    &b.origin,
+                    &locs.name,
+                    format!("duplicate bridge name {:?}", b.name),
+                ));
             }
             if o.install_to.starts_with(&b.source) || b.source.starts_with(&o.install_to) {
                 return Err(self.err(
+                    &b.origin,
                     &locs.source,
                     format!(
                         "source {} overlaps bridge {:?}'s install_to {}",
@@ -353,6 +431,7 @@ impl Validator<'_> {
             }
             if b.install_to.starts_with(&o.source) || o.source.starts_with(&b.install_to) {
                 return Err(self.err(
+                    &b.origin,
                     &locs.install_to,
                     format!(
                         "install_to {} overlaps bridge {:?}'s source {}",
@@ -370,7 +449,7 @@ impl Validator<'_> {
                         .map(|q| (p, q))
                 });
                 if let Some((p, q)) = clash {
-                    return Err(self.err(&locs.include, format!(
+                    return Err(self.err(&b.origin, &locs.include, format!(
                         "bridges {:?} and {:?} both install into {} and their include patterns {p:?} and {q:?} \
                          can match the same file; give them disjoint include patterns",
                         o.name,

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::Spanned;
 
-/// Top level of `config.yaml`. Every field is optional except `bridges`.
-#[derive(Debug, Deserialize)]
+/// Top level of `config.yaml` (and of each drop-in fragment). Every field is optional.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Where manifests (and later the status socket) live. Default `/run/hostbridge`.
@@ -30,7 +30,11 @@ pub struct RawConfig {
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
     pub etc_udev_rules_dir: Option<AbsPath>,
     /// The bridges.
+    #[serde(default)]
     pub bridges: Vec<RawBridge>,
+    /// The file the top-level `settle` came from (set after parsing).
+    #[serde(skip)]
+    pub settle_origin: PathBuf,
 }
 
 /// Settle timing; each field falls back to the level above.
@@ -49,6 +53,15 @@ pub struct RawSettle {
 pub enum Kind {
     /// udev rules files, installed into `/run/udev/rules.d` by default.
     UdevRules,
+}
+
+impl Kind {
+    /// The name as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::UdevRules => "udev-rules",
+        }
+    }
 }
 
 /// One bridge as written.
@@ -88,6 +101,9 @@ pub struct RawBridge {
     pub allow_unknown_groups: Option<bool>,
     /// Accept GROUP/OWNER names with ids >= 1000.
     pub allow_non_system_groups: Option<bool>,
+    /// The file this bridge came from (set after parsing).
+    #[serde(skip)]
+    pub origin: PathBuf,
 }
 
 /// The `policy:` of a udev-rules bridge.
@@ -98,6 +114,47 @@ pub enum RawPolicy {
     PermissionsOnly,
     /// No policy checks (logged at every sync).
     Trusted,
+}
+
+impl RawConfig {
+    /// Records `path` as the origin of everything in this file.
+    pub fn set_origin(&mut self, path: &std::path::Path) {
+        self.settle_origin = path.to_path_buf();
+        for b in &mut self.bridges {
+            b.origin = path.to_path_buf();
+        }
+    }
+
+    /// Applies a drop-in fragment: top-level keys it sets replace ours;
+    /// its bridges replace ours of the same name, or are appended.
+    pub fn merge(&mut self, frag: RawConfig) {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if frag.$f.is_some() { self.$f = frag.$f; } )* };
+        }
+        if frag.settle.is_some() {
+            self.settle_origin = frag.settle_origin.clone();
+        }
+        take!(
+            state_dir,
+            udevadm,
+            settle,
+            max_file_size,
+            status_socket,
+            status_group,
+            metrics_file,
+            etc_udev_rules_dir
+        );
+        for b in frag.bridges {
+            match self
+                .bridges
+                .iter_mut()
+                .find(|o| o.name.value == b.name.value)
+            {
+                Some(slot) => *slot = b,
+                None => self.bridges.push(b),
+            }
+        }
+    }
 }
 
 /// An action in a bridge's `then:` list.

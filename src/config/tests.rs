@@ -221,7 +221,7 @@ fn syntax_error_is_located() {
 
 #[test]
 fn missing_file_names_it() {
-    let e = load(Path::new("/nonexistent/hostbridge.yaml")).unwrap_err();
+    let e = load(Path::new("/nonexistent/hostbridge.yaml"), &[]).unwrap_err();
     assert!(
         e.to_string()
             .starts_with("/nonexistent/hostbridge.yaml:0:0: cannot read config"),

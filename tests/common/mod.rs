@@ -94,6 +94,8 @@ impl Env {
         c.env("STANDIN_LOG", &self.log)
             .env("STANDIN_DEST", &self.dest);
         c.env_remove("JOURNAL_STREAM").env_remove("HOSTBRIDGE_LOG");
+        // Hermetic: no drop-ins from the machine's /etc or /run.
+        c.env("HOSTBRIDGE_CONFIG_DIRS", "");
         if let Some(g) = &self.gate {
             c.env("STANDIN_GATE", g);
         }
