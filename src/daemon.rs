@@ -643,50 +643,89 @@ async fn read_events(
     }
 }
 
-/// Logs one line per decision, then one per finding.
+/// Logs one line per decision, then one per finding. Fields become
+/// journal fields under journald (BRIDGE, FILE, ACTION, RESULT).
 fn log_report(r: &SyncReport, why: &str) {
-    let name = &r.bridge;
+    let name = r.bridge.as_str();
+    let result = if r.failed() { "failed" } else { "ok" };
     if r.changed() {
         info!(
+            bridge = name,
+            result,
             "{name}: {why}, {} files changed: {}",
             r.change_count(),
             r.summary()
         );
     } else {
-        info!("{name}: {why}: {}", r.summary());
+        info!(bridge = name, result, "{name}: {why}: {}", r.summary());
     }
     if !r.source_present {
-        warn!("{name}: source dir is missing; installed files are kept until it returns");
+        warn!(
+            bridge = name,
+            "{name}: source dir is missing; installed files are kept until it returns"
+        );
     }
     for n in &r.notes {
-        warn!("{name}: {n}");
+        warn!(bridge = name, "{name}: {n}");
     }
     for f in &r.cleaned {
-        info!("{name}: removed stale temp file {f} left by an earlier run");
+        info!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: removed stale temp file {f} left by an earlier run"
+        );
     }
     for (f, finding) in &r.findings {
         let line = finding.render(f);
         match finding.severity {
-            crate::core::rules::Severity::Error => error!("{name}: {line}"),
-            crate::core::rules::Severity::Warning => warn!("{name}: {line}"),
+            crate::core::rules::Severity::Error => error!(
+                bridge = name,
+                file = f.as_str(),
+                rule = finding.rule,
+                "{name}: {line}"
+            ),
+            crate::core::rules::Severity::Warning => warn!(
+                bridge = name,
+                file = f.as_str(),
+                rule = finding.rule,
+                "{name}: {line}"
+            ),
         }
     }
     for (f, why) in &r.skipped {
-        warn!("{name}: skipped {f}: {why}");
+        warn!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: skipped {f}: {why}"
+        );
     }
     for (f, why) in &r.conflicts {
-        warn!("{name}: not touching {f}: {why}");
+        warn!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: not touching {f}: {why}"
+        );
     }
     for e in &r.errors {
-        error!("{name}: {e}");
+        error!(bridge = name, "{name}: {e}");
     }
     for a in &r.actions {
+        let action = a.action;
         match &a.result {
-            Ok(out) if out.is_empty() => info!("{name}: {} ok", a.action),
-            Ok(out) => info!("{name}: {} ok: {out}", a.action),
+            Ok(out) if out.is_empty() => {
+                info!(bridge = name, action, result = "ok", "{name}: {action} ok")
+            }
+            Ok(out) => info!(
+                bridge = name,
+                action,
+                result = "ok",
+                "{name}: {action} ok: {out}"
+            ),
             Err(e) => error!(
-                "{name}: {} failed (retried on the next sync): {e}",
-                a.action
+                bridge = name,
+                action,
+                result = "failed",
+                "{name}: {action} failed (retried on the next sync): {e}"
             ),
         }
     }

@@ -1,6 +1,10 @@
-//! Logging setup: tracing to stderr, one line per decision. Under systemd
-//! (`JOURNAL_STREAM` set) timestamps are left out, since journald adds its own.
-//! Error events are counted for `hostbridge status`.
+//! Logging setup: one line per decision. Under systemd (`JOURNAL_STREAM`
+//! set) events go to journald natively, with their fields as journal fields
+//! (`BRIDGE=`, `FILE=`, `ACTION=`, `RESULT=`), so `journalctl BRIDGE=nut-udev`
+//! works; otherwise (or if journald cannot be reached) plain lines go to
+//! stderr, showing only the message (the fields are already in it), without
+//! timestamps under systemd since journald adds its own. Error events are
+//! counted for `hostbridge status`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
