@@ -1,10 +1,10 @@
 //! Logging setup: one line per decision. Under systemd (`JOURNAL_STREAM`
 //! set) events go to journald natively, with their fields as journal fields
-//! (`BRIDGE=`, `FILE=`, `ACTION=`, `RESULT=`), so `journalctl BRIDGE=nut-udev`
-//! works; otherwise (or if journald cannot be reached) plain lines go to
-//! stderr, showing only the message (the fields are already in it), without
-//! timestamps under systemd since journald adds its own. Error events are
-//! counted for `hostbridge status`.
+//! (`BRIDGE=`, `FILE=`, `ACTION=`, `RESULT=`, `RULE=`), so
+//! `journalctl BRIDGE=nut-udev` works; otherwise (or if journald cannot be
+//! reached) plain lines go to stderr showing only the message (the fields
+//! repeat what it says), without timestamps under systemd since journald adds
+//! its own. Error events are counted for `hostbridge status`.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,14 +39,28 @@ pub fn init(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(!journal && std::io::stderr().is_terminal());
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(CountErrors);
-    // A second init (tests) keeps the first subscriber.
+    // A second init (tests) keeps the first subscriber, hence the `let _`.
+    if journal && let Ok(layer) = tracing_journald::layer() {
+        let _ = registry
+            .with(layer.with_syslog_identifier("hostbridge".into()))
+            .try_init();
+        return;
+    }
+    let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        if field.name() == "message" {
+            write!(w, "{value:?}")
+        } else {
+            Ok(())
+        }
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .fmt_fields(message_only)
+        .with_ansi(!journal && std::io::stderr().is_terminal());
     let _ = if journal {
         registry.with(fmt.without_time()).try_init()
     } else {

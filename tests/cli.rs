@@ -228,3 +228,27 @@ fn drop_ins_merge_by_name_later_dirs_win_and_check_shows_origins() {
         etc.display()
     )));
 }
+
+#[test]
+fn shipped_example_configs_pass_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let out = std::process::Command::new(bin())
+                .arg("--config")
+                .arg(&path)
+                .arg("check")
+                .env("HOSTBRIDGE_CONFIG_DIRS", "")
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

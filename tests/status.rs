@@ -280,3 +280,25 @@ fn sigterm_during_a_long_install_leaves_no_partial_file_and_no_socket() {
         );
     }
 }
+
+#[test]
+fn watchdog_pings_when_systemd_asks_for_them() {
+    let env = Env::new("");
+    let sock_path = env.tmp.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(common::DEADLINE)).unwrap();
+    let notify = sock_path.display().to_string();
+    // WATCHDOG_USEC=400ms: the loop pings every 200 ms.
+    let _d = env.spawn_daemon(&[
+        ("NOTIFY_SOCKET", notify.as_str()),
+        ("WATCHDOG_USEC", "400000"),
+    ]);
+    let mut pings = 0;
+    while pings < 3 {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification");
+        if String::from_utf8_lossy(&buf[..n]).starts_with("WATCHDOG=1") {
+            pings += 1;
+        }
+    }
+}
