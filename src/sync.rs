@@ -352,12 +352,15 @@ struct RulesChecker<'a> {
 impl<'a> RulesChecker<'a> {
     fn new(config: &'a Config, bridge: &'a Bridge, installed: &'a Manifest) -> Self {
         let checks = bridge.rules.as_ref();
+        // A trusted source may name any group; shadowing is still worth a warning.
+        let trusted = checks.is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted);
         RulesChecker {
             config,
             checks,
             host: HostChecks {
-                allow_unknown_groups: checks.is_some_and(|c| c.allow_unknown_groups),
-                allow_non_system_groups: checks.is_some_and(|c| c.allow_non_system_groups),
+                allow_unknown_groups: trusted || checks.is_some_and(|c| c.allow_unknown_groups),
+                allow_non_system_groups: trusted
+                    || checks.is_some_and(|c| c.allow_non_system_groups),
                 etc_rules_dir: Some(config.etc_udev_rules_dir.clone()),
             },
             installed,
@@ -375,19 +378,7 @@ impl<'a> RulesChecker<'a> {
             return Ok(());
         };
         let (file, mut found) = rules::lint(bytes, &checks.policy);
-        if !self.trusted() {
-            found.extend(preflight::check(name, &file, &self.host));
-        } else {
-            found.extend(preflight::check(
-                name,
-                &file,
-                &HostChecks {
-                    allow_unknown_groups: true,
-                    allow_non_system_groups: true,
-                    ..self.host.clone()
-                },
-            ));
-        }
+        found.extend(preflight::check(name, &file, &self.host));
         let new_content = self
             .installed
             .files
