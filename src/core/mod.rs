@@ -6,3 +6,4 @@ pub mod plan;
 pub mod rules;
 pub mod settle;
 pub mod status;
+pub mod tls;
