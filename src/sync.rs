@@ -8,11 +8,12 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Bridge, Config, RulesChecks};
+use crate::config::{Bridge, Config, FilesSettings, RulesChecks, Swap};
 use crate::core::plan::{self, Desired, DestFile, Op, Plan};
 use crate::core::rules::{self, Finding, Severity};
 use crate::host::actions::{self, ActionOutcome};
 use crate::host::dest::DestDir;
+use crate::host::gendir;
 use crate::host::preflight::{self, HostChecks};
 use crate::host::source;
 use crate::host::state::{Manifest, StateDir};
@@ -203,6 +204,19 @@ pub fn sync_files(
     report.findings = checker.findings;
     report.source_present = scan.view.present;
     report.skipped.extend(scan.rejected);
+    if let Some(files) = &bridge.files
+        && let Some(why) = set_checks(bridge, files, &scan.view, &mut report)
+    {
+        // Nothing changes until the set is complete and valid; the last good set stays.
+        report
+            .notes
+            .push(format!("holding: {why}; nothing was changed"));
+        return Ok((report, manifest));
+    }
+    let symlink_dir = bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| f.swap == Swap::SymlinkDir);
 
     // The destination is created only when there is something to install.
     let dest = open_existing(&bridge.install_to)?;
@@ -218,6 +232,10 @@ pub fn sync_files(
     let mut dest_state = std::collections::BTreeMap::new();
     for name in names {
         let d = match &dest {
+            Some(d) if symlink_dir => gendir::describe(d, name, bridge.max_file_size)
+                .with_context(|| {
+                    format!("inspecting {}", bridge.install_to.join(name).display())
+                })?,
             Some(d) => d.describe(name, bridge.max_file_size).with_context(|| {
                 format!("inspecting {}", bridge.install_to.join(name).display())
             })?,
@@ -247,6 +265,103 @@ pub fn sync_files(
         apply(bridge, state, &dest, &plan, &mut manifest, &mut report)?;
     }
     Ok((report, manifest))
+}
+
+/// Set-level checks of a files bridge: every `require`d file present and
+/// usable, and the TLS pair valid. Returns why the sync must hold.
+fn set_checks(
+    bridge: &Bridge,
+    files: &FilesSettings,
+    view: &plan::SourceView,
+    report: &mut SyncReport,
+) -> Option<String> {
+    for r in &files.require {
+        match view.files.get(r) {
+            None => return Some(format!("waiting for {r} (require)")),
+            Some(plan::SourceFile::Skipped(why)) => {
+                return Some(format!("{r} is not usable: {why}"));
+            }
+            Some(plan::SourceFile::Ready(_)) => {}
+        }
+    }
+    let pair = files.tls_pair.as_ref()?;
+    let (cert, key) = (pair.cert.as_str(), pair.key.as_str());
+    let read = |name: &str| -> Result<Vec<u8>, String> {
+        let Some(plan::SourceFile::Ready(want)) = view.files.get(name) else {
+            return Err(format!("waiting for {name} (tls-pair)"));
+        };
+        let dir = crate::host::fsx::open_dir_nofollow(&bridge.source).map_err(|e| e.to_string())?;
+        match source::read_entry(&dir, name, bridge.max_file_size) {
+            Ok(Ok((d, bytes))) if d == *want => Ok(bytes),
+            Ok(Ok(_)) => Err(format!(
+                "{name} changed during the sync; the next sync checks it"
+            )),
+            Ok(Err(why)) => Err(format!("{name}: {why}")),
+            Err(e) => Err(format!("{name}: {e}")),
+        }
+    };
+    let (cert_pem, key_pem) = match (read(cert), read(key)) {
+        (Ok(c), Ok(k)) => (c, k),
+        (Err(e), _) | (_, Err(e)) => return Some(e),
+    };
+    let finding = |severity, message: String| {
+        (
+            cert.to_string(),
+            Finding {
+                line: 0,
+                column: 0,
+                severity,
+                rule: "tls-pair",
+                message,
+            },
+        )
+    };
+    match crate::core::tls::check_pair(&cert_pem, &key_pem, unix_now(), pair.expiry_warning) {
+        Ok(info) => {
+            if let Some(w) = info.expiry_warning {
+                report
+                    .findings
+                    .push(finding(Severity::Warning, format!("{cert} and {key}: {w}")));
+            }
+            None
+        }
+        Err(e) => {
+            report
+                .findings
+                .push(finding(Severity::Error, format!("{cert} and {key}: {e}")));
+            Some(format!("{cert} and {key} failed validation"))
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Owner and group of installed files, looked up on the host now.
+fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<nix::unistd::Gid>)> {
+    let Some(f) = &bridge.files else {
+        return Ok((None, None));
+    };
+    let uid = match &f.owner {
+        Some(n) => Some(
+            nix::unistd::User::from_name(n)?
+                .ok_or_else(|| anyhow::anyhow!("owner {n:?} does not exist on this host"))?
+                .uid,
+        ),
+        None => None,
+    };
+    let gid = match &f.group {
+        Some(n) => Some(
+            nix::unistd::Group::from_name(n)?
+                .ok_or_else(|| anyhow::anyhow!("group {n:?} does not exist on this host"))?
+                .gid,
+        ),
+        None => None,
+    };
+    Ok((uid, gid))
 }
 
 fn open_existing(path: &Path) -> Result<Option<DestDir>> {
@@ -286,12 +401,29 @@ fn apply(
     intent.actions_pending = true;
     state.save(&bridge.name, &intent)?;
 
+    let owner = owner_ids(bridge)?;
+    if bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| f.swap == Swap::SymlinkDir)
+    {
+        return publish_generation(
+            bridge,
+            state,
+            dest,
+            plan,
+            manifest,
+            report,
+            owner,
+            intent.actions_pending,
+        );
+    }
     let mut after = plan.owned_after.clone();
     let src = crate::host::fsx::open_dir_nofollow(&bridge.source).ok();
     for op in &plan.ops {
         let result = match op {
             Op::Install { name, digest } | Op::Replace { name, digest } => {
-                install_one(bridge, src.as_ref(), dest, name, *digest)
+                install_one(bridge, src.as_ref(), dest, name, *digest, owner)
             }
             Op::Prune { name } => dest.remove(name).map_err(|e| e.to_string()),
         };
@@ -317,6 +449,67 @@ fn apply(
     state.save(&bridge.name, manifest)
 }
 
+/// Publishes the whole planned set as a new generation (symlink-dir swap):
+/// changed files from the source (digest-checked), unchanged and kept ones
+/// from the current generation. Any failure leaves the current set in place.
+#[allow(clippy::too_many_arguments)]
+fn publish_generation(
+    bridge: &Bridge,
+    state: &StateDir,
+    dest: &DestDir,
+    plan: &Plan,
+    manifest: &mut Manifest,
+    report: &mut SyncReport,
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+    actions_pending: bool,
+) -> Result<()> {
+    let src =
+        crate::host::fsx::open_dir_nofollow(&bridge.source).context("opening the source dir")?;
+    let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, owned) in &plan.owned_after {
+        let changed = plan
+            .ops
+            .iter()
+            .any(|op| op.name() == name && !matches!(op, Op::Prune { .. }));
+        let bytes = if changed {
+            match source::read_entry(&src, name, bridge.max_file_size)? {
+                Ok((d, b)) if d == owned.digest => b,
+                Ok(_) => {
+                    anyhow::bail!("{name} changed during the sync; the next sync publishes it")
+                }
+                Err(why) => anyhow::bail!("{name}: {why}"),
+            }
+        } else {
+            gendir::read_current(dest, name, bridge.max_file_size)
+                .with_context(|| format!("reading the installed {name}"))?
+        };
+        contents.push((name.clone(), bytes));
+    }
+    let entries: Vec<gendir::Entry> = contents
+        .iter()
+        .map(|(n, b)| gendir::Entry { name: n, bytes: b })
+        .collect();
+    let gone: Vec<String> = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::Prune { .. }))
+        .map(|op| op.name().to_string())
+        .collect();
+    gendir::publish(dest, &entries, &gone, bridge.mode, owner).with_context(|| {
+        format!(
+            "publishing a new generation in {}",
+            bridge.install_to.display()
+        )
+    })?;
+    record_ops(report, &plan.ops);
+    *manifest = Manifest {
+        destination: bridge.install_to.clone(),
+        files: plan.owned_after.clone(),
+        actions_pending,
+    };
+    state.save(&bridge.name, manifest)
+}
+
 /// Re-reads a source file and installs it if it still has the planned
 /// content; a file that changed since the scan is left for the next window.
 fn install_one(
@@ -325,6 +518,7 @@ fn install_one(
     dest: &DestDir,
     name: &str,
     want: plan::Digest,
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
 ) -> Result<(), String> {
     let src = src.ok_or("source dir vanished during sync")?;
     let (digest, bytes) = match source::read_entry(src, name, bridge.max_file_size) {
@@ -335,7 +529,7 @@ fn install_one(
     if digest != want {
         return Err("source changed during sync; the next sync picks it up".into());
     }
-    dest.install(name, &bytes, bridge.mode)
+    dest.install_owned(name, &bytes, bridge.mode, owner)
         .map_err(|e| e.to_string())
 }
 

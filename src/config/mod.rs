@@ -107,7 +107,49 @@ pub struct Bridge {
     pub then: Vec<Action>,
     /// Checks applied to udev rules files (kind `udev-rules`).
     pub rules: Option<RulesChecks>,
+    /// Settings of kind `files`.
+    pub files: Option<FilesSettings>,
 }
+
+/// Settings of a `kind: files` bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesSettings {
+    /// Owner of installed files (name), if set.
+    pub owner: Option<String>,
+    /// Group of installed files (name), if set.
+    pub group: Option<String>,
+    /// Names that must all be present before anything is installed.
+    pub require: Vec<String>,
+    /// Certificate/key pair to validate.
+    pub tls_pair: Option<TlsPair>,
+    /// How the set is swapped in.
+    pub swap: Swap,
+}
+
+/// `validate: { tls-pair: … }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPair {
+    /// Certificate file name.
+    pub cert: String,
+    /// Key file name.
+    pub key: String,
+    /// Warn when expiring within this.
+    pub expiry_warning: Duration,
+}
+
+/// How a files bridge swaps its set in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Swap {
+    /// Each file renamed into place on its own.
+    Rename,
+    /// Files are symlinks into `..data`; one rename swaps the set.
+    SymlinkDir,
+}
+
+/// Default `expiry_warning` of `tls-pair`.
+pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86400);
+/// Default `mode` of kind files.
+pub const DEFAULT_FILES_MODE: u32 = 0o644;
 
 /// How a udev-rules bridge checks files before installing them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +378,8 @@ impl Validator<'_> {
         max_size: u64,
     ) -> Result<(Bridge, RawLocs), ConfigError> {
         let origin = rb.origin.clone();
+        self.kind_keys(&rb, &origin)?;
+        let files = (rb.kind == Kind::Files).then(|| files_settings(&rb));
         let settle = self.settle(&origin, &rb.settle.unwrap_or_default(), Some(defaults))?;
         let (include, include_at) = match rb.include {
             Some(Spanned {
@@ -352,9 +396,19 @@ impl Validator<'_> {
             }
             None => (default_include(rb.kind), rb.name.referenced),
         };
-        let (install_to, install_at) = match rb.install_to {
-            Some(s) => (s.value.0, s.referenced),
-            None => (default_install_to(rb.kind), rb.name.referenced),
+        let (install_to, install_at) = match (rb.install_to, rb.kind) {
+            (Some(s), _) => (s.value.0, s.referenced),
+            (None, Kind::UdevRules) => (DEFAULT_UDEV_RULES_DIR.into(), rb.name.referenced),
+            (None, Kind::Files) => {
+                return Err(self.err(
+                    &origin,
+                    &rb.name.referenced,
+                    format!(
+                        "bridge {:?} of kind files needs install_to",
+                        rb.name.value.0
+                    ),
+                ));
+            }
         };
         let locs = RawLocs {
             name: rb.name.referenced,
@@ -370,11 +424,15 @@ impl Validator<'_> {
             include,
             install_to,
             prune: rb.prune.unwrap_or(true),
-            mode: UDEV_RULES_MODE,
+            mode: match rb.kind {
+                Kind::UdevRules => UDEV_RULES_MODE,
+                Kind::Files => rb.mode.map_or(DEFAULT_FILES_MODE, |m| m.0),
+            },
             settle,
             max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
             then: rb.then.into_iter().map(action).collect(),
-            rules: Some(RulesChecks {
+            files,
+            rules: (rb.kind == Kind::UdevRules).then(|| RulesChecks {
                 policy: Policy {
                     mode: match rb.policy {
                         Some(RawPolicy::Trusted) => PolicyMode::Trusted,
@@ -400,6 +458,45 @@ impl Validator<'_> {
             )));
         }
         Ok((b, locs))
+    }
+
+    /// Refuses keys that belong to the other kind.
+    fn kind_keys(&self, rb: &RawBridge, origin: &Path) -> Result<(), ConfigError> {
+        let files_only = [
+            ("mode", rb.mode.is_some()),
+            ("owner", rb.owner.is_some()),
+            ("group", rb.group.is_some()),
+            ("require", rb.require.is_some()),
+            ("validate", rb.validate.is_some()),
+            ("swap", rb.swap.is_some()),
+        ];
+        let rules_only = [
+            ("policy", rb.policy.is_some()),
+            ("allow_subsystems", rb.allow_subsystems.is_some()),
+            ("allow_groups", rb.allow_groups.is_some()),
+            ("allow_owners", rb.allow_owners.is_some()),
+            ("allow_env", rb.allow_env.is_some()),
+            ("allow_unknown_groups", rb.allow_unknown_groups.is_some()),
+            (
+                "allow_non_system_groups",
+                rb.allow_non_system_groups.is_some(),
+            ),
+        ];
+        let (wrong, other) = match rb.kind {
+            Kind::UdevRules => (&files_only[..], "files"),
+            Kind::Files => (&rules_only[..], "udev-rules"),
+        };
+        if let Some((key, _)) = wrong.iter().find(|(_, set)| *set) {
+            return Err(self.err(
+                origin,
+                &rb.name.referenced,
+                format!(
+                    "bridge {:?}: `{key}` only applies to kind {other}",
+                    rb.name.value.0
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a new bridge against the ones before it.
@@ -478,12 +575,32 @@ fn words(tokens: Vec<Token>) -> Vec<String> {
 fn default_include(kind: Kind) -> Vec<String> {
     match kind {
         Kind::UdevRules => vec!["*.rules".into()],
+        Kind::Files => vec!["*".into()],
     }
 }
 
-fn default_install_to(kind: Kind) -> PathBuf {
-    match kind {
-        Kind::UdevRules => DEFAULT_UDEV_RULES_DIR.into(),
+fn files_settings(rb: &RawBridge) -> FilesSettings {
+    let tls_pair = rb
+        .validate
+        .as_ref()
+        .and_then(|v| v.tls_pair.as_ref())
+        .map(|t| TlsPair {
+            cert: t.cert.0.clone(),
+            key: t.key.0.clone(),
+            expiry_warning: t.expiry_warning.map_or(DEFAULT_EXPIRY_WARNING, |d| d.0),
+        });
+    let swap = match rb.swap {
+        Some(raw::RawSwap::Rename) => Swap::Rename,
+        Some(raw::RawSwap::SymlinkDir) => Swap::SymlinkDir,
+        None if tls_pair.is_some() => Swap::SymlinkDir,
+        None => Swap::Rename,
+    };
+    FilesSettings {
+        owner: rb.owner.as_ref().map(|t| t.0.clone()),
+        group: rb.group.as_ref().map(|t| t.0.clone()),
+        require: rb.require.iter().flatten().map(|p| p.0.clone()).collect(),
+        tls_pair,
+        swap,
     }
 }
 

@@ -53,6 +53,8 @@ pub struct RawSettle {
 pub enum Kind {
     /// udev rules files, installed into `/run/udev/rules.d` by default.
     UdevRules,
+    /// Any files (certificates, keys, configs); `install_to` is required.
+    Files,
 }
 
 impl Kind {
@@ -60,6 +62,7 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::UdevRules => "udev-rules",
+            Kind::Files => "files",
         }
     }
 }
@@ -101,9 +104,52 @@ pub struct RawBridge {
     pub allow_unknown_groups: Option<bool>,
     /// Accept GROUP/OWNER names with ids >= 1000.
     pub allow_non_system_groups: Option<bool>,
+    /// kind files: permission bits of installed files, e.g. "0640". Default "0644".
+    pub mode: Option<FileMode>,
+    /// kind files: owner of installed files. Default: root (unchanged).
+    pub owner: Option<Token>,
+    /// kind files: group of installed files. Default: root (unchanged).
+    pub group: Option<Token>,
+    /// kind files: nothing is installed until every one of these is present.
+    pub require: Option<Vec<Pattern>>,
+    /// kind files: checks on the set of files.
+    pub validate: Option<RawValidate>,
+    /// kind files: how a set is swapped in. Default symlink-dir with validate, else rename.
+    pub swap: Option<RawSwap>,
     /// The file this bridge came from (set after parsing).
     #[serde(skip)]
     pub origin: PathBuf,
+}
+
+/// `validate:` of a files bridge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValidate {
+    /// A certificate and its private key must match.
+    #[serde(rename = "tls-pair")]
+    pub tls_pair: Option<RawTlsPair>,
+}
+
+/// `validate: { tls-pair: … }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTlsPair {
+    /// The certificate file name (PEM; a chain may follow the leaf).
+    pub cert: Pattern,
+    /// The private key file name (PEM).
+    pub key: Pattern,
+    /// Warn when the certificate expires within this. Default 7 days.
+    pub expiry_warning: Option<Dur>,
+}
+
+/// `swap:` of a files bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawSwap {
+    /// Each file is renamed into place on its own.
+    Rename,
+    /// Files are links into `..data`, one rename swaps the whole set.
+    SymlinkDir,
 }
 
 /// The `policy:` of a udev-rules bridge.
@@ -355,6 +401,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult)
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
+
+/// An octal permission mode written as a string, e.g. "0640" (at most 0777).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+checked_string!(FileMode, u32, |s| {
+    let ok = !s.is_empty() && s.len() <= 4 && s.bytes().all(|c| (b'0'..=b'7').contains(&c));
+    match u32::from_str_radix(&s, 8) {
+        Ok(m) if ok && m <= 0o777 => Ok(m),
+        _ => Err(format!(
+            "mode {s:?} must be an octal string up to \"0777\", e.g. \"0640\""
+        )),
+    }
+});
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,7 @@ use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fchmod, fstatat};
-use nix::unistd::{UnlinkatFlags, fsync, unlinkat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 use super::fsx;
 use crate::core::plan::DestFile;
@@ -55,6 +55,16 @@ impl DestDir {
         })
     }
 
+    /// Wraps an already open directory.
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> DestDir {
+        DestDir { fd, path }
+    }
+
+    /// The directory's descriptor.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     /// The directory's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
@@ -79,6 +89,18 @@ impl DestDir {
 
     /// Atomically places `bytes` under `name` with permission bits `mode`.
     pub fn install(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        self.install_owned(name, bytes, mode, (None, None))
+    }
+
+    /// Like [`DestDir::install`], also setting owner and group (before the
+    /// rename, so the file never appears with the wrong owner).
+    pub fn install_owned(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        mode: u32,
+        owner: (Option<Uid>, Option<Gid>),
+    ) -> io::Result<()> {
         let temp = format!(
             "{TEMP_PREFIX}{}-{}{TEMP_SUFFIX}",
             std::process::id(),
@@ -95,6 +117,9 @@ impl DestDir {
         let result = (|| -> io::Result<()> {
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)?;
+            if owner.0.is_some() || owner.1.is_some() {
+                fchown(&file, owner.0, owner.1)?;
+            }
             fchmod(&file, Mode::from_bits_truncate(mode))?;
             file.sync_all()?;
             renameat(&self.fd, temp.as_str(), &self.fd, name)?;

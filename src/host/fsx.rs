@@ -23,6 +23,12 @@ pub fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Opens the directory `name` inside `dir` without following a symlink.
+pub fn open_dir_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
+}
+
 /// Opens `name` in `dir` for reading without following symlinks and without
 /// blocking on FIFOs or acquiring a controlling terminal.
 pub fn open_file_at(dir: &OwnedFd, name: &str) -> io::Result<File> {

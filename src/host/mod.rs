@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod dest;
 pub mod fsx;
+pub mod gendir;
 pub mod notify;
 pub mod preflight;
 pub mod socket;

@@ -1,0 +1,205 @@
+//! Set-at-once installs into a destination ("symlink-dir" swap), the layout
+//! Kubernetes uses for projected volumes. Host layer.
+//!
+//! ```text
+//! dest/..2026_11_22_12_05_03.123456789/tls.crt   a generation: the whole set
+//! dest/..2026_11_22_12_05_03.123456789/tls.key
+//! dest/..data -> ..2026_11_22_12_05_03.123456789 the current generation
+//! dest/tls.crt -> ..data/tls.crt                 what readers open
+//! dest/tls.key -> ..data/tls.key
+//! ```
+//!
+//! A new set is written into a fresh generation dir (each file fsynced),
+//! then one `rename` of a new `..data` link over the old one swaps the whole
+//! set. A reader that opens `tls.crt` and then `tls.key` can never get a
+//! newer certificate with an older key; a reader that opens `..data` once and
+//! reads both files relative to it always gets one consistent set. The
+//! previous generation is kept (a reader may still be inside it); older ones
+//! are removed.
+
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
+use nix::sys::stat::{Mode, fchmod, fstatat, mkdirat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, symlinkat, unlinkat};
+
+use super::dest::DestDir;
+use super::fsx;
+use crate::core::plan::DestFile;
+
+/// Name of the link to the current generation.
+pub const DATA: &str = "..data";
+
+/// The content of one file in a new generation.
+pub struct Entry<'a> {
+    /// File name.
+    pub name: &'a str,
+    /// Content.
+    pub bytes: &'a [u8],
+}
+
+/// Describes `name` as readers see it: through its `..data` link. A regular
+/// file (from before symlink-dir was turned on) is described as itself.
+pub fn describe(dest: &DestDir, name: &str, hash_limit: u64) -> io::Result<DestFile> {
+    let fd = dest.fd();
+    let st = match fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(DestFile::Absent),
+        Err(e) => return Err(e.into()),
+    };
+    if fsx::odd_kind(&st) != Some("a symlink") {
+        return dest.describe(name, hash_limit);
+    }
+    let target = readlinkat(fd, name)?;
+    if target.to_str() != Some(&format!("{DATA}/{name}")) {
+        return Ok(DestFile::Other("a symlink not managed by hostbridge"));
+    }
+    let data = match open_current(dest) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(DestFile::Absent),
+        Err(e) => return Err(e),
+    };
+    DestDir::from_fd(data, dest.path().join(DATA)).describe(name, hash_limit)
+}
+
+/// Writes `entries` as a new generation, swaps `..data` to it, points a
+/// top-level link at each entry, removes links in `gone`, and removes
+/// generations older than the previous one.
+pub fn publish(
+    dest: &DestDir,
+    entries: &[Entry<'_>],
+    gone: &[String],
+    mode: u32,
+    owner: (Option<Uid>, Option<Gid>),
+) -> io::Result<()> {
+    let fd = dest.fd();
+    let generation = generation_name();
+    mkdirat(fd, generation.as_str(), Mode::from_bits_truncate(0o755))?;
+    let gen_fd = fsx::open_dir_at(fd, &generation)?;
+    for e in entries {
+        let file = openat(
+            &gen_fd,
+            e.name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        let mut file = std::fs::File::from(file);
+        file.write_all(e.bytes)?;
+        if owner.0.is_some() || owner.1.is_some() {
+            fchown(&file, owner.0, owner.1)?;
+        }
+        fchmod(&file, Mode::from_bits_truncate(mode))?;
+        file.sync_all()?;
+    }
+    fsync(&gen_fd)?;
+    let previous = readlinkat(fd, DATA).ok();
+    // One rename swaps the whole set.
+    let tmp_link = "..data_tmp";
+    let _ = unlinkat(fd, tmp_link, UnlinkatFlags::NoRemoveDir);
+    symlinkat(generation.as_str(), fd, tmp_link)?;
+    renameat(fd, tmp_link, fd, DATA)?;
+    for e in entries {
+        ensure_link(fd, e.name)?;
+    }
+    for name in gone {
+        match fstatat(fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(_) => dest.remove(name)?,
+            Err(Errno::ENOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    fsync(fd)?;
+    let keep = [
+        Some(generation),
+        previous.and_then(|p| p.into_string().ok()),
+    ];
+    remove_old_generations(dest, &keep)
+}
+
+/// Opens the current generation dir: `..data` is read as a link and must
+/// name a generation in this dir; nothing is followed blindly.
+fn open_current(dest: &DestDir) -> io::Result<OwnedFd> {
+    let target = readlinkat(dest.fd(), DATA)?;
+    let name = target
+        .to_str()
+        .filter(|t| is_generation(t))
+        .ok_or_else(|| {
+            io::Error::other(format!("{DATA} points at {target:?}, not a generation"))
+        })?;
+    fsx::open_dir_at(dest.fd(), name)
+}
+
+/// `name -> ..data/name`, replacing whatever link or file was there.
+fn ensure_link(fd: &OwnedFd, name: &str) -> io::Result<()> {
+    let want = format!("{DATA}/{name}");
+    if readlinkat(fd, name).is_ok_and(|t| t.to_str() == Some(want.as_str())) {
+        return Ok(());
+    }
+    let tmp = format!("..link-{name}");
+    let _ = unlinkat(fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+    symlinkat(want.as_str(), fd, tmp.as_str())?;
+    renameat(fd, tmp.as_str(), fd, name)?;
+    Ok(())
+}
+
+fn generation_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("..{}.{:09}", now.as_secs(), now.subsec_nanos())
+}
+
+/// Generation dirs are `..` followed by digits.
+fn is_generation(name: &str) -> bool {
+    name.strip_prefix("..")
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+}
+
+fn remove_old_generations(dest: &DestDir, keep: &[Option<String>]) -> io::Result<()> {
+    let mut dir = Dir::from_fd(dest.fd().try_clone()?)?;
+    let old: Vec<String> = dir
+        .iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+        .filter(|n| is_generation(n) && !keep.iter().flatten().any(|k| k == n))
+        .collect();
+    for name in old {
+        let gen_fd = fsx::open_dir_at(dest.fd(), &name)?;
+        let mut listing = Dir::from_fd(gen_fd.try_clone()?)?;
+        let files: Vec<String> = listing
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        for f in files {
+            let _ = unlinkat(&gen_fd, f.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        unlinkat(dest.fd(), name.as_str(), UnlinkatFlags::RemoveDir)?;
+    }
+    Ok(())
+}
+
+/// The generation dir `..data` points at, for tests and status.
+pub fn current(dest: &DestDir) -> Option<PathBuf> {
+    readlinkat(dest.fd(), DATA)
+        .ok()
+        .map(|t| dest.path().join(t))
+}
+
+/// Reads the current content of `name` (through `..data`, or a plain file).
+pub fn read_current(dest: &DestDir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+    let is_link = readlinkat(dest.fd(), name).is_ok();
+    let mut file = if is_link {
+        let data = open_current(dest)?;
+        fsx::open_file_at(&data, name)?
+    } else {
+        fsx::open_file_at(dest.fd(), name)?
+    };
+    fsx::read_limited(&mut file, limit)?
+        .ok_or_else(|| io::Error::other(format!("{name} is larger than {limit} bytes")))
+}

@@ -1,0 +1,250 @@
+//! `kind: files` bridges end to end: `require`, `validate: tls-pair` with
+//! pairs made by the openssl CLI, and the symlink-dir swap proven with
+//! concurrent readers while 200 updates go through.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::{Env, wait_for};
+
+/// A files bridge config (the harness writes a udev-rules one; replace the kind).
+fn files_env(extra: &str) -> Env {
+    let env = Env::new(extra);
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    fs::write(&env.config, cfg).unwrap();
+    env
+}
+
+fn pair(dir: &std::path::Path, tag: &str) -> (Vec<u8>, Vec<u8>) {
+    let (crt, key) = (
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "30",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-subj", &format!("/CN={tag}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (fs::read(crt).unwrap(), fs::read(key).unwrap())
+}
+
+/// Writes a source file by rename, as a careful writer does.
+fn put_bytes(env: &Env, name: &str, bytes: &[u8]) {
+    fs::create_dir_all(&env.src).unwrap();
+    let tmp = env.src.join(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(tmp, env.src.join(name)).unwrap();
+}
+
+const TLS: &str = "    mode: \"0640\"\n    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n";
+
+#[test]
+fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
+    let env = files_env(TLS);
+    let keys = env.tmp.path().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (crt_a, key_a) = pair(&keys, "a");
+    let (crt_b, _) = pair(&keys, "b");
+    let (crt_c, key_c) = pair(&keys, "c");
+    put_bytes(&env, "tls.crt", &crt_a);
+    put_bytes(&env, "tls.key", &key_a);
+    let d = env.start();
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
+    assert_eq!(fs::read(env.dest.join("tls.key")).unwrap(), key_a);
+    let link = fs::read_link(env.dest.join("tls.crt")).unwrap();
+    assert_eq!(
+        link.to_str(),
+        Some("..data/tls.crt"),
+        "symlink-dir is the default with validate"
+    );
+    assert_eq!(
+        fs::metadata(env.dest.join("tls.key")).unwrap().mode() & 0o777,
+        0o640
+    );
+
+    // Cert B with key A: a mismatch. Nothing changes; the finding names both files.
+    put_bytes(&env, "tls.crt", &crt_b);
+    d.wait_log("tls.crt:0:0: error[tls-pair]: tls.crt and tls.key: the private key does not match the certificate's public key");
+    assert!(
+        d.log()
+            .contains("holding: tls.crt and tls.key failed validation; nothing was changed"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
+
+    // Only the key goes away and the new cert arrives: require holds everything.
+    fs::remove_file(env.src.join("tls.key")).unwrap();
+    put_bytes(&env, "tls.crt", &crt_c);
+    d.wait_log("holding: waiting for tls.key (require)");
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
+    assert_eq!(
+        fs::read(env.dest.join("tls.key")).unwrap(),
+        key_a,
+        "the key was not pruned while held"
+    );
+    put_bytes(&env, "tls.key", &key_c);
+    wait_for(
+        "pair C installed",
+        || fs::read(env.dest.join("tls.key")).ok() == Some(key_c.clone()),
+        || d.log(),
+    );
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_c);
+
+    let (code, text) = {
+        let out = env.run(&["status"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
+    // Fast settle so 200 updates take seconds; no TLS so each update is cheap.
+    let env = files_env(
+        "    settle: { quiet: 10ms, max_wait: 1s }\n    require: [tls.crt, tls.key]\n    swap: symlink-dir\n",
+    );
+    put_bytes(&env, "tls.crt", b"v0\n");
+    put_bytes(&env, "tls.key", b"v0\n");
+    let d = env.start();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mixed, reads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let version = |b: &[u8]| -> Option<u32> {
+        std::str::from_utf8(b)
+            .ok()?
+            .trim()
+            .strip_prefix('v')?
+            .parse()
+            .ok()
+    };
+
+    // Reader 1: resolves `..data` once per round and reads both files in it:
+    // the pair must always be one version.
+    let r1 = {
+        let (dest, stop, mixed, reads) =
+            (env.dest.clone(), stop.clone(), mixed.clone(), reads.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(dir) = fs::canonicalize(dest.join("..data")) else {
+                    continue;
+                };
+                let (Ok(c), Ok(k)) = (fs::read(dir.join("tls.crt")), fs::read(dir.join("tls.key")))
+                else {
+                    continue;
+                };
+                reads.fetch_add(1, Ordering::Relaxed);
+                if c != k {
+                    mixed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Reader 2: opens tls.crt, then tls.key, by their plain names: it must
+    // never see a newer certificate with an older key.
+    let newer_cert = Arc::new(AtomicUsize::new(0));
+    let r2 = {
+        let (dest, stop, newer_cert) = (env.dest.clone(), stop.clone(), newer_cert.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (Ok(c), Ok(k)) = (
+                    fs::read(dest.join("tls.crt")),
+                    fs::read(dest.join("tls.key")),
+                ) else {
+                    continue;
+                };
+                if let (Some(c), Some(k)) = (version(&c), version(&k))
+                    && k < c
+                {
+                    newer_cert.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    for i in 1..=200u32 {
+        // The writer replaces the key first, then the cert: the worst order
+        // for a reader of plain files if installs were not swapped as a set.
+        put_bytes(&env, "tls.key", format!("v{i}\n").as_bytes());
+        put_bytes(&env, "tls.crt", format!("v{i}\n").as_bytes());
+        let want = format!("v{i}\n").into_bytes();
+        wait_for(
+            &format!("update {i}"),
+            || {
+                fs::read(env.dest.join("tls.crt")).ok() == Some(want.clone())
+                    && fs::read(env.dest.join("tls.key")).ok() == Some(want.clone())
+            },
+            || d.log(),
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    r1.join().unwrap();
+    r2.join().unwrap();
+    println!(
+        "symlink-dir: 200 updates, {} consistent-set reads, {} mixed, {} newer-cert-older-key",
+        reads.load(Ordering::Relaxed),
+        mixed.load(Ordering::Relaxed),
+        newer_cert.load(Ordering::Relaxed)
+    );
+    assert!(reads.load(Ordering::Relaxed) > 200, "the reader really ran");
+    assert_eq!(mixed.load(Ordering::Relaxed), 0);
+    assert_eq!(newer_cert.load(Ordering::Relaxed), 0);
+    // Old generations are cleaned: the current one and at most the previous.
+    let gens = common::list(&env.dest)
+        .into_iter()
+        .filter(|n| n.starts_with("..1"))
+        .count();
+    assert!(gens <= 2, "{gens} generation dirs left");
+}
+
+#[test]
+fn files_bridges_need_install_to_and_refuse_rules_keys() {
+    let env = Env::new("");
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    let no_dest: String = cfg
+        .lines()
+        .filter(|l| !l.contains("install_to"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    fs::write(&env.config, no_dest).unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("of kind files needs install_to"));
+    fs::write(&env.config, cfg + "    policy: trusted\n").unwrap();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`policy` only applies to kind udev-rules")
+    );
+}
