@@ -144,7 +144,15 @@ pub async fn sync_bridge(
     if dry_run || !manifest.actions_pending {
         return Ok(report);
     }
-    report.actions = actions::run_all(&bridge.then, &config.udevadm).await;
+    let ctx = actions::ActionCtx {
+        udevadm: config.udevadm.clone(),
+        systemctl: config.systemctl.clone(),
+        podman: config.podman.clone(),
+        proc_root: config.proc_root.clone(),
+        bridge: bridge.name.clone(),
+        changed: report.installed.iter().chain(&report.replaced).chain(&report.pruned).cloned().collect(),
+    };
+    report.actions = actions::run_all(&bridge.then, &ctx).await;
     if report.actions.iter().all(|a| a.result.is_ok()) {
         manifest.actions_pending = false;
         let (name, st) = (bridge.name.clone(), state);

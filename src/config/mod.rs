@@ -34,6 +34,14 @@ pub const DEFAULT_QUIET: Duration = Duration::from_millis(300);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// Default `max_file_size`.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
+/// Default `exec` timeout.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `proc_root`.
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+/// Default `systemctl`.
+pub const DEFAULT_SYSTEMCTL: &str = "/usr/bin/systemctl";
+/// Default `podman`.
+pub const DEFAULT_PODMAN: &str = "/usr/bin/podman";
 /// Default `udev-trigger` `settle_timeout`.
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `etc_udev_rules_dir`.
@@ -66,6 +74,12 @@ pub struct Config {
     pub udevadm: PathBuf,
     /// See [`DEFAULT_ETC_UDEV_RULES_DIR`].
     pub etc_udev_rules_dir: PathBuf,
+    /// See [`DEFAULT_PROC_ROOT`].
+    pub proc_root: PathBuf,
+    /// See [`DEFAULT_SYSTEMCTL`].
+    pub systemctl: PathBuf,
+    /// See [`DEFAULT_PODMAN`].
+    pub podman: PathBuf,
     /// The status socket (default `<state_dir>/status.sock`).
     pub status_socket: PathBuf,
     /// Group that may read the status socket.
@@ -169,6 +183,42 @@ pub enum Action {
     UdevReload,
     /// `udevadm trigger` + `udevadm settle`.
     UdevTrigger(Trigger),
+    /// Send `signal` (e.g. "SIGHUP") to a target.
+    Signal {
+        /// Whom.
+        target: Target,
+        /// Which signal, as "SIGHUP".
+        signal: String,
+    },
+    /// `systemctl try-restart UNIT`.
+    RestartUnit(String),
+    /// `systemctl reload UNIT`.
+    ReloadUnit(String),
+    /// Run a program.
+    Exec {
+        /// Program and arguments.
+        argv: Vec<String>,
+        /// Killed after this.
+        timeout: Duration,
+    },
+}
+
+/// Whom a `signal` action signals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The pid in a pid file, optionally checked to be `process`.
+    Pidfile {
+        /// The pid file.
+        path: PathBuf,
+        /// Expected process name.
+        process: Option<String>,
+    },
+    /// Every process with this name.
+    Process(String),
+    /// A systemd unit's main process.
+    Unit(String),
+    /// A podman container.
+    Container(String),
 }
 
 /// Arguments of `udev-trigger`.
@@ -190,6 +240,10 @@ impl Action {
         match self {
             Action::UdevReload => "udev-reload",
             Action::UdevTrigger(_) => "udev-trigger",
+            Action::Signal { .. } => "signal",
+            Action::RestartUnit(_) => "restart-unit",
+            Action::ReloadUnit(_) => "reload-unit",
+            Action::Exec { .. } => "exec",
         }
     }
 }
@@ -331,6 +385,9 @@ impl Validator<'_> {
             etc_udev_rules_dir: raw
                 .etc_udev_rules_dir
                 .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
+            proc_root: raw.proc_root.map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
+            systemctl: raw.systemctl.map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),
+            podman: raw.podman.map_or_else(|| DEFAULT_PODMAN.into(), |p| p.0),
             bridges: bridges.into_iter().map(|(b, _)| b).collect(),
             dropin_dirs: Vec::new(),
             fragments: Vec::new(),
@@ -416,6 +473,13 @@ impl Validator<'_> {
             include: include_at,
             install_to: install_at,
         };
+        let name_for_errors = rb.name.value.0.clone();
+        let then = rb
+            .then
+            .into_iter()
+            .map(action)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(&origin, &locs.name, format!("bridge {name_for_errors:?}: then: {e}")))?;
         let b = Bridge {
             origin,
             name: rb.name.value.0,
@@ -430,7 +494,7 @@ impl Validator<'_> {
             },
             settle,
             max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
-            then: rb.then.into_iter().map(action).collect(),
+            then,
             files,
             rules: (rb.kind == Kind::UdevRules).then(|| RulesChecks {
                 policy: Policy {
@@ -604,16 +668,34 @@ fn files_settings(rb: &RawBridge) -> FilesSettings {
     }
 }
 
-fn action(raw: RawAction) -> Action {
-    match raw {
+fn action(raw: RawAction) -> Result<Action, String> {
+    Ok(match raw {
         RawAction::UdevReload => Action::UdevReload,
+        RawAction::Signal(s) => {
+            let target = match (s.pidfile, s.process, s.unit, s.container) {
+                (Some(p), process, None, None) => Target::Pidfile { path: p.0, process: process.map(|t| t.0) },
+                (None, Some(p), None, None) => Target::Process(p.0),
+                (None, None, Some(u), None) => Target::Unit(u.0),
+                (None, None, None, Some(c)) => Target::Container(c.0),
+                _ => return Err("signal needs exactly one of pidfile (optionally with process), process, unit or container".into()),
+            };
+            Action::Signal { target, signal: s.signal.0 }
+        }
+        RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
+        RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
+        RawAction::Exec(e) => {
+            if e.argv.first().is_none_or(|p| !p.starts_with('/')) {
+                return Err("exec argv must start with an absolute program path".into());
+            }
+            Action::Exec { argv: e.argv, timeout: e.timeout.map_or(DEFAULT_EXEC_TIMEOUT, |d| d.0) }
+        }
         RawAction::UdevTrigger(t) => Action::UdevTrigger(Trigger {
             subsystem: t.subsystem.map(|s| s.0),
             action: t.action.map_or("change", |a| a.as_str()),
             attrs: t.attrs.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
             settle_timeout: t.settle_timeout.map_or(DEFAULT_SETTLE_TIMEOUT, |d| d.0),
         }),
-    }
+    })
 }
 
 #[cfg(test)]

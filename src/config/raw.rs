@@ -27,6 +27,12 @@ pub struct RawConfig {
     pub status_group: Option<Token>,
     /// Prometheus textfile written after each sync. Default: none.
     pub metrics_file: Option<AbsPath>,
+    /// The proc filesystem, for `signal` targets. Default `/proc`.
+    pub proc_root: Option<AbsPath>,
+    /// The `systemctl` binary. Default `/usr/bin/systemctl`.
+    pub systemctl: Option<AbsPath>,
+    /// The `podman` binary. Default `/usr/bin/podman`.
+    pub podman: Option<AbsPath>,
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
     pub etc_udev_rules_dir: Option<AbsPath>,
     /// The bridges.
@@ -211,6 +217,41 @@ pub enum RawAction {
     UdevReload,
     /// `udevadm trigger …` then `udevadm settle`.
     UdevTrigger(RawTrigger),
+    /// Send a signal to a process, a unit's main process or a container.
+    Signal(RawSignal),
+    /// `systemctl try-restart UNIT`.
+    RestartUnit(Token),
+    /// `systemctl reload UNIT`.
+    ReloadUnit(Token),
+    /// Run a program (no shell).
+    Exec(RawExec),
+}
+
+/// `signal: { … }`: one target and a signal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignal {
+    /// A pid file (regular file holding a decimal pid of a live process).
+    pub pidfile: Option<AbsPath>,
+    /// A process name (`/proc/PID/comm` or the exe's name); with `pidfile`,
+    /// the pid must be this program.
+    pub process: Option<Token>,
+    /// A systemd unit: `systemctl kill --kill-whom=main`.
+    pub unit: Option<Token>,
+    /// A podman container: `podman kill --signal`.
+    pub container: Option<Token>,
+    /// The signal, e.g. `HUP` or `SIGUSR1`.
+    pub signal: SignalName,
+}
+
+/// `exec: { argv: [...], timeout: 30s }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExec {
+    /// Program and arguments; the program is an absolute path.
+    pub argv: Vec<String>,
+    /// Killed after this. Default 30s.
+    pub timeout: Option<Dur>,
 }
 
 /// Arguments of `udev-trigger`.
@@ -412,6 +453,18 @@ checked_string!(FileMode, u32, |s| {
         _ => Err(format!(
             "mode {s:?} must be an octal string up to \"0777\", e.g. \"0640\""
         )),
+    }
+});
+
+/// A signal name: `HUP`, `SIGHUP`, `USR1`…; stored as `SIGHUP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalName(pub String);
+checked_string!(SignalName, String, |s| {
+    let full = if s.starts_with("SIG") { s.clone() } else { format!("SIG{s}") };
+    match full.parse::<nix::sys::signal::Signal>() {
+        Ok(sig) if !matches!(sig, nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP) => Ok(full),
+        Ok(_) => Err(format!("signal {s:?} is not allowed; use restart-unit to restart a service")),
+        Err(_) => Err(format!("unknown signal {s:?} (write e.g. HUP, USR1, TERM)")),
     }
 });
 

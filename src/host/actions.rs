@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::config::{Action, Trigger};
+use std::path::PathBuf;
+
+use super::targets;
+use crate::config::{Action, Target, Trigger};
 
 /// Timeout for commands that have no timeout of their own.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -25,11 +28,28 @@ pub struct ActionOutcome {
     pub result: Result<String, String>,
 }
 
+/// What actions need to know about the host and the sync.
+#[derive(Debug, Clone)]
+pub struct ActionCtx {
+    /// `udevadm` binary.
+    pub udevadm: PathBuf,
+    /// `systemctl` binary.
+    pub systemctl: PathBuf,
+    /// `podman` binary.
+    pub podman: PathBuf,
+    /// The proc filesystem.
+    pub proc_root: PathBuf,
+    /// The bridge's name (`HOSTBRIDGE_BRIDGE` for exec).
+    pub bridge: String,
+    /// Changed file names (`HOSTBRIDGE_CHANGED` for exec, space-separated).
+    pub changed: Vec<String>,
+}
+
 /// Runs `actions` in order, stopping at the first failure.
-pub async fn run_all(actions: &[Action], udevadm: &Path) -> Vec<ActionOutcome> {
+pub async fn run_all(actions: &[Action], ctx: &ActionCtx) -> Vec<ActionOutcome> {
     let mut out = Vec::new();
     for action in actions {
-        let result = run_one(action, udevadm).await;
+        let result = run_one(action, ctx).await;
         let failed = result.is_err();
         out.push(ActionOutcome {
             action: action.label(),
@@ -42,7 +62,8 @@ pub async fn run_all(actions: &[Action], udevadm: &Path) -> Vec<ActionOutcome> {
     out
 }
 
-async fn run_one(action: &Action, udevadm: &Path) -> Result<String, String> {
+async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
+    let udevadm = ctx.udevadm.as_path();
     match action {
         Action::UdevReload => {
             run(
@@ -59,7 +80,59 @@ async fn run_one(action: &Action, udevadm: &Path) -> Result<String, String> {
             let settled = run(udevadm, &settle, t.settle_timeout + Duration::from_secs(5)).await?;
             Ok(join_output(&triggered, &settled))
         }
+        Action::Signal { target, signal } => signal_target(target, signal, ctx).await,
+        Action::RestartUnit(u) => run(&ctx.systemctl, &["try-restart".into(), u.clone()], COMMAND_TIMEOUT).await,
+        Action::ReloadUnit(u) => run(&ctx.systemctl, &["reload".into(), u.clone()], COMMAND_TIMEOUT).await,
+        Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
     }
+}
+
+async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result<String, String> {
+    let short = signal.trim_start_matches("SIG");
+    match target {
+        Target::Pidfile { path, process } => {
+            let pid = targets::read_pidfile(path)?;
+            if !targets::alive(&ctx.proc_root, pid) {
+                return Err(format!("pid {pid} from {} is not running", path.display()));
+            }
+            if let Some(name) = process
+                && !targets::is_named(&ctx.proc_root, pid, name)
+            {
+                let (comm, _) = targets::names(&ctx.proc_root, pid);
+                return Err(format!(
+                    "pid {pid} from {} is {:?}, not {name:?} (stale pid file?); not signalling it",
+                    path.display(),
+                    comm.unwrap_or_default()
+                ));
+            }
+            targets::send(pid, signal)?;
+            Ok(format!("sent {signal} to pid {pid}"))
+        }
+        Target::Process(name) => {
+            let pids = targets::find_by_name(&ctx.proc_root, name);
+            if pids.is_empty() {
+                return Err(format!("no process named {name:?} is running"));
+            }
+            for pid in &pids {
+                targets::send(*pid, signal)?;
+            }
+            Ok(format!("sent {signal} to {name} (pids {pids:?})"))
+        }
+        Target::Unit(u) => {
+            run(&ctx.systemctl, &["kill".into(), "--kill-whom=main".into(), format!("--signal={signal}"), u.clone()], COMMAND_TIMEOUT).await
+        }
+        Target::Container(c) => run(&ctx.podman, &["kill".into(), "--signal".into(), short.into(), c.clone()], COMMAND_TIMEOUT).await,
+    }
+}
+
+/// Runs `argv` without a shell, with the changed files in the environment.
+async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<String, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("exec needs argv".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("HOSTBRIDGE_BRIDGE", &ctx.bridge).env("HOSTBRIDGE_CHANGED", ctx.changed.join(" "));
+    output_of(cmd, &argv.join(" "), timeout).await
 }
 
 /// `udevadm trigger` arguments for a trigger action (pure).
@@ -98,8 +171,14 @@ fn excerpt(bytes: &[u8]) -> String {
 /// Returns its output (stdout, then stderr) or an error with its stderr.
 pub async fn run(program: &Path, args: &[String], timeout: Duration) -> Result<String, String> {
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let child = Command::new(program)
-        .args(args)
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    output_of(cmd, &shown, timeout).await
+}
+
+/// Runs a prepared command (no stdin, output captured, killed on timeout).
+async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<String, String> {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

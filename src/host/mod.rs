@@ -11,4 +11,5 @@ pub mod preflight;
 pub mod socket;
 pub mod source;
 pub mod state;
+pub mod targets;
 pub mod watch;

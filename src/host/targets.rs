@@ -1,0 +1,83 @@
+//! Finding and signalling the processes a `signal` action names. Host layer.
+//!
+//! A pid file is read like any other untrusted file: no symlinks, no FIFOs
+//! (opened non-blocking), regular files only, at most 64 bytes, a decimal
+//! pid above 1. The pid must be alive under the proc root, and when a
+//! process name is given too, `/proc/PID/comm` (or the exe's file name) must
+//! be that name, so a stale pid file whose pid was reused by another program
+//! is refused instead of signalling a stranger.
+
+use std::io::Read;
+use std::path::Path;
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::stat::fstat;
+use nix::unistd::Pid;
+
+use super::fsx;
+
+/// Reads a pid file safely; `Err` says what is wrong.
+pub fn read_pidfile(path: &Path) -> Result<i32, String> {
+    let shown = path.display();
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("{shown} is not a file path"));
+    };
+    let dirfd = fsx::open_dir_nofollow(dir).map_err(|e| format!("{shown}: {e}"))?;
+    let mut file = match fsx::open_file_at(&dirfd, name) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Err(format!("pid file {shown} is a symlink; refusing it")),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Err(format!("pid file {shown} does not exist (not running?)")),
+        Err(e) => return Err(format!("pid file {shown}: {e}")),
+    };
+    let st = fstat(&file).map_err(|e| format!("pid file {shown}: {e}"))?;
+    if let Some(kind) = fsx::odd_kind(&st) {
+        return Err(format!("pid file {shown} is {kind}; refusing it"));
+    }
+    let mut text = String::new();
+    (&mut file).take(64).read_to_string(&mut text).map_err(|e| format!("pid file {shown}: {e}"))?;
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 1 => Ok(pid),
+        _ => Err(format!("pid file {shown} does not hold a decimal pid above 1")),
+    }
+}
+
+/// Whether `pid` exists under the proc root.
+pub fn alive(proc_root: &Path, pid: i32) -> bool {
+    proc_root.join(pid.to_string()).is_dir()
+}
+
+/// `comm` and exe file name of `pid` (either may be missing).
+pub fn names(proc_root: &Path, pid: i32) -> (Option<String>, Option<String>) {
+    let dir = proc_root.join(pid.to_string());
+    let comm = std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim().to_string());
+    let exe = std::fs::read_link(dir.join("exe")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    (comm, exe)
+}
+
+/// Whether `pid` is the program `name` (by comm, which the kernel truncates
+/// to 15 bytes, or by exe file name).
+pub fn is_named(proc_root: &Path, pid: i32, name: &str) -> bool {
+    let (comm, exe) = names(proc_root, pid);
+    let short: String = name.chars().take(15).collect();
+    comm.as_deref() == Some(short.as_str()) || exe.as_deref() == Some(name)
+}
+
+/// Every live pid named `name` under the proc root.
+pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != std::process::id() as i32 && is_named(proc_root, pid, name))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Sends `signal` ("SIGHUP") to `pid`.
+pub fn send(pid: i32, signal: &str) -> Result<(), String> {
+    let sig: Signal = signal.parse().map_err(|_| format!("unknown signal {signal}"))?;
+    kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill -{signal} {pid}: {e}"))
+}
