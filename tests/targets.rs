@@ -1,0 +1,125 @@
+//! `then:` targets against real processes and real signals: a helper that
+//! records SIGHUP, stale, dead, symlinked and FIFO pid files, and exec with
+//! its environment and its timeout.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::{Env, wait_for};
+
+fn files_env(then: &str) -> Env {
+    let env = Env::new(&format!("    then:\n{then}"));
+    let cfg = fs::read_to_string(&env.config).unwrap().replace("kind: udev-rules", "kind: files");
+    fs::write(&env.config, cfg).unwrap();
+    env
+}
+
+/// A helper named `hb-hup-helper` (a copy of /bin/sh, so /proc/PID/comm says
+/// so) that appends "hup" to `log` on every SIGHUP and writes its pid file.
+struct Helper {
+    child: Child,
+    log: PathBuf,
+    pidfile: PathBuf,
+}
+
+impl Helper {
+    fn start(dir: &Path) -> Helper {
+        let exe = dir.join("hb-hup-helper");
+        fs::copy("/bin/sh", &exe).unwrap();
+        common::make_executable(&exe);
+        let (log, pidfile) = (dir.join("hups.log"), dir.join("helper.pid"));
+        let script = format!("trap 'echo hup >> {}' HUP; echo $$ > {}.tmp; mv {}.tmp {}; while :; do sleep 30 & wait $!; done", log.display(), pidfile.display(), pidfile.display(), pidfile.display());
+        let child = Command::new(&exe).args(["-c", &script]).spawn().unwrap();
+        wait_for("helper ready", || pidfile.exists(), String::new);
+        Helper { child, log, pidfile }
+    }
+    fn hups(&self) -> usize {
+        fs::read_to_string(&self.log).unwrap_or_default().lines().count()
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn signal_by_pidfile_and_by_process_name_reach_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = Helper::start(dir.path());
+    let then = format!(
+        "      - signal: {{ pidfile: {}, process: hb-hup-helper, signal: HUP }}\n      - signal: {{ process: hb-hup-helper, signal: SIGHUP }}\n",
+        helper.pidfile.display()
+    );
+    let env = files_env(&then);
+    let d = env.start();
+    env.put("a.conf", "a\n");
+    wait_for("two HUPs", || helper.hups() >= 2, || d.log());
+    assert!(d.log().contains("signal ok: sent SIGHUP to pid"), "{}", d.log());
+    assert_eq!(env.run(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn stale_dead_symlinked_and_fifo_pidfiles_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A live process that is not the one named: a reused pid.
+    let mut sleeper = Command::new("sleep").arg("300").spawn().unwrap();
+    let stale = dir.path().join("stale.pid");
+    fs::write(&stale, format!("{}\n", sleeper.id())).unwrap();
+    // A dead pid.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = dir.path().join("dead.pid");
+    fs::write(&dead, format!("{dead_pid}\n")).unwrap();
+    let link = dir.path().join("link.pid");
+    std::os::unix::fs::symlink(&stale, &link).unwrap();
+    let fifo = dir.path().join("fifo.pid");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+
+    let cases = [
+        (&stale, "is \"sleep\", not \"nginx\" (stale pid file?); not signalling it"),
+        (&dead, "is not running"),
+        (&link, "is a symlink; refusing it"),
+        (&fifo, "is a FIFO; refusing it"),
+    ];
+    for (pidfile, want) in cases {
+        let env = files_env(&format!("      - signal: {{ pidfile: {}, process: nginx, signal: HUP }}\n", pidfile.display()));
+        env.put("a.conf", "a\n");
+        let d = env.start();
+        assert!(d.log().contains(want), "{}: {}", pidfile.display(), d.log());
+        let out = env.run(&["status"]);
+        assert_eq!(out.status.code(), Some(1), "a missing target degrades the bridge");
+    }
+    assert!(sleeper.try_wait().unwrap().is_none(), "the stranger was not signalled");
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn exec_gets_the_changed_files_and_is_killed_on_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("changed.txt");
+    let child_pid = dir.path().join("child.pid");
+    let then = format!(
+        "      - exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_CHANGED\" > {}'] }}\n      - exec: {{ argv: [/bin/sh, -c, 'echo $$ > {}; exec sleep 300'], timeout: 1s }}\n",
+        out.display(),
+        child_pid.display()
+    );
+    let env = files_env(&then);
+    env.put("a.conf", "a\n");
+    env.put("b.conf", "b\n");
+    let d = env.start();
+    assert_eq!(fs::read_to_string(&out).unwrap(), "test: a.conf b.conf\n");
+    assert!(d.log().contains("exec failed (retried on the next sync): /bin/sh -c echo $$"), "{}", d.log());
+    assert!(d.log().contains("timed out after 1s"), "{}", d.log());
+    let pid: i32 = fs::read_to_string(&child_pid).unwrap().trim().parse().unwrap();
+    wait_for("timed-out child killed", || !Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")), || d.log());
+}
