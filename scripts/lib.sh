@@ -12,7 +12,8 @@ ensure_packages() {
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
     echo "==> installing missing Debian packages: ${missing[*]}"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # RUNLEVEL=1: never start the services being installed (e.g. nginx).
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # step NAME CMD...: prints a header, runs the command.

@@ -403,15 +403,34 @@ fn action_command(c: &Config, a: &Action) -> String {
             t.settle_timeout.as_secs().max(1)
         ),
         Action::Signal { target, signal } => match target {
-            crate::config::Target::Pidfile { path, process: Some(p) } => format!("kill -{signal} <pid in {}, if it is {p}>", path.display()),
-            crate::config::Target::Pidfile { path, process: None } => format!("kill -{signal} <pid in {}>", path.display()),
-            crate::config::Target::Process(p) => format!("kill -{signal} <every process named {p}>"),
-            crate::config::Target::Unit(u) => format!("{} kill --kill-whom=main --signal={signal} {u}", c.systemctl.display()),
-            crate::config::Target::Container(n) => format!("{} kill --signal {} {n}", c.podman.display(), signal.trim_start_matches("SIG")),
+            crate::config::Target::Pidfile {
+                path,
+                process: Some(p),
+            } => format!("kill -{signal} <pid in {}, if it is {p}>", path.display()),
+            crate::config::Target::Pidfile {
+                path,
+                process: None,
+            } => format!("kill -{signal} <pid in {}>", path.display()),
+            crate::config::Target::Process(p) => {
+                format!("kill -{signal} <every process named {p}>")
+            }
+            crate::config::Target::Unit(u) => format!(
+                "{} kill --kill-whom=main --signal={signal} {u}",
+                c.systemctl.display()
+            ),
+            crate::config::Target::Container(n) => format!(
+                "{} kill --signal {} {n}",
+                c.podman.display(),
+                signal.trim_start_matches("SIG")
+            ),
         },
         Action::RestartUnit(u) => format!("{} try-restart {u}", c.systemctl.display()),
         Action::ReloadUnit(u) => format!("{} reload {u}", c.systemctl.display()),
-        Action::Exec { argv, timeout } => format!("{} (timeout {})", argv.join(" "), humantime::format_duration(*timeout)),
+        Action::Exec { argv, timeout } => format!(
+            "{} (timeout {})",
+            argv.join(" "),
+            humantime::format_duration(*timeout)
+        ),
     }
 }
 

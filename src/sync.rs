@@ -150,7 +150,13 @@ pub async fn sync_bridge(
         podman: config.podman.clone(),
         proc_root: config.proc_root.clone(),
         bridge: bridge.name.clone(),
-        changed: report.installed.iter().chain(&report.replaced).chain(&report.pruned).cloned().collect(),
+        changed: report
+            .installed
+            .iter()
+            .chain(&report.replaced)
+            .chain(&report.pruned)
+            .cloned()
+            .collect(),
     };
     report.actions = actions::run_all(&bridge.then, &ctx).await;
     if report.actions.iter().all(|a| a.result.is_ok()) {

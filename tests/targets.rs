@@ -14,7 +14,9 @@ use common::{Env, wait_for};
 
 fn files_env(then: &str) -> Env {
     let env = Env::new(&format!("    then:\n{then}"));
-    let cfg = fs::read_to_string(&env.config).unwrap().replace("kind: udev-rules", "kind: files");
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
     fs::write(&env.config, cfg).unwrap();
     env
 }
@@ -33,13 +35,26 @@ impl Helper {
         fs::copy("/bin/sh", &exe).unwrap();
         common::make_executable(&exe);
         let (log, pidfile) = (dir.join("hups.log"), dir.join("helper.pid"));
-        let script = format!("trap 'echo hup >> {}' HUP; echo $$ > {}.tmp; mv {}.tmp {}; while :; do sleep 30 & wait $!; done", log.display(), pidfile.display(), pidfile.display(), pidfile.display());
+        let script = format!(
+            "trap 'echo hup >> {}' HUP; echo $$ > {}.tmp; mv {}.tmp {}; while :; do sleep 30 & wait $!; done",
+            log.display(),
+            pidfile.display(),
+            pidfile.display(),
+            pidfile.display()
+        );
         let child = Command::new(&exe).args(["-c", &script]).spawn().unwrap();
         wait_for("helper ready", || pidfile.exists(), String::new);
-        Helper { child, log, pidfile }
+        Helper {
+            child,
+            log,
+            pidfile,
+        }
     }
     fn hups(&self) -> usize {
-        fs::read_to_string(&self.log).unwrap_or_default().lines().count()
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .count()
     }
 }
 
@@ -62,7 +77,11 @@ fn signal_by_pidfile_and_by_process_name_reach_the_helper() {
     let d = env.start();
     env.put("a.conf", "a\n");
     wait_for("two HUPs", || helper.hups() >= 2, || d.log());
-    assert!(d.log().contains("signal ok: sent SIGHUP to pid"), "{}", d.log());
+    assert!(
+        d.log().contains("signal ok: sent SIGHUP to pid"),
+        "{}",
+        d.log()
+    );
     assert_eq!(env.run(&["status"]).status.code(), Some(0));
 }
 
@@ -85,20 +104,33 @@ fn stale_dead_symlinked_and_fifo_pidfiles_are_refused() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
 
     let cases = [
-        (&stale, "is \"sleep\", not \"nginx\" (stale pid file?); not signalling it"),
+        (
+            &stale,
+            "is \"sleep\", not \"nginx\" (stale pid file?); not signalling it",
+        ),
         (&dead, "is not running"),
         (&link, "is a symlink; refusing it"),
         (&fifo, "is a FIFO; refusing it"),
     ];
     for (pidfile, want) in cases {
-        let env = files_env(&format!("      - signal: {{ pidfile: {}, process: nginx, signal: HUP }}\n", pidfile.display()));
+        let env = files_env(&format!(
+            "      - signal: {{ pidfile: {}, process: nginx, signal: HUP }}\n",
+            pidfile.display()
+        ));
         env.put("a.conf", "a\n");
         let d = env.start();
         assert!(d.log().contains(want), "{}: {}", pidfile.display(), d.log());
         let out = env.run(&["status"]);
-        assert_eq!(out.status.code(), Some(1), "a missing target degrades the bridge");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a missing target degrades the bridge"
+        );
     }
-    assert!(sleeper.try_wait().unwrap().is_none(), "the stranger was not signalled");
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "the stranger was not signalled"
+    );
     let _ = sleeper.kill();
     let _ = sleeper.wait();
 }
@@ -118,8 +150,24 @@ fn exec_gets_the_changed_files_and_is_killed_on_timeout() {
     env.put("b.conf", "b\n");
     let d = env.start();
     assert_eq!(fs::read_to_string(&out).unwrap(), "test: a.conf b.conf\n");
-    assert!(d.log().contains("exec failed (retried on the next sync): /bin/sh -c echo $$"), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("exec failed (retried on the next sync): /bin/sh -c echo $$"),
+        "{}",
+        d.log()
+    );
     assert!(d.log().contains("timed out after 1s"), "{}", d.log());
-    let pid: i32 = fs::read_to_string(&child_pid).unwrap().trim().parse().unwrap();
-    wait_for("timed-out child killed", || !Path::new(&format!("/proc/{pid}")).exists() || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")), || d.log());
+    let pid: i32 = fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for(
+        "timed-out child killed",
+        || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+        },
+        || d.log(),
+    );
 }

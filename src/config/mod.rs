@@ -385,8 +385,12 @@ impl Validator<'_> {
             etc_udev_rules_dir: raw
                 .etc_udev_rules_dir
                 .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
-            proc_root: raw.proc_root.map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
-            systemctl: raw.systemctl.map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),
+            proc_root: raw
+                .proc_root
+                .map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
+            systemctl: raw
+                .systemctl
+                .map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),
             podman: raw.podman.map_or_else(|| DEFAULT_PODMAN.into(), |p| p.0),
             bridges: bridges.into_iter().map(|(b, _)| b).collect(),
             dropin_dirs: Vec::new(),
@@ -479,7 +483,13 @@ impl Validator<'_> {
             .into_iter()
             .map(action)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.err(&origin, &locs.name, format!("bridge {name_for_errors:?}: then: {e}")))?;
+            .map_err(|e| {
+                self.err(
+                    &origin,
+                    &locs.name,
+                    format!("bridge {name_for_errors:?}: then: {e}"),
+                )
+            })?;
         let b = Bridge {
             origin,
             name: rb.name.value.0,
@@ -679,7 +689,10 @@ fn action(raw: RawAction) -> Result<Action, String> {
                 (None, None, None, Some(c)) => Target::Container(c.0),
                 _ => return Err("signal needs exactly one of pidfile (optionally with process), process, unit or container".into()),
             };
-            Action::Signal { target, signal: s.signal.0 }
+            Action::Signal {
+                target,
+                signal: s.signal.0,
+            }
         }
         RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
@@ -687,7 +700,10 @@ fn action(raw: RawAction) -> Result<Action, String> {
             if e.argv.first().is_none_or(|p| !p.starts_with('/')) {
                 return Err("exec argv must start with an absolute program path".into());
             }
-            Action::Exec { argv: e.argv, timeout: e.timeout.map_or(DEFAULT_EXEC_TIMEOUT, |d| d.0) }
+            Action::Exec {
+                argv: e.argv,
+                timeout: e.timeout.map_or(DEFAULT_EXEC_TIMEOUT, |d| d.0),
+            }
         }
         RawAction::UdevTrigger(t) => Action::UdevTrigger(Trigger {
             subsystem: t.subsystem.map(|s| s.0),

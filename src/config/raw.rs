@@ -460,10 +460,23 @@ checked_string!(FileMode, u32, |s| {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalName(pub String);
 checked_string!(SignalName, String, |s| {
-    let full = if s.starts_with("SIG") { s.clone() } else { format!("SIG{s}") };
+    let full = if s.starts_with("SIG") {
+        s.clone()
+    } else {
+        format!("SIG{s}")
+    };
     match full.parse::<nix::sys::signal::Signal>() {
-        Ok(sig) if !matches!(sig, nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP) => Ok(full),
-        Ok(_) => Err(format!("signal {s:?} is not allowed; use restart-unit to restart a service")),
+        Ok(sig)
+            if !matches!(
+                sig,
+                nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP
+            ) =>
+        {
+            Ok(full)
+        }
+        Ok(_) => Err(format!(
+            "signal {s:?} is not allowed; use restart-unit to restart a service"
+        )),
         Err(_) => Err(format!("unknown signal {s:?} (write e.g. HUP, USR1, TERM)")),
     }
 });

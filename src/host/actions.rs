@@ -81,8 +81,22 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             Ok(join_output(&triggered, &settled))
         }
         Action::Signal { target, signal } => signal_target(target, signal, ctx).await,
-        Action::RestartUnit(u) => run(&ctx.systemctl, &["try-restart".into(), u.clone()], COMMAND_TIMEOUT).await,
-        Action::ReloadUnit(u) => run(&ctx.systemctl, &["reload".into(), u.clone()], COMMAND_TIMEOUT).await,
+        Action::RestartUnit(u) => {
+            run(
+                &ctx.systemctl,
+                &["try-restart".into(), u.clone()],
+                COMMAND_TIMEOUT,
+            )
+            .await
+        }
+        Action::ReloadUnit(u) => {
+            run(
+                &ctx.systemctl,
+                &["reload".into(), u.clone()],
+                COMMAND_TIMEOUT,
+            )
+            .await
+        }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
     }
 }
@@ -119,9 +133,26 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             Ok(format!("sent {signal} to {name} (pids {pids:?})"))
         }
         Target::Unit(u) => {
-            run(&ctx.systemctl, &["kill".into(), "--kill-whom=main".into(), format!("--signal={signal}"), u.clone()], COMMAND_TIMEOUT).await
+            run(
+                &ctx.systemctl,
+                &[
+                    "kill".into(),
+                    "--kill-whom=main".into(),
+                    format!("--signal={signal}"),
+                    u.clone(),
+                ],
+                COMMAND_TIMEOUT,
+            )
+            .await
         }
-        Target::Container(c) => run(&ctx.podman, &["kill".into(), "--signal".into(), short.into(), c.clone()], COMMAND_TIMEOUT).await,
+        Target::Container(c) => {
+            run(
+                &ctx.podman,
+                &["kill".into(), "--signal".into(), short.into(), c.clone()],
+                COMMAND_TIMEOUT,
+            )
+            .await
+        }
     }
 }
 
@@ -131,7 +162,9 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<Str
         return Err("exec needs argv".into());
     };
     let mut cmd = Command::new(program);
-    cmd.args(args).env("HOSTBRIDGE_BRIDGE", &ctx.bridge).env("HOSTBRIDGE_CHANGED", ctx.changed.join(" "));
+    cmd.args(args)
+        .env("HOSTBRIDGE_BRIDGE", &ctx.bridge)
+        .env("HOSTBRIDGE_CHANGED", ctx.changed.join(" "));
     output_of(cmd, &argv.join(" "), timeout).await
 }
 

@@ -25,8 +25,12 @@ pub fn read_pidfile(path: &Path) -> Result<i32, String> {
     let dirfd = fsx::open_dir_nofollow(dir).map_err(|e| format!("{shown}: {e}"))?;
     let mut file = match fsx::open_file_at(&dirfd, name) {
         Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Err(format!("pid file {shown} is a symlink; refusing it")),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Err(format!("pid file {shown} does not exist (not running?)")),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(format!("pid file {shown} is a symlink; refusing it"));
+        }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
+            return Err(format!("pid file {shown} does not exist (not running?)"));
+        }
         Err(e) => return Err(format!("pid file {shown}: {e}")),
     };
     let st = fstat(&file).map_err(|e| format!("pid file {shown}: {e}"))?;
@@ -34,10 +38,15 @@ pub fn read_pidfile(path: &Path) -> Result<i32, String> {
         return Err(format!("pid file {shown} is {kind}; refusing it"));
     }
     let mut text = String::new();
-    (&mut file).take(64).read_to_string(&mut text).map_err(|e| format!("pid file {shown}: {e}"))?;
+    (&mut file)
+        .take(64)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("pid file {shown}: {e}"))?;
     match text.trim().parse::<i32>() {
         Ok(pid) if pid > 1 => Ok(pid),
-        _ => Err(format!("pid file {shown} does not hold a decimal pid above 1")),
+        _ => Err(format!(
+            "pid file {shown} does not hold a decimal pid above 1"
+        )),
     }
 }
 
@@ -49,8 +58,12 @@ pub fn alive(proc_root: &Path, pid: i32) -> bool {
 /// `comm` and exe file name of `pid` (either may be missing).
 pub fn names(proc_root: &Path, pid: i32) -> (Option<String>, Option<String>) {
     let dir = proc_root.join(pid.to_string());
-    let comm = std::fs::read_to_string(dir.join("comm")).ok().map(|s| s.trim().to_string());
-    let exe = std::fs::read_link(dir.join("exe")).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let comm = std::fs::read_to_string(dir.join("comm"))
+        .ok()
+        .map(|s| s.trim().to_string());
+    let exe = std::fs::read_link(dir.join("exe"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
     (comm, exe)
 }
 
@@ -70,7 +83,9 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
     let mut pids: Vec<i32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid > 1 && pid != std::process::id() as i32 && is_named(proc_root, pid, name))
+        .filter(|&pid| {
+            pid > 1 && pid != std::process::id() as i32 && is_named(proc_root, pid, name)
+        })
         .collect();
     pids.sort_unstable();
     pids
@@ -78,6 +93,8 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
 
 /// Sends `signal` ("SIGHUP") to `pid`.
 pub fn send(pid: i32, signal: &str) -> Result<(), String> {
-    let sig: Signal = signal.parse().map_err(|_| format!("unknown signal {signal}"))?;
+    let sig: Signal = signal
+        .parse()
+        .map_err(|_| format!("unknown signal {signal}"))?;
     kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill -{signal} {pid}: {e}"))
 }
