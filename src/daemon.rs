@@ -20,9 +20,10 @@ use crate::config::{self, Bridge, Config};
 use crate::core::settle::{Batch, Input, Settle};
 use crate::core::status::{self, Health, Status};
 use crate::host::socket::{self, Request, Wire};
+use crate::host::state::Manifest;
 use crate::host::watch::{self, Meaning, SourceWatch, Watching};
 use crate::host::{dest::DestDir, notify};
-use crate::sync::{SyncOptions, SyncReport, sync_bridge};
+use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
 /// How long to wait before retrying a watch that could not be added.
 const WATCH_RETRY: Duration = Duration::from_secs(5);
@@ -68,8 +69,14 @@ pub struct Daemon {
     next_id: BridgeId,
     events_tx: mpsc::Sender<Msg>,
     events: mpsc::Receiver<Msg>,
-    done_tx: mpsc::UnboundedSender<(BridgeId, Result<SyncReport>)>,
-    done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<SyncReport>)>,
+    done_tx: mpsc::UnboundedSender<(BridgeId, Result<(SyncReport, Manifest)>)>,
+    done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<(SyncReport, Manifest)>)>,
+    /// Synced bridges whose actions wait until no bridge sharing a target
+    /// is mid-window, so each target is acted on once per burst.
+    owed: Vec<(BridgeId, Owed)>,
+    actions_tx: mpsc::UnboundedSender<Vec<(BridgeId, Owed)>>,
+    actions_rx: mpsc::UnboundedReceiver<Vec<(BridgeId, Owed)>>,
+    actions_task: Option<JoinHandle<()>>,
     running: usize,
     starting: bool,
     watchdog: Option<(Duration, Instant)>,
@@ -111,7 +118,12 @@ impl Daemon {
     fn new(config: Config) -> Daemon {
         let (events_tx, events) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (actions_tx, actions_rx) = mpsc::unbounded_channel();
         Daemon {
+            owed: Vec::new(),
+            actions_tx,
+            actions_rx,
+            actions_task: None,
             config: Arc::new(config),
             config_loaded_at: unix_now(),
             started_at: unix_now(),
@@ -219,6 +231,7 @@ impl Daemon {
             tokio::select! {
                 Some(msg) = self.events.recv() => self.on_message(msg),
                 Some((id, res)) = self.done_rx.recv() => self.on_sync_done(id, res),
+                Some(done) = self.actions_rx.recv() => self.on_actions_done(done),
                 Some(req) = requests.recv() => self.on_request(req),
                 () = sleep => self.on_timer(),
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
@@ -351,54 +364,129 @@ impl Daemon {
         let bridge = b.bridge.clone();
         b.told_dirty = false;
         b.sync_task = Some(tokio::spawn(async move {
-            let res = sync_bridge(&config, &bridge, opts).await;
+            let res = sync_files_async(&config, &bridge, opts).await;
             let _ = done.send((id, res));
         }));
         self.running += 1;
     }
 
-    fn on_sync_done(&mut self, id: BridgeId, res: Result<SyncReport>) {
+    fn on_sync_done(&mut self, id: BridgeId, res: Result<(SyncReport, Manifest)>) {
         self.running = self.running.saturating_sub(1);
-        let now = Instant::now();
         if let Some(b) = self.find(id) {
             b.sync_task = None;
-            let batch = b.batch.take();
-            let trigger = trigger(batch.as_ref());
+            // The bridge stays "syncing" until its actions ran: events
+            // meanwhile mark it dirty and open a window once it is done.
             match res {
-                Ok(report) => {
-                    log_report(&report, &trigger);
-                    record(&mut b.status, &report, &trigger);
+                Ok((report, manifest)) if manifest.actions_pending && !b.bridge.then.is_empty() => {
+                    let bridge = b.bridge.clone();
+                    // A newer sync of the same bridge replaces an owed one.
+                    self.owed.retain(|(o, _)| *o != id);
+                    self.owed.push((
+                        id,
+                        Owed {
+                            bridge,
+                            report,
+                            manifest,
+                        },
+                    ));
                 }
-                Err(e) => {
-                    error!("{}: sync failed: {e:#}", b.bridge.name);
-                    b.status.counters.syncs_failed += 1;
-                    b.status.last_sync = Some(status::Sync {
-                        at: unix_now(),
-                        trigger,
-                        result: "failed".into(),
-                        installed: vec![],
-                        replaced: vec![],
-                        pruned: vec![],
-                        unchanged: 0,
-                        skipped: vec![],
-                        conflicts: vec![],
-                        findings: vec![],
-                        errors: vec![format!("{e:#}")],
-                        notes: vec![],
-                        actions: vec![],
-                    });
-                }
-            }
-            if b.settle.finish_sync(now) {
-                debug!(
-                    "{}: new window opened for changes made during the sync",
-                    b.bridge.name
-                );
+                Ok((report, _)) => self.finish(id, Ok(report)),
+                Err(e) => self.finish(id, Err(e)),
             }
         }
-        if self.starting && self.running == 0 {
+        self.run_owed_actions();
+        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
+        {
             self.ready();
-        } else if !self.starting {
+        }
+    }
+
+    /// Starts the owed actions of every bridge that no other bridge naming
+    /// the same target is still collecting changes for.
+    fn run_owed_actions(&mut self) {
+        if self.actions_task.is_some() || self.owed.is_empty() {
+            return;
+        }
+        let busy: Vec<&Bridge> = self
+            .bridges
+            .iter()
+            .filter(|b| {
+                (b.settle.pending().is_some() || b.settle.is_syncing())
+                    && !self.owed.iter().any(|(id, _)| *id == b.id)
+            })
+            .map(|b| &b.bridge)
+            .collect();
+        let (ready, wait): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.owed)
+                .into_iter()
+                .partition(|(_, o)| {
+                    !busy
+                        .iter()
+                        .any(|b| b.then.iter().any(|a| o.bridge.then.contains(a)))
+                });
+        self.owed = wait;
+        if ready.is_empty() {
+            return;
+        }
+        let config = Arc::clone(&self.config);
+        let tx = self.actions_tx.clone();
+        self.actions_task = Some(tokio::spawn(async move {
+            let (ids, mut owed): (Vec<BridgeId>, Vec<Owed>) = ready.into_iter().unzip();
+            if let Err(e) = run_owed(&config, &mut owed).await {
+                error!("running actions failed: {e:#}");
+            }
+            let _ = tx.send(ids.into_iter().zip(owed).collect());
+        }));
+    }
+
+    fn on_actions_done(&mut self, done: Vec<(BridgeId, Owed)>) {
+        self.actions_task = None;
+        for (id, o) in done {
+            self.finish(id, Ok(o.report));
+        }
+        self.run_owed_actions();
+        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
+        {
+            self.ready();
+        }
+    }
+
+    /// Logs a completed sync (files and actions) and records it in the status.
+    fn finish(&mut self, id: BridgeId, res: Result<SyncReport>) {
+        let Some(b) = self.find(id) else { return };
+        if b.settle.finish_sync(Instant::now()) {
+            debug!(
+                "{}: new window opened for changes made during the sync",
+                b.bridge.name
+            );
+        }
+        let trigger = trigger(b.batch.take().as_ref());
+        match res {
+            Ok(report) => {
+                log_report(&report, &trigger);
+                record(&mut b.status, &report, &trigger);
+            }
+            Err(e) => {
+                error!("{}: sync failed: {e:#}", b.bridge.name);
+                b.status.counters.syncs_failed += 1;
+                b.status.last_sync = Some(status::Sync {
+                    at: unix_now(),
+                    trigger,
+                    result: "failed".into(),
+                    installed: vec![],
+                    replaced: vec![],
+                    pruned: vec![],
+                    unchanged: 0,
+                    skipped: vec![],
+                    conflicts: vec![],
+                    findings: vec![],
+                    errors: vec![format!("{e:#}")],
+                    notes: vec![],
+                    actions: vec![],
+                });
+            }
+        }
+        if !self.starting {
             notify::status(&self.status_line());
         }
         self.write_metrics();
@@ -562,6 +650,12 @@ impl Daemon {
     /// (bounded) for in-flight file installs, which always run to completion.
     async fn shutdown(&mut self) {
         notify::stopping();
+        // Owed actions are skipped: their manifests still say so, and the
+        // next start runs them.
+        if let Some(t) = self.actions_task.take() {
+            t.abort();
+        }
+        self.owed.clear();
         let tasks: Vec<JoinHandle<()>> = self
             .bridges
             .iter_mut()

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::config::{Bridge, Config, FilesSettings, RulesChecks, Swap};
+use crate::config::{Action, Bridge, Config, FilesSettings, RulesChecks, Swap};
 use crate::core::plan::{self, Desired, DestFile, Op, Plan};
 use crate::core::rules::{self, Finding, Severity};
 use crate::host::actions::{self, ActionOutcome};
@@ -127,46 +127,120 @@ pub struct SyncOptions {
     pub clean_temps: bool,
 }
 
-/// Syncs one bridge end to end: files (blocking, on a blocking thread), then
-/// actions.
+/// A bridge whose files changed and whose `then:` actions are owed.
+#[derive(Debug, Clone)]
+pub struct Owed {
+    /// The bridge.
+    pub bridge: Bridge,
+    /// Its sync report (actions get filled in).
+    pub report: SyncReport,
+    /// Its manifest, saved again once the actions succeeded.
+    pub manifest: Manifest,
+}
+
+/// Syncs one bridge end to end: files, then its actions (for `hostbridge
+/// sync`; the daemon runs the two phases itself to coalesce actions).
 pub async fn sync_bridge(
     config: &Config,
     bridge: &Bridge,
     opts: SyncOptions,
 ) -> Result<SyncReport> {
-    let state = StateDir::new(&config.state_dir);
-    let (c, b, st) = (config.clone(), bridge.clone(), state.clone());
     let dry_run = opts.dry_run;
-    let (mut report, mut manifest) =
-        tokio::task::spawn_blocking(move || sync_files(&c, &b, &st, &opts))
-            .await
-            .context("file sync task failed")??;
+    let (report, manifest) = sync_files_async(config, bridge, opts).await?;
     if dry_run || !manifest.actions_pending {
         return Ok(report);
     }
-    let ctx = actions::ActionCtx {
-        udevadm: config.udevadm.clone(),
-        systemctl: config.systemctl.clone(),
-        podman: config.podman.clone(),
-        proc_root: config.proc_root.clone(),
-        bridge: bridge.name.clone(),
-        changed: report
-            .installed
-            .iter()
-            .chain(&report.replaced)
-            .chain(&report.pruned)
-            .cloned()
-            .collect(),
-    };
-    report.actions = actions::run_all(&bridge.then, &ctx).await;
-    if report.actions.iter().all(|a| a.result.is_ok()) {
-        manifest.actions_pending = false;
-        let (name, st) = (bridge.name.clone(), state);
-        tokio::task::spawn_blocking(move || st.save(&name, &manifest))
-            .await
-            .context("manifest task failed")??;
+    let mut owed = [Owed {
+        bridge: bridge.clone(),
+        report,
+        manifest,
+    }];
+    run_owed(config, &mut owed).await?;
+    let [done] = owed;
+    Ok(done.report)
+}
+
+/// The file phase on a blocking thread.
+pub async fn sync_files_async(
+    config: &Config,
+    bridge: &Bridge,
+    opts: SyncOptions,
+) -> Result<(SyncReport, Manifest)> {
+    let state = StateDir::new(&config.state_dir);
+    let (c, b) = (config.clone(), bridge.clone());
+    tokio::task::spawn_blocking(move || sync_files(&c, &b, &state, &opts))
+        .await
+        .context("file sync task failed")?
+}
+
+/// Runs the owed actions of several bridges together: each distinct action
+/// once, in the order first listed, even when several bridges name it. A
+/// failed action skips the rest of its bridges' actions until their next
+/// sync. Manifests of bridges whose actions all succeeded are saved with
+/// nothing owed.
+pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
+    let mut plan: Vec<(Action, Vec<usize>)> = Vec::new();
+    for (i, o) in owed.iter().enumerate() {
+        for a in &o.bridge.then {
+            match plan.iter_mut().find(|(x, _)| x == a) {
+                Some((_, who)) => who.push(i),
+                None => plan.push((a.clone(), vec![i])),
+            }
+        }
     }
-    Ok(report)
+    let mut failed = vec![false; owed.len()];
+    for (action, who) in plan {
+        let live: Vec<usize> = who.into_iter().filter(|&i| !failed[i]).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let ctx = actions::ActionCtx {
+            udevadm: config.udevadm.clone(),
+            systemctl: config.systemctl.clone(),
+            podman: config.podman.clone(),
+            proc_root: config.proc_root.clone(),
+            bridge: live
+                .iter()
+                .map(|&i| owed[i].bridge.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            changed: live
+                .iter()
+                .flat_map(|&i| owed[i].report.changed_names())
+                .collect(),
+        };
+        let outcome = actions::run_all(std::slice::from_ref(&action), &ctx)
+            .await
+            .remove(0);
+        for &i in &live {
+            failed[i] |= outcome.result.is_err();
+            owed[i].report.actions.push(outcome.clone());
+        }
+    }
+    let state = StateDir::new(&config.state_dir);
+    for (o, failed) in owed.iter_mut().zip(failed) {
+        // An action is only skipped after one of the bridge's actions failed.
+        if !failed {
+            o.manifest.actions_pending = false;
+            let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
+            tokio::task::spawn_blocking(move || st.save(&name, &m))
+                .await
+                .context("manifest task failed")??;
+        }
+    }
+    Ok(())
+}
+
+impl SyncReport {
+    /// Names installed, replaced or pruned.
+    pub fn changed_names(&self) -> Vec<String> {
+        self.installed
+            .iter()
+            .chain(&self.replaced)
+            .chain(&self.pruned)
+            .cloned()
+            .collect()
+    }
 }
 
 /// The file part of a sync. Returns the report and the manifest as saved.

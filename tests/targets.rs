@@ -171,3 +171,43 @@ fn exec_gets_the_changed_files_and_is_killed_on_timeout() {
         || d.log(),
     );
 }
+
+#[test]
+fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
+    let env = Env::new("");
+    let runs = env.tmp.path().join("runs.log");
+    let (src_b, dest_b) = (
+        env.tmp.path().join("export-b"),
+        env.tmp.path().join("dest-b"),
+    );
+    let then = format!(
+        "    then:\n      - exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_CHANGED\" >> {}'] }}\n",
+        runs.display()
+    );
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    let second = format!(
+        "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n{then}",
+        src_b.display(),
+        dest_b.display()
+    );
+    fs::write(&env.config, format!("{cfg}{then}{second}")).unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    fs::create_dir_all(&src_b).unwrap();
+    let d = env.start();
+    // One burst touching both bridges (as one fetchcert run writing two certs).
+    fs::write(env.src.join("a.pem"), "a\n").unwrap();
+    fs::write(src_b.join("b.pem"), "b\n").unwrap();
+    wait_for(
+        "both synced",
+        || d.log().matches("exec ok").count() >= 2,
+        || d.log(),
+    );
+    let lines = fs::read_to_string(&runs).unwrap();
+    assert_eq!(
+        lines, "test,second: a.pem b.pem\n",
+        "one run for both bridges"
+    );
+    assert!(dest_b.join("b.pem").exists() && env.dest.join("a.pem").exists());
+}

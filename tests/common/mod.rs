@@ -116,6 +116,15 @@ impl Env {
 
     /// Starts `hostbridge run` with extra environment, without waiting.
     pub fn spawn_daemon(&self, envs: &[(&str, &str)]) -> Daemon {
+        let envs: Vec<(&str, &str)> = envs
+            .iter()
+            .copied()
+            .chain(
+                std::env::var("TEST_DAEMON_LOG")
+                    .ok()
+                    .map(|_| ("HOSTBRIDGE_LOG", "debug")),
+            )
+            .collect();
         let n = list(self.tmp.path())
             .iter()
             .filter(|f| f.starts_with("daemon-"))
