@@ -211,3 +211,62 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
     );
     assert!(dest_b.join("b.pem").exists() && env.dest.join("a.pem").exists());
 }
+
+#[test]
+fn unit_and_container_targets_call_systemctl_and_podman() {
+    // systemd and podman do not run on test machines: recording stand-ins
+    // (mocks, on purpose) show the exact commands hostbridge runs.
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("calls.log");
+    for tool in ["systemctl", "podman"] {
+        let path = dir.path().join(tool);
+        fs::write(
+            &path,
+            format!("#!/bin/sh\necho \"{tool} $*\" >> {}\n", calls.display()),
+        )
+        .unwrap();
+        common::make_executable(&path);
+    }
+    let then = "      - signal: { unit: loki.service, signal: USR1 }\n      - signal: { container: nginx, signal: HUP }\n      - reload-unit: nginx.service\n      - restart-unit: loki.service\n";
+    let env = files_env(then);
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!(
+            "systemctl: {d}/systemctl\npodman: {d}/podman\n{cfg}",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    env.put("a.conf", "a\n");
+    let _d = env.start();
+    assert_eq!(
+        fs::read_to_string(&calls).unwrap(),
+        "systemctl kill --kill-whom=main --signal=SIGUSR1 loki.service\npodman kill --signal HUP nginx\nsystemctl reload nginx.service\nsystemctl try-restart loki.service\n"
+    );
+}
+
+#[test]
+fn owner_group_and_mode_are_set_before_the_file_appears() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP owner_group: needs root to chown");
+        return;
+    }
+    let group = nix::unistd::Group::from_name("users")
+        .unwrap()
+        .expect("group users");
+    let env = Env::new("    mode: \"0640\"\n    owner: nobody\n    group: users\n");
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    fs::write(&env.config, cfg).unwrap();
+    env.put("secret.key", "k\n");
+    let _d = env.start();
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(env.dest.join("secret.key")).unwrap();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o777),
+        (nobody.uid.as_raw(), group.gid.as_raw(), 0o640)
+    );
+}
