@@ -83,6 +83,26 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Check the USB devices NUT needs: which installed rule grants each
+    /// device, its node's owner, group and mode, and whether the user can open
+    /// it. Exit 0 when every granted device is usable, 1 otherwise.
+    Usb {
+        /// The user that must open the devices.
+        #[arg(long, default_value = "nut")]
+        user: String,
+        /// A VID:PID that must be plugged in (repeatable), e.g. 051d:0002.
+        #[arg(long, value_name = "VID:PID")]
+        expect: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// sysfs root (default: the config's sysfs_root, /sys).
+        #[arg(long, value_name = "PATH")]
+        sysfs_root: Option<PathBuf>,
+        /// /dev root (default: the config's dev_root, /dev).
+        #[arg(long, value_name = "PATH")]
+        dev_root: Option<PathBuf>,
+    },
     /// udev rules tools.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -203,6 +223,36 @@ fn dispatch(cli: &Cli) -> u8 {
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
         // Handled before the config is loaded: they need no valid config.
         Command::Rules(_) | Command::Status { .. } | Command::Reload { .. } => EXIT_USAGE,
+        Command::Usb {
+            user,
+            expect,
+            json,
+            sysfs_root,
+            dev_root,
+        } => {
+            let mut config = config;
+            if let Some(p) = sysfs_root {
+                config.sysfs_root = p.clone();
+            }
+            if let Some(p) = dev_root {
+                config.dev_root = p.clone();
+            }
+            let expect: Vec<String> = expect.iter().map(|e| e.to_ascii_lowercase()).collect();
+            match crate::usb_check::check(&config, user, &expect) {
+                Ok(r) => {
+                    if *json {
+                        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                    } else {
+                        print!("{}", crate::usb_check::render(&r));
+                    }
+                    if r.ok(&expect) { EXIT_OK } else { EXIT_FAILURE }
+                }
+                Err(e) => {
+                    eprintln!("hostbridge usb: {e:#}");
+                    EXIT_FAILURE
+                }
+            }
+        }
         Command::Sync { bridge, dry_run } => {
             in_runtime(sync_once(config, bridge.as_deref(), *dry_run))
         }
@@ -425,6 +475,14 @@ fn action_command(c: &Config, a: &Action) -> String {
             ),
         },
         Action::RestartUnit(u) => format!("{} try-restart {u}", c.systemctl.display()),
+        Action::UsbCheck { user, expect } => format!(
+            "check USB access for user {user}{}",
+            if expect.is_empty() {
+                String::new()
+            } else {
+                format!(", expecting {}", expect.join(", "))
+            }
+        ),
         Action::ReloadUnit(u) => format!("{} reload {u}", c.systemctl.display()),
         Action::Exec { argv, timeout } => format!(
             "{} (timeout {})",

@@ -17,3 +17,4 @@ pub mod lint;
 pub mod logging;
 pub mod status_cmd;
 pub mod sync;
+pub mod usb_check;

@@ -208,6 +208,7 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
                 .iter()
                 .flat_map(|&i| owed[i].report.changed_names())
                 .collect(),
+            config: std::sync::Arc::new(config.clone()),
         };
         let outcome = actions::run_all(std::slice::from_ref(&action), &ctx)
             .await

@@ -76,6 +76,10 @@ pub struct Config {
     pub etc_udev_rules_dir: PathBuf,
     /// See [`DEFAULT_PROC_ROOT`].
     pub proc_root: PathBuf,
+    /// sysfs root for USB checks (`/sys`).
+    pub sysfs_root: PathBuf,
+    /// /dev root for USB checks (`/dev`).
+    pub dev_root: PathBuf,
     /// See [`DEFAULT_SYSTEMCTL`].
     pub systemctl: PathBuf,
     /// See [`DEFAULT_PODMAN`].
@@ -194,6 +198,13 @@ pub enum Action {
     RestartUnit(String),
     /// `systemctl reload UNIT`.
     ReloadUnit(String),
+    /// Check USB device access for `user`, expecting these VID:PIDs.
+    UsbCheck {
+        /// The user.
+        user: String,
+        /// Expected VID:PIDs (lower case).
+        expect: Vec<String>,
+    },
     /// Run a program.
     Exec {
         /// Program and arguments.
@@ -244,6 +255,7 @@ impl Action {
             Action::RestartUnit(_) => "restart-unit",
             Action::ReloadUnit(_) => "reload-unit",
             Action::Exec { .. } => "exec",
+            Action::UsbCheck { .. } => "usb-check",
         }
     }
 }
@@ -388,6 +400,8 @@ impl Validator<'_> {
             proc_root: raw
                 .proc_root
                 .map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
+            sysfs_root: raw.sysfs_root.map_or_else(|| "/sys".into(), |p| p.0),
+            dev_root: raw.dev_root.map_or_else(|| "/dev".into(), |p| p.0),
             systemctl: raw
                 .systemctl
                 .map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),
@@ -695,6 +709,14 @@ fn action(raw: RawAction) -> Result<Action, String> {
             }
         }
         RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
+        RawAction::UsbCheck(u) => Action::UsbCheck {
+            user: u.user.map_or_else(|| "nut".into(), |t| t.0),
+            expect: u
+                .expect
+                .into_iter()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect(),
+        },
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
         RawAction::Exec(e) => {
             if e.argv.first().is_none_or(|p| !p.starts_with('/')) {

@@ -27,6 +27,10 @@ pub struct RawConfig {
     pub status_group: Option<Token>,
     /// Prometheus textfile written after each sync. Default: none.
     pub metrics_file: Option<AbsPath>,
+    /// The sysfs root for USB checks. Default `/sys`.
+    pub sysfs_root: Option<AbsPath>,
+    /// The /dev root for USB checks. Default `/dev`.
+    pub dev_root: Option<AbsPath>,
     /// The proc filesystem, for `signal` targets. Default `/proc`.
     pub proc_root: Option<AbsPath>,
     /// The `systemctl` binary. Default `/usr/bin/systemctl`.
@@ -225,6 +229,19 @@ pub enum RawAction {
     ReloadUnit(Token),
     /// Run a program (no shell).
     Exec(RawExec),
+    /// Check that the USB devices the rules grant are accessible.
+    UsbCheck(RawUsbCheck),
+}
+
+/// `usb-check: { user, expect }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsbCheck {
+    /// The user that must open the devices. Default `nut`.
+    pub user: Option<Token>,
+    /// VID:PIDs that must be plugged in, e.g. "051d:0002".
+    #[serde(default)]
+    pub expect: Vec<Token>,
 }
 
 /// `signal: { … }`: one target and a signal.

@@ -7,3 +7,4 @@ pub mod rules;
 pub mod settle;
 pub mod status;
 pub mod tls;
+pub mod usb;

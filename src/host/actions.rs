@@ -43,6 +43,8 @@ pub struct ActionCtx {
     pub bridge: String,
     /// Changed file names (`HOSTBRIDGE_CHANGED` for exec, space-separated).
     pub changed: Vec<String>,
+    /// The whole config (the USB check reads installed rules and host roots).
+    pub config: std::sync::Arc<crate::config::Config>,
 }
 
 /// Runs `actions` in order, stopping at the first failure.
@@ -98,6 +100,20 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             .await
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
+        Action::UsbCheck { user, expect } => {
+            let (config, user, expect) = (ctx.config.clone(), user.clone(), expect.clone());
+            let report = tokio::task::spawn_blocking(move || {
+                crate::usb_check::check(&config, &user, &expect)
+                    .map(|r| (r.ok(&expect), r.summary(&expect)))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("{e:#}"))?;
+            match report {
+                (true, summary) => Ok(summary),
+                (false, summary) => Err(summary),
+            }
+        }
     }
 }
 

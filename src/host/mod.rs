@@ -12,4 +12,5 @@ pub mod socket;
 pub mod source;
 pub mod state;
 pub mod targets;
+pub mod usb;
 pub mod watch;

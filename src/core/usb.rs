@@ -1,0 +1,326 @@
+//! USB device checks for NUT: which installed rules grant a device, whether
+//! udev applied them to its node, and whether a user can open it. Pure: the
+//! host layer gathers devices, nodes and users; this decides.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::names::glob_match;
+use crate::core::rules::parse::{Key, Op, RulesFile, parse_mode};
+
+/// A USB device as sysfs describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// sysfs name, e.g. `1-1`.
+    pub sysname: String,
+    /// `idVendor`, 4 hex digits.
+    pub vendor: String,
+    /// `idProduct`, 4 hex digits.
+    pub product: String,
+    /// `busnum`.
+    pub busnum: u32,
+    /// `devnum`.
+    pub devnum: u32,
+    /// `manufacturer`, if any.
+    pub manufacturer: Option<String>,
+    /// `product`, if any.
+    pub name: Option<String>,
+    /// `serial`, if any.
+    pub serial: Option<String>,
+}
+
+impl Device {
+    /// `VID:PID`.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.vendor, self.product)
+    }
+}
+
+/// The device node as found under /dev.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Whether it is a character device.
+    pub is_char: bool,
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// What the matching rules ask for (the last assignment of each wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// `file:line` of each matching rule.
+    pub rules: Vec<String>,
+    /// MODE, if set.
+    pub mode: Option<u32>,
+    /// GROUP, if set.
+    pub group: Option<String>,
+    /// OWNER, if set.
+    pub owner: Option<String>,
+}
+
+/// A user as the host knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Name.
+    pub name: String,
+    /// uid.
+    pub uid: u32,
+    /// Primary and supplementary gids.
+    pub gids: Vec<u32>,
+}
+
+/// The verdict for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The rules apply and the user can open the node.
+    Ok,
+    /// Rules match but the node does not have what they ask for.
+    RulesNotApplied(String),
+    /// No installed rule lists this device.
+    NoRuleMatches(String),
+    /// The node is as the rules say, but the user still cannot open it.
+    UserCannotOpen(String),
+    /// An expected device is not plugged in.
+    DeviceAbsent(String),
+}
+
+impl Verdict {
+    /// Whether this is [`Verdict::Ok`].
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Verdict::Ok)
+    }
+}
+
+/// Whether `value` (a match value with `|` alternatives and globs) matches `actual`.
+fn value_matches(value: &str, actual: &str) -> bool {
+    value
+        .split('|')
+        .any(|alt| glob_match(&alt.to_ascii_lowercase(), &actual.to_ascii_lowercase()))
+}
+
+/// Collects what the rules in `file` (named `name`) grant a device with
+/// this vendor and product: rules that assign MODE/GROUP/OWNER and whose
+/// idVendor (and, if present, idProduct) matches select the device.
+pub fn grants(name: &str, file: &RulesFile, vendor: &str, product: &str, into: &mut Grant) {
+    for rule in &file.rules {
+        let attr_is = |t: &&crate::core::rules::parse::Token, a: &str| {
+            matches!(t.key, Key::Attr | Key::Attrs)
+                && t.attr.as_deref() == Some(a)
+                && t.op == Op::Match
+        };
+        let vendor_tok = rule.tokens.iter().find(|t| attr_is(t, "idVendor"));
+        let Some(v) = vendor_tok else { continue };
+        if !value_matches(&v.value, vendor) {
+            continue;
+        }
+        if let Some(p) = rule.tokens.iter().find(|t| attr_is(t, "idProduct"))
+            && !value_matches(&p.value, product)
+        {
+            continue;
+        }
+        let mut hit = false;
+        for t in rule.tokens.iter().filter(|t| !t.op.is_match()) {
+            match t.key {
+                Key::Mode => {
+                    into.mode = parse_mode(&t.value).or(into.mode);
+                    hit = true;
+                }
+                Key::Group => {
+                    into.group = Some(t.value.clone());
+                    hit = true;
+                }
+                Key::Owner => {
+                    into.owner = Some(t.value.clone());
+                    hit = true;
+                }
+                _ => {}
+            }
+        }
+        if hit {
+            into.rules.push(format!("{name}:{}", rule.line));
+        }
+    }
+}
+
+/// Decides the verdict. `gid_of`/`uid_of` resolve names on the host.
+pub fn verdict(
+    dev: &Device,
+    node: Option<&Node>,
+    grant: &Grant,
+    user: &User,
+    gid_of: &dyn Fn(&str) -> Option<u32>,
+    uid_of: &dyn Fn(&str) -> Option<u32>,
+) -> Verdict {
+    if grant.rules.is_empty() {
+        return Verdict::NoRuleMatches(format!(
+            "no installed rule lists {}; NUT's rules do not cover this device",
+            dev.id()
+        ));
+    }
+    let path = format!("/dev/bus/usb/{:03}/{:03}", dev.busnum, dev.devnum);
+    let trigger = format!(
+        "udevadm trigger --action=add --subsystem-match=usb --attr-match=idVendor={}",
+        dev.vendor
+    );
+    let Some(node) = node else {
+        return Verdict::RulesNotApplied(format!(
+            "{path} does not exist; is systemd-udevd running?"
+        ));
+    };
+    if !node.is_char {
+        return Verdict::RulesNotApplied(format!("{path} is not a character device"));
+    }
+    let mut wrong = Vec::new();
+    if let Some(m) = grant.mode
+        && node.mode & 0o777 != m & 0o777
+    {
+        wrong.push(format!("mode {:04o} (rules: {:04o})", node.mode & 0o777, m));
+    }
+    if let Some(g) = &grant.group {
+        match gid_of(g) {
+            Some(gid) if gid == node.gid => {}
+            Some(_) => wrong.push(format!("group gid {} (rules: {g})", node.gid)),
+            None => {
+                return Verdict::RulesNotApplied(format!(
+                    "GROUP=\"{g}\" does not exist on this host; udevd dropped the rule"
+                ));
+            }
+        }
+    }
+    if let Some(o) = &grant.owner {
+        match uid_of(o) {
+            Some(uid) if uid == node.uid => {}
+            Some(_) => wrong.push(format!("owner uid {} (rules: {o})", node.uid)),
+            None => {
+                return Verdict::RulesNotApplied(format!(
+                    "OWNER=\"{o}\" does not exist on this host; udevd dropped the rule"
+                ));
+            }
+        }
+    }
+    if !wrong.is_empty() {
+        return Verdict::RulesNotApplied(format!(
+            "{path} has {}; run `{trigger}`",
+            wrong.join(", ")
+        ));
+    }
+    let bits = if user.uid == 0 {
+        0o6
+    } else if user.uid == node.uid {
+        (node.mode >> 6) & 0o7
+    } else if user.gids.contains(&node.gid) {
+        (node.mode >> 3) & 0o7
+    } else {
+        node.mode & 0o7
+    };
+    if bits & 0o6 != 0o6 {
+        let why = if user.uid != node.uid && !user.gids.contains(&node.gid) {
+            format!(
+                "user {} is not in the node's group (gid {}) and others may not read and write",
+                user.name, node.gid
+            )
+        } else {
+            format!(
+                "the node's mode {:04o} does not give user {} read and write",
+                node.mode & 0o777,
+                user.name
+            )
+        };
+        return Verdict::UserCannotOpen(why);
+    }
+    Verdict::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rules::parse::parse;
+
+    const NUT: &str = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"664\", GROUP=\"nut\"\nLABEL=\"end\"\n";
+
+    fn dev(v: &str, p: &str) -> Device {
+        Device {
+            sysname: "1-1".into(),
+            vendor: v.into(),
+            product: p.into(),
+            busnum: 1,
+            devnum: 4,
+            manufacturer: None,
+            name: None,
+            serial: None,
+        }
+    }
+
+    fn grant_for(d: &Device) -> Grant {
+        let mut g = Grant::default();
+        grants(
+            "62-nut.rules",
+            &parse(NUT.as_bytes()),
+            &d.vendor,
+            &d.product,
+            &mut g,
+        );
+        g
+    }
+
+    const NUT_GID: u32 = 120;
+    fn gid(n: &str) -> Option<u32> {
+        (n == "nut").then_some(NUT_GID)
+    }
+    fn uid(n: &str) -> Option<u32> {
+        (n == "root").then_some(0)
+    }
+    fn nut_user() -> User {
+        User {
+            name: "nut".into(),
+            uid: 110,
+            gids: vec![NUT_GID],
+        }
+    }
+
+    #[test]
+    fn verdict_table() {
+        let apc = dev("051d", "0002");
+        let g = grant_for(&apc);
+        assert_eq!(g.rules, ["62-nut.rules:2"]);
+        assert_eq!((g.mode, g.group.as_deref()), (Some(0o664), Some("nut")));
+        let node = |gid, mode| Node {
+            is_char: true,
+            uid: 0,
+            gid,
+            mode,
+        };
+        let v = |n: Option<Node>, u: &User| verdict(&apc, n.as_ref(), &g, u, &gid, &uid);
+        assert_eq!(v(Some(node(NUT_GID, 0o664)), &nut_user()), Verdict::Ok);
+        assert!(
+            matches!(v(Some(node(0, 0o600)), &nut_user()), Verdict::RulesNotApplied(r) if r.contains("mode 0600 (rules: 0664)") && r.contains("udevadm trigger --action=add"))
+        );
+        assert!(
+            matches!(v(None, &nut_user()), Verdict::RulesNotApplied(r) if r.contains("does not exist"))
+        );
+        let stranger = User {
+            name: "bob".into(),
+            uid: 1000,
+            gids: vec![1000],
+        };
+        assert!(
+            matches!(v(Some(node(NUT_GID, 0o664)), &stranger), Verdict::UserCannotOpen(r) if r.contains("not in the node's group"))
+        );
+        let other = dev("dead", "beef");
+        assert!(
+            matches!(verdict(&other, None, &grant_for(&other), &nut_user(), &gid, &uid), Verdict::NoRuleMatches(r) if r.contains("dead:beef"))
+        );
+        // Product mismatch: the vendor alone does not select the device.
+        let apc_other = dev("051d", "0003");
+        assert!(grant_for(&apc_other).rules.is_empty());
+        // An unknown group: udevd dropped the line.
+        let no_gid = |_: &str| None;
+        assert!(
+            matches!(verdict(&apc, Some(&node(0, 0o600)), &g, &nut_user(), &no_gid, &uid), Verdict::RulesNotApplied(r) if r.contains("does not exist on this host"))
+        );
+    }
+}

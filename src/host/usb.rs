@@ -1,0 +1,84 @@
+//! Reads USB devices from sysfs and their nodes from /dev, under configurable
+//! roots so tests use fake trees; looks users up on the host. Host layer.
+
+use std::ffi::CString;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use nix::unistd::{Group, User as NixUser, getgrouplist};
+
+use crate::core::usb::{Device, Node, User};
+
+fn attr(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// USB devices under `sysfs_root/bus/usb/devices` (interfaces skipped).
+pub fn devices(sysfs_root: &Path) -> Vec<Device> {
+    let dir = sysfs_root.join("bus/usb/devices");
+    let mut out: Vec<Device> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(':') {
+                return None; // an interface, not a device
+            }
+            let p = e.path();
+            Some(Device {
+                vendor: attr(&p, "idVendor")?.to_ascii_lowercase(),
+                product: attr(&p, "idProduct")?.to_ascii_lowercase(),
+                busnum: attr(&p, "busnum")?.parse().ok()?,
+                devnum: attr(&p, "devnum")?.parse().ok()?,
+                manufacturer: attr(&p, "manufacturer"),
+                name: attr(&p, "product"),
+                serial: attr(&p, "serial"),
+                sysname: name,
+            })
+        })
+        .collect();
+    out.sort_by_key(|d| (d.busnum, d.devnum));
+    out
+}
+
+/// The node `dev_root/bus/usb/BBB/DDD`, without following links.
+pub fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
+    let path = dev_root.join(format!("bus/usb/{:03}/{:03}", dev.busnum, dev.devnum));
+    let m = path.symlink_metadata().ok()?;
+    Some(Node {
+        is_char: m.file_type().is_char_device(),
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode() & 0o7777,
+    })
+}
+
+/// A user with all their groups, as the host's NSS knows them.
+pub fn user(name: &str) -> Option<User> {
+    let u = NixUser::from_name(name).ok()??;
+    let cname = CString::new(name).ok()?;
+    let gids = getgrouplist(&cname, u.gid)
+        .ok()?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    Some(User {
+        name: name.to_string(),
+        uid: u.uid.as_raw(),
+        gids,
+    })
+}
+
+/// gid of a group name.
+pub fn gid_of(name: &str) -> Option<u32> {
+    Group::from_name(name).ok()?.map(|g| g.gid.as_raw())
+}
+
+/// uid of a user name.
+pub fn uid_of(name: &str) -> Option<u32> {
+    NixUser::from_name(name).ok()?.map(|u| u.uid.as_raw())
+}

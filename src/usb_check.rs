@@ -1,0 +1,183 @@
+//! `hostbridge usb` and the `usb-check` action: for every USB device, which
+//! installed rules grant it, what its node looks like, and whether the NUT
+//! user can open it. Shell code: gathers with the host layer, decides with
+//! `core::usb`, renders.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::core::rules::parse::parse;
+use crate::core::usb::{self, Device, Grant, Verdict};
+use crate::host::state::StateDir;
+use crate::host::usb as host;
+
+/// One device's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    /// The device.
+    pub device: Device,
+    /// Its node as `owner:group mode`, or "missing".
+    pub node: String,
+    /// What the installed rules ask for.
+    pub grant: Grant,
+    /// The verdict.
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// The whole check.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsbReport {
+    /// The user checked.
+    pub user: String,
+    /// Present devices.
+    pub devices: Vec<DeviceReport>,
+    /// Expected VID:PIDs that are not plugged in.
+    pub absent: Vec<String>,
+}
+
+impl UsbReport {
+    /// Whether every present device is ok and nothing expected is absent;
+    /// devices no rule lists only count when they were expected.
+    pub fn ok(&self, expect: &[String]) -> bool {
+        self.absent.is_empty()
+            && self.devices.iter().all(|d| match &d.verdict {
+                Verdict::Ok => true,
+                Verdict::NoRuleMatches(_) => !expect.contains(&d.device.id()),
+                _ => false,
+            })
+    }
+
+    /// One line summary for logs and the action result.
+    pub fn summary(&self, expect: &[String]) -> String {
+        let mut parts: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|d| {
+                !matches!(d.verdict, Verdict::NoRuleMatches(_)) || expect.contains(&d.device.id())
+            })
+            .map(|d| format!("{} {}", d.device.id(), verdict_text(&d.verdict)))
+            .collect();
+        parts.extend(self.absent.iter().map(|id| format!("{id} device-absent")));
+        if parts.is_empty() {
+            "no USB device is granted by the installed rules".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Ok => "ok".into(),
+        Verdict::RulesNotApplied(r) => format!("rules-not-applied: {r}"),
+        Verdict::NoRuleMatches(r) => format!("no-rule-matches: {r}"),
+        Verdict::UserCannotOpen(r) => format!("user-cannot-open: {r}"),
+        Verdict::DeviceAbsent(r) => format!("device-absent: {r}"),
+    }
+}
+
+/// Runs the check for `user`, expecting the given VID:PIDs.
+pub fn check(config: &Config, user: &str, expect: &[String]) -> Result<UsbReport> {
+    let who =
+        host::user(user).with_context(|| format!("user {user:?} does not exist on this host"))?;
+    let state = StateDir::new(&config.state_dir);
+    let mut files = Vec::new();
+    for b in config.bridges.iter().filter(|b| b.rules.is_some()) {
+        let manifest = state.load(&b.name)?;
+        for name in manifest.files.keys() {
+            if let Ok(bytes) = std::fs::read(b.install_to.join(name)) {
+                files.push((name.clone(), parse(&bytes)));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0)); // udev's order: by file name
+    let devices = host::devices(&config.sysfs_root);
+    let mut out = Vec::new();
+    for d in &devices {
+        let mut grant = Grant::default();
+        for (name, file) in &files {
+            usb::grants(name, file, &d.vendor, &d.product, &mut grant);
+        }
+        let node = host::node(&config.dev_root, d);
+        let verdict = usb::verdict(d, node.as_ref(), &grant, &who, &host::gid_of, &host::uid_of);
+        let node_desc = node.map_or_else(
+            || "missing".to_string(),
+            |n| {
+                format!(
+                    "{}:{} {:04o}",
+                    name_of_uid(n.uid),
+                    name_of_gid(n.gid),
+                    n.mode & 0o777
+                )
+            },
+        );
+        out.push(DeviceReport {
+            device: d.clone(),
+            node: node_desc,
+            grant,
+            verdict,
+        });
+    }
+    let absent = expect
+        .iter()
+        .filter(|id| !devices.iter().any(|d| d.id() == id.to_ascii_lowercase()))
+        .cloned()
+        .collect();
+    Ok(UsbReport {
+        user: user.into(),
+        devices: out,
+        absent,
+    })
+}
+
+fn name_of_uid(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map_or(uid.to_string(), |u| u.name)
+}
+
+fn name_of_gid(gid: u32) -> String {
+    nix::unistd::Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map_or(gid.to_string(), |g| g.name)
+}
+
+/// The one-screen table of `hostbridge usb`.
+pub fn render(r: &UsbReport) -> String {
+    let mut s = format!(
+        "{:<8} {:<10} {:<28} {:<26} {:<18} verdict (user {})\n",
+        "bus:dev", "VID:PID", "product", "rule", "node", r.user
+    );
+    for d in &r.devices {
+        let product: String = d
+            .device
+            .name
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(28)
+            .collect();
+        let rule = d.grant.rules.last().cloned().unwrap_or_else(|| "-".into());
+        s += &format!(
+            "{:03}:{:03}  {:<10} {:<28} {:<26} {:<18} {}\n",
+            d.device.busnum,
+            d.device.devnum,
+            d.device.id(),
+            product,
+            rule,
+            d.node,
+            verdict_text(&d.verdict)
+        );
+    }
+    for id in &r.absent {
+        s += &format!(
+            "-        {id:<10} {:<28} {:<26} {:<18} device-absent: expected but not plugged in\n",
+            "", "", ""
+        );
+    }
+    s
+}

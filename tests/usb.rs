@@ -1,0 +1,248 @@
+//! USB checks on fake sysfs and /dev trees built in temp dirs (real char
+//! device nodes made with mknod when running as root), with NUT's real
+//! 62-nut-usbups.rules from the Debian nut-server package (scripts/fetch-corpus).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Env;
+
+fn nut_rules() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/corpus/nut-server/lib/udev/rules.d/62-nut-usbups.rules");
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must have the corpus (scripts/fetch-corpus)"
+    );
+    eprintln!("SKIP: {} missing (run scripts/fetch-corpus)", p.display());
+    None
+}
+
+/// Makes the `nut` group and user exist (as NUT's package would). Root only.
+fn ensure_nut_user() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root to create the nut user and real device nodes");
+        return false;
+    }
+    if nix::unistd::Group::from_name("nut").unwrap().is_none() {
+        let _ = Command::new("groupadd").args(["-r", "nut"]).status();
+    }
+    if nix::unistd::User::from_name("nut").unwrap().is_none() {
+        let _ = Command::new("useradd")
+            .args(["-r", "-g", "nut", "-M", "-s", "/usr/sbin/nologin", "nut"])
+            .status();
+    }
+    nix::unistd::User::from_name("nut").unwrap().is_some()
+}
+
+fn usb_device(sys: &Path, name: &str, vid: &str, pid: &str, bus: u32, dev: u32, product: &str) {
+    let d = sys.join("bus/usb/devices").join(name);
+    fs::create_dir_all(&d).unwrap();
+    for (k, v) in [
+        ("idVendor", vid),
+        ("idProduct", pid),
+        ("busnum", &bus.to_string()),
+        ("devnum", &dev.to_string()),
+        ("product", product),
+    ] {
+        fs::write(d.join(k), format!("{v}\n")).unwrap();
+    }
+    // An interface dir, which is not a device.
+    fs::create_dir_all(sys.join("bus/usb/devices").join(format!("{name}:1.0"))).unwrap();
+}
+
+/// A real char device node (major 189 is usb_device), chowned and chmodded.
+fn node(dev: &Path, bus: u32, num: u32, gid: u32, mode: u32) -> bool {
+    let p = dev.join(format!("bus/usb/{bus:03}/{num:03}"));
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let _ = fs::remove_file(&p);
+    let made = nix::sys::stat::mknod(
+        &p,
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(189, 3),
+    );
+    if let Err(e) = made {
+        eprintln!("SKIP node-type checks: mknod failed here ({e})");
+        return false;
+    }
+    nix::unistd::chown(&p, Some(0.into()), Some(gid.into())).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    true
+}
+
+fn usb_json(env: &Env, sys: &Path, dev: &Path) -> (i32, serde_json::Value) {
+    let out = env
+        .cmd(&[
+            "usb",
+            "--json",
+            "--user",
+            "nut",
+            "--expect",
+            "051d:0002",
+            "--sysfs-root",
+            sys.to_str().unwrap(),
+            "--dev-root",
+            dev.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap(), json)
+}
+
+fn verdict_of<'a>(json: &'a serde_json::Value, id: &str) -> (&'a str, String) {
+    let d = json["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            format!(
+                "{}:{}",
+                d["device"]["vendor"].as_str().unwrap(),
+                d["device"]["product"].as_str().unwrap()
+            ) == id
+        })
+        .unwrap();
+    (
+        d["verdict"].as_str().unwrap(),
+        d["reason"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
+    let Some(rules) = nut_rules() else { return };
+    if !ensure_nut_user() {
+        return;
+    }
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
+    let out = env.run(&["sync"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    usb_device(&sys, "1-2", "dead", "beef", 1, 5, "Mystery Gadget");
+    let nut_gid = nix::unistd::Group::from_name("nut")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+
+    // The node as udev leaves it without the rule: root:root 0600.
+    if !node(&dev, 1, 4, 0, 0o600) {
+        return;
+    }
+    let (code, json) = usb_json(&env, &sys, &dev);
+    assert_eq!(code, 1);
+    let (v, why) = verdict_of(&json, "051d:0002");
+    assert_eq!(v, "rules-not-applied", "{json}");
+    assert!(
+        why.contains("mode 0600 (rules: 0664)") && why.contains("udevadm trigger --action=add"),
+        "{why}"
+    );
+    let (v, why) = verdict_of(&json, "dead:beef");
+    assert_eq!(v, "no-rule-matches");
+    assert!(why.contains("dead:beef"), "{why}");
+    assert!(
+        json["devices"].as_array().unwrap().len() == 2,
+        "interfaces are not devices"
+    );
+
+    // As the rule asks: root:nut 0664.
+    node(&dev, 1, 4, nut_gid, 0o664);
+    let (code, json) = usb_json(&env, &sys, &dev);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(verdict_of(&json, "051d:0002").0, "ok");
+    let rule = json["devices"][0]["grant"]["rules"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(rule.starts_with("62-nut-usbups.rules:"), "{rule}");
+
+    // A user outside the group cannot open it.
+    let out = env
+        .cmd(&[
+            "usb",
+            "--user",
+            "nobody",
+            "--sysfs-root",
+            sys.to_str().unwrap(),
+            "--dev-root",
+            dev.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("user-cannot-open: user nobody is not in the node's group"),
+        "{table}"
+    );
+    assert!(
+        table.contains("001:004  051d:0002  Back-UPS ES 700"),
+        "{table}"
+    );
+
+    // An expected device that is absent.
+    fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
+    let (code, json) = usb_json(&env, &sys, &dev);
+    assert_eq!(code, 1);
+    assert_eq!(json["absent"][0], "051d:0002");
+}
+
+#[test]
+fn usb_check_action_reports_into_the_sync() {
+    let Some(rules) = nut_rules() else { return };
+    if !ensure_nut_user() {
+        return;
+    }
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    if !node(&dev, 1, 4, 0, 0o600) {
+        return;
+    }
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: nut, expect: [\"051d:0002\"] }}\n", sys.display(), dev.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
+    let d = env.start();
+    assert!(
+        d.log()
+            .contains("usb-check failed (retried on the next sync): 051d:0002 rules-not-applied"),
+        "{}",
+        d.log()
+    );
+    let out = env.run(&["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed usb-check degrades the bridge"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("usb-check failed: 051d:0002 rules-not-applied")
+    );
+}
