@@ -102,6 +102,15 @@ pub enum Command {
         /// /dev root (default: the config's dev_root, /dev).
         #[arg(long, value_name = "PATH")]
         dev_root: Option<PathBuf>,
+        /// Also really open each granted node as the user (via setpriv).
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Internal: the unprivileged child of `usb --probe`.
+    #[command(name = "__probe-open", hide = true)]
+    ProbeOpen {
+        /// The node to open.
+        path: PathBuf,
     },
     /// udev rules tools.
     #[command(subcommand)]
@@ -206,6 +215,15 @@ fn dispatch(cli: &Cli) -> u8 {
             return crate::status_cmd::status(&socket_path(cli, socket), format, bridge.as_deref());
         }
         Command::Reload { socket } => return crate::status_cmd::reload(&socket_path(cli, socket)),
+        Command::ProbeOpen { path } => {
+            return match crate::host::usb::probe_open(path) {
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("{e}");
+                    EXIT_FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let config = match config::load(&cli.config, &dropin_dirs(cli)) {
@@ -222,13 +240,17 @@ fn dispatch(cli: &Cli) -> u8 {
         }
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
         // Handled before the config is loaded: they need no valid config.
-        Command::Rules(_) | Command::Status { .. } | Command::Reload { .. } => EXIT_USAGE,
+        Command::Rules(_)
+        | Command::Status { .. }
+        | Command::Reload { .. }
+        | Command::ProbeOpen { .. } => EXIT_USAGE,
         Command::Usb {
             user,
             expect,
             json,
             sysfs_root,
             dev_root,
+            probe,
         } => {
             let mut config = config;
             if let Some(p) = sysfs_root {
@@ -238,7 +260,7 @@ fn dispatch(cli: &Cli) -> u8 {
                 config.dev_root = p.clone();
             }
             let expect: Vec<String> = expect.iter().map(|e| e.to_ascii_lowercase()).collect();
-            match crate::usb_check::check(&config, user, &expect) {
+            match crate::usb_check::check(&config, user, &expect, *probe) {
                 Ok(r) => {
                     if *json {
                         println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
@@ -475,7 +497,7 @@ fn action_command(c: &Config, a: &Action) -> String {
             ),
         },
         Action::RestartUnit(u) => format!("{} try-restart {u}", c.systemctl.display()),
-        Action::UsbCheck { user, expect } => format!(
+        Action::UsbCheck { user, expect, .. } => format!(
             "check USB access for user {user}{}",
             if expect.is_empty() {
                 String::new()

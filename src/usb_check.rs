@@ -79,7 +79,7 @@ fn verdict_text(v: &Verdict) -> String {
 }
 
 /// Runs the check for `user`, expecting the given VID:PIDs.
-pub fn check(config: &Config, user: &str, expect: &[String]) -> Result<UsbReport> {
+pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Result<UsbReport> {
     let who =
         host::user(user).with_context(|| format!("user {user:?} does not exist on this host"))?;
     let state = StateDir::new(&config.state_dir);
@@ -101,7 +101,18 @@ pub fn check(config: &Config, user: &str, expect: &[String]) -> Result<UsbReport
             usb::grants(name, file, &d.vendor, &d.product, &mut grant);
         }
         let node = host::node(&config.dev_root, d);
-        let verdict = usb::verdict(d, node.as_ref(), &grant, &who, &host::gid_of, &host::uid_of);
+        let mut verdict =
+            usb::verdict(d, node.as_ref(), &grant, &who, &host::gid_of, &host::uid_of);
+        if probe && verdict.is_ok() {
+            let path = config
+                .dev_root
+                .join(format!("bus/usb/{:03}/{:03}", d.busnum, d.devnum));
+            if let Err(e) = host::probe(&config.setpriv, &who, &path) {
+                verdict = Verdict::UserCannotOpen(format!(
+                    "the mode bits allow it, but a real open failed: {e}"
+                ));
+            }
+        }
         let node_desc = node.map_or_else(
             || "missing".to_string(),
             |n| {

@@ -62,6 +62,17 @@ fn usb_device(sys: &Path, name: &str, vid: &str, pid: &str, bus: u32, dev: u32, 
 
 /// A real char device node (major 189 is usb_device), chowned and chmodded.
 fn node(dev: &Path, bus: u32, num: u32, gid: u32, mode: u32) -> bool {
+    node_with(dev, bus, num, gid, mode, (189, 3))
+}
+
+fn node_with(
+    dev: &Path,
+    bus: u32,
+    num: u32,
+    gid: u32,
+    mode: u32,
+    (major, minor): (u64, u64),
+) -> bool {
     let p = dev.join(format!("bus/usb/{bus:03}/{num:03}"));
     fs::create_dir_all(p.parent().unwrap()).unwrap();
     let _ = fs::remove_file(&p);
@@ -69,7 +80,7 @@ fn node(dev: &Path, bus: u32, num: u32, gid: u32, mode: u32) -> bool {
         &p,
         nix::sys::stat::SFlag::S_IFCHR,
         nix::sys::stat::Mode::from_bits_truncate(0o600),
-        nix::sys::stat::makedev(189, 3),
+        nix::sys::stat::makedev(major, minor),
     );
     if let Err(e) = made {
         eprintln!("SKIP node-type checks: mknod failed here ({e})");
@@ -245,4 +256,65 @@ fn usb_check_action_reports_into_the_sync() {
         String::from_utf8_lossy(&out.stdout)
             .contains("usb-check failed: 051d:0002 rules-not-applied")
     );
+}
+
+#[test]
+fn the_probe_really_opens_as_the_user() {
+    let Some(rules) = nut_rules() else { return };
+    if !ensure_nut_user() {
+        return;
+    }
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
+    assert_eq!(env.run(&["sync"]).status.code(), Some(0));
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    let nut_gid = nix::unistd::Group::from_name("nut")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    // The node is a char device that always answers (the numbers of /dev/null),
+    // so only permissions decide whether an open works.
+    if !node_with(&dev, 1, 4, nut_gid, 0o664, (1, 3)) {
+        return;
+    }
+    // The temp dirs must be traversable by the nut user for the open to work.
+    for d in [env.tmp.path(), &dev, &dev.join("bus"), &dev.join("bus/usb")] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let probe = |env: &Env| {
+        env.cmd(&[
+            "usb",
+            "--probe",
+            "--user",
+            "nut",
+            "--sysfs-root",
+            sys.to_str().unwrap(),
+            "--dev-root",
+            dev.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+    };
+    let out = probe(&env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only root may enter the bus dir now: the mode bits of the node still
+    // say yes, but a real open as nut fails, so the child did drop root.
+    fs::set_permissions(dev.join("bus/usb/001"), fs::Permissions::from_mode(0o700)).unwrap();
+    let out = probe(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("user-cannot-open: the mode bits allow it, but a real open failed"),
+        "{text}"
+    );
+    assert!(text.contains("Permission denied"), "{text}");
 }

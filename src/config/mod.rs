@@ -80,6 +80,8 @@ pub struct Config {
     pub sysfs_root: PathBuf,
     /// /dev root for USB checks (`/dev`).
     pub dev_root: PathBuf,
+    /// `setpriv` for USB probes (`/usr/bin/setpriv`).
+    pub setpriv: PathBuf,
     /// See [`DEFAULT_SYSTEMCTL`].
     pub systemctl: PathBuf,
     /// See [`DEFAULT_PODMAN`].
@@ -204,6 +206,8 @@ pub enum Action {
         user: String,
         /// Expected VID:PIDs (lower case).
         expect: Vec<String>,
+        /// Really open each node as the user.
+        probe: bool,
     },
     /// Run a program.
     Exec {
@@ -402,6 +406,9 @@ impl Validator<'_> {
                 .map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
             sysfs_root: raw.sysfs_root.map_or_else(|| "/sys".into(), |p| p.0),
             dev_root: raw.dev_root.map_or_else(|| "/dev".into(), |p| p.0),
+            setpriv: raw
+                .setpriv
+                .map_or_else(|| "/usr/bin/setpriv".into(), |p| p.0),
             systemctl: raw
                 .systemctl
                 .map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),
@@ -716,6 +723,7 @@ fn action(raw: RawAction) -> Result<Action, String> {
                 .into_iter()
                 .map(|t| t.0.to_ascii_lowercase())
                 .collect(),
+            probe: u.probe.unwrap_or(false),
         },
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
         RawAction::Exec(e) => {

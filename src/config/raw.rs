@@ -31,6 +31,8 @@ pub struct RawConfig {
     pub sysfs_root: Option<AbsPath>,
     /// The /dev root for USB checks. Default `/dev`.
     pub dev_root: Option<AbsPath>,
+    /// The `setpriv` binary for `probe: true`. Default `/usr/bin/setpriv`.
+    pub setpriv: Option<AbsPath>,
     /// The proc filesystem, for `signal` targets. Default `/proc`.
     pub proc_root: Option<AbsPath>,
     /// The `systemctl` binary. Default `/usr/bin/systemctl`.
@@ -242,6 +244,8 @@ pub struct RawUsbCheck {
     /// VID:PIDs that must be plugged in, e.g. "051d:0002".
     #[serde(default)]
     pub expect: Vec<Token>,
+    /// Also really open each node as the user. Default false.
+    pub probe: Option<bool>,
 }
 
 /// `signal: { … }`: one target and a signal.

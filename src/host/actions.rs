@@ -100,10 +100,15 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             .await
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
-        Action::UsbCheck { user, expect } => {
-            let (config, user, expect) = (ctx.config.clone(), user.clone(), expect.clone());
+        Action::UsbCheck {
+            user,
+            expect,
+            probe,
+        } => {
+            let (config, user, expect, probe) =
+                (ctx.config.clone(), user.clone(), expect.clone(), *probe);
             let report = tokio::task::spawn_blocking(move || {
-                crate::usb_check::check(&config, &user, &expect)
+                crate::usb_check::check(&config, &user, &expect, probe)
                     .map(|r| (r.ok(&expect), r.summary(&expect)))
             })
             .await

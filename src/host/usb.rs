@@ -82,3 +82,60 @@ pub fn gid_of(name: &str) -> Option<u32> {
 pub fn uid_of(name: &str) -> Option<u32> {
     NixUser::from_name(name).ok()?.map(|u| u.uid.as_raw())
 }
+
+/// Really opens `node` read-write as `user` in a child process and reports
+/// the result (`--probe`). The child is `setpriv` (util-linux, on Debian and
+/// Fedora CoreOS) dropping to the user's uid, gid and supplementary groups
+/// and then running `hostbridge __probe-open NODE`: std's `Command` cannot
+/// set supplementary groups on stable Rust without unsafe code, which this
+/// crate forbids.
+pub fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find hostbridge's own binary: {e}"))?;
+    let groups: Vec<String> = user.gids.iter().map(u32::to_string).collect();
+    let primary = user.gids.first().copied().unwrap_or(user.uid);
+    let out = std::process::Command::new(setpriv)
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={primary}"))
+        .arg(if groups.is_empty() {
+            "--clear-groups".to_string()
+        } else {
+            format!("--groups={}", groups.join(","))
+        })
+        .args([
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+            "--",
+        ])
+        .arg(exe)
+        .arg("__probe-open")
+        .arg(node)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", setpriv.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// The child side of [`probe`]: open `path` read-write (no create, no
+/// controlling tty, non-blocking) and close it. Returns a message on failure.
+pub fn probe_open(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open(path)
+        .map(drop)
+        .map_err(|e| {
+            format!(
+                "uid {} cannot open {} read-write: {e}",
+                nix::unistd::getuid(),
+                path.display()
+            )
+        })
+}
