@@ -696,7 +696,7 @@ fn verify(config: &Config, name: &str, bytes: &[u8]) -> Vec<Finding> {
     let available = *AVAILABLE.get_or_init(|| {
         let yes = preflight::verify_available(&config.udevadm);
         if !yes {
-            tracing::info!("{} has no 'verify' verb (systemd < 254): rules are checked by hostbridge's own parser only", config.udevadm.display());
+            tracing::info!("`{} verify` is not available (no udevadm, or systemd < 254): rules are checked by hostbridge's own parser only", config.udevadm.display());
         }
         yes
     });
