@@ -469,21 +469,11 @@ impl Daemon {
             Err(e) => {
                 error!("{}: sync failed: {e:#}", b.bridge.name);
                 b.status.counters.syncs_failed += 1;
-                b.status.last_sync = Some(status::Sync {
-                    at: unix_now(),
+                b.status.last_sync = Some(status::Sync::failed_with(
+                    unix_now(),
                     trigger,
-                    result: "failed".into(),
-                    installed: vec![],
-                    replaced: vec![],
-                    pruned: vec![],
-                    unchanged: 0,
-                    skipped: vec![],
-                    conflicts: vec![],
-                    findings: vec![],
-                    errors: vec![format!("{e:#}")],
-                    notes: vec![],
-                    actions: vec![],
-                });
+                    format!("{e:#}"),
+                ));
             }
         }
         if !self.starting {

@@ -186,6 +186,25 @@ pub struct ActionRun {
 }
 
 impl Sync {
+    /// A sync that failed as a whole (before any file was handled).
+    pub fn failed_with(at: u64, trigger: String, error: String) -> Sync {
+        Sync {
+            at,
+            trigger,
+            result: "failed".into(),
+            installed: vec![],
+            replaced: vec![],
+            pruned: vec![],
+            unchanged: 0,
+            skipped: vec![],
+            conflicts: vec![],
+            findings: vec![],
+            errors: vec![error],
+            notes: vec![],
+            actions: vec![],
+        }
+    }
+
     /// Whether the sync itself failed.
     pub fn failed(&self) -> bool {
         self.result != "ok"
