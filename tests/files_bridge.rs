@@ -6,9 +6,9 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -24,58 +24,16 @@ fn files_env(extra: &str) -> Env {
     env
 }
 
-fn pair(dir: &std::path::Path, tag: &str) -> (Vec<u8>, Vec<u8>) {
-    let (crt, key) = (
-        dir.join(format!("{tag}.crt")),
-        dir.join(format!("{tag}.key")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "30",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-subj", &format!("/CN={tag}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (fs::read(crt).unwrap(), fs::read(key).unwrap())
-}
-
-/// Writes a source file by rename, as a careful writer does.
-fn put_bytes(env: &Env, name: &str, bytes: &[u8]) {
-    fs::create_dir_all(&env.src).unwrap();
-    let tmp = env.src.join(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).unwrap();
-    fs::rename(tmp, env.src.join(name)).unwrap();
-}
-
 const TLS: &str = "    mode: \"0640\"\n    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n";
 
 #[test]
 fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
     let env = files_env(TLS);
-    let keys = env.tmp.path().join("keys");
-    fs::create_dir_all(&keys).unwrap();
-    let (crt_a, key_a) = pair(&keys, "a");
-    let (crt_b, _) = pair(&keys, "b");
-    let (crt_c, key_c) = pair(&keys, "c");
-    put_bytes(&env, "tls.crt", &crt_a);
-    put_bytes(&env, "tls.key", &key_a);
+    let (crt_a, key_a, _) = common::openssl_pair("p256", "a", 30);
+    let (crt_b, _, _) = common::openssl_pair("p256", "b", 30);
+    let (crt_c, key_c, _) = common::openssl_pair("p256", "c", 30);
+    env.put_renamed("tls.crt", &crt_a);
+    env.put_renamed("tls.key", &key_a);
     let d = env.start();
     assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
     assert_eq!(fs::read(env.dest.join("tls.key")).unwrap(), key_a);
@@ -91,7 +49,7 @@ fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
     );
 
     // Cert B with key A: a mismatch. Nothing changes; the finding names both files.
-    put_bytes(&env, "tls.crt", &crt_b);
+    env.put_renamed("tls.crt", &crt_b);
     d.wait_log("tls.crt:0:0: error[tls-pair]: tls.crt and tls.key: the private key does not match the certificate's public key");
     assert!(
         d.log()
@@ -103,7 +61,7 @@ fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
 
     // Only the key goes away and the new cert arrives: require holds everything.
     fs::remove_file(env.src.join("tls.key")).unwrap();
-    put_bytes(&env, "tls.crt", &crt_c);
+    env.put_renamed("tls.crt", &crt_c);
     d.wait_log("holding: waiting for tls.key (require)");
     assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
     assert_eq!(
@@ -111,7 +69,7 @@ fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
         key_a,
         "the key was not pruned while held"
     );
-    put_bytes(&env, "tls.key", &key_c);
+    env.put_renamed("tls.key", &key_c);
     wait_for(
         "pair C installed",
         || fs::read(env.dest.join("tls.key")).ok() == Some(key_c.clone()),
@@ -131,29 +89,40 @@ fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
 
 #[test]
 fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
-    // Fast settle so 200 updates take seconds; no TLS so each update is cheap.
+    // 201 real pairs; the bridge validates them, so a half-written set in the
+    // source (new key, old cert) is held, never published. Fast settle so
+    // 200 updates take seconds.
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..=200)
+        .map(|i| {
+            let (c, k, _) = common::openssl_pair("p256", &format!("v{i}"), 30);
+            (c, k)
+        })
+        .collect();
+    let index = |pick: fn(&(Vec<u8>, Vec<u8>)) -> &Vec<u8>| -> Arc<HashMap<Vec<u8>, usize>> {
+        Arc::new(
+            pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (pick(p).clone(), i))
+                .collect(),
+        )
+    };
+    let (cert_v, key_v) = (index(|p| &p.0), index(|p| &p.1));
     let env = files_env(
-        "    settle: { quiet: 10ms, max_wait: 1s }\n    require: [tls.crt, tls.key]\n    swap: symlink-dir\n",
+        "    settle: { quiet: 10ms, max_wait: 1s }\n    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n",
     );
-    put_bytes(&env, "tls.crt", b"v0\n");
-    put_bytes(&env, "tls.key", b"v0\n");
+    env.put_renamed("tls.crt", &pairs[0].0);
+    env.put_renamed("tls.key", &pairs[0].1);
     let d = env.start();
     let stop = Arc::new(AtomicBool::new(false));
     let (mixed, reads) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let version = |b: &[u8]| -> Option<u32> {
-        std::str::from_utf8(b)
-            .ok()?
-            .trim()
-            .strip_prefix('v')?
-            .parse()
-            .ok()
-    };
 
     // Reader 1: resolves `..data` once per round and reads both files in it:
-    // the pair must always be one version.
+    // the pair must always be one pair.
     let r1 = {
         let (dest, stop, mixed, reads) =
             (env.dest.clone(), stop.clone(), mixed.clone(), reads.clone());
+        let (cert_v, key_v) = (cert_v.clone(), key_v.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let Ok(dir) = fs::canonicalize(dest.join("..data")) else {
@@ -164,17 +133,18 @@ fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
                     continue;
                 };
                 reads.fetch_add(1, Ordering::Relaxed);
-                if c != k {
+                if cert_v.get(&c) != key_v.get(&k) {
                     mixed.fetch_add(1, Ordering::Relaxed);
                 }
             }
         })
     };
-    // Reader 2: opens tls.crt, then tls.key, by their plain names: it must
-    // never see a newer certificate with an older key.
+    // Reader 2: opens tls.crt, then tls.key, by their plain names (as
+    // exporter-toolkit does): never a newer certificate with an older key.
     let newer_cert = Arc::new(AtomicUsize::new(0));
     let r2 = {
         let (dest, stop, newer_cert) = (env.dest.clone(), stop.clone(), newer_cert.clone());
+        let (cert_v, key_v) = (cert_v.clone(), key_v.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let (Ok(c), Ok(k)) = (
@@ -183,7 +153,7 @@ fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
                 ) else {
                     continue;
                 };
-                if let (Some(c), Some(k)) = (version(&c), version(&k))
+                if let (Some(c), Some(k)) = (cert_v.get(&c), key_v.get(&k))
                     && k < c
                 {
                     newer_cert.fetch_add(1, Ordering::Relaxed);
@@ -191,17 +161,16 @@ fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
             }
         })
     };
-    for i in 1..=200u32 {
+    for (i, (crt, key)) in pairs.iter().enumerate().skip(1) {
         // The writer replaces the key first, then the cert: the worst order
         // for a reader of plain files if installs were not swapped as a set.
-        put_bytes(&env, "tls.key", format!("v{i}\n").as_bytes());
-        put_bytes(&env, "tls.crt", format!("v{i}\n").as_bytes());
-        let want = format!("v{i}\n").into_bytes();
+        env.put_renamed("tls.key", key);
+        env.put_renamed("tls.crt", crt);
         wait_for(
             &format!("update {i}"),
             || {
-                fs::read(env.dest.join("tls.crt")).ok() == Some(want.clone())
-                    && fs::read(env.dest.join("tls.key")).ok() == Some(want.clone())
+                fs::read(env.dest.join("tls.crt")).ok().as_ref() == Some(crt)
+                    && fs::read(env.dest.join("tls.key")).ok().as_ref() == Some(key)
             },
             || d.log(),
         );

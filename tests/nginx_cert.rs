@@ -24,43 +24,6 @@ fn nginx() -> Option<&'static str> {
     None
 }
 
-fn make_pair(dir: &Path, tag: &str) -> (Vec<u8>, Vec<u8>, String) {
-    let (crt, key) = (
-        dir.join(format!("{tag}.crt")),
-        dir.join(format!("{tag}.key")),
-    );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "30",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-subj", &format!("/CN=hostbridge-{tag}")])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let serial = Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-in"])
-        .arg(&crt)
-        .output()
-        .unwrap();
-    (
-        fs::read(&crt).unwrap(),
-        fs::read(&key).unwrap(),
-        String::from_utf8(serial.stdout).unwrap().trim().to_string(),
-    )
-}
-
 /// The serial of the certificate served on 127.0.0.1:port, via openssl s_client.
 fn served_serial(port: u16) -> Option<String> {
     let client = Command::new("openssl")
@@ -89,13 +52,6 @@ fn served_serial(port: u16) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn put(env: &Env, name: &str, bytes: &[u8]) {
-    fs::create_dir_all(&env.src).unwrap();
-    let tmp = env.src.join(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).unwrap();
-    fs::rename(tmp, env.src.join(name)).unwrap();
-}
-
 struct Nginx {
     pidfile: std::path::PathBuf,
 }
@@ -115,12 +71,10 @@ impl Drop for Nginx {
 fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     let Some(nginx_bin) = nginx() else { return };
     let work = tempfile::tempdir().unwrap();
-    let keys = work.path().join("keys");
-    fs::create_dir_all(&keys).unwrap();
-    let (crt_a, key_a, _serial_a) = make_pair(&keys, "a");
-    let (crt_b, key_b, serial_b) = make_pair(&keys, "b");
-    let (crt_c, _key_c, _) = make_pair(&keys, "c");
-    let (crt_d, key_d, serial_d) = make_pair(&keys, "d");
+    let (crt_a, key_a, _serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
+    let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
+    let (crt_c, _key_c, _) = common::openssl_pair("p256", "hostbridge-c", 30);
+    let (crt_d, key_d, serial_d) = common::openssl_pair("p256", "hostbridge-d", 30);
 
     let prefix = work.path().join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -133,8 +87,8 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
         .unwrap()
         .replace("kind: udev-rules", "kind: files");
     fs::write(&env.config, cfg).unwrap();
-    put(&env, "tls.crt", &crt_a);
-    put(&env, "tls.key", &key_a);
+    env.put_renamed("tls.crt", &crt_a);
+    env.put_renamed("tls.key", &key_a);
     let d = env.start();
     assert!(
         d.log().contains("signal failed"),
@@ -193,8 +147,8 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     };
 
     // Renewal: B arrives, hostbridge installs it and HUPs nginx.
-    put(&env, "tls.crt", &crt_b);
-    put(&env, "tls.key", &key_b);
+    env.put_renamed("tls.crt", &crt_b);
+    env.put_renamed("tls.key", &key_b);
     wait_for(
         "nginx serves B",
         || served_serial(port).as_deref() == Some(serial_b.as_str()),
@@ -204,7 +158,7 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     assert!(after_b >= 1);
 
     // Mismatch: cert C with key B is held; nginx is not signalled, still serves B.
-    put(&env, "tls.crt", &crt_c);
+    env.put_renamed("tls.crt", &crt_c);
     d.wait_log("tls.crt and tls.key: the private key does not match the certificate's public key");
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(1));
@@ -214,11 +168,11 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
 
     // Only a cert: nothing happens until its key arrives.
     fs::remove_file(env.src.join("tls.key")).unwrap();
-    put(&env, "tls.crt", &crt_d);
+    env.put_renamed("tls.crt", &crt_d);
     d.wait_log("holding: waiting for tls.key (require)");
     assert_eq!(served_serial(port).as_deref(), Some(serial_b.as_str()));
     assert_eq!(reloads(), after_b);
-    put(&env, "tls.key", &key_d);
+    env.put_renamed("tls.key", &key_d);
     wait_for(
         "nginx serves D",
         || served_serial(port).as_deref() == Some(serial_d.as_str()),

@@ -4,45 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::Command;
+mod common;
+
 use std::time::Duration;
 
 use hostbridge::core::tls::check_pair;
 
-/// A self-signed certificate and its key (PEM), valid for `days`.
+/// A self-signed pair (PEM) of `kind`, valid for `days`.
 fn generate(kind: &str, days: u32) -> (Vec<u8>, Vec<u8>) {
-    let dir = tempfile::tempdir().unwrap();
-    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let mut c = Command::new("openssl");
-    c.args([
-        "req",
-        "-x509",
-        "-nodes",
-        "-subj",
-        "/CN=hostbridge-test",
-        "-days",
-        &days.to_string(),
-    ]);
-    match kind {
-        "rsa" => c.args(["-newkey", "rsa:2048"]),
-        "p256" => c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
-        "p384" => c.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]),
-        "ed25519" => c.args(["-newkey", "ed25519"]),
-        _ => unreachable!(),
-    };
-    let out = c
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl (Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (std::fs::read(crt).unwrap(), std::fs::read(key).unwrap())
+    let (crt, key, _) = common::openssl_pair(kind, "hostbridge-test", days);
+    (crt, key)
 }
 
 fn now() -> i64 {

@@ -171,6 +171,15 @@ impl Env {
         fs::write(self.src.join(name), content).expect("write source");
     }
 
+    /// Writes a source file to a hidden temp name and renames it into place,
+    /// as a careful writer (and `install`, `cp` + `mv`) does.
+    pub fn put_renamed(&self, name: &str, bytes: &[u8]) {
+        fs::create_dir_all(&self.src).expect("mkdir src");
+        let tmp = self.src.join(format!(".{name}.tmp"));
+        fs::write(&tmp, bytes).expect("write temp");
+        fs::rename(tmp, self.src.join(name)).expect("rename into place");
+    }
+
     /// Content of an installed file, if present.
     pub fn dest_content(&self, name: &str) -> Option<String> {
         fs::read_to_string(self.dest.join(name)).ok()
@@ -314,4 +323,51 @@ pub fn slow_writer(dir: &Path, n: usize) {
             open[f] = None; // close: IN_CLOSE_WRITE
         }
     }
+}
+
+/// A self-signed certificate and its key, made by the real openssl CLI
+/// (`kind`: rsa, p256, p384 or ed25519; CN=`cn`; valid `days`). Returns the
+/// certificate PEM, the key PEM and openssl's `serial=…` line.
+pub fn openssl_pair(kind: &str, cn: &str, days: u32) -> (Vec<u8>, Vec<u8>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let newkey: &[&str] = match kind {
+        "rsa" => &["-newkey", "rsa:2048"],
+        "p256" => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+        "p384" => &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"],
+        "ed25519" => &["-newkey", "ed25519"],
+        other => panic!("unknown key kind {other}"),
+    };
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            &days.to_string(),
+        ])
+        .args(newkey)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serial = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&crt)
+        .output()
+        .unwrap();
+    (
+        fs::read(crt).unwrap(),
+        fs::read(key).unwrap(),
+        String::from_utf8_lossy(&serial.stdout).trim().to_string(),
+    )
 }
