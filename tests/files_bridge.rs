@@ -98,16 +98,18 @@ fn symlink_dir_swap_never_mixes_a_set_over_200_updates() {
             (c, k)
         })
         .collect();
-    let index = |pick: fn(&(Vec<u8>, Vec<u8>)) -> &Vec<u8>| -> Arc<HashMap<Vec<u8>, usize>> {
+    // Which update each certificate and each key belongs to.
+    let by = |pick: usize| -> Arc<HashMap<Vec<u8>, usize>> {
+        let part = |p: &(Vec<u8>, Vec<u8>)| if pick == 0 { p.0.clone() } else { p.1.clone() };
         Arc::new(
             pairs
                 .iter()
                 .enumerate()
-                .map(|(i, p)| (pick(p).clone(), i))
+                .map(|(i, p)| (part(p), i))
                 .collect(),
         )
     };
-    let (cert_v, key_v) = (index(|p| &p.0), index(|p| &p.1));
+    let (cert_v, key_v) = (by(0), by(1));
     let env = files_env(
         "    settle: { quiet: 10ms, max_wait: 1s }\n    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n",
     );
