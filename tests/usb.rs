@@ -91,22 +91,25 @@ fn node_with(
     true
 }
 
+/// `hostbridge usb ARGS` against the fake trees.
+fn usb_cmd(env: &Env, sys: &Path, dev: &Path, args: &[&str]) -> std::process::Output {
+    let roots = [
+        "--sysfs-root",
+        sys.to_str().unwrap(),
+        "--dev-root",
+        dev.to_str().unwrap(),
+    ];
+    let all: Vec<&str> = ["usb"].iter().chain(args).chain(&roots).copied().collect();
+    env.cmd(&all).output().unwrap()
+}
+
 fn usb_json(env: &Env, sys: &Path, dev: &Path) -> (i32, serde_json::Value) {
-    let out = env
-        .cmd(&[
-            "usb",
-            "--json",
-            "--user",
-            "nut",
-            "--expect",
-            "051d:0002",
-            "--sysfs-root",
-            sys.to_str().unwrap(),
-            "--dev-root",
-            dev.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = usb_cmd(
+        env,
+        sys,
+        dev,
+        &["--json", "--user", "nut", "--expect", "051d:0002"],
+    );
     let json = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code().unwrap(), json)
@@ -189,18 +192,7 @@ fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
     assert!(rule.starts_with("62-nut-usbups.rules:"), "{rule}");
 
     // A user outside the group cannot open it.
-    let out = env
-        .cmd(&[
-            "usb",
-            "--user",
-            "nobody",
-            "--sysfs-root",
-            sys.to_str().unwrap(),
-            "--dev-root",
-            dev.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = usb_cmd(&env, &sys, &dev, &["--user", "nobody"]);
     assert_eq!(out.status.code(), Some(1));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -284,20 +276,7 @@ fn the_probe_really_opens_as_the_user() {
     for d in [env.tmp.path(), &dev, &dev.join("bus"), &dev.join("bus/usb")] {
         fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let probe = |env: &Env| {
-        env.cmd(&[
-            "usb",
-            "--probe",
-            "--user",
-            "nut",
-            "--sysfs-root",
-            sys.to_str().unwrap(),
-            "--dev-root",
-            dev.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap()
-    };
+    let probe = |env: &Env| usb_cmd(env, &sys, &dev, &["--probe", "--user", "nut"]);
     let out = probe(&env);
     assert_eq!(
         out.status.code(),
