@@ -218,6 +218,14 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
             owed[i].report.actions.push(outcome.clone());
         }
     }
+    for o in owed.iter_mut() {
+        if let Some(checks) = &o.bridge.rules {
+            match crate::revoke::revoke(config, &o.bridge, checks.revoke_restore).await {
+                Ok(notes) => o.report.notes.extend(notes),
+                Err(e) => o.report.errors.push(format!("revoking grants: {e:#}")),
+            }
+        }
+    }
     let state = StateDir::new(&config.state_dir);
     for (o, failed) in owed.iter_mut().zip(failed) {
         // An action is only skipped after one of the bridge's actions failed.
@@ -345,6 +353,9 @@ pub fn sync_files(
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
     }
+    if plan.changes() && bridge.rules.is_some() {
+        record_grants(config, bridge, &scan.view)?;
+    }
     if plan.changes() {
         let dest = match dest {
             Some(d) => d,
@@ -354,6 +365,23 @@ pub fn sync_files(
         apply(bridge, state, &dest, &plan, &mut manifest, &mut report)?;
     }
     Ok((report, manifest))
+}
+
+/// Records the node state of devices the source's rules are about to grant
+/// (see [`crate::revoke`]).
+fn record_grants(config: &Config, bridge: &Bridge, view: &plan::SourceView) -> Result<()> {
+    let Ok(dir) = crate::host::fsx::open_dir_nofollow(&bridge.source) else {
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    for (name, f) in &view.files {
+        if let plan::SourceFile::Ready(_) = f
+            && let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, bridge.max_file_size)
+        {
+            files.push((name.clone(), rules::parse::parse(&bytes)));
+        }
+    }
+    crate::revoke::record(config, &bridge.name, &files)
 }
 
 /// Set-level checks of a files bridge: every `require`d file present and

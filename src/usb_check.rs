@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::core::rules::parse::parse;
+use crate::core::rules::parse::{RulesFile, parse};
 use crate::core::usb::{self, Device, Grant, Verdict};
 use crate::host::state::StateDir;
 use crate::host::usb as host;
@@ -82,24 +82,11 @@ fn verdict_text(v: &Verdict) -> String {
 pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Result<UsbReport> {
     let who =
         host::user(user).with_context(|| format!("user {user:?} does not exist on this host"))?;
-    let state = StateDir::new(&config.state_dir);
-    let mut files = Vec::new();
-    for b in config.bridges.iter().filter(|b| b.rules.is_some()) {
-        let manifest = state.load(&b.name)?;
-        for name in manifest.files.keys() {
-            if let Ok(bytes) = std::fs::read(b.install_to.join(name)) {
-                files.push((name.clone(), parse(&bytes)));
-            }
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0)); // udev's order: by file name
+    let files = installed_rules(config, None)?;
     let devices = host::devices(&config.sysfs_root);
     let mut out = Vec::new();
     for d in &devices {
-        let mut grant = Grant::default();
-        for (name, file) in &files {
-            usb::grants(name, file, &d.vendor, &d.product, &mut grant);
-        }
+        let grant = grant_for(&files, d);
         let node = host::node(&config.dev_root, d);
         let mut verdict =
             usb::verdict(d, node.as_ref(), &grant, &who, &host::gid_of, &host::uid_of);
@@ -143,14 +130,44 @@ pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Res
     })
 }
 
-fn name_of_uid(uid: u32) -> String {
+/// The rules files hostbridge installed (all udev-rules bridges, or only
+/// `only`), parsed, in udev's order (by file name).
+pub fn installed_rules(config: &Config, only: Option<&str>) -> Result<Vec<(String, RulesFile)>> {
+    let state = StateDir::new(&config.state_dir);
+    let mut files = Vec::new();
+    for b in config
+        .bridges
+        .iter()
+        .filter(|b| b.rules.is_some() && only.is_none_or(|n| n == b.name))
+    {
+        let manifest = state.load(&b.name)?;
+        for name in manifest.files.keys() {
+            if let Ok(bytes) = std::fs::read(b.install_to.join(name)) {
+                files.push((name.clone(), parse(&bytes)));
+            }
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(files)
+}
+
+/// What `files` grant device `d`.
+pub fn grant_for(files: &[(String, RulesFile)], d: &Device) -> Grant {
+    let mut grant = Grant::default();
+    for (name, file) in files {
+        usb::grants(name, file, &d.vendor, &d.product, &mut grant);
+    }
+    grant
+}
+
+pub(crate) fn name_of_uid(uid: u32) -> String {
     nix::unistd::User::from_uid(uid.into())
         .ok()
         .flatten()
         .map_or(uid.to_string(), |u| u.name)
 }
 
-fn name_of_gid(gid: u32) -> String {
+pub(crate) fn name_of_gid(gid: u32) -> String {
     nix::unistd::Group::from_gid(gid.into())
         .ok()
         .flatten()

@@ -297,3 +297,77 @@ fn the_probe_really_opens_as_the_user() {
     );
     assert!(text.contains("Permission denied"), "{text}");
 }
+
+/// A daemon whose bridge grants 051d:0002 to dialout; returns the env, the
+/// daemon, the node path and dialout's gid.
+fn revocation_setup(revoke: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP revocation: needs root for device nodes");
+        return None;
+    }
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()?
+        .gid
+        .as_raw();
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    if !node(&dev, 1, 4, 0, 0o600) {
+        return None;
+    }
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    revoke: {revoke}\n    then:\n      - udev-reload\n", sys.display(), dev.display()),
+    )
+    .unwrap();
+    env.put("62-ups.rules", "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n");
+    let d = env.start();
+    // What udevd would do with the rule: root:dialout 0660.
+    let p = dev.join("bus/usb/001/004");
+    nix::unistd::chown(&p, None, Some(dialout.into())).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o660)).unwrap();
+    Some((env, d, p, dialout))
+}
+
+fn perms(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(p).unwrap();
+    (m.gid(), m.mode() & 0o777)
+}
+
+#[test]
+fn a_removed_rule_has_its_grant_restored() {
+    let Some((env, d, node_path, _)) = revocation_setup("restore") else {
+        return;
+    };
+    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
+    d.wait_log("revoked 051d:0002: restored");
+    assert_eq!(perms(&node_path), (0, 0o600), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("to root:root 0600 (udev left root:dialout 0660)"),
+        "{}",
+        d.log()
+    );
+    let calls = env.udevadm_calls();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("trigger --action=add ") && c.contains("bus/usb/devices/1-1")),
+        "an add trigger for just that device: {calls:?}"
+    );
+    let out = env.run(&["status", "--json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 051d:0002: restored"));
+}
+
+#[test]
+fn revoke_report_only_reports() {
+    let Some((env, d, node_path, dialout)) = revocation_setup("report") else {
+        return;
+    };
+    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
+    d.wait_log("revoked 051d:0002:");
+    assert_eq!(perms(&node_path), (dialout, 0o660));
+    assert!(d.log().contains("still has root:dialout 0660 (before the grant: root:root 0600); revoke: report leaves it"), "{}", d.log());
+}

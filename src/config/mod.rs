@@ -180,6 +180,8 @@ pub struct RulesChecks {
     pub allow_unknown_groups: bool,
     /// Accept GROUP/OWNER names with ids >= 1000.
     pub allow_non_system_groups: bool,
+    /// Put back revoked grants (true) or only report them.
+    pub revoke_restore: bool,
 }
 
 /// A validated action.
@@ -543,6 +545,7 @@ impl Validator<'_> {
                 },
                 allow_unknown_groups: rb.allow_unknown_groups.unwrap_or(false),
                 allow_non_system_groups: rb.allow_non_system_groups.unwrap_or(false),
+                revoke_restore: rb.revoke != Some(raw::RawRevoke::Report),
             }),
         };
         if b.install_to.starts_with(&b.source) || b.source.starts_with(&b.install_to) {

@@ -116,6 +116,9 @@ pub struct RawBridge {
     pub allow_unknown_groups: Option<bool>,
     /// Accept GROUP/OWNER names with ids >= 1000.
     pub allow_non_system_groups: Option<bool>,
+    /// udev-rules: what to do when a removed rule leaves a device's grant
+    /// behind: `restore` (default) or `report`.
+    pub revoke: Option<RawRevoke>,
     /// kind files: permission bits of installed files, e.g. "0640". Default "0644".
     pub mode: Option<FileMode>,
     /// kind files: owner of installed files. Default: root (unchanged).
@@ -131,6 +134,16 @@ pub struct RawBridge {
     /// The file this bridge came from (set after parsing).
     #[serde(skip)]
     pub origin: PathBuf,
+}
+
+/// `revoke:` of a udev-rules bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawRevoke {
+    /// Put back the owner, group and mode recorded before the grant.
+    Restore,
+    /// Only report what was left behind.
+    Report,
 }
 
 /// `validate:` of a files bridge.
