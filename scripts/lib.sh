@@ -16,6 +16,13 @@ ensure_packages() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# ensure_build_deps: what building hostbridge needs: a C toolchain for
+# crates with C parts, and libudev (via pkg-config) for the USB hotplug
+# monitor.
+ensure_build_deps() {
+    ensure_packages gcc libc6-dev pkg-config libudev-dev
+}
+
 # step NAME CMD...: prints a header, runs the command.
 step() {
     echo "==> $1"

@@ -25,6 +25,8 @@ use crate::host::watch::{self, Meaning, SourceWatch, Watching};
 use crate::host::{dest::DestDir, notify};
 use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
+mod hotplug;
+
 /// How long to wait before retrying a watch that could not be added.
 const WATCH_RETRY: Duration = Duration::from_secs(5);
 /// How long shutdown waits for in-flight file installs.
@@ -51,6 +53,11 @@ struct BridgeRt {
     reader: JoinHandle<()>,
     sync_task: Option<JoinHandle<()>>,
     status: status::Bridge,
+    /// A USB re-check of this bridge is running.
+    usb_checking: bool,
+    /// A hotplug event that arrived while the bridge was busy; re-checked
+    /// once it is done.
+    usb_owed: Option<crate::core::usb::UsbEvent>,
 }
 
 impl Drop for BridgeRt {
@@ -80,6 +87,7 @@ pub struct Daemon {
     running: usize,
     starting: bool,
     watchdog: Option<(Duration, Instant)>,
+    hotplug: hotplug::Hotplug,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -101,7 +109,7 @@ pub async fn run(config: Config) -> Result<()> {
     // `_bound` drops here: the socket file is removed.
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -137,6 +145,7 @@ impl Daemon {
             running: 0,
             starting: true,
             watchdog: notify::watchdog_interval().map(|i| (i, Instant::now() + i)),
+            hotplug: hotplug::Hotplug::new(),
         }
     }
 
@@ -149,6 +158,7 @@ impl Daemon {
             self.config.bridges.len(),
             self.config.path.display()
         );
+        self.setup_hotplug();
         for b in self.config.bridges.clone() {
             self.add_bridge(b);
         }
@@ -185,6 +195,7 @@ impl Daemon {
             last_success_at: None,
             pending: None,
             counters: status::Counters::default(),
+            usb: None,
         };
         self.bridges.push(BridgeRt {
             id,
@@ -197,6 +208,8 @@ impl Daemon {
             reader,
             sync_task: None,
             status,
+            usb_checking: false,
+            usb_owed: None,
         });
         let now = Instant::now();
         self.rewatch(id, now);
@@ -233,6 +246,8 @@ impl Daemon {
                 Some((id, res)) = self.done_rx.recv() => self.on_sync_done(id, res),
                 Some(done) = self.actions_rx.recv() => self.on_actions_done(done),
                 Some(req) = requests.recv() => self.on_request(req),
+                res = hotplug::ready(self.hotplug.monitor.as_mut()) => self.on_hotplug(res),
+                Some(done) = self.hotplug.done_rx.recv() => self.on_usb_checked(done),
                 () = sleep => self.on_timer(),
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
@@ -453,6 +468,9 @@ impl Daemon {
 
     /// Logs a completed sync (files and actions) and records it in the status.
     fn finish(&mut self, id: BridgeId, res: Result<SyncReport>) {
+        // Events our own trigger caused are queued by now (udevd sends them
+        // before `udevadm settle` returns): take them while still syncing.
+        self.drain_hotplug();
         let Some(b) = self.find(id) else { return };
         if b.settle.finish_sync(Instant::now()) {
             debug!(
@@ -480,6 +498,7 @@ impl Daemon {
             notify::status(&self.status_line());
         }
         self.write_metrics();
+        self.run_owed_usb_check(id);
     }
 
     fn ready(&mut self) {
@@ -537,6 +556,7 @@ impl Daemon {
                 errors_since_start: crate::logging::errors_logged(),
                 reload_error: self.reload_error.clone(),
                 health: Health::Healthy,
+                hotplug: self.hotplug.state.clone(),
             },
             bridges: self
                 .bridges
@@ -609,6 +629,7 @@ impl Daemon {
         self.config = Arc::new(new);
         self.config_loaded_at = unix_now();
         self.reload_error = None;
+        self.setup_hotplug();
         for b in to_add {
             self.add_bridge(b);
         }
@@ -699,6 +720,10 @@ fn record(s: &mut status::Bridge, r: &SyncReport, trigger: &str) {
     c.files_pruned += r.pruned.len() as u64;
     c.action_failures += r.actions.iter().filter(|a| a.result.is_err()).count() as u64;
     s.last_sync = Some(r.to_status(trigger, at));
+    if let Some(mut usb) = r.actions.iter().find_map(|a| a.usb.clone()) {
+        usb.at = at; // part of this sync: newer results replace it
+        s.usb = Some(usb);
+    }
 }
 
 fn describe(input: &Input) -> String {

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::core::rules::parse::{RulesFile, parse};
+use crate::core::status;
 use crate::core::usb::{self, Device, Grant, Verdict};
 use crate::host::state::StateDir;
 use crate::host::usb as host;
@@ -68,6 +69,57 @@ impl UsbReport {
     }
 }
 
+impl UsbReport {
+    /// The status model's view: the devices that matter (granted by a rule,
+    /// or expected), stamped with the time and what triggered the check.
+    pub fn to_status(&self, expect: &[String], trigger: &str, at: u64) -> status::Usb {
+        let mut devices: Vec<status::UsbDevice> = self
+            .devices
+            .iter()
+            .filter(|d| {
+                !matches!(d.verdict, Verdict::NoRuleMatches(_)) || expect.contains(&d.device.id())
+            })
+            .map(|d| {
+                let (verdict, reason) = verdict_parts(&d.verdict);
+                status::UsbDevice {
+                    bus_dev: format!("{:03}:{:03}", d.device.busnum, d.device.devnum),
+                    id: d.device.id(),
+                    product: d.device.name.clone(),
+                    node: d.node.clone(),
+                    rule: d.grant.rules.last().cloned(),
+                    verdict,
+                    reason,
+                }
+            })
+            .collect();
+        devices.extend(self.absent.iter().map(|id| status::UsbDevice {
+            bus_dev: "-".into(),
+            id: id.clone(),
+            product: None,
+            node: "missing".into(),
+            rule: None,
+            verdict: "device-absent".into(),
+            reason: Some("expected but not plugged in".into()),
+        }));
+        status::Usb {
+            at,
+            trigger: trigger.into(),
+            ok: self.ok(expect),
+            summary: self.summary(expect),
+            user: self.user.clone(),
+            devices,
+        }
+    }
+}
+
+fn verdict_parts(v: &Verdict) -> (String, Option<String>) {
+    let text = verdict_text(v);
+    match text.split_once(": ") {
+        Some((k, r)) => (k.to_string(), Some(r.to_string())),
+        None => (text, None),
+    }
+}
+
 fn verdict_text(v: &Verdict) -> String {
     match v {
         Verdict::Ok => "ok".into(),
@@ -76,6 +128,13 @@ fn verdict_text(v: &Verdict) -> String {
         Verdict::UserCannotOpen(r) => format!("user-cannot-open: {r}"),
         Verdict::DeviceAbsent(r) => format!("device-absent: {r}"),
     }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs the check for `user`, expecting the given VID:PIDs.

@@ -245,8 +245,7 @@ fn usb_check_action_reports_into_the_sync() {
         "a failed usb-check degrades the bridge"
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("usb-check failed: 051d:0002 rules-not-applied")
+        String::from_utf8_lossy(&out.stdout).contains("usb-check: 051d:0002 rules-not-applied")
     );
 }
 
@@ -370,4 +369,98 @@ fn revoke_report_only_reports() {
     d.wait_log("revoked 051d:0002:");
     assert_eq!(perms(&node_path), (dialout, 0o660));
     assert!(d.log().contains("still has root:dialout 0660 (before the grant: root:root 0600); revoke: report leaves it"), "{}", d.log());
+}
+
+/// Status JSON from the running daemon.
+fn status_json(env: &Env) -> serde_json::Value {
+    let out = env.run(&["status", "--json"]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn without_udevd_hotplug_is_off_said_once_and_the_sync_check_still_reports() {
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    let udev_run = env.tmp.path().join("run-udev"); // no `control` socket
+    fs::create_dir_all(&udev_run).unwrap();
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
+    // The node as a plain file (no mknod needed): the check says it is not
+    // a character device, which is enough to see the result in the status.
+    fs::create_dir_all(dev.join("bus/usb/001")).unwrap();
+    fs::write(dev.join("bus/usb/001/004"), "").unwrap();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!(
+            "sysfs_root: {}\ndev_root: {}\nudev_run_dir: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: root }}\n",
+            sys.display(),
+            dev.display(),
+            udev_run.display()
+        ),
+    )
+    .unwrap();
+    env.put(
+        "62-ups.rules",
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n",
+    );
+    let d = env.start();
+    let said = format!(
+        "udevd is not running (no {}/control): USB hotplug re-checks are off",
+        udev_run.display()
+    );
+    assert_eq!(d.log().matches(&said).count(), 1, "{}", d.log());
+
+    let st = status_json(&env);
+    assert_eq!(
+        st["daemon"]["hotplug"],
+        format!(
+            "off: udevd is not running (no {}/control)",
+            udev_run.display()
+        )
+    );
+    let usb = &st["bridges"][0]["usb"];
+    assert_eq!(usb["trigger"], "sync", "{st:#}");
+    assert_eq!(usb["user"], "root");
+    // Only the device a rule grants is listed; the keyboard is not.
+    let devices = usb["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{usb:#}");
+    assert_eq!(devices[0]["bus_dev"], "001:004");
+    assert_eq!(devices[0]["id"], "051d:0002");
+    assert_eq!(devices[0]["rule"], "62-ups.rules:1");
+    assert_eq!(devices[0]["verdict"], "rules-not-applied");
+    assert!(
+        devices[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not a character device"),
+        "{usb:#}"
+    );
+    let screen = String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned();
+    assert!(
+        screen.contains("  usb (sync, ") && screen.contains("051d:0002 rules-not-applied"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("USB hotplug re-checks off: udevd is not running"),
+        "{screen}"
+    );
+
+    // A reload tries again (udevd may have started) but does not say it twice.
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    d.wait_log("SIGHUP: config reloaded");
+    assert_eq!(d.log().matches(&said).count(), 1, "{}", d.log());
+}
+
+#[test]
+fn hotplug_is_not_used_without_a_usb_check() {
+    let env = Env::new("");
+    let _d = env.start();
+    let st = status_json(&env);
+    assert_eq!(
+        st["daemon"]["hotplug"],
+        "not used (no bridge has a usb-check action)"
+    );
+    assert!(st["bridges"][0]["usb"].is_null());
 }

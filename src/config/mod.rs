@@ -82,6 +82,9 @@ pub struct Config {
     pub dev_root: PathBuf,
     /// `setpriv` for USB probes (`/usr/bin/setpriv`).
     pub setpriv: PathBuf,
+    /// udevd's runtime dir (`/run/udev`): no `control` socket there means
+    /// no udevd, so no USB hotplug re-checks.
+    pub udev_run_dir: PathBuf,
     /// See [`DEFAULT_SYSTEMCTL`].
     pub systemctl: PathBuf,
     /// See [`DEFAULT_PODMAN`].
@@ -411,6 +414,7 @@ impl Validator<'_> {
             setpriv: raw
                 .setpriv
                 .map_or_else(|| "/usr/bin/setpriv".into(), |p| p.0),
+            udev_run_dir: raw.udev_run_dir.map_or_else(|| "/run/udev".into(), |p| p.0),
             systemctl: raw
                 .systemctl
                 .map_or_else(|| DEFAULT_SYSTEMCTL.into(), |p| p.0),

@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub dev_root: Option<AbsPath>,
     /// The `setpriv` binary for `probe: true`. Default `/usr/bin/setpriv`.
     pub setpriv: Option<AbsPath>,
+    /// udevd's runtime dir; its `control` socket tells whether udevd runs
+    /// (for USB hotplug re-checks). Default `/run/udev`.
+    pub udev_run_dir: Option<AbsPath>,
     /// The proc filesystem, for `signal` targets. Default `/proc`.
     pub proc_root: Option<AbsPath>,
     /// The `systemctl` binary. Default `/usr/bin/systemctl`.
@@ -199,11 +202,31 @@ impl RawConfig {
     /// Applies a drop-in fragment: top-level keys it sets replace ours;
     /// its bridges replace ours of the same name, or are appended.
     pub fn merge(&mut self, frag: RawConfig) {
+        // Destructured without `..`: a new top-level key cannot be forgotten.
+        let RawConfig {
+            state_dir,
+            udevadm,
+            settle,
+            max_file_size,
+            status_socket,
+            status_group,
+            metrics_file,
+            sysfs_root,
+            dev_root,
+            setpriv,
+            udev_run_dir,
+            proc_root,
+            systemctl,
+            podman,
+            etc_udev_rules_dir,
+            bridges,
+            settle_origin,
+        } = frag;
         macro_rules! take {
-            ($($f:ident),*) => { $( if frag.$f.is_some() { self.$f = frag.$f; } )* };
+            ($($f:ident),*) => { $( if $f.is_some() { self.$f = $f; } )* };
         }
-        if frag.settle.is_some() {
-            self.settle_origin = frag.settle_origin.clone();
+        if settle.is_some() {
+            self.settle_origin = settle_origin;
         }
         take!(
             state_dir,
@@ -213,9 +236,16 @@ impl RawConfig {
             status_socket,
             status_group,
             metrics_file,
+            sysfs_root,
+            dev_root,
+            setpriv,
+            udev_run_dir,
+            proc_root,
+            systemctl,
+            podman,
             etc_udev_rules_dir
         );
-        for b in frag.bridges {
+        for b in bridges {
             match self
                 .bridges
                 .iter_mut()

@@ -241,3 +241,39 @@ fn location_prefix_is_stripped() {
         "unknown variant `x`"
     );
 }
+
+#[test]
+fn a_fragment_replaces_every_host_path_it_sets() {
+    let path = Path::new("/etc/hostbridge/config.yaml");
+    let mut raw = parse_raw(SAMPLE, path).unwrap();
+    let frag = parse_raw(
+        "sysfs_root: /t/sys\ndev_root: /t/dev\nsetpriv: /t/setpriv\nudev_run_dir: /t/udev\n\
+         proc_root: /t/proc\nsystemctl: /t/systemctl\npodman: /t/podman\n",
+        Path::new("/etc/hostbridge/config.d/10-test.yaml"),
+    )
+    .unwrap();
+    raw.merge(frag);
+    let c = Validator { path }.config(raw).unwrap();
+    assert_eq!(
+        [
+            &c.sysfs_root,
+            &c.dev_root,
+            &c.setpriv,
+            &c.udev_run_dir,
+            &c.proc_root,
+            &c.systemctl,
+            &c.podman
+        ],
+        [
+            "/t/sys",
+            "/t/dev",
+            "/t/setpriv",
+            "/t/udev",
+            "/t/proc",
+            "/t/systemctl",
+            "/t/podman"
+        ]
+        .map(Path::new)
+    );
+    assert_eq!(p(SAMPLE).unwrap().udev_run_dir, Path::new("/run/udev"));
+}

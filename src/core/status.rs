@@ -54,6 +54,10 @@ pub struct Daemon {
     pub reload_error: Option<String>,
     /// Overall health (worst of the bridges, degraded by a failed reload).
     pub health: Health,
+    /// USB hotplug re-checks: "on", `off: WHY`, or "not used" when no
+    /// bridge has a `usb-check` action.
+    #[serde(default)]
+    pub hotplug: String,
 }
 
 /// One bridge.
@@ -79,6 +83,46 @@ pub struct Bridge {
     pub pending: Option<Pending>,
     /// Counters since start.
     pub counters: Counters,
+    /// The latest USB check of a bridge with a `usb-check` action (after a
+    /// sync or on hotplug).
+    #[serde(default)]
+    pub usb: Option<Usb>,
+}
+
+/// The latest USB check of a bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usb {
+    /// When it ran (Unix seconds).
+    pub at: u64,
+    /// "sync", or the hotplug event: "hotplug add 001:003".
+    pub trigger: String,
+    /// Whether every device that matters is ok.
+    pub ok: bool,
+    /// One line: "0627:0001 ok; 051d:0002 device-absent".
+    pub summary: String,
+    /// The user checked.
+    pub user: String,
+    /// Every present device, and expected ones that are absent.
+    pub devices: Vec<UsbDevice>,
+}
+
+/// One device in a USB check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsbDevice {
+    /// `BBB:DDD`, or "-" for an absent expected device.
+    pub bus_dev: String,
+    /// `VID:PID`.
+    pub id: String,
+    /// The device's product string.
+    pub product: Option<String>,
+    /// The node as `owner:group mode`, or "missing".
+    pub node: String,
+    /// The last rule (`file:line`) that grants it something.
+    pub rule: Option<String>,
+    /// ok, rules-not-applied, no-rule-matches, user-cannot-open, device-absent.
+    pub verdict: String,
+    /// Why, unless ok.
+    pub reason: Option<String>,
 }
 
 /// Counters of one bridge since the daemon started.
@@ -212,7 +256,17 @@ impl Sync {
 
     /// The first reason this sync leaves its bridge degraded.
     pub fn first_problem(&self) -> Option<String> {
-        if let Some(a) = self.actions.iter().find(|a| !a.ok) {
+        self.first_problem_except(None)
+    }
+
+    /// [`Sync::first_problem`], ignoring a failure of the action `skip`
+    /// (one whose result a newer check replaced).
+    pub fn first_problem_except(&self, skip: Option<&str>) -> Option<String> {
+        let failed = self
+            .actions
+            .iter()
+            .find(|a| !a.ok && Some(a.action.as_str()) != skip);
+        if let Some(a) = failed {
             return Some(format!("{} failed: {}", a.action, a.detail));
         }
         if let Some(e) = self.errors.first() {
@@ -232,14 +286,32 @@ impl Sync {
 }
 
 impl Bridge {
-    /// Sets `health` and `reason` from the last sync and the watch.
+    /// Sets `health` and `reason` from the watch, the last sync and the
+    /// latest USB check. A USB check at or after the last sync supersedes
+    /// that sync's `usb-check` action result (a device plugged in later).
     pub fn assess(&mut self) {
         let watch_problem = self
             .watching
             .starts_with("error")
             .then(|| self.watching.clone());
-        let reason =
-            watch_problem.or_else(|| self.last_sync.as_ref().and_then(Sync::first_problem));
+        let usb_newer = match (&self.usb, &self.last_sync) {
+            (Some(u), Some(s)) => u.at >= s.at,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let skip = usb_newer.then_some("usb-check");
+        let usb_problem = self
+            .usb
+            .as_ref()
+            .filter(|u| usb_newer && !u.ok)
+            .map(|u| format!("usb-check: {}", u.summary));
+        let reason = watch_problem
+            .or_else(|| {
+                self.last_sync
+                    .as_ref()
+                    .and_then(|s| s.first_problem_except(skip))
+            })
+            .or(usb_problem);
         self.health = if reason.is_some() {
             Health::Degraded
         } else {
@@ -326,9 +398,22 @@ pub fn render(st: &Status, now: u64) -> String {
                 (now * 1000).saturating_sub(p.since_ms)
             );
         }
+        if let Some(u) = &b.usb {
+            let _ = writeln!(
+                out,
+                "  usb ({}, {} ago, user {}): {}",
+                u.trigger,
+                ago(now, u.at),
+                u.user,
+                u.summary
+            );
+        }
         if let Some(r) = &b.reason {
             let _ = writeln!(out, "  {r}");
         }
+    }
+    if d.hotplug.starts_with("off") {
+        let _ = writeln!(out, "USB hotplug re-checks {}", d.hotplug);
     }
     out
 }

@@ -235,6 +235,62 @@ pub fn verdict(
     Verdict::Ok
 }
 
+/// A udev event for a USB device (devtype `usb_device`), as the monitor
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbEvent {
+    /// `add`, `change`, `remove`, …
+    pub action: String,
+    /// `BUSNUM`.
+    pub busnum: u32,
+    /// `DEVNUM`.
+    pub devnum: u32,
+    /// `VID:PID` from `PRODUCT`, if the event carries it.
+    pub id: Option<String>,
+}
+
+impl UsbEvent {
+    /// `BBB:DDD`, as the status model shows devices.
+    pub fn bus_dev(&self) -> String {
+        format!("{:03}:{:03}", self.busnum, self.devnum)
+    }
+
+    /// "add 001:003", for the status trigger and logs.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.action, self.bus_dev())
+    }
+
+    /// Whether a re-check is worth running: devices appearing, changing or
+    /// going away; not driver bind/unbind, which follow an add.
+    pub fn wants_check(&self) -> bool {
+        matches!(self.action.as_str(), "add" | "change" | "remove")
+    }
+}
+
+/// Parses the `PRODUCT` property of a USB uevent (`vid/pid/bcdDevice` in
+/// hex without leading zeros, e.g. `51d/2/1`) into `051d:0002`.
+pub fn product_id(product: &str) -> Option<String> {
+    let mut parts = product.split('/');
+    let vid = u16::from_str_radix(parts.next()?, 16).ok()?;
+    let pid = u16::from_str_radix(parts.next()?, 16).ok()?;
+    Some(format!("{vid:04x}:{pid:04x}"))
+}
+
+/// Whether a hotplug event concerns a bridge's USB check: its device is
+/// expected, or was or now is listed by the check (a rule grants it).
+/// `before` and `after` are the `BBB:DDD` of the devices listed.
+pub fn event_concerns(
+    ev: &UsbEvent,
+    expect: &[String],
+    before: &[String],
+    after: &[String],
+) -> bool {
+    let bus_dev = ev.bus_dev();
+    ev.id.as_ref().is_some_and(|id| expect.contains(id))
+        || before.contains(&bus_dev)
+        || after.contains(&bus_dev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +336,43 @@ mod tests {
             uid: 110,
             gids: vec![NUT_GID],
         }
+    }
+
+    #[test]
+    fn hotplug_events() {
+        assert_eq!(product_id("51d/2/1").as_deref(), Some("051d:0002"));
+        assert_eq!(product_id("627/1/0").as_deref(), Some("0627:0001"));
+        assert_eq!(product_id("ffff/ABCD/100").as_deref(), Some("ffff:abcd"));
+        assert_eq!(product_id("51d"), None);
+        assert_eq!(product_id("xyz/1/0"), None);
+        let ev = |action: &str, devnum, id: Option<&str>| UsbEvent {
+            action: action.into(),
+            busnum: 1,
+            devnum,
+            id: id.map(Into::into),
+        };
+        let add = ev("add", 4, Some("051d:0002"));
+        assert_eq!(add.label(), "add 001:004");
+        assert!(add.wants_check() && !ev("bind", 4, None).wants_check());
+        let none: [String; 0] = [];
+        // Expected VID:PID: concerns even with no rule installed.
+        assert!(event_concerns(&add, &["051d:0002".into()], &none, &none));
+        // A device a rule grants, now listed.
+        assert!(event_concerns(&add, &[], &none, &["001:004".into()]));
+        // Removed: listed before, gone now (remove events may lack PRODUCT).
+        assert!(event_concerns(
+            &ev("remove", 4, None),
+            &[],
+            &["001:004".into()],
+            &none
+        ));
+        // A keyboard nobody asked about.
+        assert!(!event_concerns(
+            &ev("add", 5, Some("046d:c31c")),
+            &["051d:0002".into()],
+            &["001:004".into()],
+            &none
+        ));
     }
 
     #[test]

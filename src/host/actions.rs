@@ -26,6 +26,8 @@ pub struct ActionOutcome {
     /// `Ok(output)` (stdout and stderr, trimmed, possibly empty) or the
     /// error, including stderr.
     pub result: Result<String, String>,
+    /// The structured result of a `usb-check` action.
+    pub usb: Option<crate::core::status::Usb>,
 }
 
 /// What actions need to know about the host and the sync.
@@ -51,11 +53,13 @@ pub struct ActionCtx {
 pub async fn run_all(actions: &[Action], ctx: &ActionCtx) -> Vec<ActionOutcome> {
     let mut out = Vec::new();
     for action in actions {
-        let result = run_one(action, ctx).await;
+        let mut usb = None;
+        let result = run_one(action, ctx, &mut usb).await;
         let failed = result.is_err();
         out.push(ActionOutcome {
             action: action.label(),
             result,
+            usb,
         });
         if failed {
             break;
@@ -64,7 +68,11 @@ pub async fn run_all(actions: &[Action], ctx: &ActionCtx) -> Vec<ActionOutcome> 
     out
 }
 
-async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
+async fn run_one(
+    action: &Action,
+    ctx: &ActionCtx,
+    usb: &mut Option<crate::core::status::Usb>,
+) -> Result<String, String> {
     let udevadm = ctx.udevadm.as_path();
     match action {
         Action::UdevReload => {
@@ -107,17 +115,16 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
         } => {
             let (config, user, expect, probe) =
                 (ctx.config.clone(), user.clone(), expect.clone(), *probe);
-            let report = tokio::task::spawn_blocking(move || {
+            let checked = tokio::task::spawn_blocking(move || {
                 crate::usb_check::check(&config, &user, &expect, probe)
-                    .map(|r| (r.ok(&expect), r.summary(&expect)))
+                    .map(|r| r.to_status(&expect, "sync", crate::usb_check::unix_now()))
             })
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("{e:#}"))?;
-            match report {
-                (true, summary) => Ok(summary),
-                (false, summary) => Err(summary),
-            }
+            let (ok, summary) = (checked.ok, checked.summary.clone());
+            *usb = Some(checked);
+            if ok { Ok(summary) } else { Err(summary) }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod dest;
 pub mod fsx;
 pub mod gendir;
+pub mod hotplug;
 pub mod notify;
 pub mod preflight;
 pub mod socket;

@@ -41,6 +41,7 @@ fn bridge(name: &str, last: Option<Sync>) -> Bridge {
             files_installed: 4,
             ..Counters::default()
         },
+        usb: None,
     }
 }
 
@@ -57,6 +58,7 @@ fn doc(bridges: Vec<Bridge>) -> Status {
             errors_since_start: 0,
             reload_error: None,
             health: Health::Healthy,
+            hotplug: "on".into(),
         },
         bridges,
     };
@@ -108,6 +110,63 @@ fn health_follows_the_first_problem() {
     st.daemon.reload_error = Some("config.yaml:3:5: unknown field".into());
     st.assess();
     assert_eq!(st.daemon.health, Health::Degraded);
+}
+
+fn usb(at: u64, trigger: &str, ok: bool, summary: &str) -> Usb {
+    Usb {
+        at,
+        trigger: trigger.into(),
+        ok,
+        summary: summary.into(),
+        user: "nut".into(),
+        devices: vec![],
+    }
+}
+
+#[test]
+fn a_newer_usb_check_supersedes_the_syncs_usb_check_action() {
+    let mut failed = sync(1000);
+    failed.actions.push(ActionRun {
+        action: "usb-check".into(),
+        ok: false,
+        detail: "051d:0002 device-absent".into(),
+    });
+    let mut b = bridge("nut-udev", Some(failed));
+    b.usb = Some(usb(1000, "sync", false, "051d:0002 device-absent"));
+    let st = doc(vec![b.clone()]);
+    assert_eq!(
+        st.bridges[0].reason.as_deref(),
+        Some("usb-check: 051d:0002 device-absent"),
+        "the sync's own check"
+    );
+
+    // The UPS is plugged in later: the hotplug re-check says ok.
+    b.usb = Some(usb(1005, "hotplug add 001:004", true, "051d:0002 ok"));
+    let st = doc(vec![b.clone()]);
+    assert_eq!(st.bridges[0].health, Health::Healthy, "{st:?}");
+
+    // And unplugged again: degraded by the re-check, not the old action.
+    b.usb = Some(usb(
+        1009,
+        "hotplug remove 001:004",
+        false,
+        "051d:0002 device-absent",
+    ));
+    let st = doc(vec![b.clone()]);
+    assert_eq!(
+        st.bridges[0].reason.as_deref(),
+        Some("usb-check: 051d:0002 device-absent")
+    );
+    let text = render(&st, 1010);
+    assert!(
+        text.contains("  usb (hotplug remove 001:004, 1 s ago, user nut): 051d:0002 device-absent"),
+        "{text}"
+    );
+
+    // A check older than the last sync does not hide that sync's problems.
+    let mut b = bridge("nut-udev", Some(sync(1000)));
+    b.usb = Some(usb(990, "sync", false, "x"));
+    assert_eq!(doc(vec![b]).bridges[0].health, Health::Healthy);
 }
 
 #[test]

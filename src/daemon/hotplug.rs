@@ -1,0 +1,256 @@
+//! USB hotplug in the daemon: listens to udevd's monitor while some bridge
+//! has a `usb-check` action, and re-checks such a bridge when a USB device
+//! it cares about is added, changed or removed. Shell code: events come from
+//! `host::hotplug`, the check from `usb_check`, the decisions from
+//! `core::usb::event_concerns`.
+//!
+//! Re-checks of one bridge never overlap: an event during a re-check, or
+//! while the bridge syncs, is owed and checked once the bridge is free. A
+//! `change` during a sync is the echo of the bridge's own `udev-trigger`,
+//! whose `usb-check` action already sees its result, so it is dropped.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::{BridgeId, Daemon, unix_now};
+use crate::config::{Action, Bridge};
+use crate::core::status::Usb;
+use crate::core::usb::{UsbEvent, event_concerns};
+use crate::host::{hotplug as host, notify};
+use crate::usb_check::{self, UsbReport};
+
+/// A finished re-check: the bridge, the event, the expected VID:PIDs and
+/// the result.
+pub(super) type Checked = (BridgeId, UsbEvent, Vec<String>, Result<UsbReport>);
+
+/// The daemon's hotplug state.
+pub(super) struct Hotplug {
+    /// The monitor, while listening.
+    pub(super) monitor: Option<host::Monitor>,
+    /// For the status: "on", "off: why", "not used".
+    pub(super) state: String,
+    /// Whether "udevd is not running" was logged (it is said once).
+    told: bool,
+    done_tx: mpsc::UnboundedSender<Checked>,
+    pub(super) done_rx: mpsc::UnboundedReceiver<Checked>,
+}
+
+impl Hotplug {
+    pub(super) fn new() -> Hotplug {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Hotplug {
+            monitor: None,
+            state: "not used (no bridge has a usb-check action)".into(),
+            told: false,
+            done_tx,
+            done_rx,
+        }
+    }
+}
+
+/// The `usb-check` settings of a bridge: user, expected VID:PIDs, probe.
+fn usb_check_of(b: &Bridge) -> Option<(String, Vec<String>, bool)> {
+    b.then.iter().find_map(|a| match a {
+        Action::UsbCheck {
+            user,
+            expect,
+            probe,
+        } => Some((user.clone(), expect.clone(), *probe)),
+        _ => None,
+    })
+}
+
+/// The monitor's next events; never returns while there is no monitor.
+pub(super) async fn ready(monitor: Option<&mut host::Monitor>) -> Result<Vec<UsbEvent>, String> {
+    match monitor {
+        Some(m) => m.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    /// Starts listening when a bridge needs it and udevd runs; otherwise
+    /// says why, once. Called at start and after each reload (udevd may
+    /// have started since).
+    pub(super) fn setup_hotplug(&mut self) {
+        let wanted = self
+            .config
+            .bridges
+            .iter()
+            .any(|b| usb_check_of(b).is_some());
+        let h = &mut self.hotplug;
+        if h.monitor.is_some() {
+            return;
+        }
+        if !wanted {
+            h.state = "not used (no bridge has a usb-check action)".into();
+            return;
+        }
+        match host::Monitor::open(&self.config.udev_run_dir) {
+            Ok(fd) => {
+                info!("listening for USB hotplug events from udevd");
+                h.monitor = Some(fd);
+                h.state = "on".into();
+            }
+            Err(why) => {
+                if !h.told {
+                    warn!(
+                        "{why}: USB hotplug re-checks are off; usb-check still runs after each sync"
+                    );
+                    h.told = true;
+                }
+                h.state = format!("off: {why}");
+            }
+        }
+    }
+
+    /// Handles a wake-up of the monitor.
+    pub(super) fn on_hotplug(&mut self, res: Result<Vec<UsbEvent>, String>) {
+        match res {
+            Ok(events) => self.on_usb_events(events),
+            Err(e) => {
+                error!("reading udev events failed: {e}; USB hotplug re-checks are off");
+                self.hotplug.monitor = None;
+                self.hotplug.state = format!("off: reading udev events failed: {e}");
+            }
+        }
+    }
+
+    /// Takes whatever the monitor has queued, without waiting.
+    pub(super) fn drain_hotplug(&mut self) {
+        let events = match &mut self.hotplug.monitor {
+            Some(m) => m.drain_now(),
+            None => return,
+        };
+        self.on_usb_events(events);
+    }
+
+    fn on_usb_events(&mut self, events: Vec<UsbEvent>) {
+        for ev in events.into_iter().filter(UsbEvent::wants_check) {
+            debug!("udev: USB {} {:?}", ev.label(), ev.id);
+            let ids: Vec<BridgeId> = self
+                .bridges
+                .iter()
+                .filter(|b| usb_check_of(&b.bridge).is_some())
+                .map(|b| b.id)
+                .collect();
+            for id in ids {
+                let owed = self.owed.iter().any(|(o, _)| *o == id);
+                let Some(b) = self.find(id) else { continue };
+                if b.settle.is_syncing() || owed {
+                    if ev.action == "change" {
+                        debug!(
+                            "{}: USB {} during the sync: its own trigger",
+                            b.bridge.name,
+                            ev.label()
+                        );
+                    } else {
+                        b.usb_owed = Some(ev.clone());
+                    }
+                    continue;
+                }
+                self.start_usb_check(id, ev.clone());
+            }
+        }
+    }
+
+    /// Re-checks bridge `id` for event `ev`, unless one is running (then
+    /// the event is owed).
+    fn start_usb_check(&mut self, id: BridgeId, ev: UsbEvent) {
+        let config = Arc::clone(&self.config);
+        let tx = self.hotplug.done_tx.clone();
+        let Some(b) = self.find(id) else { return };
+        let Some((user, expect, probe)) = usb_check_of(&b.bridge) else {
+            return;
+        };
+        if b.usb_checking {
+            b.usb_owed = Some(ev);
+            return;
+        }
+        b.usb_checking = true;
+        tokio::task::spawn_blocking(move || {
+            let res = usb_check::check(&config, &user, &expect, probe);
+            let _ = tx.send((id, ev, expect, res));
+        });
+    }
+
+    /// Runs the re-check owed to bridge `id`, if it is free now.
+    pub(super) fn run_owed_usb_check(&mut self, id: BridgeId) {
+        let owed = self.owed.iter().any(|(o, _)| *o == id);
+        let Some(b) = self.find(id) else { return };
+        if b.settle.is_syncing() || owed || b.usb_checking {
+            return;
+        }
+        if let Some(ev) = b.usb_owed.take() {
+            self.start_usb_check(id, ev);
+        }
+    }
+
+    /// Records a finished re-check if the event concerns the bridge.
+    pub(super) fn on_usb_checked(&mut self, (id, ev, expect, res): Checked) {
+        let Some(b) = self.find(id) else { return };
+        b.usb_checking = false;
+        let name = b.bridge.name.clone();
+        match res {
+            Err(e) => error!(
+                bridge = name,
+                "{name}: USB re-check after {} failed: {e:#}",
+                ev.label()
+            ),
+            Ok(report) => {
+                let new = report.to_status(&expect, &format!("hotplug {}", ev.label()), unix_now());
+                let listed = |u: Option<&Usb>| -> Vec<String> {
+                    u.map(|u| u.devices.iter().map(|d| d.bus_dev.clone()).collect())
+                        .unwrap_or_default()
+                };
+                let (before, after) = (listed(b.status.usb.as_ref()), listed(Some(&new)));
+                if event_concerns(&ev, &expect, &before, &after) {
+                    log_recheck(&name, &ev, &new);
+                    b.status.usb = Some(new);
+                    if !self.starting {
+                        notify::status(&self.status_line());
+                    }
+                    self.write_metrics();
+                } else {
+                    debug!(
+                        "{name}: USB {} ({:?}) does not concern this bridge",
+                        ev.label(),
+                        ev.id
+                    );
+                }
+            }
+        }
+        self.run_owed_usb_check(id);
+    }
+}
+
+/// One line per re-check: the event's device and its verdict, or that it
+/// is gone, then the whole summary.
+fn log_recheck(name: &str, ev: &UsbEvent, u: &Usb) {
+    let bus_dev = ev.bus_dev();
+    let what = match u.devices.iter().find(|d| d.bus_dev == bus_dev) {
+        Some(d) => match &d.reason {
+            Some(r) => format!("{} {}: {r}", d.id, d.verdict),
+            None => format!("{} {}", d.id, d.verdict),
+        },
+        None => "device gone".into(),
+    };
+    if u.ok {
+        info!(
+            bridge = name,
+            "{name}: USB {}: {what}; all: {}",
+            ev.label(),
+            u.summary
+        );
+    } else {
+        warn!(
+            bridge = name,
+            "{name}: USB {}: {what}; all: {}",
+            ev.label(),
+            u.summary
+        );
+    }
+}

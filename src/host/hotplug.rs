@@ -1,0 +1,148 @@
+//! Listens to udevd's monitor for USB devices, so the daemon can re-check a
+//! device when it is plugged in, changed or removed. Host layer: opens the
+//! netlink socket through libudev and turns events into `core::usb::UsbEvent`.
+//!
+//! udevd re-broadcasts each kernel event on its own netlink group after it
+//! has applied its rules, so an event seen here means the node already has
+//! the group and mode the rules give it. Without udevd nothing arrives on
+//! that group; its `control` socket tells whether it runs.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tokio::sync::mpsc;
+
+use crate::core::usb::{UsbEvent, product_id};
+
+/// Why hotplug cannot work, if udevd does not run: `run_dir/control` (the
+/// socket udevd listens on, `/run/udev/control`) is missing or no socket.
+pub fn udevd_missing(run_dir: &Path) -> Option<String> {
+    let control = run_dir.join("control");
+    match control.symlink_metadata() {
+        Ok(m) if m.file_type().is_socket() => None,
+        Ok(_) => Some(format!(
+            "udevd is not running ({} is not a socket)",
+            control.display()
+        )),
+        Err(_) => Some(format!("udevd is not running (no {})", control.display())),
+    }
+}
+
+/// A running monitor: a thread waits on udevd's netlink socket and passes
+/// events on, so the daemon's loop needs no unsafe fd registration. The
+/// daemon can also take queued events at once ([`Monitor::drain_now`]).
+pub struct Monitor {
+    sock: Arc<Mutex<udev::MonitorSocket>>,
+    rx: mpsc::UnboundedReceiver<Result<UsbEvent, String>>,
+}
+
+impl Monitor {
+    /// Opens a monitor for USB devices (devtype `usb_device`, not their
+    /// interfaces) on udevd's netlink group, and starts its thread.
+    pub fn open(run_dir: &Path) -> Result<Monitor, String> {
+        if let Some(why) = udevd_missing(run_dir) {
+            return Err(why);
+        }
+        let sock = udev::MonitorBuilder::new()
+            .and_then(|b| b.match_subsystem_devtype("usb", "usb_device"))
+            .and_then(udev::MonitorBuilder::listen)
+            .map_err(|e| format!("cannot listen to udev events: {e}"))?;
+        // The thread polls a duplicate of the socket's fd (the same open
+        // socket) and reads through the shared monitor under the lock.
+        // libudev objects are not thread-safe (non-atomic refcounts): every
+        // call on the monitor and the devices it yields happens under that
+        // lock, which is what makes the udev crate's `send` feature sound.
+        let fd = sock
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("cannot listen to udev events: {e}"))?;
+        let sock = Arc::new(Mutex::new(sock));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::clone(&sock);
+        std::thread::Builder::new()
+            .name("udev-monitor".into())
+            .spawn(move || listen(&fd, &shared, &tx))
+            .map_err(|e| format!("cannot start the udev monitor thread: {e}"))?;
+        Ok(Monitor { sock, rx })
+    }
+
+    /// The next events, or an error after which the monitor is dead.
+    pub async fn recv(&mut self) -> Result<Vec<UsbEvent>, String> {
+        let first = self
+            .rx
+            .recv()
+            .await
+            .unwrap_or_else(|| Err("the udev monitor thread ended".into()))?;
+        let mut events = vec![first];
+        while let Ok(Ok(ev)) = self.rx.try_recv() {
+            events.push(ev);
+        }
+        Ok(events)
+    }
+
+    /// Every event received so far, without waiting: those the thread
+    /// passed on and those still in the socket. The thread sends under the
+    /// lock, so once we hold it nothing received is in flight.
+    pub fn drain_now(&mut self) -> Vec<UsbEvent> {
+        let Ok(sock) = self.sock.lock() else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
+        while let Ok(Ok(ev)) = self.rx.try_recv() {
+            events.push(ev);
+        }
+        events.extend(drain(&sock));
+        events
+    }
+}
+
+/// The monitor thread: waits for the socket to become readable, then
+/// reads and passes on every event. Idle is a blocked `poll`, no timer.
+fn listen(
+    fd: &OwnedFd,
+    sock: &Mutex<udev::MonitorSocket>,
+    tx: &mpsc::UnboundedSender<Result<UsbEvent, String>>,
+) {
+    loop {
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => {
+                let _ = tx.send(Err(format!("waiting for udev events: {e}")));
+                return;
+            }
+            Ok(_) => {}
+        }
+        let bad = PollFlags::POLLERR | PollFlags::POLLNVAL | PollFlags::POLLHUP;
+        if fds[0].revents().is_some_and(|r| r.intersects(bad)) {
+            let _ = tx.send(Err("the udev monitor socket failed".into()));
+            return;
+        }
+        let Ok(sock) = sock.lock() else { return };
+        for ev in drain(&sock) {
+            if tx.send(Ok(ev)).is_err() {
+                return; // the daemon dropped the monitor
+            }
+        }
+    }
+}
+
+/// Reads every queued event; returns when none is left (the socket is
+/// non-blocking and libudev skips messages that fail the filter).
+fn drain(sock: &udev::MonitorSocket) -> Vec<UsbEvent> {
+    sock.iter().filter_map(|ev| to_event(&ev)).collect()
+}
+
+fn to_event(ev: &udev::Event) -> Option<UsbEvent> {
+    let prop = |k: &str| ev.property_value(k).and_then(|v| v.to_str());
+    Some(UsbEvent {
+        action: prop("ACTION")?.to_string(),
+        busnum: prop("BUSNUM")?.parse().ok()?,
+        devnum: prop("DEVNUM")?.parse().ok()?,
+        id: prop("PRODUCT").and_then(product_id),
+    })
+}
