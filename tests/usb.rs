@@ -464,3 +464,187 @@ fn hotplug_is_not_used_without_a_usb_check() {
     );
     assert!(st["bridges"][0]["usb"].is_null());
 }
+
+/// Stands in for systemd-udevd's broadcast, which cannot happen on the test
+/// machines (no udevd, no USB devices): sends one event for a USB device in
+/// udevd's wire format (systemd's `monitor_netlink_header`, then the
+/// properties as NUL-separated `KEY=value`) to the "udev" netlink group, from
+/// inside the network namespace of process `pid`, where only the daemon
+/// under test listens. The daemon receives it through the real libudev.
+mod fake_udevd {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{
+        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, sendto, socket,
+    };
+
+    /// systemd's `string_hash32`: MurmurHash2 with seed 0.
+    fn murmur2(key: &[u8]) -> u32 {
+        const M: u32 = 0x5bd1_e995;
+        let mut h = key.len() as u32;
+        let mut chunks = key.chunks_exact(4);
+        for c in &mut chunks {
+            let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            k = k.wrapping_mul(M);
+            k ^= k >> 24;
+            k = k.wrapping_mul(M);
+            h = h.wrapping_mul(M) ^ k;
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            for (i, b) in rest.iter().enumerate() {
+                h ^= u32::from(*b) << (8 * i);
+            }
+            h = h.wrapping_mul(M);
+        }
+        h ^= h >> 13;
+        h = h.wrapping_mul(M);
+        h ^ (h >> 15)
+    }
+
+    /// The message udevd would send for `action` on USB device bus/dev with
+    /// `PRODUCT=product`.
+    fn message(action: &str, seqnum: u64, bus: u32, dev: u32, product: &str) -> Vec<u8> {
+        let mut props = Vec::new();
+        for p in [
+            format!("ACTION={action}"),
+            format!("DEVPATH=/devices/pci0000:00/0000:00:04.0/usb{bus}/{bus}-{dev}"),
+            "SUBSYSTEM=usb".into(),
+            "DEVTYPE=usb_device".into(),
+            format!("SEQNUM={seqnum}"),
+            format!("BUSNUM={bus:03}"),
+            format!("DEVNUM={dev:03}"),
+            format!("PRODUCT={product}"),
+            format!("DEVNAME=/dev/bus/usb/{bus:03}/{dev:03}"),
+        ] {
+            props.extend_from_slice(p.as_bytes());
+            props.push(0);
+        }
+        const HEADER: u32 = 40;
+        let mut m = b"libudev\0".to_vec();
+        m.extend_from_slice(&0xfeed_cafe_u32.to_be_bytes()); // magic, network order
+        m.extend_from_slice(&HEADER.to_ne_bytes()); // header_size
+        m.extend_from_slice(&HEADER.to_ne_bytes()); // properties_off
+        m.extend_from_slice(&(props.len() as u32).to_ne_bytes()); // properties_len
+        m.extend_from_slice(&murmur2(b"usb").to_be_bytes()); // for the kernel BPF filter
+        m.extend_from_slice(&murmur2(b"usb_device").to_be_bytes());
+        m.extend_from_slice(&[0; 8]); // tag bloom: no tags
+        m.extend_from_slice(&props);
+        m
+    }
+
+    /// Sends the event from `pid`'s network namespace (in a thread of its
+    /// own, so this test's other threads stay where they are).
+    pub fn send(
+        pid: nix::unistd::Pid,
+        action: &str,
+        seqnum: u64,
+        bus: u32,
+        dev: u32,
+        product: &str,
+    ) {
+        let msg = message(action, seqnum, bus, dev, product);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let fd = socket(
+                AddressFamily::Netlink,
+                SockType::Raw,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::NetlinkKObjectUEvent,
+            )
+            .unwrap();
+            // Group 2 is udevd's ("udev"); group 1 would be the kernel's.
+            sendto(
+                fd.as_raw_fd(),
+                &msg,
+                &NetlinkAddr::new(0, 2),
+                MsgFlags::empty(),
+            )
+            .unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[test]
+fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP hotplug: needs root (a private network namespace, device nodes)");
+        return;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have unshare (util-linux)"
+        );
+        eprintln!("SKIP hotplug: no unshare (util-linux)");
+        return;
+    }
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    let udev_run = env.tmp.path().join("run-udev");
+    fs::create_dir_all(&udev_run).unwrap();
+    fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
+    // udevd's control socket: its presence says udevd runs.
+    let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!(
+            "sysfs_root: {}\ndev_root: {}\nudev_run_dir: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: root }}\n",
+            sys.display(),
+            dev.display(),
+            udev_run.display()
+        ),
+    )
+    .unwrap();
+    env.put(
+        "62-ups.rules",
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n",
+    );
+    let d = env.spawn_daemon_via(&["unshare", "--net"], &[("HOSTBRIDGE_LOG", "debug")]);
+    d.wait_log("ready:");
+    assert!(
+        d.log()
+            .contains("listening for USB hotplug events from udevd"),
+        "{}",
+        d.log()
+    );
+    let st = status_json(&env);
+    assert_eq!(st["daemon"]["hotplug"], "on");
+    assert_eq!(st["bridges"][0]["usb"]["devices"], serde_json::json!([]));
+
+    // The UPS is plugged in: udevd has applied the rule (dialout 0660),
+    // then broadcasts "add".
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    if !node(&dev, 1, 4, dialout, 0o660) {
+        return;
+    }
+    fake_udevd::send(d.pid(), "add", 1001, 1, 4, "51d/2/100");
+    d.wait_log("test: USB add 001:004: 051d:0002 ok; all: 051d:0002 ok");
+    let usb = &status_json(&env)["bridges"][0]["usb"];
+    assert_eq!(usb["trigger"], "hotplug add 001:004", "{usb:#}");
+    assert_eq!(usb["devices"][0]["verdict"], "ok", "{usb:#}");
+    assert_eq!(usb["devices"][0]["node"], "root:dialout 0660", "{usb:#}");
+
+    // A keyboard no rule lists: checked, but neither recorded nor logged.
+    usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
+    fake_udevd::send(d.pid(), "add", 1002, 1, 5, "46d/c31c/110");
+    d.wait_log("USB add 001:005 (Some(\"046d:c31c\")) does not concern this bridge");
+
+    // Unplugged: the device is gone from sysfs, then "remove" arrives.
+    fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
+    fake_udevd::send(d.pid(), "remove", 1003, 1, 4, "51d/2/100");
+    d.wait_log("test: USB remove 001:004: device gone");
+    let usb = &status_json(&env)["bridges"][0]["usb"];
+    assert_eq!(usb["trigger"], "hotplug remove 001:004", "{usb:#}");
+    assert_eq!(usb["devices"], serde_json::json!([]), "{usb:#}");
+    assert!(!d.log().contains("test: USB add 001:005:"), "{}", d.log());
+}

@@ -89,7 +89,19 @@ impl Env {
 
     /// A `hostbridge` command with this env's config and stand-in variables.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
+        self.cmd_via(&[], args)
+    }
+
+    /// [`Env::cmd`] run through `prefix` (e.g. `unshare --net`).
+    pub fn cmd_via(&self, prefix: &[&str], args: &[&str]) -> Command {
+        let mut c = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         c.arg("--config").arg(&self.config).args(args);
         c.env("STANDIN_LOG", &self.log)
             .env("STANDIN_DEST", &self.dest);
@@ -116,6 +128,12 @@ impl Env {
 
     /// Starts `hostbridge run` with extra environment, without waiting.
     pub fn spawn_daemon(&self, envs: &[(&str, &str)]) -> Daemon {
+        self.spawn_daemon_via(&[], envs)
+    }
+
+    /// [`Env::spawn_daemon`] through `prefix` (which must exec, not fork,
+    /// so the daemon keeps the child's pid).
+    pub fn spawn_daemon_via(&self, prefix: &[&str], envs: &[(&str, &str)]) -> Daemon {
         let envs: Vec<(&str, &str)> = envs
             .iter()
             .copied()
@@ -131,7 +149,7 @@ impl Env {
             .count();
         let stderr_path = self.tmp.path().join(format!("daemon-{n}.log"));
         let stderr = fs::File::create(&stderr_path).expect("daemon log");
-        let mut c = self.cmd(&["run"]);
+        let mut c = self.cmd_via(prefix, &["run"]);
         c.envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
