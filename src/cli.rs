@@ -115,9 +115,23 @@ pub enum Command {
     /// udev rules tools.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Print a shell completion script, e.g.
+    /// `hostbridge completions bash > /etc/bash_completion.d/hostbridge`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page hostbridge(1) in roff (`hostbridge man | man -l -`),
+    /// or write it and one page per subcommand into a dir.
+    Man {
+        /// Write hostbridge.1, hostbridge-run.1, ... into this dir instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
-/// `hostbridge rules …`
+/// `hostbridge rules ...`
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
     /// Check rules files against the parser and the security policy, with
@@ -141,7 +155,7 @@ pub struct LintArgs {
     /// A subsystem permissions may be granted on (repeatable; replaces the default usb, usb_device, hidraw, tty, usbmisc).
     #[arg(long = "allow-subsystem", value_name = "SUBSYSTEM")]
     pub allow_subsystems: Vec<String>,
-    /// A device property ENV{…}= may set (repeatable).
+    /// A device property ENV{...}= may set (repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
     /// Also check against this host: GROUP/OWNER names exist and are system
@@ -199,6 +213,22 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 fn dispatch(cli: &Cli) -> u8 {
     match &cli.command {
         Command::Rules(RulesCommand::Lint(args)) => return crate::lint::run(args),
+        Command::Completions { .. } | Command::Man { .. } => {
+            let written = match &cli.command {
+                Command::Completions { shell } => crate::manpage::completions(*shell),
+                Command::Man { out_dir: Some(dir) } => crate::manpage::write_pages(dir),
+                _ => crate::manpage::main_page(&mut std::io::stdout().lock()),
+            };
+            return match written {
+                // A closed pipe (`| head`) is the reader's choice, not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+                Ok(()) => EXIT_OK,
+                Err(e) => {
+                    eprintln!("hostbridge: writing to stdout or the dir: {e}");
+                    EXIT_FAILURE
+                }
+            };
+        }
         Command::Status {
             json,
             metrics,
@@ -241,6 +271,8 @@ fn dispatch(cli: &Cli) -> u8 {
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
         // Handled before the config is loaded: they need no valid config.
         Command::Rules(_)
+        | Command::Completions { .. }
+        | Command::Man { .. }
         | Command::Status { .. }
         | Command::Reload { .. }
         | Command::ProbeOpen { .. } => EXIT_USAGE,

@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod host;
 pub mod lint;
 pub mod logging;
+pub mod manpage;
 pub mod revoke;
 pub mod status_cmd;
 pub mod sync;

@@ -252,3 +252,118 @@ fn shipped_example_configs_pass_check() {
         }
     }
 }
+
+/// Runs `cmd`, or says why it cannot (a failure under CI, which installs it).
+fn tool_output(cmd: &mut std::process::Command, what: &str) -> Option<std::process::Output> {
+    match cmd.output() {
+        Ok(o) => Some(o),
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "CI must have {what}: {e}");
+            eprintln!("SKIP: {what} is not installed ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    let env = Env::new("");
+    let dir = env.tmp.path().join("man");
+    let out = env.run(&["man", "--out-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let pages = common::list(&dir);
+    for sub in [
+        "run",
+        "sync",
+        "check",
+        "status",
+        "reload",
+        "usb",
+        "rules-lint",
+        "completions",
+        "man",
+    ] {
+        assert!(pages.contains(&format!("hostbridge-{sub}.1")), "{pages:?}");
+    }
+    assert!(
+        !pages.iter().any(|p| p.contains("probe")),
+        "hidden commands get no page"
+    );
+    for page in &pages {
+        let path = dir.join(page);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.is_ascii(), "{page}: non-ASCII input needs preconv");
+        let Some(o) = tool_output(
+            std::process::Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(&path),
+            "groff (groff-base)",
+        ) else {
+            return;
+        };
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    // What a reader sees, through man itself.
+    let Some(o) = tool_output(
+        std::process::Command::new("man")
+            .arg("-l")
+            .arg(dir.join("hostbridge.1"))
+            .env("MANWIDTH", "100")
+            .env("MANPAGER", "cat"),
+        "man (man-db)",
+    ) else {
+        return;
+    };
+    let shown = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "EXIT STATUS",
+        "hostbridge-usb(1)",
+        "EX_CONFIG",
+        "/etc/hostbridge/config.yaml",
+        "HOSTBRIDGE_CONFIG_DIRS",
+    ] {
+        assert!(shown.contains(needle), "{needle:?} missing from:\n{shown}");
+    }
+    assert!(
+        !shown.contains("hostbridge-help(1)"),
+        "no page exists for it"
+    );
+    // `hostbridge man` alone prints the same main page.
+    let stdout = env.run(&["man"]).stdout;
+    assert_eq!(
+        String::from_utf8_lossy(&stdout),
+        fs::read_to_string(dir.join("hostbridge.1")).unwrap()
+    );
+}
+
+#[test]
+fn completions_load_in_bash_and_cover_the_subcommands() {
+    let env = Env::new("");
+    for shell in ["bash", "zsh", "fish", "elvish"] {
+        let out = env.run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for sub in ["status", "usb", "lint"] {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let script = env.tmp.path().join("hostbridge.bash");
+    fs::write(&script, env.run(&["completions", "bash"]).stdout).unwrap();
+    // Load it in a real bash and ask what it completes after "hostbridge st".
+    let probe = format!(
+        "source {}; COMP_WORDS=(hostbridge st); COMP_CWORD=1; _hostbridge hostbridge st hostbridge; echo \"${{COMPREPLY[@]}}\"",
+        script.display()
+    );
+    let Some(o) = tool_output(
+        std::process::Command::new("bash").args(["-c", &probe]),
+        "bash",
+    ) else {
+        return;
+    };
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "status", "{o:?}");
+    assert_eq!(env.run(&["completions", "tcsh"]).status.code(), Some(2));
+}
