@@ -530,6 +530,24 @@ pub fn metrics(st: &Status) -> String {
         "1 while a settle window is open.",
         per(&|b| f64::from(u8::from(b.pending.is_some()))),
     );
+    let usb: Vec<(String, f64)> = st
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            b.usb.as_ref().map(|u| {
+                (
+                    format!("{{bridge=\"{}\"}}", b.name),
+                    f64::from(u8::from(u.ok)),
+                )
+            })
+        })
+        .collect();
+    family(
+        "hostbridge_usb_ok",
+        "gauge",
+        "1 if the latest USB check (after a sync or on hotplug) found every device usable.",
+        usb,
+    );
     let success: Vec<(String, f64)> = st
         .bridges
         .iter()

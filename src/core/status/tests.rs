@@ -198,6 +198,12 @@ fn metrics_parse_with_a_prometheus_parser() {
         since_ms: 1_000_000,
         files: vec!["a.rules".into()],
     });
+    b.usb = Some(usb(
+        1001,
+        "hotplug add 001:004",
+        false,
+        "051d:0002 rules-not-applied",
+    ));
     let st = doc(vec![b, bridge("certs", None)]);
     let text = metrics(&st);
     let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -225,6 +231,12 @@ fn metrics_parse_with_a_prometheus_parser() {
         Some(1000.0)
     );
     assert_eq!(get("hostbridge_healthy", "certs"), Some(1.0));
+    assert_eq!(get("hostbridge_usb_ok", "nut-udev"), Some(0.0));
+    assert_eq!(
+        get("hostbridge_usb_ok", "certs"),
+        None,
+        "no usb-check, no sample"
+    );
     let ok = scrape
         .samples
         .iter()
