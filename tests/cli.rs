@@ -253,6 +253,36 @@ fn shipped_example_configs_pass_check() {
     }
 }
 
+#[test]
+fn readme_configs_pass_check() {
+    let readme =
+        fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "the NUT and the certificate examples");
+    let env = Env::new("");
+    for (i, yaml) in blocks.iter().enumerate() {
+        let path = env.tmp.path().join(format!("readme-{i}.yaml"));
+        fs::write(&path, yaml).unwrap();
+        let out = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&path)
+            .arg("check")
+            .env("HOSTBRIDGE_CONFIG_DIRS", "")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "README block {i}:\n{yaml}\n{out:?}"
+        );
+    }
+}
+
 /// Runs `cmd`, or says why it cannot (a failure under CI, which installs it).
 fn tool_output(cmd: &mut std::process::Command, what: &str) -> Option<std::process::Output> {
     match cmd.output() {
