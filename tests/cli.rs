@@ -229,26 +229,32 @@ fn drop_ins_merge_by_name_later_dirs_win_and_check_shows_origins() {
     )));
 }
 
+/// `hostbridge --config PATH check` exits 0 (no drop-ins).
+fn check_passes(path: &std::path::Path) {
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(path)
+        .arg("check")
+        .env("HOSTBRIDGE_CONFIG_DIRS", "")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}:\n{}\n{}",
+        path.display(),
+        fs::read_to_string(path).unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn shipped_example_configs_pass_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|x| x == "yaml") {
-            let out = std::process::Command::new(bin())
-                .arg("--config")
-                .arg(&path)
-                .arg("check")
-                .env("HOSTBRIDGE_CONFIG_DIRS", "")
-                .output()
-                .unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}: {}",
-                path.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            check_passes(&path);
         }
     }
 }
@@ -268,18 +274,7 @@ fn readme_configs_pass_check() {
     for (i, yaml) in blocks.iter().enumerate() {
         let path = env.tmp.path().join(format!("readme-{i}.yaml"));
         fs::write(&path, yaml).unwrap();
-        let out = std::process::Command::new(bin())
-            .arg("--config")
-            .arg(&path)
-            .arg("check")
-            .env("HOSTBRIDGE_CONFIG_DIRS", "")
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "README block {i}:\n{yaml}\n{out:?}"
-        );
+        check_passes(&path);
     }
 }
 

@@ -378,18 +378,14 @@ fn status_json(env: &Env) -> serde_json::Value {
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)))
 }
 
-#[test]
-fn without_udevd_hotplug_is_off_said_once_and_the_sync_check_still_reports() {
+/// A bridge granting 051d:0002 to dialout 0660, with `usb-check` as root,
+/// over fake sysfs and /dev trees and a udev run dir (with no `control`
+/// socket yet): the env, sysfs root, dev root, udev run dir.
+fn hotplug_env() -> (Env, PathBuf, PathBuf, PathBuf) {
     let env = Env::new("");
-    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
-    let udev_run = env.tmp.path().join("run-udev"); // no `control` socket
+    let root = env.tmp.path();
+    let (sys, dev, udev_run) = (root.join("sys"), root.join("dev"), root.join("run-udev"));
     fs::create_dir_all(&udev_run).unwrap();
-    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
-    usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
-    // The node as a plain file (no mknod needed): the check says it is not
-    // a character device, which is enough to see the result in the status.
-    fs::create_dir_all(dev.join("bus/usb/001")).unwrap();
-    fs::write(dev.join("bus/usb/001/004"), "").unwrap();
     let cfg = fs::read_to_string(&env.config).unwrap();
     fs::write(
         &env.config,
@@ -405,6 +401,18 @@ fn without_udevd_hotplug_is_off_said_once_and_the_sync_check_still_reports() {
         "62-ups.rules",
         "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n",
     );
+    (env, sys, dev, udev_run)
+}
+
+#[test]
+fn without_udevd_hotplug_is_off_said_once_and_the_sync_check_still_reports() {
+    let (env, sys, dev, udev_run) = hotplug_env();
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
+    // The node as a plain file (no mknod needed): the check says it is not
+    // a character device, which is enough to see the result in the status.
+    fs::create_dir_all(dev.join("bus/usb/001")).unwrap();
+    fs::write(dev.join("bus/usb/001/004"), "").unwrap();
     let d = env.start();
     let said = format!(
         "udevd is not running (no {}/control): USB hotplug re-checks are off",
@@ -582,28 +590,10 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
         eprintln!("SKIP hotplug: no unshare (util-linux)");
         return;
     }
-    let env = Env::new("");
-    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
-    let udev_run = env.tmp.path().join("run-udev");
-    fs::create_dir_all(&udev_run).unwrap();
+    let (env, sys, dev, udev_run) = hotplug_env();
     fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
     // udevd's control socket: its presence says udevd runs.
     let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
-    let cfg = fs::read_to_string(&env.config).unwrap();
-    fs::write(
-        &env.config,
-        format!(
-            "sysfs_root: {}\ndev_root: {}\nudev_run_dir: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: root }}\n",
-            sys.display(),
-            dev.display(),
-            udev_run.display()
-        ),
-    )
-    .unwrap();
-    env.put(
-        "62-ups.rules",
-        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n",
-    );
     let d = env.spawn_daemon_via(&["unshare", "--net"], &[("HOSTBRIDGE_LOG", "debug")]);
     d.wait_log("ready:");
     assert!(

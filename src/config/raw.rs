@@ -202,33 +202,18 @@ impl RawConfig {
     /// Applies a drop-in fragment: top-level keys it sets replace ours;
     /// its bridges replace ours of the same name, or are appended.
     pub fn merge(&mut self, frag: RawConfig) {
+        if frag.settle.is_some() {
+            self.settle_origin = frag.settle_origin.clone();
+        }
         // Destructured without `..`: a new top-level key cannot be forgotten.
-        let RawConfig {
-            state_dir,
-            udevadm,
-            settle,
-            max_file_size,
-            status_socket,
-            status_group,
-            metrics_file,
-            sysfs_root,
-            dev_root,
-            setpriv,
-            udev_run_dir,
-            proc_root,
-            systemctl,
-            podman,
-            etc_udev_rules_dir,
-            bridges,
-            settle_origin,
-        } = frag;
         macro_rules! take {
-            ($($f:ident),*) => { $( if $f.is_some() { self.$f = $f; } )* };
+            ($($f:ident),*) => {{
+                let RawConfig { $($f,)* bridges, settle_origin: _ } = frag;
+                $( if $f.is_some() { self.$f = $f; } )*
+                bridges
+            }};
         }
-        if settle.is_some() {
-            self.settle_origin = settle_origin;
-        }
-        take!(
+        let bridges = take!(
             state_dir,
             udevadm,
             settle,
