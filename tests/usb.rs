@@ -551,7 +551,28 @@ mod fake_udevd {
         dev: u32,
         product: &str,
     ) {
-        let msg = message(action, seqnum, bus, dev, product);
+        send_with(pid, action, seqnum, bus, dev, product, &[]);
+    }
+
+    /// [`send`] with extra properties (e.g. `SYNTH_UUID=0`, which the
+    /// kernel adds to events made by `udevadm trigger`).
+    pub fn send_with(
+        pid: nix::unistd::Pid,
+        action: &str,
+        seqnum: u64,
+        bus: u32,
+        dev: u32,
+        product: &str,
+        extra: &[&str],
+    ) {
+        let mut msg = message(action, seqnum, bus, dev, product);
+        for p in extra {
+            msg.extend_from_slice(p.as_bytes());
+            msg.push(0);
+        }
+        // properties_len (bytes 20..24) covers the extra properties too.
+        let len = (msg.len() - 40) as u32;
+        msg[20..24].copy_from_slice(&len.to_ne_bytes());
         std::thread::spawn(move || {
             let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
             nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
@@ -624,14 +645,27 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     assert_eq!(usb["devices"][0]["verdict"], "ok", "{usb:#}");
     assert_eq!(usb["devices"][0]["node"], "root:dialout 0660", "{usb:#}");
 
+    // `udevadm trigger` by hand while the bridge is idle: a synthetic
+    // event, re-checked all the same.
+    fake_udevd::send_with(
+        d.pid(),
+        "change",
+        1002,
+        1,
+        4,
+        "51d/2/100",
+        &["SYNTH_UUID=0"],
+    );
+    d.wait_log("test: USB change 001:004: 051d:0002 ok");
+
     // A keyboard no rule lists: checked, but neither recorded nor logged.
     usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
-    fake_udevd::send(d.pid(), "add", 1002, 1, 5, "46d/c31c/110");
+    fake_udevd::send(d.pid(), "add", 1003, 1, 5, "46d/c31c/110");
     d.wait_log("USB add 001:005 (Some(\"046d:c31c\")) does not concern this bridge");
 
     // Unplugged: the device is gone from sysfs, then "remove" arrives.
     fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
-    fake_udevd::send(d.pid(), "remove", 1003, 1, 4, "51d/2/100");
+    fake_udevd::send(d.pid(), "remove", 1004, 1, 4, "51d/2/100");
     d.wait_log("test: USB remove 001:004: device gone");
     let usb = &status_json(&env)["bridges"][0]["usb"];
     assert_eq!(usb["trigger"], "hotplug remove 001:004", "{usb:#}");

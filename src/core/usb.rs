@@ -247,6 +247,9 @@ pub struct UsbEvent {
     pub devnum: u32,
     /// `VID:PID` from `PRODUCT`, if the event carries it.
     pub id: Option<String>,
+    /// Made by `udevadm trigger` (or any write to a `uevent` file): the
+    /// kernel marks such events with `SYNTH_UUID`; real plug-ins lack it.
+    pub synthetic: bool,
 }
 
 impl UsbEvent {
@@ -350,6 +353,7 @@ mod tests {
             busnum: 1,
             devnum,
             id: id.map(Into::into),
+            synthetic: false,
         };
         let add = ev("add", 4, Some("051d:0002"));
         assert_eq!(add.label(), "add 001:004");

@@ -6,8 +6,10 @@
 //!
 //! Re-checks of one bridge never overlap: an event during a re-check, or
 //! while the bridge syncs, is owed and checked once the bridge is free. A
-//! `change` during a sync is the echo of the bridge's own `udev-trigger`,
-//! whose `usb-check` action already sees its result, so it is dropped.
+//! synthetic event (`SYNTH_UUID`, made by `udevadm trigger`) during a sync
+//! is the echo of the bridge's own `udev-trigger` or revocation, whose
+//! effect its `usb-check` action (run after `udevadm settle`) already sees,
+//! so it is dropped.
 
 use std::sync::Arc;
 
@@ -141,9 +143,9 @@ impl Daemon {
                 let owed = self.owed.iter().any(|(o, _)| *o == id);
                 let Some(b) = self.find(id) else { continue };
                 if b.settle.is_syncing() || owed {
-                    if ev.action == "change" {
+                    if ev.synthetic {
                         debug!(
-                            "{}: USB {} during the sync: its own trigger",
+                            "{}: USB {} during the sync: a trigger's echo",
                             b.bridge.name,
                             ev.label()
                         );

@@ -189,7 +189,7 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<Str
     let Some((program, args)) = argv.split_first() else {
         return Err("exec needs argv".into());
     };
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::from(super::child::command(program));
     cmd.args(args)
         .env("HOSTBRIDGE_BRIDGE", &ctx.bridge)
         .env("HOSTBRIDGE_CHANGED", ctx.changed.join(" "));
@@ -232,7 +232,7 @@ fn excerpt(bytes: &[u8]) -> String {
 /// Returns its output (stdout, then stderr) or an error with its stderr.
 pub async fn run(program: &Path, args: &[String], timeout: Duration) -> Result<String, String> {
     let shown = format!("{} {}", program.display(), args.join(" "));
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::from(super::child::command(program));
     cmd.args(args);
     output_of(cmd, &shown, timeout).await
 }

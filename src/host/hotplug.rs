@@ -144,5 +144,6 @@ fn to_event(ev: &udev::Event) -> Option<UsbEvent> {
         busnum: prop("BUSNUM")?.parse().ok()?,
         devnum: prop("DEVNUM")?.parse().ok()?,
         id: prop("PRODUCT").and_then(product_id),
+        synthetic: prop("SYNTH_UUID").is_some(),
     })
 }

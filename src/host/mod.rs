@@ -3,6 +3,7 @@
 //! passed in from the config, so tests run against temp dirs.
 
 pub mod actions;
+pub mod child;
 pub mod dest;
 pub mod fsx;
 pub mod gendir;

@@ -11,7 +11,7 @@
 //! /etc/udev/rules.d replaces ours entirely.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use nix::unistd::{Group, User};
 
@@ -97,7 +97,7 @@ pub fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> 
 
 /// Whether `udevadm verify` exists (systemd ≥ 254).
 pub fn verify_available(udevadm: &Path) -> bool {
-    Command::new(udevadm)
+    super::child::command(udevadm)
         .args(["verify", "--help"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -109,7 +109,7 @@ pub fn verify_available(udevadm: &Path) -> bool {
 /// Runs `udevadm verify --resolve-names=never` on a candidate file and turns
 /// its complaints into findings. The file must already be written to `path`.
 pub fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
-    let output = Command::new(udevadm)
+    let output = super::child::command(udevadm)
         .args(["verify", "--resolve-names=never", "--no-summary"])
         .arg(path)
         .stdin(Stdio::null())

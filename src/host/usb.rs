@@ -94,7 +94,7 @@ pub fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), String> {
         std::env::current_exe().map_err(|e| format!("cannot find hostbridge's own binary: {e}"))?;
     let groups: Vec<String> = user.gids.iter().map(u32::to_string).collect();
     let primary = user.gids.first().copied().unwrap_or(user.uid);
-    let out = std::process::Command::new(setpriv)
+    let out = super::child::command(setpriv)
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={primary}"))
         .arg(if groups.is_empty() {
