@@ -38,6 +38,9 @@ YAML
     # for a device that is not there: installed, with a warning.
     echo 'SUBSYSTEM=="usb",ATTR{idVendor}=="051d", ATTR{idProduct}=="0002", GROUP="dialout"' >"$SRC/64-style.rules"
     [ -z "$why" ] && ! wait_until 90 test -e /run/udev/rules.d/64-style.rules && why="64-style.rules not installed"
+    # The status records the sync once its actions ran.
+    [ -z "$why" ] && ! wait_until 60 is 2 status_jq '.bridges[0].last_sync.findings | length' \
+        && why="findings: $(status_jq '.bridges[0].last_sync.findings')"
     local preflight verify
     preflight=$(status_jq '.bridges[0].last_sync.findings[] | select(.file=="63-unknown-group.rules" and .rule=="group-unknown") | "\(.file):\(.line):\(.column): \(.message)"' | head -1)
     verify=$(status_jq '.bridges[0].last_sync.findings[] | select(.rule=="udevadm-verify") | "\(.file):\(.line): \(.message)"' | head -1)
