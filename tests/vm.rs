@@ -47,13 +47,24 @@ fn wanted() -> bool {
     on
 }
 
-/// The guest cannot be had here: a failure under CI, a printed skip elsewhere.
+/// The guest cannot be had here: a failure under CI, a skip elsewhere. The
+/// reason also goes to `target/vm/skipped.txt`, which scripts/test prints
+/// (cargo hides a passing test's output).
 fn cannot_run(why: &str) {
     assert!(
         std::env::var_os("CI").is_none(),
         "VM tests cannot run under CI: {why}"
     );
     eprintln!("SKIP vm: {why}");
+    let _ = std::fs::create_dir_all(vm_dir());
+    let note = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(vm_dir().join("skipped.txt"));
+    if let Ok(mut f) = note {
+        let first = why.lines().next().unwrap_or(why);
+        let _ = writeln!(f, "{first}");
+    }
 }
 
 fn have(cmd: &str) -> bool {
@@ -326,7 +337,8 @@ fn run_guest(suite: &str, script: &str, expect: &[u32]) {
     let console = boot(suite, &image, &share, script);
     if !console.booted {
         return cannot_run(&format!(
-            "the {suite} guest did not boot (qemu cannot start here?):\n{}",
+            "the {suite} guest did not boot (can qemu start here?): {}\n{}",
+            console.lines.last().map_or("no output", String::as_str),
             console.excerpt()
         ));
     }
