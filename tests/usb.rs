@@ -542,21 +542,10 @@ mod fake_udevd {
     }
 
     /// Sends the event from `pid`'s network namespace (in a thread of its
-    /// own, so this test's other threads stay where they are).
+    /// own, so this test's other threads stay where they are), with `extra`
+    /// properties (e.g. `SYNTH_UUID=0`, which the kernel adds to events made
+    /// by `udevadm trigger`).
     pub fn send(
-        pid: nix::unistd::Pid,
-        action: &str,
-        seqnum: u64,
-        bus: u32,
-        dev: u32,
-        product: &str,
-    ) {
-        send_with(pid, action, seqnum, bus, dev, product, &[]);
-    }
-
-    /// [`send`] with extra properties (e.g. `SYNTH_UUID=0`, which the
-    /// kernel adds to events made by `udevadm trigger`).
-    pub fn send_with(
         pid: nix::unistd::Pid,
         action: &str,
         seqnum: u64,
@@ -638,7 +627,7 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     if !node(&dev, 1, 4, dialout, 0o660) {
         return;
     }
-    fake_udevd::send(d.pid(), "add", 1001, 1, 4, "51d/2/100");
+    fake_udevd::send(d.pid(), "add", 1001, 1, 4, "51d/2/100", &[]);
     d.wait_log("test: USB add 001:004: 051d:0002 ok; all: 051d:0002 ok");
     let usb = &status_json(&env)["bridges"][0]["usb"];
     assert_eq!(usb["trigger"], "hotplug add 001:004", "{usb:#}");
@@ -647,7 +636,7 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
 
     // `udevadm trigger` by hand while the bridge is idle: a synthetic
     // event, re-checked all the same.
-    fake_udevd::send_with(
+    fake_udevd::send(
         d.pid(),
         "change",
         1002,
@@ -660,12 +649,12 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
 
     // A keyboard no rule lists: checked, but neither recorded nor logged.
     usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
-    fake_udevd::send(d.pid(), "add", 1003, 1, 5, "46d/c31c/110");
+    fake_udevd::send(d.pid(), "add", 1003, 1, 5, "46d/c31c/110", &[]);
     d.wait_log("USB add 001:005 (Some(\"046d:c31c\")) does not concern this bridge");
 
     // Unplugged: the device is gone from sysfs, then "remove" arrives.
     fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
-    fake_udevd::send(d.pid(), "remove", 1004, 1, 4, "51d/2/100");
+    fake_udevd::send(d.pid(), "remove", 1004, 1, 4, "51d/2/100", &[]);
     d.wait_log("test: USB remove 001:004: device gone");
     let usb = &status_json(&env)["bridges"][0]["usb"];
     assert_eq!(usb["trigger"], "hotplug remove 001:004", "{usb:#}");
