@@ -360,7 +360,8 @@ pub fn sync_files(
         let dest = match dest {
             Some(d) => d,
             None => DestDir::open_or_create(&bridge.install_to)
-                .with_context(|| format!("creating destination {}", bridge.install_to.display()))?,
+                .with_context(|| format!("creating destination {}", bridge.install_to.display()))
+                .map_err(|e| read_only_hint(e, &bridge.install_to))?,
         };
         apply(bridge, state, &dest, &plan, &mut manifest, &mut report)?;
     }
@@ -533,7 +534,8 @@ fn apply(
             report,
             owner,
             intent.actions_pending,
-        );
+        )
+        .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let mut after = plan.owned_after.clone();
     let src = crate::host::fsx::open_dir_nofollow(&bridge.source).ok();
@@ -547,8 +549,13 @@ fn apply(
         match result {
             Ok(()) => record_ops(report, std::slice::from_ref(op)),
             Err(e) => {
+                let hint = if e.contains(&format!("os error {}", nix::errno::Errno::EROFS as i32)) {
+                    sandbox_hint(&bridge.install_to)
+                } else {
+                    String::new()
+                };
                 report.errors.push(format!(
-                    "{}: {e}",
+                    "{}: {e}{hint}",
                     bridge.install_to.join(op.name()).display()
                 ));
                 if let (Op::Prune { name }, Some(old)) = (op, manifest.files.get(op.name())) {
@@ -564,6 +571,30 @@ fn apply(
         actions_pending: intent.actions_pending,
     };
     state.save(&bridge.name, manifest)
+}
+
+/// What to do when a destination is read-only: under the shipped unit
+/// (`ProtectSystem=strict`) that means a missing `ReadWritePaths=`.
+fn sandbox_hint(dir: &Path) -> String {
+    format!(
+        "; {} is read-only here: under hostbridge.service add `ReadWritePaths={}` in a drop-in (`systemctl edit hostbridge`, docs/deploy-fcos.md)",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// Adds [`sandbox_hint`] to an error caused by a read-only file system.
+fn read_only_hint(e: anyhow::Error, dir: &Path) -> anyhow::Error {
+    let rofs = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(nix::errno::Errno::EROFS as i32))
+    });
+    if rofs {
+        let hint = sandbox_hint(dir);
+        e.context(hint.trim_start_matches("; ").to_string())
+    } else {
+        e
+    }
 }
 
 /// Publishes the whole planned set as a new generation (symlink-dir swap):

@@ -392,3 +392,48 @@ fn completions_load_in_bash_and_cover_the_subcommands() {
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "status", "{o:?}");
     assert_eq!(env.run(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_read_only_destination_says_which_readwritepaths_to_add() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root for a private read-only mount");
+        return;
+    }
+    let env = Env::new("");
+    env.put(
+        "a.rules",
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\", GROUP=\"dialout\"\n",
+    );
+    fs::create_dir_all(&env.dest).unwrap();
+    // What ProtectSystem=strict does to a dir missing from ReadWritePaths=:
+    // a read-only mount, here in a private mount namespace.
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$@\"",
+        d = env.dest.display()
+    );
+    let out = env
+        .cmd_via(
+            &["unshare", "--mount", "sh", "-c", &script, "sh"],
+            &["sync"],
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    if text.contains("unshare: ") || text.contains("mount: ") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must allow private mounts: {text}"
+        );
+        eprintln!("SKIP: no private read-only mount here: {text}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "add `ReadWritePaths={}` in a drop-in",
+            env.dest.display()
+        )),
+        "{text}"
+    );
+}
