@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{self, Bridge, Config};
 use crate::core::settle::{Batch, Input, Settle};
 use crate::core::status::{self, Health, Status};
+use crate::host::clock::unix_now;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
 use crate::host::watch::{self, Meaning, SourceWatch, Watching};
@@ -107,12 +108,6 @@ pub async fn run(config: Config) -> Result<()> {
     server.abort();
     result
     // `_bound` drops here: the socket file is removed.
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn unix_ms_at(t: Instant) -> u64 {

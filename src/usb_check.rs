@@ -130,13 +130,6 @@ fn verdict_text(v: &Verdict) -> String {
     }
 }
 
-/// Now, in Unix seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Runs the check for `user`, expecting the given VID:PIDs.
 pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Result<UsbReport> {
     let who =

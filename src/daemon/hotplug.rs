@@ -17,10 +17,11 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use super::{BridgeId, Daemon, unix_now};
+use super::{BridgeId, Daemon};
 use crate::config::{Action, Bridge};
 use crate::core::status::Usb;
 use crate::core::usb::{UsbEvent, event_concerns};
+use crate::host::clock::unix_now;
 use crate::host::{hotplug as host, notify};
 use crate::usb_check::{self, UsbReport};
 

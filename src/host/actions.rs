@@ -117,7 +117,7 @@ async fn run_one(
                 (ctx.config.clone(), user.clone(), expect.clone(), *probe);
             let checked = tokio::task::spawn_blocking(move || {
                 crate::usb_check::check(&config, &user, &expect, probe)
-                    .map(|r| r.to_status(&expect, "sync", crate::usb_check::unix_now()))
+                    .map(|r| r.to_status(&expect, "sync", super::clock::unix_now()))
             })
             .await
             .map_err(|e| e.to_string())?

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod child;
+pub mod clock;
 pub mod dest;
 pub mod fsx;
 pub mod gendir;
