@@ -174,14 +174,26 @@ pub async fn sync_files_async(
 }
 
 /// Runs the owed actions of several bridges together: each distinct action
-/// once, in the order first listed, even when several bridges name it. A
+/// once, in the order first listed, even when several bridges name it.
+/// Bridges are taken in config order, whichever settled first, so the
+/// `HOSTBRIDGE_BRIDGE` and `HOSTBRIDGE_CHANGED` an action sees do not depend
+/// on timing. A
 /// failed action skips the rest of its bridges' actions until their next
 /// sync. Manifests of bridges whose actions all succeeded are saved with
 /// nothing owed.
 pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
+    // Indices in config order; `owed` itself keeps its order for the caller.
+    let mut order: Vec<usize> = (0..owed.len()).collect();
+    order.sort_by_key(|&i| {
+        config
+            .bridges
+            .iter()
+            .position(|b| b.name == owed[i].bridge.name)
+            .unwrap_or(usize::MAX)
+    });
     let mut plan: Vec<(Action, Vec<usize>)> = Vec::new();
-    for (i, o) in owed.iter().enumerate() {
-        for a in &o.bridge.then {
+    for &i in &order {
+        for a in &owed[i].bridge.then {
             match plan.iter_mut().find(|(x, _)| x == a) {
                 Some((_, who)) => who.push(i),
                 None => plan.push((a.clone(), vec![i])),

@@ -187,16 +187,23 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
     let cfg = fs::read_to_string(&env.config)
         .unwrap()
         .replace("kind: udev-rules", "kind: files");
+    // `test` (listed first) settles long after `second`: `second` syncs first
+    // and its action waits for `test`, which is still collecting changes.
     let second = format!(
-        "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n{then}",
+        "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n    settle: {{ quiet: 50ms }}\n{then}",
         src_b.display(),
         dest_b.display()
     );
-    fs::write(&env.config, format!("{cfg}{then}{second}")).unwrap();
+    fs::write(
+        &env.config,
+        format!("{cfg}    settle: {{ quiet: 2s }}\n{then}{second}"),
+    )
+    .unwrap();
     fs::create_dir_all(&env.src).unwrap();
     fs::create_dir_all(&src_b).unwrap();
     let d = env.start();
-    // One burst touching both bridges (as one fetchcert run writing two certs).
+    // One burst touching both bridges (as one fetchcert run writing two
+    // certs). The action sees the bridges in config order, not settle order.
     fs::write(env.src.join("a.pem"), "a\n").unwrap();
     fs::write(src_b.join("b.pem"), "b\n").unwrap();
     wait_for(
