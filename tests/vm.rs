@@ -137,8 +137,8 @@ fn image(suite: &str) -> Result<PathBuf, String> {
 }
 
 /// The 9p share: the hostbridge binary under test (stripped: 9p under TCG is
-/// slow), the project's unit and the guest scripts. Nothing else of the
-/// project is visible to the guest.
+/// slow), the project's unit, its quadlet examples and the guest scripts.
+/// Nothing else of the project is visible to the guest.
 fn share(suite: &str) -> PathBuf {
     let dir = vm_dir().join(format!("share-{suite}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -156,6 +156,13 @@ fn share(suite: &str) -> PathBuf {
         dir.join("hostbridge.service"),
     )
     .unwrap();
+    for f in [
+        "nut-server.container",
+        "fetchcert.container",
+        "fetchcert.timer",
+    ] {
+        std::fs::copy(root().join("units/examples").join(f), dir.join(f)).unwrap();
+    }
     for e in std::fs::read_dir(root().join("tests/vm/guest")).unwrap() {
         let p = e.unwrap().path();
         std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
@@ -369,6 +376,6 @@ fn bookworm_real_udevd_scenarios_1_to_5() {
 }
 
 #[test]
-fn newest_suite_preflight_matches_udevd_scenario_6() {
-    run_guest("sid", "sid.sh", &[6]);
+fn newest_suite_preflight_matches_udevd_6_and_quadlets_generate_7() {
+    run_guest("sid", "sid.sh", &[6, 7]);
 }

@@ -34,9 +34,16 @@ mkdir -p "$out" "$cache"
 rm -rf "$root"
 # minbase plus: systemd and udev (the subject), the kernel (its initrd is
 # built in the chroot), jq to read `hostbridge status --json`, usbutils for
-# lsusb in failure output.
-debootstrap --variant=minbase --cache-dir="$cache" \
-    --include=systemd,systemd-sysv,udev,kmod,linux-image-amd64,usbutils,procps,jq \
+# lsusb in failure output. Suites other than bookworm also get podman: its
+# quadlet generator checks the project's quadlet examples (bookworm's podman
+# 4.3 predates quadlet).
+include=systemd,systemd-sysv,udev,kmod,linux-image-amd64,usbutils,procps,jq
+recorded="systemd udev linux-image-amd64"
+if [ "$suite" != bookworm ]; then
+    include=$include,podman
+    recorded="$recorded podman"
+fi
+debootstrap --variant=minbase --cache-dir="$cache" --include="$include" \
     "$suite" "$root" "$mirror" >"$out/debootstrap.log" 2>&1 \
     || { tail -30 "$out/debootstrap.log" >&2; exit 1; }
 t1=$(date +%s)
@@ -80,7 +87,8 @@ if [ -d "$root/etc/initramfs-tools" ]; then
 fi
 cp -L "$root/vmlinuz" "$out/vmlinuz"
 cp -L "$root/initrd.img" "$out/initrd.img"
-chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' systemd udev linux-image-amd64 >"$out/build.txt"
+# shellcheck disable=SC2086 # a list of package names
+chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' $recorded >"$out/build.txt"
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root"/usr/share/locale/*
 t2=$(date +%s)

@@ -5,6 +5,11 @@
 # rule is installed by hand, bypassing hostbridge, to show that udevd itself
 # drops the whole line (its MODE is not applied either): the preflight
 # guards against real behaviour.
+#
+# Scenario 7 (for the deployment examples): podman's own quadlet generator
+# turns units/examples/*.container into services that systemd accepts, with
+# the ordering on hostbridge.service and the export-dir volumes the docs
+# promise.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -66,4 +71,37 @@ YAML
     fi
 }
 
+scenario7() {
+    local q=/usr/libexec/podman/quadlet why="" out
+    [ -x "$q" ] || { result 7 FAIL "no quadlet generator at $q"; return; }
+    echo "--- $(podman --version)"
+    mkdir -p /etc/containers/systemd
+    install -m 0644 "$SHARE/nut-server.container" "$SHARE/fetchcert.container" /etc/containers/systemd/
+    install -m 0644 "$SHARE/fetchcert.timer" /etc/systemd/system/
+    # -dryrun prints the units it would write, and fails on what it rejects.
+    out=$("$q" -dryrun 2>&1) || why="quadlet -dryrun failed: $out"
+    systemctl daemon-reload
+    local nut fetch
+    nut=$(systemctl cat nut-server.service 2>&1)
+    fetch=$(systemctl cat fetchcert.service 2>&1)
+    [ -z "$why" ] && ! grep -qx 'Requires=hostbridge.service' <<<"$nut" && why="nut-server.service lacks Requires=hostbridge.service"
+    [ -z "$why" ] && ! grep -qx 'After=hostbridge.service' <<<"$nut" && why="nut-server.service lacks After=hostbridge.service"
+    [ -z "$why" ] && ! grep -q -- '-v /run/containers/nut/udev-rules:/export/udev-rules:z' <<<"$nut" && why="nut-server.service lacks the export volume: $nut"
+    [ -z "$why" ] && ! grep -q -- '--device /dev/bus/usb' <<<"$nut" && why="nut-server.service lacks --device /dev/bus/usb"
+    [ -z "$why" ] && ! grep -q -- '-v /run/containers/fetchcert/loki:/out:z' <<<"$fetch" && why="fetchcert.service lacks its volume: $fetch"
+    # What systemd itself says of the generated units and the timer.
+    local verify
+    verify=$(systemd-analyze verify /run/systemd/generator/nut-server.service \
+        /run/systemd/generator/fetchcert.service /etc/systemd/system/fetchcert.timer 2>&1)
+    [ -z "$why" ] && [ -n "$verify" ] && why="systemd-analyze verify: $verify"
+    [ -z "$why" ] && ! is fetchcert.service systemctl show -P Triggers fetchcert.timer && why="fetchcert.timer triggers $(systemctl show -P Triggers fetchcert.timer)"
+    if [ -z "$why" ]; then
+        result 7 PASS "quadlet made nut-server.service and fetchcert.service; systemd-analyze verify clean"
+    else
+        echo "$out"
+        result 7 FAIL "$why"
+    fi
+}
+
 scenario6
+scenario7
