@@ -12,10 +12,17 @@
 //! --action=add` for just that device, then `udevadm settle`) and, with
 //! `revoke: restore` (the default), puts back whatever of the recorded state
 //! udev did not set again; `revoke: report` only reports it.
+//!
+//! The grants file is changed only under the state dir's lock (the one a
+//! sync holds while it changes files), so a revocation and another
+//! bridge's sync never lose each other's records. A restore changes the
+//! node through a descriptor opened without following links, and only if
+//! it is still a char device with the recorded device number.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -24,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Bridge, Config};
 use crate::core::usb::Device;
 use crate::host::dest::DestDir;
+use crate::host::state::StateDir;
 use crate::host::usb as host;
 use crate::usb_check::{grant_for, installed_rules, name_of_gid, name_of_uid};
 
@@ -42,6 +50,10 @@ pub struct Record {
     pub gid: u32,
     /// See `uid`.
     pub mode: u32,
+    /// The node's device number (`st_rdev`) when recorded: a restore
+    /// touches only this very node. Absent in records of older versions.
+    #[serde(default)]
+    pub rdev: Option<u64>,
 }
 
 fn path(config: &Config) -> PathBuf {
@@ -70,7 +82,8 @@ fn save(config: &Config, records: &BTreeMap<String, Record>) -> Result<()> {
 }
 
 /// Before new rules of `bridge` take effect: records the node state of every
-/// present device they grant that is not recorded yet.
+/// present device they grant that is not recorded yet. The caller holds the
+/// state lock.
 pub fn record(
     config: &Config,
     bridge: &str,
@@ -83,6 +96,10 @@ pub fn record(
             continue;
         }
         if let Some(n) = host::node(&config.dev_root, &d) {
+            let rdev = std::fs::symlink_metadata(node_path(config, &d))
+                .ok()
+                .filter(|m| m.file_type().is_char_device())
+                .map(|m| m.rdev());
             let r = Record {
                 bridge: bridge.into(),
                 sysname: d.sysname.clone(),
@@ -90,6 +107,7 @@ pub fn record(
                 uid: n.uid,
                 gid: n.gid,
                 mode: n.mode & 0o7777,
+                rdev,
             };
             records.insert(key(&d), r);
         }
@@ -102,22 +120,25 @@ pub fn record(
 
 /// After a sync of `bridge` and its actions: handles recorded devices its
 /// installed rules no longer grant. Returns one note per device.
+///
+/// The lock is not held while udevadm runs: the records are read, the
+/// add triggers run, and then, under the lock, the records are read again
+/// and only the ones handled here are restored and removed.
 pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<Vec<String>> {
-    let mut records = load(config);
-    let mine: Vec<(String, Record)> = records
-        .iter()
+    let mine: Vec<(String, Record)> = load(config)
+        .into_iter()
         .filter(|(_, r)| r.bridge == bridge.name)
-        .map(|(k, r)| (k.clone(), r.clone()))
         .collect();
     if mine.is_empty() {
         return Ok(Vec::new());
     }
     let files = installed_rules(config, None)?;
     let devices = host::devices(&config.sysfs_root);
-    let mut notes = Vec::new();
+    // Each record that needs handling, with its device if still plugged in.
+    let mut todo: Vec<(String, Record, Option<Device>)> = Vec::new();
     for (k, rec) in mine {
         let Some(dev) = devices.iter().find(|d| key(d) == k && d.id() == rec.id) else {
-            records.remove(&k); // unplugged: it comes back fresh
+            todo.push((k, rec, None)); // unplugged: it comes back fresh
             continue;
         };
         if !grant_for(&files, dev).rules.is_empty() {
@@ -130,17 +151,45 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
             syspath.display().to_string(),
         ];
         let _ = crate::host::actions::run(&config.udevadm, &args, Duration::from_secs(30)).await;
+        todo.push((k, rec, Some(dev.clone())));
+    }
+    if todo.iter().any(|(_, _, d)| d.is_some()) {
         let _ = crate::host::actions::run(
             &config.udevadm,
             &["settle".into(), "--timeout=30".into()],
             Duration::from_secs(35),
         )
         .await;
-        notes.push(revoke_one(config, dev, &rec, restore));
-        records.remove(&k);
     }
-    save(config, &records)?;
-    Ok(notes)
+    if todo.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let _lock = StateDir::new(&config.state_dir).lock()?;
+        let mut records = load(&config);
+        let mut notes = Vec::new();
+        for (k, rec, dev) in todo {
+            // Handled meanwhile (a `hostbridge sync` by hand), or re-recorded.
+            if records.get(&k) != Some(&rec) {
+                continue;
+            }
+            if let Some(dev) = dev {
+                notes.push(revoke_one(&config, &dev, &rec, restore));
+            }
+            records.remove(&k);
+        }
+        save(&config, &records)?;
+        Ok(notes)
+    })
+    .await
+    .context("revocation task failed")?
+}
+
+fn node_path(config: &Config, dev: &Device) -> PathBuf {
+    config
+        .dev_root
+        .join(format!("bus/usb/{:03}/{:03}", dev.busnum, dev.devnum))
 }
 
 fn perms(uid: u32, gid: u32, mode: u32) -> String {
@@ -153,9 +202,7 @@ fn perms(uid: u32, gid: u32, mode: u32) -> String {
 }
 
 fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> String {
-    let node_path = config
-        .dev_root
-        .join(format!("bus/usb/{:03}/{:03}", dev.busnum, dev.devnum));
+    let node_path = node_path(config, dev);
     let was = perms(rec.uid, rec.gid, rec.mode);
     let Some(now) = host::node(&config.dev_root, dev) else {
         return format!("revoked {}: {} is gone", rec.id, node_path.display());
@@ -175,12 +222,7 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
             node_path.display()
         );
     }
-    let done = nix::unistd::chown(&node_path, Some(rec.uid.into()), Some(rec.gid.into()))
-        .map_err(std::io::Error::from)
-        .and_then(|()| {
-            std::fs::set_permissions(&node_path, std::fs::Permissions::from_mode(rec.mode))
-        });
-    match done {
+    match restore_node(&node_path, rec) {
         Ok(()) => format!(
             "revoked {}: restored {} to {was} (udev left {left})",
             rec.id,
@@ -192,4 +234,39 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
             node_path.display()
         ),
     }
+}
+
+/// Puts back the recorded owner, group and mode of the node at `path`:
+/// opened with `O_PATH | O_NOFOLLOW`, checked to be a char device with the
+/// recorded device number, and changed through that descriptor, so a link
+/// or another file put in its place is never touched.
+fn restore_node(path: &Path, rec: &Record) -> std::io::Result<()> {
+    use nix::fcntl::{AtFlags, OFlag, open};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = open(path, flags, Mode::empty())?;
+    let st = fstat(&fd)?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    if !is_char {
+        return Err(std::io::Error::other(
+            "it is not a char device (left alone)",
+        ));
+    }
+    if rec.rdev.is_some_and(|r| r != st.st_rdev) {
+        return Err(std::io::Error::other(
+            "it is another device than the one recorded (left alone)",
+        ));
+    }
+    nix::unistd::fchownat(
+        &fd,
+        "",
+        Some(rec.uid.into()),
+        Some(rec.gid.into()),
+        AtFlags::AT_EMPTY_PATH,
+    )?;
+    // chmod has no AT_EMPTY_PATH form before Linux 6.6 (fchmodat2), and an
+    // O_PATH descriptor refuses fchmod: go through its /proc/self/fd link,
+    // which names this inode whatever happens to the path.
+    let link = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    std::fs::set_permissions(link, std::fs::Permissions::from_mode(rec.mode))
 }

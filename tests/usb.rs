@@ -371,6 +371,49 @@ fn revoke_report_only_reports() {
     assert!(d.log().contains("still has root:dialout 0660 (before the grant: root:root 0600); revoke: report leaves it"), "{}", d.log());
 }
 
+#[test]
+fn a_restore_never_follows_a_link_put_in_place_of_the_node() {
+    let Some((env, d, node_path, _)) = revocation_setup("restore") else {
+        return;
+    };
+    // Someone swaps the node for a link to a file hostbridge must not touch.
+    let decoy = env.tmp.path().join("decoy");
+    fs::write(&decoy, "precious").unwrap();
+    fs::set_permissions(&decoy, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::remove_file(&node_path).unwrap();
+    std::os::unix::fs::symlink(&decoy, &node_path).unwrap();
+    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
+    d.wait_log("revoked 051d:0002:");
+    assert_eq!(perms(&decoy), (0, 0o644), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("failed: it is not a char device (left alone)"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_restore_never_touches_another_device_put_in_place_of_the_node() {
+    let Some((env, d, node_path, dialout)) = revocation_setup("restore") else {
+        return;
+    };
+    // The same path now holds another device (1:3, like /dev/null), with
+    // the granted perms: hostbridge recorded 189:3 and leaves this alone.
+    let (bus, num) = (1, 4);
+    let dev_root = node_path.ancestors().nth(4).unwrap();
+    assert!(node_with(dev_root, bus, num, dialout, 0o660, (1, 3)));
+    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
+    d.wait_log("revoked 051d:0002:");
+    assert_eq!(perms(&node_path), (dialout, 0o660), "{}", d.log());
+    assert!(
+        d.log()
+            .contains("failed: it is another device than the one recorded (left alone)"),
+        "{}",
+        d.log()
+    );
+}
+
 /// Status JSON from the running daemon.
 fn status_json(env: &Env) -> serde_json::Value {
     let out = env.run(&["status", "--json"]);
