@@ -405,10 +405,7 @@ impl Daemon {
             }
         }
         self.run_owed_actions();
-        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
-        {
-            self.ready();
-        }
+        self.ready_if_reconciled();
     }
 
     /// Starts the owed actions of every bridge that no other bridge naming
@@ -455,10 +452,7 @@ impl Daemon {
             self.finish(id, Ok(o.report));
         }
         self.run_owed_actions();
-        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
-        {
-            self.ready();
-        }
+        self.ready_if_reconciled();
     }
 
     /// Logs a completed sync (files and actions) and records it in the status.
@@ -604,7 +598,8 @@ impl Daemon {
                 Some(i) if old[i].bridge == *b => kept.push(old.remove(i)),
                 Some(i) => {
                     info!("{}: config changed; restarting the bridge", b.name);
-                    stop_bridge(old.remove(i));
+                    let gone = old.remove(i);
+                    self.stop_bridge(gone);
                     to_add.push(b.clone());
                 }
                 None => {
@@ -618,7 +613,7 @@ impl Daemon {
                 "{}: bridge removed from the config; installed files are left in place",
                 gone.bridge.name
             );
-            stop_bridge(gone);
+            self.stop_bridge(gone);
         }
         self.bridges = kept;
         self.config = Arc::new(new);
@@ -634,7 +629,29 @@ impl Daemon {
             .sort_by_key(|b| order.iter().position(|n| *n == b.bridge.name));
         info!("{why}: config reloaded: {} bridges", self.bridges.len());
         notify::ready(&self.status_line());
+        // A stopped bridge may have been what owed actions were waiting for.
+        self.run_owed_actions();
+        self.ready_if_reconciled();
         Ok(())
+    }
+
+    /// Cancels a bridge's sync (if any), drops its owed actions (a replaced
+    /// bridge's manifest still owes them and its restart runs them) and
+    /// drops its watch.
+    fn stop_bridge(&mut self, b: BridgeRt) {
+        if let Some(t) = &b.sync_task {
+            t.abort(); // its completion never arrives
+            self.running = self.running.saturating_sub(1);
+        }
+        self.owed.retain(|(id, _)| *id != b.id);
+    }
+
+    /// Sends READY=1 once the startup reconcile (syncs and actions) is done.
+    fn ready_if_reconciled(&mut self) {
+        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
+        {
+            self.ready();
+        }
     }
 
     fn write_metrics(&self) {
@@ -683,13 +700,6 @@ impl Daemon {
             .await;
         }
         info!("stopped");
-    }
-}
-
-/// Cancels a bridge's sync (if any) and drops its watch.
-fn stop_bridge(b: BridgeRt) {
-    if let Some(t) = &b.sync_task {
-        t.abort();
     }
 }
 

@@ -220,6 +220,66 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
 }
 
 #[test]
+fn removing_the_bridge_an_action_waits_for_lets_it_run_at_once() {
+    let env = Env::new("");
+    let runs = env.tmp.path().join("runs.log");
+    let (src_b, dest_b) = (
+        env.tmp.path().join("export-b"),
+        env.tmp.path().join("dest-b"),
+    );
+    let then = format!(
+        "    then:\n      - exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_CHANGED\" >> {}'] }}\n",
+        runs.display()
+    );
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    let second = format!(
+        "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n    settle: {{ quiet: 50ms }}\n{then}",
+        src_b.display(),
+        dest_b.display()
+    );
+    // `test` collects changes for an hour: `second`'s action waits for it.
+    fs::write(
+        &env.config,
+        format!("{cfg}    settle: {{ quiet: 1h, max_wait: 2h }}\n{then}{second}"),
+    )
+    .unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    fs::create_dir_all(&src_b).unwrap();
+    let mut d = env.start();
+    fs::write(env.src.join("a.pem"), "a\n").unwrap();
+    wait_for(
+        "test is collecting",
+        || {
+            let out = env.run(&["status", "--json"]);
+            let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            !st["bridges"][0]["pending"].is_null()
+        },
+        || d.log(),
+    );
+    fs::write(src_b.join("b.pem"), "b\n").unwrap();
+    // `second` installed its file; its action is owed until `test` settles.
+    wait_for(
+        "b.pem installed",
+        || dest_b.join("b.pem").exists(),
+        || d.log(),
+    );
+    assert_eq!(env.run(&["status"]).status.code(), Some(0));
+    assert!(!runs.exists(), "the action waits for `test`");
+    // Drop `test` from the config: nothing is left to wait for.
+    let (head, _) = cfg.split_once("  - name: test\n").unwrap();
+    fs::write(&env.config, format!("{head}{second}")).unwrap();
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        "second's action",
+        || fs::read_to_string(&runs).is_ok_and(|r| r == "second: b.pem\n"),
+        || d.log(),
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
 fn unit_and_container_targets_call_systemctl_and_podman() {
     // systemd and podman do not run on test machines: recording stand-ins
     // (mocks, on purpose) show the exact commands hostbridge runs.
