@@ -52,6 +52,9 @@ struct BridgeRt {
     /// Whether "changed during sync" was already logged for this sync.
     told_dirty: bool,
     reader: JoinHandle<()>,
+    /// The reader ended on a read error: the watch is rebuilt on a fresh
+    /// inotify instance before it is placed again.
+    reader_dead: bool,
     sync_task: Option<JoinHandle<()>>,
     status: status::Bridge,
     /// A USB re-check of this bridge is running.
@@ -166,9 +169,8 @@ impl Daemon {
     fn add_bridge(&mut self, b: Bridge) {
         let id = self.next_id;
         self.next_id += 1;
-        let made = watch::new_instance().and_then(|i| i.into_event_stream([0u8; 8192]));
-        let stream = match made {
-            Ok(s) => s,
+        let (watch, reader) = match self.open_watch(id, &b) {
+            Ok(w) => w,
             Err(e) => {
                 error!(
                     "{}: cannot set up inotify: {e}; this bridge is not watched",
@@ -177,8 +179,6 @@ impl Daemon {
                 return;
             }
         };
-        let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
-        let reader = tokio::spawn(read_events(id, stream, self.events_tx.clone()));
         let status = status::Bridge {
             name: b.name.clone(),
             source: b.source.display().to_string(),
@@ -201,6 +201,7 @@ impl Daemon {
             batch: None,
             told_dirty: false,
             reader,
+            reader_dead: false,
             sync_task: None,
             status,
             usb_checking: false,
@@ -218,6 +219,19 @@ impl Daemon {
                 ..SyncOptions::default()
             },
         );
+    }
+
+    /// A fresh inotify instance for bridge `id`, its watch (not placed yet)
+    /// and the task reading its events.
+    fn open_watch(
+        &self,
+        id: BridgeId,
+        b: &Bridge,
+    ) -> std::io::Result<(SourceWatch, JoinHandle<()>)> {
+        let stream = watch::new_instance()?.into_event_stream([0u8; 8192])?;
+        let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
+        let reader = tokio::spawn(read_events(id, stream, self.events_tx.clone()));
+        Ok((watch, reader))
     }
 
     fn find(&mut self, id: BridgeId) -> Option<&mut BridgeRt> {
@@ -287,9 +301,12 @@ impl Daemon {
             Msg::ReadFailed(id, e) => {
                 let Some(rt) = self.find(id) else { return };
                 error!(
-                    "{}: reading inotify events failed: {e}; retrying the watch",
-                    rt.bridge.name
+                    "{}: reading inotify events failed: {e}; setting the watch up again in {}s",
+                    rt.bridge.name,
+                    WATCH_RETRY.as_secs()
                 );
+                rt.reader_dead = true;
+                rt.status.watching = format!("error: reading inotify events failed: {e}");
                 rt.retry_at = Some(now + WATCH_RETRY);
             }
         }
@@ -311,6 +328,29 @@ impl Daemon {
 
     /// Re-places the watch of bridge `id`; on failure, schedules a retry.
     fn rewatch(&mut self, id: BridgeId, now: Instant) {
+        if self.find(id).is_some_and(|b| b.reader_dead) {
+            let Some(b) = self.bridges.iter().find(|b| b.id == id) else {
+                return;
+            };
+            match self.open_watch(id, &b.bridge) {
+                Ok((watch, reader)) => {
+                    let Some(b) = self.find(id) else { return };
+                    b.reader.abort();
+                    (b.watch, b.reader, b.reader_dead) = (watch, reader, false);
+                }
+                Err(e) => {
+                    let Some(b) = self.find(id) else { return };
+                    error!(
+                        "{}: cannot set up inotify: {e}; retrying in {}s",
+                        b.bridge.name,
+                        WATCH_RETRY.as_secs()
+                    );
+                    b.status.watching = format!("error: {e}");
+                    b.retry_at = Some(now + WATCH_RETRY);
+                    return;
+                }
+            }
+        }
         let Some(b) = self.find(id) else { return };
         let name = &b.bridge.name;
         match b.watch.resolve() {
