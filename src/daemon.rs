@@ -59,9 +59,9 @@ struct BridgeRt {
     status: status::Bridge,
     /// A USB re-check of this bridge is running.
     usb_checking: bool,
-    /// A hotplug event that arrived while the bridge was busy; re-checked
-    /// once it is done.
-    usb_owed: Option<crate::core::usb::UsbEvent>,
+    /// Hotplug events that arrived while the bridge was busy, in order and
+    /// without repeats; one re-check covers them once it is done.
+    usb_owed: Vec<crate::core::usb::UsbEvent>,
 }
 
 impl Drop for BridgeRt {
@@ -205,7 +205,7 @@ impl Daemon {
             sync_task: None,
             status,
             usb_checking: false,
-            usb_owed: None,
+            usb_owed: Vec::new(),
         });
         let now = Instant::now();
         self.rewatch(id, now);

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Env;
+use common::{Env, wait_for};
 
 fn nut_rules() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -425,7 +425,10 @@ fn status_json(env: &Env) -> serde_json::Value {
 /// over fake sysfs and /dev trees and a udev run dir (with no `control`
 /// socket yet): the env, sysfs root, dev root, udev run dir.
 fn hotplug_env() -> (Env, PathBuf, PathBuf, PathBuf) {
-    let env = Env::new("");
+    hotplug_env_from(Env::new(""))
+}
+
+fn hotplug_env_from(env: Env) -> (Env, PathBuf, PathBuf, PathBuf) {
     let root = env.tmp.path();
     let (sys, dev, udev_run) = (root.join("sys"), root.join("dev"), root.join("run-udev"));
     fs::create_dir_all(&udev_run).unwrap();
@@ -629,11 +632,11 @@ mod fake_udevd {
     }
 }
 
-#[test]
-fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
+/// Whether the fake-udevd hotplug tests can run here (root and unshare).
+fn can_fake_udevd() -> bool {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP hotplug: needs root (a private network namespace, device nodes)");
-        return;
+        return false;
     }
     if Command::new("unshare").arg("--version").output().is_err() {
         assert!(
@@ -641,6 +644,14 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
             "CI must have unshare (util-linux)"
         );
         eprintln!("SKIP hotplug: no unshare (util-linux)");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
+    if !can_fake_udevd() {
         return;
     }
     let (env, sys, dev, udev_run) = hotplug_env();
@@ -693,7 +704,7 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     // A keyboard no rule lists: checked, but neither recorded nor logged.
     usb_device(&sys, "1-2", "046d", "c31c", 1, 5, "USB Keyboard");
     fake_udevd::send(d.pid(), "add", 1003, 1, 5, "46d/c31c/110", &[]);
-    d.wait_log("USB add 001:005 (Some(\"046d:c31c\")) does not concern this bridge");
+    d.wait_log("USB add 001:005 does not concern this bridge");
 
     // Unplugged: the device is gone from sysfs, then "remove" arrives.
     fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
@@ -703,4 +714,39 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     assert_eq!(usb["trigger"], "hotplug remove 001:004", "{usb:#}");
     assert_eq!(usb["devices"], serde_json::json!([]), "{usb:#}");
     assert!(!d.log().contains("test: USB add 001:005:"), "{}", d.log());
+}
+
+#[test]
+fn hotplug_events_during_a_sync_are_each_rechecked_after_it() {
+    if !can_fake_udevd() {
+        return;
+    }
+    // The startup sync installs the rule and blocks in `udevadm control`.
+    let (env, sys, dev, udev_run) = hotplug_env_from(Env::new("").with_gate());
+    let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    for (name, num) in [("1-1", 4), ("1-2", 6)] {
+        usb_device(&sys, name, "051d", "0002", 1, num, "Back-UPS ES 700");
+        if !node(&dev, 1, num, dialout, 0o660) {
+            return;
+        }
+    }
+    let d = env.spawn_daemon_via(&["unshare", "--net"], &[]);
+    let gate_used = env.tmp.path().join("gate.used");
+    wait_for("the sync at the gate", || gate_used.exists(), || d.log());
+    // Two UPSes plugged in while the bridge syncs: both are owed.
+    fake_udevd::send(d.pid(), "add", 2001, 1, 4, "51d/2/100", &[]);
+    fake_udevd::send(d.pid(), "add", 2002, 1, 6, "51d/2/100", &[]);
+    env.open_gate();
+    d.wait_log("test: USB add 001:004: 051d:0002 ok");
+    d.wait_log("test: USB add 001:006: 051d:0002 ok");
+    let usb = &status_json(&env)["bridges"][0]["usb"];
+    assert_eq!(
+        usb["trigger"], "hotplug add 001:004, add 001:006",
+        "one re-check for both: {usb:#}"
+    );
 }

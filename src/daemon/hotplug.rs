@@ -4,8 +4,9 @@
 //! `host::hotplug`, the check from `usb_check`, the decisions from
 //! `core::usb::event_concerns`.
 //!
-//! Re-checks of one bridge never overlap: an event during a re-check, or
-//! while the bridge syncs, is owed and checked once the bridge is free. A
+//! Re-checks of one bridge never overlap: events during a re-check, or
+//! while the bridge syncs, are owed (all of them, each once) and one
+//! re-check covers them once the bridge is free. A
 //! synthetic event (`SYNTH_UUID`, made by `udevadm trigger`) during a sync
 //! is the echo of the bridge's own `udev-trigger` or revocation, whose
 //! effect its `usb-check` action (run after `udevadm settle`) already sees,
@@ -25,9 +26,9 @@ use crate::host::clock::unix_now;
 use crate::host::{hotplug as host, notify};
 use crate::usb_check::{self, UsbReport};
 
-/// A finished re-check: the bridge, the event, the expected VID:PIDs and
-/// the result.
-pub(super) type Checked = (BridgeId, UsbEvent, Vec<String>, Result<UsbReport>);
+/// A finished re-check: the bridge, the events it covers, the expected
+/// VID:PIDs and the result.
+pub(super) type Checked = (BridgeId, Vec<UsbEvent>, Vec<String>, Result<UsbReport>);
 
 /// The daemon's hotplug state.
 pub(super) struct Hotplug {
@@ -151,18 +152,18 @@ impl Daemon {
                             ev.label()
                         );
                     } else {
-                        b.usb_owed = Some(ev.clone());
+                        owe(&mut b.usb_owed, vec![ev.clone()]);
                     }
                     continue;
                 }
-                self.start_usb_check(id, ev.clone());
+                self.start_usb_check(id, vec![ev.clone()]);
             }
         }
     }
 
-    /// Re-checks bridge `id` for event `ev`, unless one is running (then
-    /// the event is owed).
-    fn start_usb_check(&mut self, id: BridgeId, ev: UsbEvent) {
+    /// Re-checks bridge `id` for events `evs`, unless one is running (then
+    /// they are owed).
+    fn start_usb_check(&mut self, id: BridgeId, evs: Vec<UsbEvent>) {
         let config = Arc::clone(&self.config);
         let tx = self.hotplug.done_tx.clone();
         let Some(b) = self.find(id) else { return };
@@ -170,13 +171,13 @@ impl Daemon {
             return;
         };
         if b.usb_checking {
-            b.usb_owed = Some(ev);
+            owe(&mut b.usb_owed, evs);
             return;
         }
         b.usb_checking = true;
         tokio::task::spawn_blocking(move || {
             let res = usb_check::check(&config, &user, &expect, probe);
-            let _ = tx.send((id, ev, expect, res));
+            let _ = tx.send((id, evs, expect, res));
         });
     }
 
@@ -187,46 +188,62 @@ impl Daemon {
         if b.settle.is_syncing() || owed || b.usb_checking {
             return;
         }
-        if let Some(ev) = b.usb_owed.take() {
-            self.start_usb_check(id, ev);
+        if !b.usb_owed.is_empty() {
+            let evs = std::mem::take(&mut b.usb_owed);
+            self.start_usb_check(id, evs);
         }
     }
 
-    /// Records a finished re-check if the event concerns the bridge.
-    pub(super) fn on_usb_checked(&mut self, (id, ev, expect, res): Checked) {
+    /// Records a finished re-check if one of its events concerns the bridge.
+    pub(super) fn on_usb_checked(&mut self, (id, evs, expect, res): Checked) {
         let Some(b) = self.find(id) else { return };
         b.usb_checking = false;
         let name = b.bridge.name.clone();
+        let labels = evs
+            .iter()
+            .map(UsbEvent::label)
+            .collect::<Vec<_>>()
+            .join(", ");
         match res {
             Err(e) => error!(
                 bridge = name,
-                "{name}: USB re-check after {} failed: {e:#}",
-                ev.label()
+                "{name}: USB re-check after {labels} failed: {e:#}"
             ),
             Ok(report) => {
-                let new = report.to_status(&expect, &format!("hotplug {}", ev.label()), unix_now());
+                let new = report.to_status(&expect, &format!("hotplug {labels}"), unix_now());
                 let listed = |u: Option<&Usb>| -> Vec<String> {
                     u.map(|u| u.devices.iter().map(|d| d.bus_dev.clone()).collect())
                         .unwrap_or_default()
                 };
                 let (before, after) = (listed(b.status.usb.as_ref()), listed(Some(&new)));
-                if event_concerns(&ev, &expect, &before, &after) {
-                    log_recheck(&name, &ev, &new);
+                let concerning: Vec<&UsbEvent> = evs
+                    .iter()
+                    .filter(|ev| event_concerns(ev, &expect, &before, &after))
+                    .collect();
+                if concerning.is_empty() {
+                    debug!("{name}: USB {labels} does not concern this bridge");
+                } else {
+                    for ev in concerning {
+                        log_recheck(&name, ev, &new);
+                    }
                     b.status.usb = Some(new);
                     if !self.starting {
                         notify::status(&self.status_line());
                     }
                     self.write_metrics();
-                } else {
-                    debug!(
-                        "{name}: USB {} ({:?}) does not concern this bridge",
-                        ev.label(),
-                        ev.id
-                    );
                 }
             }
         }
         self.run_owed_usb_check(id);
+    }
+}
+
+/// Adds `evs` to the owed events, each once, keeping their order.
+fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
+    for ev in evs {
+        if !owed.contains(&ev) {
+            owed.push(ev);
+        }
     }
 }
 
