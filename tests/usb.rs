@@ -600,6 +600,21 @@ mod fake_udevd {
         product: &str,
         extra: &[&str],
     ) {
+        send_times(pid, 1, action, seqnum, bus, dev, product, extra);
+    }
+
+    /// [`send`], `times` times over (a flood).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_times(
+        pid: nix::unistd::Pid,
+        times: usize,
+        action: &str,
+        seqnum: u64,
+        bus: u32,
+        dev: u32,
+        product: &str,
+        extra: &[&str],
+    ) {
         let mut msg = message(action, seqnum, bus, dev, product);
         for p in extra {
             msg.extend_from_slice(p.as_bytes());
@@ -619,13 +634,15 @@ mod fake_udevd {
             )
             .unwrap();
             // Group 2 is udevd's ("udev"); group 1 would be the kernel's.
-            sendto(
-                fd.as_raw_fd(),
-                &msg,
-                &NetlinkAddr::new(0, 2),
-                MsgFlags::empty(),
-            )
-            .unwrap();
+            for _ in 0..times {
+                sendto(
+                    fd.as_raw_fd(),
+                    &msg,
+                    &NetlinkAddr::new(0, 2),
+                    MsgFlags::empty(),
+                )
+                .unwrap();
+            }
         })
         .join()
         .unwrap();
@@ -749,4 +766,45 @@ fn hotplug_events_during_a_sync_are_each_rechecked_after_it() {
         usb["trigger"], "hotplug add 001:004, add 001:006",
         "one re-check for both: {usb:#}"
     );
+}
+
+#[test]
+fn lost_udev_events_are_said_and_every_device_is_rechecked() {
+    if !can_fake_udevd() {
+        return;
+    }
+    let (env, sys, dev, udev_run) = hotplug_env();
+    let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    if !node(&dev, 1, 4, dialout, 0o660) {
+        return;
+    }
+    let mut d = env.spawn_daemon_via(&["unshare", "--net"], &[]);
+    d.wait_log("ready:");
+    // The daemon is stopped while a flood arrives: its monitor's receive
+    // buffer overflows and the kernel drops events (ENOBUFS).
+    use nix::sys::signal::{Signal, kill};
+    kill(d.pid(), Signal::SIGSTOP).unwrap();
+    fake_udevd::send_times(d.pid(), 400_000, "change", 3000, 1, 5, "46d/c31c/110", &[]);
+    kill(d.pid(), Signal::SIGCONT).unwrap();
+    d.wait_log("udev events were lost (the monitor's receive buffer overflowed); re-checking every USB device");
+    d.wait_log("test: USB lost events: every device re-checked; all: 051d:0002 ok");
+    assert_eq!(status_json(&env)["daemon"]["hotplug"], "on", "{}", d.log());
+    // The monitor still works afterwards. Until the daemon has read the
+    // rest of the flood its buffer is full and drops new events: resend.
+    let pid = d.pid();
+    wait_for(
+        "an add after the flood",
+        || {
+            fake_udevd::send(pid, "add", 9001, 1, 4, "51d/2/100", &[]);
+            d.log().contains("test: USB add 001:004: 051d:0002 ok")
+        },
+        || d.log(),
+    );
+    assert!(d.stop().success());
 }

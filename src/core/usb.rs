@@ -252,7 +252,27 @@ pub struct UsbEvent {
     pub synthetic: bool,
 }
 
+/// The action of [`UsbEvent::lost`].
+const LOST: &str = "lost";
+
 impl UsbEvent {
+    /// Not a device event: the monitor's socket overflowed and events were
+    /// dropped, so every device must be looked at again.
+    pub fn lost() -> UsbEvent {
+        UsbEvent {
+            action: LOST.into(),
+            busnum: 0,
+            devnum: 0,
+            id: None,
+            synthetic: false,
+        }
+    }
+
+    /// Whether this is [`UsbEvent::lost`].
+    pub fn is_lost(&self) -> bool {
+        self.action == LOST
+    }
+
     /// `BBB:DDD`, as the status model shows devices.
     pub fn bus_dev(&self) -> String {
         format!("{:03}:{:03}", self.busnum, self.devnum)
@@ -260,13 +280,16 @@ impl UsbEvent {
 
     /// "add 001:003", for the status trigger and logs.
     pub fn label(&self) -> String {
+        if self.is_lost() {
+            return "lost events".into();
+        }
         format!("{} {}", self.action, self.bus_dev())
     }
 
     /// Whether a re-check is worth running: devices appearing, changing or
     /// going away; not driver bind/unbind, which follow an add.
     pub fn wants_check(&self) -> bool {
-        matches!(self.action.as_str(), "add" | "change" | "remove")
+        matches!(self.action.as_str(), "add" | "change" | "remove" | LOST)
     }
 }
 
@@ -279,8 +302,9 @@ pub fn product_id(product: &str) -> Option<String> {
     Some(format!("{vid:04x}:{pid:04x}"))
 }
 
-/// Whether a hotplug event concerns a bridge's USB check: its device is
-/// expected, or was or now is listed by the check (a rule grants it).
+/// Whether a hotplug event concerns a bridge's USB check: events were lost,
+/// or its device is expected, or was or now is listed by the check (a rule
+/// grants it).
 /// `before` and `after` are the `BBB:DDD` of the devices listed.
 pub fn event_concerns(
     ev: &UsbEvent,
@@ -289,7 +313,8 @@ pub fn event_concerns(
     after: &[String],
 ) -> bool {
     let bus_dev = ev.bus_dev();
-    ev.id.as_ref().is_some_and(|id| expect.contains(id))
+    ev.is_lost()
+        || ev.id.as_ref().is_some_and(|id| expect.contains(id))
         || before.contains(&bus_dev)
         || after.contains(&bus_dev)
 }
@@ -377,6 +402,11 @@ mod tests {
             &["001:004".into()],
             &none
         ));
+        // Lost events: every bridge looks at every device again.
+        let lost = UsbEvent::lost();
+        assert!(lost.wants_check() && lost.is_lost() && !add.is_lost());
+        assert_eq!(lost.label(), "lost events");
+        assert!(event_concerns(&lost, &[], &none, &none));
     }
 
     #[test]

@@ -134,6 +134,11 @@ impl Daemon {
 
     fn on_usb_events(&mut self, events: Vec<UsbEvent>) {
         for ev in events.into_iter().filter(UsbEvent::wants_check) {
+            if ev.is_lost() {
+                warn!(
+                    "udev events were lost (the monitor's receive buffer overflowed); re-checking every USB device"
+                );
+            }
             debug!("udev: USB {} {:?}", ev.label(), ev.id);
             let ids: Vec<BridgeId> = self
                 .bridges
@@ -252,6 +257,7 @@ fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
 fn log_recheck(name: &str, ev: &UsbEvent, u: &Usb) {
     let bus_dev = ev.bus_dev();
     let what = match u.devices.iter().find(|d| d.bus_dev == bus_dev) {
+        _ if ev.is_lost() => "every device re-checked".into(),
         Some(d) => match &d.reason {
             Some(r) => format!("{} {}: {r}", d.id, d.verdict),
             None => format!("{} {}", d.id, d.verdict),

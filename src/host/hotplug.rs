@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{getsockopt, sockopt};
 use tokio::sync::mpsc;
 
 use crate::core::usb::{UsbEvent, product_id};
@@ -117,10 +118,32 @@ fn listen(
             }
             Ok(_) => {}
         }
-        let bad = PollFlags::POLLERR | PollFlags::POLLNVAL | PollFlags::POLLHUP;
-        if fds[0].revents().is_some_and(|r| r.intersects(bad)) {
+        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+        if revents.intersects(PollFlags::POLLNVAL | PollFlags::POLLHUP) {
             let _ = tx.send(Err("the udev monitor socket failed".into()));
             return;
+        }
+        if revents.contains(PollFlags::POLLERR) {
+            // Reading the pending error clears it. ENOBUFS: the receive
+            // buffer overflowed and events were dropped, which a burst of
+            // plug-ins can cause; the socket itself is fine.
+            match getsockopt(fd, sockopt::SocketError) {
+                Ok(e) if e == Errno::ENOBUFS as i32 => {
+                    if tx.send(Ok(UsbEvent::lost())).is_err() {
+                        return;
+                    }
+                }
+                Ok(0) => {}
+                Ok(e) => {
+                    let e = Errno::from_raw(e);
+                    let _ = tx.send(Err(format!("the udev monitor socket failed: {e}")));
+                    return;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("the udev monitor socket failed: {e}")));
+                    return;
+                }
+            }
         }
         let Ok(sock) = sock.lock() else { return };
         for ev in drain(&sock) {
@@ -132,9 +155,17 @@ fn listen(
 }
 
 /// Reads every queued event; returns when none is left (the socket is
-/// non-blocking and libudev skips messages that fail the filter).
+/// non-blocking and libudev skips messages that fail the filter). If the
+/// read that ended it failed with ENOBUFS, the receive buffer overflowed
+/// meanwhile: [`UsbEvent::lost`] comes last.
 fn drain(sock: &udev::MonitorSocket) -> Vec<UsbEvent> {
-    sock.iter().filter_map(|ev| to_event(&ev)).collect()
+    Errno::clear();
+    let mut events: Vec<UsbEvent> = sock.iter().filter_map(|ev| to_event(&ev)).collect();
+    // libudev returns NULL with errno set (EAGAIN when the queue is empty).
+    if Errno::last() == Errno::ENOBUFS {
+        events.push(UsbEvent::lost());
+    }
+    events
 }
 
 fn to_event(ev: &udev::Event) -> Option<UsbEvent> {
