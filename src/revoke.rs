@@ -83,7 +83,7 @@ fn save(config: &Config, records: &BTreeMap<String, Record>) -> Result<()> {
 
 /// Before new rules of `bridge` take effect: records the node state of every
 /// present device they grant that is not recorded yet. The caller holds the
-/// state lock.
+/// state lock (a per-file `flock`: taking it again here would deadlock).
 pub fn record(
     config: &Config,
     bridge: &str,
@@ -168,6 +168,9 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
     tokio::task::spawn_blocking(move || {
         let _lock = StateDir::new(&config.state_dir).lock()?;
         let mut records = load(&config);
+        // Rules installed meanwhile (another bridge's sync, or one by hand)
+        // may grant the device again: decide on what is installed now.
+        let files = installed_rules(&config, None)?;
         let mut notes = Vec::new();
         for (k, rec, dev) in todo {
             // Handled meanwhile (a `hostbridge sync` by hand), or re-recorded.
@@ -175,6 +178,9 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
                 continue;
             }
             if let Some(dev) = dev {
+                if !grant_for(&files, &dev).rules.is_empty() {
+                    continue; // granted again: the record stays
+                }
                 notes.push(revoke_one(&config, &dev, &rec, restore));
             }
             records.remove(&k);
@@ -257,6 +263,12 @@ fn restore_node(path: &Path, rec: &Record) -> std::io::Result<()> {
             "it is another device than the one recorded (left alone)",
         ));
     }
+    // chmod has no AT_EMPTY_PATH form before Linux 6.6 (fchmodat2), and an
+    // O_PATH descriptor refuses fchmod: go through its /proc/self/fd link,
+    // which names this inode whatever happens to the path. First, so that
+    // without /proc nothing is changed at all.
+    let link = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    std::fs::set_permissions(link, std::fs::Permissions::from_mode(rec.mode))?;
     nix::unistd::fchownat(
         &fd,
         "",
@@ -264,9 +276,5 @@ fn restore_node(path: &Path, rec: &Record) -> std::io::Result<()> {
         Some(rec.gid.into()),
         AtFlags::AT_EMPTY_PATH,
     )?;
-    // chmod has no AT_EMPTY_PATH form before Linux 6.6 (fchmodat2), and an
-    // O_PATH descriptor refuses fchmod: go through its /proc/self/fd link,
-    // which names this inode whatever happens to the path.
-    let link = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    std::fs::set_permissions(link, std::fs::Permissions::from_mode(rec.mode))
+    Ok(())
 }
