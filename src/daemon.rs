@@ -421,9 +421,14 @@ impl Daemon {
     }
 
     fn on_sync_done(&mut self, id: BridgeId, res: Result<(SyncReport, Manifest)>) {
-        self.running = self.running.saturating_sub(1);
+        // A stopped bridge's sync was counted off when it was stopped (its
+        // completion may still have been queued).
+        if let Some(b) = self.find(id)
+            && b.sync_task.take().is_some()
+        {
+            self.running = self.running.saturating_sub(1);
+        }
         if let Some(b) = self.find(id) {
-            b.sync_task = None;
             // The bridge stays "syncing" until its actions ran: events
             // meanwhile mark it dirty and open a window once it is done.
             match res {
