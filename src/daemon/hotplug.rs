@@ -243,12 +243,13 @@ impl Daemon {
     }
 }
 
-/// Adds `evs` to the owed events, each once, keeping their order.
+/// Adds `evs` to the owed events, each once: a repeat moves to the end,
+/// so the order is that of their last occurrence (add, remove, add of one
+/// device is owed as remove, add).
 fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
     for ev in evs {
-        if !owed.contains(&ev) {
-            owed.push(ev);
-        }
+        owed.retain(|o| *o != ev);
+        owed.push(ev);
     }
 }
 

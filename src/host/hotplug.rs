@@ -39,6 +39,8 @@ pub fn udevd_missing(run_dir: &Path) -> Option<String> {
 pub struct Monitor {
     sock: Arc<Mutex<udev::MonitorSocket>>,
     rx: mpsc::UnboundedReceiver<Result<UsbEvent, String>>,
+    /// The thread's error, once taken off the channel behind events.
+    failed: Option<String>,
 }
 
 impl Monitor {
@@ -68,20 +70,25 @@ impl Monitor {
             .name("udev-monitor".into())
             .spawn(move || listen(&fd, &shared, &tx))
             .map_err(|e| format!("cannot start the udev monitor thread: {e}"))?;
-        Ok(Monitor { sock, rx })
+        Ok(Monitor {
+            sock,
+            rx,
+            failed: None,
+        })
     }
 
     /// The next events, or an error after which the monitor is dead.
     pub async fn recv(&mut self) -> Result<Vec<UsbEvent>, String> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let first = self
             .rx
             .recv()
             .await
             .unwrap_or_else(|| Err("the udev monitor thread ended".into()))?;
         let mut events = vec![first];
-        while let Ok(Ok(ev)) = self.rx.try_recv() {
-            events.push(ev);
-        }
+        self.take_queued(&mut events);
         Ok(events)
     }
 
@@ -89,15 +96,26 @@ impl Monitor {
     /// passed on and those still in the socket. The thread sends under the
     /// lock, so once we hold it nothing received is in flight.
     pub fn drain_now(&mut self) -> Vec<UsbEvent> {
-        let Ok(sock) = self.sock.lock() else {
+        let shared = Arc::clone(&self.sock);
+        let Ok(sock) = shared.lock() else {
             return Vec::new();
         };
         let mut events = Vec::new();
-        while let Ok(Ok(ev)) = self.rx.try_recv() {
-            events.push(ev);
-        }
+        self.take_queued(&mut events);
         events.extend(drain(&sock));
         events
+    }
+
+    /// Moves the events the thread has queued into `events`. The thread's
+    /// error (its last word) is kept for the next [`Monitor::recv`], after
+    /// the events received before it.
+    fn take_queued(&mut self, events: &mut Vec<UsbEvent>) {
+        while let Ok(next) = self.rx.try_recv() {
+            match next {
+                Ok(ev) => events.push(ev),
+                Err(e) => self.failed = Some(e),
+            }
+        }
     }
 }
 
