@@ -206,36 +206,43 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
         if live.is_empty() {
             continue;
         }
-        let ctx = actions::ActionCtx {
-            udevadm: config.udevadm.clone(),
-            systemctl: config.systemctl.clone(),
-            podman: config.podman.clone(),
-            proc_root: config.proc_root.clone(),
-            bridge: live
-                .iter()
-                .map(|&i| owed[i].bridge.name.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            changed: live
-                .iter()
-                .flat_map(|&i| owed[i].report.changed_names())
-                .collect(),
-            config: std::sync::Arc::new(config.clone()),
-        };
-        let outcome = actions::run_all(std::slice::from_ref(&action), &ctx)
-            .await
-            .remove(0);
+        let who: Vec<&Owed> = live.iter().map(|&i| &owed[i]).collect();
+        let outcome = run_one(config, &action, &who).await;
         for &i in &live {
             failed[i] |= outcome.result.is_err();
             owed[i].report.actions.push(outcome.clone());
         }
     }
     for o in owed.iter_mut() {
-        if let Some(checks) = &o.bridge.rules {
-            match crate::revoke::revoke(config, &o.bridge, checks.revoke_restore).await {
-                Ok(notes) => o.report.notes.extend(notes),
-                Err(e) => o.report.errors.push(format!("revoking grants: {e:#}")),
+        let Some(checks) = &o.bridge.rules else {
+            continue;
+        };
+        match crate::revoke::revoke(config, &o.bridge, checks.revoke_restore).await {
+            Ok(notes) if notes.is_empty() => {}
+            Ok(notes) => {
+                o.report.notes.extend(notes);
+                // The usb-check ran before the revocation: check again so
+                // the status shows the nodes as they are now.
+                let check = o
+                    .bridge
+                    .then
+                    .iter()
+                    .find(|a| matches!(a, Action::UsbCheck { .. }));
+                let ran = o.report.actions.iter().any(|a| a.usb.is_some());
+                if let Some(action) = check.filter(|_| ran) {
+                    let outcome = run_one(config, action, &[&*o]).await;
+                    match o
+                        .report
+                        .actions
+                        .iter_mut()
+                        .find(|a| a.action == outcome.action)
+                    {
+                        Some(a) => *a = outcome,
+                        None => o.report.actions.push(outcome),
+                    }
+                }
             }
+            Err(e) => o.report.errors.push(format!("revoking grants: {e:#}")),
         }
     }
     let state = StateDir::new(&config.state_dir);
@@ -250,6 +257,27 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `action` once for the bridges `who` (their names and changed files
+/// in its environment).
+async fn run_one(config: &Config, action: &Action, who: &[&Owed]) -> actions::ActionOutcome {
+    let ctx = actions::ActionCtx {
+        udevadm: config.udevadm.clone(),
+        systemctl: config.systemctl.clone(),
+        podman: config.podman.clone(),
+        proc_root: config.proc_root.clone(),
+        bridge: who
+            .iter()
+            .map(|o| o.bridge.name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        changed: who.iter().flat_map(|o| o.report.changed_names()).collect(),
+        config: std::sync::Arc::new(config.clone()),
+    };
+    actions::run_all(std::slice::from_ref(action), &ctx)
+        .await
+        .remove(0)
 }
 
 impl SyncReport {

@@ -300,6 +300,11 @@ fn the_probe_really_opens_as_the_user() {
 /// A daemon whose bridge grants 051d:0002 to dialout; returns the env, the
 /// daemon, the node path and dialout's gid.
 fn revocation_setup(revoke: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
+    revocation_setup_then(revoke, "")
+}
+
+/// [`revocation_setup`] with more `then:` actions after `udev-reload`.
+fn revocation_setup_then(revoke: &str, then: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP revocation: needs root for device nodes");
         return None;
@@ -317,7 +322,7 @@ fn revocation_setup(revoke: &str) -> Option<(Env, common::Daemon, PathBuf, u32)>
     let cfg = fs::read_to_string(&env.config).unwrap();
     fs::write(
         &env.config,
-        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    revoke: {revoke}\n    then:\n      - udev-reload\n", sys.display(), dev.display()),
+        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    revoke: {revoke}\n    then:\n      - udev-reload\n{then}", sys.display(), dev.display()),
     )
     .unwrap();
     env.put("62-ups.rules", "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n");
@@ -358,6 +363,24 @@ fn a_removed_rule_has_its_grant_restored() {
     );
     let out = env.run(&["status", "--json"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 051d:0002: restored"));
+}
+
+#[test]
+fn after_a_restore_the_usb_status_shows_the_restored_node() {
+    let then = "      - usb-check: { user: root, expect: [\"051d:0002\"] }\n";
+    let Some((env, d, _, _)) = revocation_setup_then("restore", then) else {
+        return;
+    };
+    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
+    d.wait_log("revoked 051d:0002: restored");
+    wait_for(
+        "the revocation's sync in the status",
+        || status_json(&env)["bridges"][0]["last_sync"]["trigger"] != "startup reconcile",
+        || d.log(),
+    );
+    let usb = &status_json(&env)["bridges"][0]["usb"];
+    assert_eq!(usb["devices"][0]["node"], "root:root 0600", "{usb:#}");
+    assert_eq!(usb["devices"][0]["verdict"], "no-rule-matches", "{usb:#}");
 }
 
 #[test]
