@@ -800,6 +800,9 @@ async fn read_events(
             return;
         }
     }
+    // The stream never ends on its own; if it does, the watch is set up anew.
+    let e = std::io::Error::other("the inotify event stream ended");
+    let _ = tx.send(Msg::ReadFailed(id, e)).await;
 }
 
 /// Logs one line per decision, then one per finding. Fields become
