@@ -76,7 +76,11 @@ fn signal_by_pidfile_and_by_process_name_reach_the_helper() {
     let env = files_env(&then);
     let d = env.start();
     env.put("a.conf", "a\n");
-    wait_for("two HUPs", || helper.hups() >= 2, || d.log());
+    // Both actions signal the same process back to back; the kernel merges
+    // a SIGHUP that arrives while another is still pending, so the helper
+    // may see one or two. It sees at least one, and each action says it sent.
+    wait_for("a HUP", || helper.hups() >= 1, || d.log());
+    d.wait_log("signal ok: sent SIGHUP to hb-hup-helper (pids [");
     assert!(
         d.log().contains("signal ok: sent SIGHUP to pid"),
         "{}",
