@@ -176,8 +176,11 @@ fn exec_gets_the_changed_files_and_is_killed_on_timeout() {
     );
 }
 
-#[test]
-fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
+/// Two files bridges, `test` (settling as `test_settle`) then `second`
+/// (quiet 50 ms), both with one exec action appending
+/// "$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_CHANGED" to `runs`. Returns the env,
+/// `runs`, second's source and destination, and second's config lines.
+fn shared_action_env(test_settle: &str) -> (Env, PathBuf, PathBuf, PathBuf, String) {
     let env = Env::new("");
     let runs = env.tmp.path().join("runs.log");
     let (src_b, dest_b) = (
@@ -191,8 +194,6 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
     let cfg = fs::read_to_string(&env.config)
         .unwrap()
         .replace("kind: udev-rules", "kind: files");
-    // `test` (listed first) settles long after `second`: `second` syncs first
-    // and its action waits for `test`, which is still collecting changes.
     let second = format!(
         "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n    settle: {{ quiet: 50ms }}\n{then}",
         src_b.display(),
@@ -200,11 +201,19 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
     );
     fs::write(
         &env.config,
-        format!("{cfg}    settle: {{ quiet: 2s }}\n{then}{second}"),
+        format!("{cfg}    settle: {test_settle}\n{then}{second}"),
     )
     .unwrap();
     fs::create_dir_all(&env.src).unwrap();
     fs::create_dir_all(&src_b).unwrap();
+    (env, runs, src_b, dest_b, second)
+}
+
+#[test]
+fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
+    // `test` (listed first) settles long after `second`: `second` syncs first
+    // and its action waits for `test`, which is still collecting changes.
+    let (env, runs, src_b, dest_b, _) = shared_action_env("{ quiet: 2s }");
     let d = env.start();
     // One burst touching both bridges (as one fetchcert run writing two
     // certs). The action sees the bridges in config order, not settle order.
@@ -225,32 +234,8 @@ fn a_target_named_by_two_bridges_is_acted_on_once_per_burst() {
 
 #[test]
 fn removing_the_bridge_an_action_waits_for_lets_it_run_at_once() {
-    let env = Env::new("");
-    let runs = env.tmp.path().join("runs.log");
-    let (src_b, dest_b) = (
-        env.tmp.path().join("export-b"),
-        env.tmp.path().join("dest-b"),
-    );
-    let then = format!(
-        "    then:\n      - exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_CHANGED\" >> {}'] }}\n",
-        runs.display()
-    );
-    let cfg = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("kind: udev-rules", "kind: files");
-    let second = format!(
-        "  - name: second\n    kind: files\n    source: {}\n    install_to: {}\n    settle: {{ quiet: 50ms }}\n{then}",
-        src_b.display(),
-        dest_b.display()
-    );
     // `test` collects changes for an hour: `second`'s action waits for it.
-    fs::write(
-        &env.config,
-        format!("{cfg}    settle: {{ quiet: 1h, max_wait: 2h }}\n{then}{second}"),
-    )
-    .unwrap();
-    fs::create_dir_all(&env.src).unwrap();
-    fs::create_dir_all(&src_b).unwrap();
+    let (env, runs, src_b, dest_b, second) = shared_action_env("{ quiet: 1h, max_wait: 2h }");
     let mut d = env.start();
     fs::write(env.src.join("a.pem"), "a\n").unwrap();
     wait_for(
@@ -272,6 +257,7 @@ fn removing_the_bridge_an_action_waits_for_lets_it_run_at_once() {
     assert_eq!(env.run(&["status"]).status.code(), Some(0));
     assert!(!runs.exists(), "the action waits for `test`");
     // Drop `test` from the config: nothing is left to wait for.
+    let cfg = fs::read_to_string(&env.config).unwrap();
     let (head, _) = cfg.split_once("  - name: test\n").unwrap();
     fs::write(&env.config, format!("{head}{second}")).unwrap();
     nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();

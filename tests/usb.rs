@@ -232,11 +232,9 @@ fn usb_check_action_reports_into_the_sync() {
     fs::create_dir_all(&env.src).unwrap();
     fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
     let d = env.start();
-    assert!(
-        d.log()
-            .contains("usb-check failed (retried on the next sync): 051d:0002 rules-not-applied"),
-        "{}",
-        d.log()
+    assert_logged(
+        &d,
+        "usb-check failed (retried on the next sync): 051d:0002 rules-not-applied",
     );
     let out = env.run(&["status"]);
     assert_eq!(
@@ -348,12 +346,7 @@ fn a_removed_rule_has_its_grant_restored() {
     fs::remove_file(env.src.join("62-ups.rules")).unwrap();
     d.wait_log("revoked 051d:0002: restored");
     assert_eq!(perms(&node_path), (0, 0o600), "{}", d.log());
-    assert!(
-        d.log()
-            .contains("to root:root 0600 (udev left root:dialout 0660)"),
-        "{}",
-        d.log()
-    );
+    assert_logged(&d, "to root:root 0600 (udev left root:dialout 0660)");
     let calls = env.udevadm_calls();
     assert!(
         calls
@@ -388,10 +381,12 @@ fn revoke_report_only_reports() {
     let Some((env, d, node_path, dialout)) = revocation_setup("report") else {
         return;
     };
-    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
-    d.wait_log("revoked 051d:0002:");
+    remove_rule_and_wait(&env, &d);
     assert_eq!(perms(&node_path), (dialout, 0o660));
-    assert!(d.log().contains("still has root:dialout 0660 (before the grant: root:root 0600); revoke: report leaves it"), "{}", d.log());
+    assert_logged(
+        &d,
+        "still has root:dialout 0660 (before the grant: root:root 0600); revoke: report leaves it",
+    );
 }
 
 #[test]
@@ -405,15 +400,9 @@ fn a_restore_never_follows_a_link_put_in_place_of_the_node() {
     fs::set_permissions(&decoy, fs::Permissions::from_mode(0o644)).unwrap();
     fs::remove_file(&node_path).unwrap();
     std::os::unix::fs::symlink(&decoy, &node_path).unwrap();
-    fs::remove_file(env.src.join("62-ups.rules")).unwrap();
-    d.wait_log("revoked 051d:0002:");
+    remove_rule_and_wait(&env, &d);
     assert_eq!(perms(&decoy), (0, 0o644), "{}", d.log());
-    assert!(
-        d.log()
-            .contains("failed: it is not a char device (left alone)"),
-        "{}",
-        d.log()
-    );
+    assert_logged(&d, "failed: it is not a char device (left alone)");
 }
 
 #[test]
@@ -426,15 +415,32 @@ fn a_restore_never_touches_another_device_put_in_place_of_the_node() {
     let (bus, num) = (1, 4);
     let dev_root = node_path.ancestors().nth(4).unwrap();
     assert!(node_with(dev_root, bus, num, dialout, 0o660, (1, 3)));
+    remove_rule_and_wait(&env, &d);
+    assert_eq!(perms(&node_path), (dialout, 0o660), "{}", d.log());
+    assert_logged(
+        &d,
+        "failed: it is another device than the one recorded (left alone)",
+    );
+}
+
+/// The host's dialout group (Debian has it).
+fn dialout_gid() -> u32 {
+    nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .expect("a dialout group")
+        .gid
+        .as_raw()
+}
+
+/// Removes the granting rule and waits for the revocation's log line.
+fn remove_rule_and_wait(env: &Env, d: &common::Daemon) {
     fs::remove_file(env.src.join("62-ups.rules")).unwrap();
     d.wait_log("revoked 051d:0002:");
-    assert_eq!(perms(&node_path), (dialout, 0o660), "{}", d.log());
-    assert!(
-        d.log()
-            .contains("failed: it is another device than the one recorded (left alone)"),
-        "{}",
-        d.log()
-    );
+}
+
+/// Asserts the daemon log has `needle`, showing the log if not.
+fn assert_logged(d: &common::Daemon, needle: &str) {
+    assert!(d.log().contains(needle), "{needle:?} not in:\n{}", d.log());
 }
 
 /// Status JSON from the running daemon.
@@ -700,12 +706,7 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
     let d = env.spawn_daemon_via(&["unshare", "--net"], &[("HOSTBRIDGE_LOG", "debug")]);
     d.wait_log("ready:");
-    assert!(
-        d.log()
-            .contains("listening for USB hotplug events from udevd"),
-        "{}",
-        d.log()
-    );
+    assert_logged(&d, "listening for USB hotplug events from udevd");
     let st = status_json(&env);
     assert_eq!(st["daemon"]["hotplug"], "on");
     assert_eq!(st["bridges"][0]["usb"]["devices"], serde_json::json!([]));
@@ -713,11 +714,7 @@ fn hotplug_add_and_remove_of_a_granted_device_are_rechecked() {
     // The UPS is plugged in: udevd has applied the rule (dialout 0660),
     // then broadcasts "add".
     usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
-    let dialout = nix::unistd::Group::from_name("dialout")
-        .unwrap()
-        .unwrap()
-        .gid
-        .as_raw();
+    let dialout = dialout_gid();
     if !node(&dev, 1, 4, dialout, 0o660) {
         return;
     }
@@ -764,11 +761,7 @@ fn hotplug_events_during_a_sync_are_each_rechecked_after_it() {
     // The startup sync installs the rule and blocks in `udevadm control`.
     let (env, sys, dev, udev_run) = hotplug_env_from(Env::new("").with_gate());
     let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
-    let dialout = nix::unistd::Group::from_name("dialout")
-        .unwrap()
-        .unwrap()
-        .gid
-        .as_raw();
+    let dialout = dialout_gid();
     for (name, num) in [("1-1", 4), ("1-2", 6)] {
         usb_device(&sys, name, "051d", "0002", 1, num, "Back-UPS ES 700");
         if !node(&dev, 1, num, dialout, 0o660) {
@@ -799,11 +792,7 @@ fn lost_udev_events_are_said_and_every_device_is_rechecked() {
     let (env, sys, dev, udev_run) = hotplug_env();
     let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
     usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
-    let dialout = nix::unistd::Group::from_name("dialout")
-        .unwrap()
-        .unwrap()
-        .gid
-        .as_raw();
+    let dialout = dialout_gid();
     if !node(&dev, 1, 4, dialout, 0o660) {
         return;
     }
