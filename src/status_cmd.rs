@@ -37,6 +37,13 @@ pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
             );
             return STATUS_NOT_RUNNING;
         }
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+            eprintln!(
+                "hostbridge status: permission denied on {}: run it as root, or as a member of the config's status_group",
+                sock.display()
+            );
+            return STATUS_UNKNOWN;
+        }
         Err(e) => {
             eprintln!("hostbridge status: asking {}: {e}", sock.display());
             return STATUS_UNKNOWN;

@@ -302,3 +302,69 @@ fn watchdog_pings_when_systemd_asks_for_them() {
         }
     }
 }
+
+#[test]
+fn status_group_members_may_ask_and_others_are_told_why_not() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP status_group: needs root (the daemon chowns the socket; setpriv)");
+        return;
+    }
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have setpriv (util-linux)"
+        );
+        eprintln!("SKIP status_group: no setpriv (util-linux)");
+        return;
+    }
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = Env::new("");
+    // Like /run/hostbridge (RuntimeDirectoryMode=0755): others may traverse.
+    fs::set_permissions(env.tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = env.tmp.path().join("status.sock");
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!(
+            "status_socket: {}\nstatus_group: dialout\n{cfg}",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .unwrap()
+        .gid;
+    let _d = env.start();
+    let m = fs::metadata(&sock).unwrap();
+    assert_eq!((m.gid(), m.mode() & 0o777), (dialout.as_raw(), 0o660));
+    // `nobody`, with and without the group.
+    let as_nobody = |groups: &str| {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", groups, "--"])
+            .arg(common::bin())
+            .args(["status", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap()
+    };
+    let member = as_nobody(&format!("--groups={dialout}"));
+    assert_eq!(
+        member.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&member.stderr)
+    );
+    assert!(String::from_utf8_lossy(&member.stdout).contains("healthy"));
+    let outsider = as_nobody("--clear-groups");
+    let err = String::from_utf8_lossy(&outsider.stderr);
+    assert_eq!(outsider.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("permission denied on") && err.contains("status_group"),
+        "{err}"
+    );
+}
