@@ -44,9 +44,12 @@ pub fn init(verbose: bool) {
         .with(CountErrors);
     // A second init (tests) keeps the first subscriber, hence the `let _`.
     if journal && let Ok(layer) = tracing_journald::layer() {
-        let _ = registry
-            .with(layer.with_syslog_identifier("hostbridge".into()))
-            .try_init();
+        // No `F_` prefix (tracing-journald's default): the fields are
+        // `BRIDGE=`, `FILE=`, … as documented; none is a journald name.
+        let layer = layer
+            .with_syslog_identifier("hostbridge".into())
+            .with_field_prefix(None);
+        let _ = registry.with(layer).try_init();
         return;
     }
     let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {

@@ -55,6 +55,9 @@ scenario1() {
     local syncs
     syncs=$(journalctl -u hostbridge -o cat | grep -c 'files changed: installed 62-nut-usbups.rules')
     [ -z "$why" ] && [ "$syncs" != 1 ] && why="$syncs syncs for one write"
+    # Under journald the log lines carry fields (docs/operations.md).
+    [ -z "$why" ] && ! journalctl -u hostbridge BRIDGE=nut-udev RESULT=ok -o cat | grep -q 'files changed: installed 62-nut-usbups.rules' \
+        && why="no journal entry with BRIDGE=nut-udev RESULT=ok: $(journalctl -u hostbridge -o verbose -n 3 --no-pager)"
     if [ -z "$why" ]; then
         result 1 PASS "$NODE $ORIG -> $(perms "$NODE"); $(systemctl status hostbridge --no-pager | grep -o 'Status: .*')"
     else
@@ -78,6 +81,8 @@ scenario2() {
     finding=$(status_jq '.bridges[0].last_sync.findings[] | select(.file=="63-evil.rules") | "\(.file):\(.line):\(.column): \(.rule)"' | head -1)
     [ -z "$why" ] && [ -z "$finding" ] && why="no finding for 63-evil.rules in status"
     [ -z "$why" ] && ! "$HB" status | grep -q '63-evil.rules' && why="hostbridge status does not name 63-evil.rules"
+    [ -z "$why" ] && ! journalctl -u hostbridge RULE=run FILE=63-evil.rules -o cat | grep -q '63-evil.rules' \
+        && why="no journal entry with RULE=run FILE=63-evil.rules"
     if [ -z "$why" ]; then
         result 2 PASS "good applied ($(perms "$NODE")), evil refused: $finding"
     else
