@@ -380,9 +380,12 @@ pub fn sync_files(
         };
         dest_state.insert(name.clone(), d);
     }
+    let (uid, gid) = owner_ids(bridge)?;
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
+        uid: uid.map(nix::unistd::Uid::as_raw),
+        gid: gid.map(nix::unistd::Gid::as_raw),
     };
     let plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
     report.unchanged = plan.unchanged.len();
@@ -499,7 +502,7 @@ fn unix_now() -> i64 {
 }
 
 /// Owner and group of installed files, looked up on the host now.
-fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<nix::unistd::Gid>)> {
+pub fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<nix::unistd::Gid>)> {
     let Some(f) = &bridge.files else {
         return Ok((None, None));
     };

@@ -226,3 +226,32 @@ fn files_bridges_need_install_to_and_refuse_rules_keys() {
         String::from_utf8_lossy(&out.stderr).contains("`policy` only applies to kind udev-rules")
     );
 }
+
+#[test]
+fn a_changed_group_is_applied_to_installed_files_at_the_reload() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP group change: needs root to chown");
+        return;
+    }
+    let dialout = nix::unistd::Group::from_name("dialout")
+        .unwrap()
+        .expect("a dialout group")
+        .gid
+        .as_raw();
+    let env = files_env("    mode: \"0640\"\n    group: root\n");
+    env.put("tls.key", "key\n");
+    let d = env.start();
+    let key = env.dest.join("tls.key");
+    assert_eq!(fs::metadata(&key).unwrap().gid(), 0);
+    // The operator fixes the group: the same content is re-installed with it.
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, cfg.replace("group: root", "group: dialout")).unwrap();
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        "tls.key in group dialout",
+        || fs::metadata(&key).is_ok_and(|m| m.gid() == dialout),
+        || d.log(),
+    );
+    assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o640);
+    d.wait_log("replaced tls.key");
+}

@@ -83,6 +83,10 @@ pub enum DestFile {
         digest: Option<Digest>,
         /// Permission bits.
         mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Group gid.
+        gid: u32,
     },
     /// Something else (symlink, directory, device…), described for humans.
     Other(&'static str),
@@ -95,6 +99,10 @@ pub struct Desired {
     pub mode: u32,
     /// Remove owned files whose source is gone.
     pub prune: bool,
+    /// Owner uid of installed files, if the bridge sets one.
+    pub uid: Option<u32>,
+    /// Group gid of installed files, if the bridge sets one.
+    pub gid: Option<u32>,
 }
 
 /// A change to make in the destination.
@@ -209,8 +217,19 @@ fn plan_ready(
             name: name.into(),
             digest,
         }),
-        (Some(_), DestFile::File { digest: have, mode }) => {
-            if *have == Some(digest) && *mode == want.mode {
+        (
+            Some(_),
+            DestFile::File {
+                digest: have,
+                mode,
+                uid,
+                gid,
+            },
+        ) => {
+            // A changed `owner:`/`group:` re-installs, as a changed mode does.
+            let owners_ok =
+                want.uid.is_none_or(|u| u == *uid) && want.gid.is_none_or(|g| g == *gid);
+            if *have == Some(digest) && *mode == want.mode && owners_ok {
                 p.unchanged.push(name.into());
             } else {
                 p.ops.push(Op::Replace {
@@ -252,6 +271,8 @@ mod tests {
     const WANT: Desired = Desired {
         mode: 0o644,
         prune: true,
+        uid: None,
+        gid: None,
     };
 
     struct Case {
@@ -271,6 +292,8 @@ mod tests {
         DestFile::File {
             digest: Some(dg(b)),
             mode,
+            uid: 0,
+            gid: 0,
         }
     }
     fn own(b: u8) -> Option<Owned> {
@@ -368,6 +391,8 @@ mod tests {
                 DestFile::File {
                     digest: None,
                     mode: 0o644,
+                    uid: 0,
+                    gid: 0,
                 },
                 replace(1),
                 own(1),
@@ -443,6 +468,8 @@ mod tests {
                 want: Desired {
                     mode: 0o644,
                     prune: false,
+                    uid: None,
+                    gid: None,
                 },
                 ..base(
                     "prune off: keep",
@@ -452,6 +479,37 @@ mod tests {
                     vec![],
                     own(1),
                     "kept",
+                )
+            },
+            Case {
+                want: Desired {
+                    gid: Some(7),
+                    ..WANT
+                },
+                ..base(
+                    "group changed in the config: replace",
+                    ready(1),
+                    own(1),
+                    file(1, 0o644),
+                    replace(1),
+                    own(1),
+                    "",
+                )
+            },
+            Case {
+                want: Desired {
+                    uid: Some(0),
+                    gid: Some(0),
+                    ..WANT
+                },
+                ..base(
+                    "owner and group as set: unchanged",
+                    ready(1),
+                    own(1),
+                    file(1, 0o644),
+                    vec![],
+                    own(1),
+                    "unchanged",
                 )
             },
         ]

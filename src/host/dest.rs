@@ -84,7 +84,12 @@ impl DestDir {
         let mode = fsx::perm_bits(&st);
         let mut file = fsx::open_file_at(&self.fd, name)?;
         let digest = fsx::read_limited(&mut file, hash_limit)?.map(|b| fsx::digest(&b));
-        Ok(DestFile::File { digest, mode })
+        Ok(DestFile::File {
+            digest,
+            mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+        })
     }
 
     /// Atomically places `bytes` under `name` with permission bits `mode`.
