@@ -266,7 +266,29 @@ fn dispatch(cli: &Cli) -> u8 {
     match &cli.command {
         Command::Check => {
             print!("{}", describe(&config));
-            EXIT_OK
+            // Names the config leaves to the host: they must exist here.
+            let mut missing: Vec<String> = config
+                .bridges
+                .iter()
+                .filter_map(|b| {
+                    crate::sync::owner_ids(b)
+                        .err()
+                        .map(|e| format!("bridge {}: {e:#}", b.name))
+                })
+                .collect();
+            if let Some(g) = &config.status_group
+                && nix::unistd::Group::from_name(g).ok().flatten().is_none()
+            {
+                missing.push(format!("status_group {g:?} does not exist on this host"));
+            }
+            for m in &missing {
+                eprintln!("hostbridge: config error: {m}");
+            }
+            if missing.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_CONFIG
+            }
         }
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
         // Handled before the config is loaded: they need no valid config.

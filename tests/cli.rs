@@ -58,6 +58,32 @@ fn usage_errors_exit_2_and_help_exits_0() {
 }
 
 #[test]
+fn check_fails_on_a_group_or_owner_the_host_lacks() {
+    let env = Env::new("    group: hb-no-such-group\n    owner: hb-no-such-user\n");
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    fs::write(
+        &env.config,
+        format!("status_group: hb-no-such-group\n{cfg}"),
+    )
+    .unwrap();
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains(
+            "config error: bridge test: owner \"hb-no-such-user\" does not exist on this host"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("config error: status_group \"hb-no-such-group\" does not exist on this host"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_prints_what_each_bridge_would_do() {
     let env = Env::new(
         "    then:\n      - udev-reload\n      - udev-trigger: { subsystem: usb, attrs: { idVendor: 051d } }\n",
