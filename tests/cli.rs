@@ -275,13 +275,59 @@ fn check_passes(path: &std::path::Path) {
 }
 
 #[test]
-fn shipped_example_configs_pass_check() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|x| x == "yaml") {
-            check_passes(&path);
+fn shipped_example_configs_pass_check_and_a_dry_run_rebased_to_a_temp_root() {
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut configs: Vec<_> = fs::read_dir(top.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    configs.push(top.join("units/examples/config.yaml"));
+    assert!(configs.len() >= 5, "{configs:?}");
+    for path in configs {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let mut rebased = common::rebase_paths(&text, tmp.path());
+        if !rebased.contains("\nstate_dir:") && !rebased.starts_with("state_dir:") {
+            rebased = format!("state_dir: {}/state\n{rebased}", tmp.path().display());
         }
+        let copy = tmp.path().join("config.yaml");
+        fs::write(&copy, &rebased).unwrap();
+        check_passes(&copy);
+        // Every source and destination it names is under the temp root.
+        let out = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&copy)
+            .arg("check")
+            .env("HOSTBRIDGE_CONFIG_DIRS", "")
+            .output()
+            .unwrap();
+        let plan = String::from_utf8_lossy(&out.stdout);
+        for line in plan.lines().filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("watch ") || l.starts_with("install to ") || l.starts_with("state_dir:")
+        }) {
+            assert!(
+                line.contains(&tmp.path().display().to_string()),
+                "{}: not rebased: {line}",
+                path.display()
+            );
+        }
+        // A dry run reads the (missing) sources and plans nothing.
+        let out = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&copy)
+            .args(["sync", "--dry-run"])
+            .env("HOSTBRIDGE_CONFIG_DIRS", "")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

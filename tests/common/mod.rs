@@ -389,3 +389,25 @@ pub fn openssl_pair(kind: &str, cn: &str, days: u32) -> (Vec<u8>, Vec<u8>, Strin
         String::from_utf8_lossy(&serial.stdout).trim().to_string(),
     )
 }
+
+/// `yaml` with every host path under a config key that names one (sources,
+/// destinations, the state dir, sockets, pid files, sysfs and /dev roots)
+/// moved under `root`, so a shipped example runs against a temp dir.
+pub fn rebase_paths(yaml: &str, root: &Path) -> String {
+    const KEYS: [&str; 9] = [
+        "source",
+        "install_to",
+        "state_dir",
+        "status_socket",
+        "metrics_file",
+        "pidfile",
+        "sysfs_root",
+        "dev_root",
+        "udev_run_dir",
+    ];
+    let mut out = yaml.to_string();
+    for key in KEYS {
+        out = out.replace(&format!("{key}: /"), &format!("{key}: {}/", root.display()));
+    }
+    out
+}
