@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Action, Config};
-use crate::sync::{SyncOptions, SyncReport, sync_bridge};
+use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
 /// Success.
 pub const EXIT_OK: u8 = 0;
@@ -403,7 +403,10 @@ async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow:
         );
         return Ok(EXIT_USAGE);
     }
-    let mut code = EXIT_OK;
+    // Files first, bridge by bridge; then the owed actions together, so a
+    // target several bridges name is acted on once (as in the daemon).
+    let mut results: Vec<(String, anyhow::Result<SyncReport>)> = Vec::new();
+    let mut owed: Vec<(usize, Owed)> = Vec::new();
     for b in config
         .bridges
         .iter()
@@ -414,7 +417,35 @@ async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow:
             clean_temps: true,
             ..SyncOptions::default()
         };
-        match sync_bridge(&config, b, opts).await {
+        match sync_files_async(&config, b, opts).await {
+            Ok((report, manifest)) if !dry_run && manifest.actions_pending => {
+                owed.push((
+                    results.len(),
+                    Owed {
+                        bridge: b.clone(),
+                        report,
+                        manifest,
+                    },
+                ));
+                results.push((b.name.clone(), Err(anyhow::anyhow!("actions did not run"))));
+            }
+            Ok((report, _)) => results.push((b.name.clone(), Ok(report))),
+            Err(e) => results.push((b.name.clone(), Err(e))),
+        }
+    }
+    if !owed.is_empty() {
+        let (slots, mut owed): (Vec<usize>, Vec<Owed>) = owed.into_iter().unzip();
+        let ran = run_owed(&config, &mut owed).await;
+        for (i, o) in slots.into_iter().zip(owed) {
+            results[i].1 = match &ran {
+                Ok(()) => Ok(o.report),
+                Err(e) => Err(anyhow::anyhow!("{e:#}")),
+            };
+        }
+    }
+    let mut code = EXIT_OK;
+    for (name, res) in results {
+        match res {
             Ok(r) => {
                 print!("{}", render_report(&r));
                 if r.failed() || !r.conflicts.is_empty() {
@@ -422,7 +453,7 @@ async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow:
                 }
             }
             Err(e) => {
-                println!("{}: error: {e:#}", b.name);
+                println!("{name}: error: {e:#}");
                 code = EXIT_FAILURE;
             }
         }

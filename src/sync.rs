@@ -138,28 +138,6 @@ pub struct Owed {
     pub manifest: Manifest,
 }
 
-/// Syncs one bridge end to end: files, then its actions (for `hostbridge
-/// sync`; the daemon runs the two phases itself to coalesce actions).
-pub async fn sync_bridge(
-    config: &Config,
-    bridge: &Bridge,
-    opts: SyncOptions,
-) -> Result<SyncReport> {
-    let dry_run = opts.dry_run;
-    let (report, manifest) = sync_files_async(config, bridge, opts).await?;
-    if dry_run || !manifest.actions_pending {
-        return Ok(report);
-    }
-    let mut owed = [Owed {
-        bridge: bridge.clone(),
-        report,
-        manifest,
-    }];
-    run_owed(config, &mut owed).await?;
-    let [done] = owed;
-    Ok(done.report)
-}
-
 /// The file phase on a blocking thread.
 pub async fn sync_files_async(
     config: &Config,

@@ -327,3 +327,24 @@ fn owner_group_and_mode_are_set_before_the_file_appears() {
         (nobody.uid.as_raw(), group.gid.as_raw(), 0o640)
     );
 }
+
+#[test]
+fn hostbridge_sync_by_hand_acts_once_for_bridges_sharing_an_action() {
+    let (env, runs, src_b, dest_b, _) = shared_action_env("{ quiet: 50ms }");
+    fs::write(env.src.join("a.pem"), "a\n").unwrap();
+    fs::write(src_b.join("b.pem"), "b\n").unwrap();
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        fs::read_to_string(&runs).unwrap(),
+        "test,second: a.pem b.pem\n",
+        "one run for both bridges"
+    );
+    assert!(
+        text.contains("test: synced: installed a.pem")
+            && text.contains("second: synced: installed b.pem"),
+        "{text}"
+    );
+    assert!(dest_b.join("b.pem").exists() && env.dest.join("a.pem").exists());
+}
