@@ -265,7 +265,6 @@ fn dispatch(cli: &Cli) -> u8 {
     };
     match &cli.command {
         Command::Check => {
-            print!("{}", describe(&config));
             // Names the config leaves to the host: they must exist here.
             let mut missing: Vec<String> = config
                 .bridges
@@ -284,11 +283,11 @@ fn dispatch(cli: &Cli) -> u8 {
             for m in &missing {
                 eprintln!("hostbridge: config error: {m}");
             }
-            if missing.is_empty() {
-                EXIT_OK
-            } else {
-                EXIT_CONFIG
+            if !missing.is_empty() {
+                return EXIT_CONFIG;
             }
+            print!("{}", describe(&config));
+            EXIT_OK
         }
         Command::Run => in_runtime(async { crate::daemon::run(config).await.map(|()| EXIT_OK) }),
         // Handled before the config is loaded: they need no valid config.
@@ -528,8 +527,14 @@ pub fn describe(c: &Config) -> String {
             b.source.display(),
             b.include.join(", ")
         );
+        let owners: String = b
+            .files
+            .iter()
+            .flat_map(|f| [("owner", &f.owner), ("group", &f.group)])
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!(", {k} {v}")))
+            .collect();
         s += &format!(
-            "  install to {} (mode {:04o}, prune {})\n",
+            "  install to {} (mode {:04o}{owners}, prune {})\n",
             b.install_to.display(),
             b.mode,
             if b.prune { "on" } else { "off" }

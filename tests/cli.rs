@@ -72,6 +72,10 @@ fn check_fails_on_a_group_or_owner_the_host_lacks() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(
+        out.stdout.is_empty(),
+        "no \"is valid\" for a config that is not"
+    );
+    assert!(
         err.contains(
             "config error: bridge test: owner \"hb-no-such-user\" does not exist on this host"
         ),
