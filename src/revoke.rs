@@ -11,7 +11,9 @@
 //! grant, hostbridge asks udev what a fresh plug-in gives (`udevadm trigger
 //! --action=add` for just that device, then `udevadm settle`) and, with
 //! `revoke: restore` (the default), puts back whatever of the recorded state
-//! udev did not set again; `revoke: report` only reports it.
+//! udev did not set again; `revoke: report` only reports it. A device
+//! plugged in after its grant has no such state: it is recorded when the
+//! bridge's rules next change, and revoking gives it root's owner and group.
 //!
 //! The grants file is changed only under the state dir's lock (the one a
 //! sync holds while it changes files), so a revocation and another
@@ -54,6 +56,26 @@ pub struct Record {
     /// touches only this very node. Absent in records of older versions.
     #[serde(default)]
     pub rdev: Option<u64>,
+    /// Plugged in after the grant: udev granted it on plug-in, before
+    /// hostbridge could see its earlier state, so `uid`, `gid` and `mode`
+    /// are what the rules gave. Revoking puts owner and group back to root
+    /// (as the kernel creates nodes) if udev left the granted ones, and
+    /// leaves the mode to udev.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// The owner, group and mode a revocation aims for, given the node's
+/// `now` (uid, gid, mode) after udev's `add`. Pure.
+fn goal(rec: &Record, now: (u32, u32, u32)) -> (u32, u32, u32) {
+    if !rec.fresh {
+        return (rec.uid, rec.gid, rec.mode);
+    }
+    if (now.0, now.1) == (rec.uid, rec.gid) {
+        (0, 0, now.2) // udev left the grant: root's, as a fresh node
+    } else {
+        now // udev set owner or group itself: its say
+    }
 }
 
 fn path(config: &Config) -> PathBuf {
@@ -82,8 +104,10 @@ fn save(config: &Config, records: &BTreeMap<String, Record>) -> Result<()> {
 }
 
 /// Before new rules of `bridge` take effect: records the node state of every
-/// present device they grant that is not recorded yet. The caller holds the
-/// state lock (a per-file `flock`: taking it again here would deadlock).
+/// present device they grant that is not recorded yet. A device the rules
+/// installed now already grant, unrecorded, was plugged in after the grant:
+/// it gets a `fresh` record. The caller holds the state lock (a per-file
+/// `flock`: taking it again here would deadlock).
 pub fn record(
     config: &Config,
     bridge: &str,
@@ -91,8 +115,13 @@ pub fn record(
 ) -> Result<()> {
     let mut records = load(config);
     let before = records.len();
+    let installed = installed_rules(config, Some(bridge))?;
     for d in host::devices(&config.sysfs_root) {
-        if records.contains_key(&key(&d)) || grant_for(files, &d).rules.is_empty() {
+        if records.contains_key(&key(&d)) {
+            continue;
+        }
+        let fresh = !grant_for(&installed, &d).rules.is_empty();
+        if !fresh && grant_for(files, &d).rules.is_empty() {
             continue;
         }
         if let Some(n) = host::node(&config.dev_root, &d) {
@@ -108,6 +137,7 @@ pub fn record(
                 gid: n.gid,
                 mode: n.mode & 0o7777,
                 rdev,
+                fresh,
             };
             records.insert(key(&d), r);
         }
@@ -209,10 +239,17 @@ fn perms(uid: u32, gid: u32, mode: u32) -> String {
 
 fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> String {
     let node_path = node_path(config, dev);
-    let was = perms(rec.uid, rec.gid, rec.mode);
     let Some(now) = host::node(&config.dev_root, dev) else {
         return format!("revoked {}: {} is gone", rec.id, node_path.display());
     };
+    let (uid, gid, mode) = goal(rec, (now.uid, now.gid, now.mode & 0o7777));
+    let rec = &Record {
+        uid,
+        gid,
+        mode,
+        ..rec.clone()
+    };
+    let was = perms(rec.uid, rec.gid, rec.mode);
     let left = perms(now.uid, now.gid, now.mode);
     if left == was {
         return format!(
@@ -228,9 +265,14 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
             node_path.display()
         );
     }
+    let why = if rec.fresh {
+        "; plugged in after the grant: owner and group as the kernel makes them"
+    } else {
+        ""
+    };
     match restore_node(&node_path, rec) {
         Ok(()) => format!(
-            "revoked {}: restored {} to {was} (udev left {left})",
+            "revoked {}: restored {} to {was} (udev left {left}{why})",
             rec.id,
             node_path.display()
         ),
@@ -277,4 +319,35 @@ fn restore_node(path: &Path, rec: &Record) -> std::io::Result<()> {
         AtFlags::AT_EMPTY_PATH,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(fresh: bool) -> Record {
+        Record {
+            bridge: "nut-udev".into(),
+            sysname: "1-1".into(),
+            id: "051d:0002".into(),
+            uid: 0,
+            gid: 20,
+            mode: 0o660,
+            rdev: None,
+            fresh,
+        }
+    }
+
+    #[test]
+    fn goals() {
+        // Recorded before the grant: back to what it was.
+        let mut before = rec(false);
+        before.gid = 0;
+        before.mode = 0o664;
+        assert_eq!(goal(&before, (0, 20, 0o660)), (0, 0, 0o664));
+        // Plugged in after the grant, udev left it: root's, mode as udev left it.
+        assert_eq!(goal(&rec(true), (0, 20, 0o664)), (0, 0, 0o664));
+        // udev gave another group itself: left as it is.
+        assert_eq!(goal(&rec(true), (0, 46, 0o664)), (0, 46, 0o664));
+    }
 }

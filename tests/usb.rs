@@ -298,11 +298,21 @@ fn the_probe_really_opens_as_the_user() {
 /// A daemon whose bridge grants 051d:0002 to dialout; returns the env, the
 /// daemon, the node path and dialout's gid.
 fn revocation_setup(revoke: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
-    revocation_setup_then(revoke, "")
+    revocation_setup_with(revoke, "", false)
 }
 
 /// [`revocation_setup`] with more `then:` actions after `udev-reload`.
 fn revocation_setup_then(revoke: &str, then: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
+    revocation_setup_with(revoke, then, false)
+}
+
+/// [`revocation_setup_then`]; with `plugged_later` the UPS appears only once
+/// the rule is installed (udev grants it on plug-in).
+fn revocation_setup_with(
+    revoke: &str,
+    then: &str,
+    plugged_later: bool,
+) -> Option<(Env, common::Daemon, PathBuf, u32)> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP revocation: needs root for device nodes");
         return None;
@@ -313,8 +323,11 @@ fn revocation_setup_then(revoke: &str, then: &str) -> Option<(Env, common::Daemo
         .as_raw();
     let env = Env::new("");
     let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
-    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
-    if !node(&dev, 1, 4, 0, 0o600) {
+    let plug = || {
+        usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+        node(&dev, 1, 4, 0, 0o600)
+    };
+    if !plugged_later && !plug() {
         return None;
     }
     let cfg = fs::read_to_string(&env.config).unwrap();
@@ -325,6 +338,9 @@ fn revocation_setup_then(revoke: &str, then: &str) -> Option<(Env, common::Daemo
     .unwrap();
     env.put("62-ups.rules", "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n");
     let d = env.start();
+    if plugged_later && !plug() {
+        return None;
+    }
     // What udevd would do with the rule: root:dialout 0660.
     let p = dev.join("bus/usb/001/004");
     nix::unistd::chown(&p, None, Some(dialout.into())).unwrap();
@@ -374,6 +390,21 @@ fn after_a_restore_the_usb_status_shows_the_restored_node() {
     let usb = &status_json(&env)["bridges"][0]["usb"];
     assert_eq!(usb["devices"][0]["node"], "root:root 0600", "{usb:#}");
     assert_eq!(usb["devices"][0]["verdict"], "no-rule-matches", "{usb:#}");
+}
+
+#[test]
+fn a_device_plugged_in_after_the_grant_goes_back_to_root_when_the_rule_goes() {
+    let Some((env, d, node_path, _)) = revocation_setup_with("restore", "", true) else {
+        return;
+    };
+    remove_rule_and_wait(&env, &d);
+    // No state before the grant to go back to: owner and group as the
+    // kernel creates nodes, the mode as udev left it.
+    assert_eq!(perms(&node_path), (0, 0o660), "{}", d.log());
+    assert_logged(
+        &d,
+        "to root:root 0660 (udev left root:dialout 0660; plugged in after the grant: owner and group as the kernel makes them)",
+    );
 }
 
 #[test]
