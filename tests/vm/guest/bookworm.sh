@@ -129,8 +129,20 @@ scenario4() {
     # not plug-ins: never re-checked as such.
     [ -z "$why" ] && journalctl -u hostbridge -o cat | grep -q 'USB add 001:002' \
         && why="a trigger's echo was taken for a plug-in: $(journalctl -u hostbridge -o cat | grep 'USB add 001:002')"
+    # The rule goes: the device plugged in after the grant has no earlier
+    # state recorded, and comes back as a fresh plug-in would (root:root,
+    # udev's default mode); the first one to what it was.
+    local later=/dev/bus/usb/001/003 revoked="" summary
+    summary=$(status_jq '.bridges[0].usb.summary')
     if [ -z "$why" ]; then
-        result 4 PASS "$added; status: $trigger: $(status_jq '.bridges[0].usb.summary')"
+        rm -f "$SRC/62-nut-usbups.rules"
+        wait_until 90 is "root:root 664" perms "$later" || why="$later after the rule went: $(perms "$later")"
+        [ -z "$why" ] && ! wait_until 30 is "$ORIG" perms "$NODE" && why="$NODE after the rule went: $(perms "$NODE"), was $ORIG"
+        revoked=$(journalctl -u hostbridge -o cat | grep -m1 'plugged in after the grant')
+        [ -z "$why" ] && [ -z "$revoked" ] && why="no 'plugged in after the grant' revocation in the journal"
+    fi
+    if [ -z "$why" ]; then
+        result 4 PASS "$added; status: $trigger: $summary; then ${revoked#nut-udev: }"
     else
         evidence
         result 4 FAIL "$why"
