@@ -259,15 +259,20 @@ fn drop_ins_merge_by_name_later_dirs_win_and_check_shows_origins() {
     )));
 }
 
-/// `hostbridge --config PATH check` exits 0 (no drop-ins).
-fn check_passes(path: &std::path::Path) {
-    let out = std::process::Command::new(bin())
+/// `hostbridge --config PATH ARGS` (no drop-ins).
+fn hb(path: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin())
         .arg("--config")
         .arg(path)
-        .arg("check")
+        .args(args)
         .env("HOSTBRIDGE_CONFIG_DIRS", "")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `hostbridge --config PATH check` exits 0; returns what it printed.
+fn check_passes(path: &std::path::Path) -> String {
+    let out = hb(path, &["check"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -276,6 +281,7 @@ fn check_passes(path: &std::path::Path) {
         fs::read_to_string(path).unwrap_or_default(),
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -297,16 +303,8 @@ fn shipped_example_configs_pass_check_and_a_dry_run_rebased_to_a_temp_root() {
         }
         let copy = tmp.path().join("config.yaml");
         fs::write(&copy, &rebased).unwrap();
-        check_passes(&copy);
         // Every source and destination it names is under the temp root.
-        let out = std::process::Command::new(bin())
-            .arg("--config")
-            .arg(&copy)
-            .arg("check")
-            .env("HOSTBRIDGE_CONFIG_DIRS", "")
-            .output()
-            .unwrap();
-        let plan = String::from_utf8_lossy(&out.stdout);
+        let plan = check_passes(&copy);
         for line in plan.lines().filter(|l| {
             let l = l.trim_start();
             l.starts_with("watch ") || l.starts_with("install to ") || l.starts_with("state_dir:")
@@ -318,13 +316,7 @@ fn shipped_example_configs_pass_check_and_a_dry_run_rebased_to_a_temp_root() {
             );
         }
         // A dry run reads the (missing) sources and plans nothing.
-        let out = std::process::Command::new(bin())
-            .arg("--config")
-            .arg(&copy)
-            .args(["sync", "--dry-run"])
-            .env("HOSTBRIDGE_CONFIG_DIRS", "")
-            .output()
-            .unwrap();
+        let out = hb(&copy, &["sync", "--dry-run"]);
         assert_eq!(
             out.status.code(),
             Some(0),
