@@ -358,12 +358,12 @@ pub fn sync_files(
         };
         dest_state.insert(name.clone(), d);
     }
-    let (uid, gid) = owner_ids(bridge)?;
+    let owner = owner_ids(bridge)?;
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
-        uid: uid.map(nix::unistd::Uid::as_raw),
-        gid: gid.map(nix::unistd::Gid::as_raw),
+        uid: owner.0.map(nix::unistd::Uid::as_raw),
+        gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
     let plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
     report.unchanged = plan.unchanged.len();
@@ -384,7 +384,15 @@ pub fn sync_files(
                 .with_context(|| format!("creating destination {}", bridge.install_to.display()))
                 .map_err(|e| read_only_hint(e, &bridge.install_to))?,
         };
-        apply(bridge, state, &dest, &plan, &mut manifest, &mut report)?;
+        apply(
+            bridge,
+            state,
+            &dest,
+            &plan,
+            owner,
+            &mut manifest,
+            &mut report,
+        )?;
     }
     Ok((report, manifest))
 }
@@ -530,6 +538,7 @@ fn apply(
     state: &StateDir,
     dest: &DestDir,
     plan: &Plan,
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
     manifest: &mut Manifest,
     report: &mut SyncReport,
 ) -> Result<()> {
@@ -540,7 +549,6 @@ fn apply(
     intent.actions_pending = true;
     state.save(&bridge.name, &intent)?;
 
-    let owner = owner_ids(bridge)?;
     if bridge
         .files
         .as_ref()
