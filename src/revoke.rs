@@ -13,7 +13,8 @@
 //! `revoke: restore` (the default), puts back whatever of the recorded state
 //! udev did not set again; `revoke: report` only reports it. A device
 //! plugged in after its grant has no such state: it is recorded when the
-//! bridge's rules next change, and revoking gives it root's owner and group.
+//! bridge's rules next change, and revoking does what a fresh plug-in does:
+//! owner and group root, then udev's `add` with the rules that remain.
 //!
 //! The grants file is changed only under the state dir's lock (the one a
 //! sync holds while it changes files), so a revocation and another
@@ -58,24 +59,11 @@ pub struct Record {
     pub rdev: Option<u64>,
     /// Plugged in after the grant: udev granted it on plug-in, before
     /// hostbridge could see its earlier state, so `uid`, `gid` and `mode`
-    /// are what the rules gave. Revoking puts owner and group back to root
-    /// (as the kernel creates nodes) if udev left the granted ones, and
-    /// leaves the mode to udev.
+    /// are what the rules gave. Revoking does what a fresh plug-in does:
+    /// owner and group back to root (as the kernel creates nodes), then
+    /// udev's `add` applies whatever rules remain.
     #[serde(default)]
     pub fresh: bool,
-}
-
-/// The owner, group and mode a revocation aims for, given the node's
-/// `now` (uid, gid, mode) after udev's `add`. Pure.
-fn goal(rec: &Record, now: (u32, u32, u32)) -> (u32, u32, u32) {
-    if !rec.fresh {
-        return (rec.uid, rec.gid, rec.mode);
-    }
-    if (now.0, now.1) == (rec.uid, rec.gid) {
-        (0, 0, now.2) // udev left the grant: root's, as a fresh node
-    } else {
-        now // udev set owner or group itself: its say
-    }
 }
 
 fn path(config: &Config) -> PathBuf {
@@ -148,6 +136,10 @@ pub fn record(
     Ok(())
 }
 
+/// A recorded device still plugged in, and for a `fresh` one how resetting
+/// its owner went.
+type Present = (Device, Option<std::io::Result<()>>);
+
 /// After a sync of `bridge` and its actions: handles recorded devices its
 /// installed rules no longer grant. Returns one note per device.
 ///
@@ -165,7 +157,7 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
     let files = installed_rules(config, None)?;
     let devices = host::devices(&config.sysfs_root);
     // Each record that needs handling, with its device if still plugged in.
-    let mut todo: Vec<(String, Record, Option<Device>)> = Vec::new();
+    let mut todo: Vec<(String, Record, Option<Present>)> = Vec::new();
     for (k, rec) in mine {
         let Some(dev) = devices.iter().find(|d| key(d) == k && d.id() == rec.id) else {
             todo.push((k, rec, None)); // unplugged: it comes back fresh
@@ -174,6 +166,9 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
         if !grant_for(&files, dev).rules.is_empty() {
             continue; // still granted
         }
+        // Plugged in after the grant: as the kernel creates a node, owner
+        // and group root; udev's `add` then applies the rules that remain.
+        let reset = (rec.fresh && restore).then(|| reset_owner(config, dev, &rec));
         let syspath = config.sysfs_root.join("bus/usb/devices").join(&dev.sysname);
         let args = [
             "trigger".to_string(),
@@ -181,7 +176,7 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
             syspath.display().to_string(),
         ];
         let _ = crate::host::actions::run(&config.udevadm, &args, Duration::from_secs(30)).await;
-        todo.push((k, rec, Some(dev.clone())));
+        todo.push((k, rec, Some((dev.clone(), reset))));
     }
     if todo.iter().any(|(_, _, d)| d.is_some()) {
         let _ = crate::host::actions::run(
@@ -207,11 +202,14 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
             if records.get(&k) != Some(&rec) {
                 continue;
             }
-            if let Some(dev) = dev {
+            if let Some((dev, reset)) = dev {
                 if !grant_for(&files, &dev).rules.is_empty() {
                     continue; // granted again: the record stays
                 }
-                notes.push(revoke_one(&config, &dev, &rec, restore));
+                notes.push(match reset {
+                    Some(reset) => fresh_note(&config, &dev, &rec, reset),
+                    None => revoke_one(&config, &dev, &rec, restore),
+                });
             }
             records.remove(&k);
         }
@@ -242,15 +240,15 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
     let Some(now) = host::node(&config.dev_root, dev) else {
         return format!("revoked {}: {} is gone", rec.id, node_path.display());
     };
-    let (uid, gid, mode) = goal(rec, (now.uid, now.gid, now.mode & 0o7777));
-    let rec = &Record {
-        uid,
-        gid,
-        mode,
-        ..rec.clone()
-    };
     let was = perms(rec.uid, rec.gid, rec.mode);
     let left = perms(now.uid, now.gid, now.mode);
+    if rec.fresh {
+        return format!(
+            "revoked {}: {} still has {left} (plugged in after the grant, so nothing was recorded before it); revoke: report leaves it",
+            rec.id,
+            node_path.display()
+        );
+    }
     if left == was {
         return format!(
             "revoked {}: udev put {} back to {was} itself",
@@ -265,19 +263,49 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
             node_path.display()
         );
     }
-    let why = if rec.fresh {
-        "; plugged in after the grant: owner and group as the kernel makes them"
-    } else {
-        ""
-    };
     match restore_node(&node_path, rec) {
         Ok(()) => format!(
-            "revoked {}: restored {} to {was} (udev left {left}{why})",
+            "revoked {}: restored {} to {was} (udev left {left})",
             rec.id,
             node_path.display()
         ),
         Err(e) => format!(
             "revoked {}: restoring {} to {was} failed: {e}",
+            rec.id,
+            node_path.display()
+        ),
+    }
+}
+
+/// Gives a `fresh` device's node owner and group root, keeping its mode
+/// (through [`restore_node`]: no links, only the recorded device).
+fn reset_owner(config: &Config, dev: &Device, rec: &Record) -> std::io::Result<()> {
+    let mode = host::node(&config.dev_root, dev)
+        .ok_or_else(|| std::io::Error::other("it is gone"))?
+        .mode;
+    let root = Record {
+        uid: 0,
+        gid: 0,
+        mode,
+        ..rec.clone()
+    };
+    restore_node(&node_path(config, dev), &root)
+}
+
+/// What revoking a `fresh` device did: reset owner and group, then udev's
+/// `add` gave the node what it has now.
+fn fresh_note(config: &Config, dev: &Device, rec: &Record, reset: std::io::Result<()>) -> String {
+    let node_path = node_path(config, dev);
+    let now = host::node(&config.dev_root, dev)
+        .map_or_else(|| "nothing (gone)".into(), |n| perms(n.uid, n.gid, n.mode));
+    match reset {
+        Ok(()) => format!(
+            "revoked {}: plugged in after the grant, so reset {} to root:root as a fresh node and let udev's add apply the remaining rules: {now}",
+            rec.id,
+            node_path.display()
+        ),
+        Err(e) => format!(
+            "revoked {}: resetting {} to root:root failed: {e}; it has {now}",
             rec.id,
             node_path.display()
         ),
@@ -319,35 +347,4 @@ fn restore_node(path: &Path, rec: &Record) -> std::io::Result<()> {
         AtFlags::AT_EMPTY_PATH,
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(fresh: bool) -> Record {
-        Record {
-            bridge: "nut-udev".into(),
-            sysname: "1-1".into(),
-            id: "051d:0002".into(),
-            uid: 0,
-            gid: 20,
-            mode: 0o660,
-            rdev: None,
-            fresh,
-        }
-    }
-
-    #[test]
-    fn goals() {
-        // Recorded before the grant: back to what it was.
-        let mut before = rec(false);
-        before.gid = 0;
-        before.mode = 0o664;
-        assert_eq!(goal(&before, (0, 20, 0o660)), (0, 0, 0o664));
-        // Plugged in after the grant, udev left it: root's, mode as udev left it.
-        assert_eq!(goal(&rec(true), (0, 20, 0o664)), (0, 0, 0o664));
-        // udev gave another group itself: left as it is.
-        assert_eq!(goal(&rec(true), (0, 46, 0o664)), (0, 46, 0o664));
-    }
 }

@@ -399,11 +399,34 @@ fn a_device_plugged_in_after_the_grant_goes_back_to_root_when_the_rule_goes() {
     };
     remove_rule_and_wait(&env, &d);
     // No state before the grant to go back to: owner and group as the
-    // kernel creates nodes, the mode as udev left it.
+    // kernel creates nodes, then udev's add (here a stand-in that leaves
+    // the node alone; the VM test has the real one).
     assert_eq!(perms(&node_path), (0, 0o660), "{}", d.log());
     assert_logged(
         &d,
-        "to root:root 0660 (udev left root:dialout 0660; plugged in after the grant: owner and group as the kernel makes them)",
+        "revoked 051d:0002: plugged in after the grant, so reset ",
+    );
+    assert_logged(
+        &d,
+        "/bus/usb/001/004 to root:root as a fresh node and let udev's add apply the remaining rules: root:root 0660",
+    );
+    let calls = env.udevadm_calls();
+    assert!(
+        calls.iter().any(|c| c.starts_with("trigger --action=add ")),
+        "{calls:?}"
+    );
+}
+
+#[test]
+fn revoke_report_leaves_a_device_plugged_in_after_the_grant() {
+    let Some((env, d, node_path, dialout)) = revocation_setup_with("report", "", true) else {
+        return;
+    };
+    remove_rule_and_wait(&env, &d);
+    assert_eq!(perms(&node_path), (dialout, 0o660), "{}", d.log());
+    assert_logged(
+        &d,
+        "still has root:dialout 0660 (plugged in after the grant, so nothing was recorded before it); revoke: report leaves it",
     );
 }
 
