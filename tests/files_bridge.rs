@@ -228,7 +228,7 @@ fn files_bridges_need_install_to_and_refuse_rules_keys() {
 }
 
 #[test]
-fn a_changed_group_is_applied_to_installed_files_at_the_reload() {
+fn a_changed_or_dropped_group_is_applied_to_installed_files_at_the_reload() {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP group change: needs root to chown");
         return;
@@ -254,4 +254,13 @@ fn a_changed_group_is_applied_to_installed_files_at_the_reload() {
     );
     assert_eq!(fs::metadata(&key).unwrap().mode() & 0o777, 0o640);
     d.wait_log("replaced tls.key");
+    // The group is dropped from the config: the file goes back to root's.
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, cfg.replace("    group: dialout\n", "")).unwrap();
+    nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for(
+        "tls.key back in group root",
+        || fs::metadata(&key).is_ok_and(|m| m.gid() == 0),
+        || d.log(),
+    );
 }

@@ -70,6 +70,10 @@ pub struct Owned {
     pub digest: Digest,
     /// Permission bits installed.
     pub mode: u32,
+    /// Owner uid hostbridge set (`None`: the config named none).
+    pub uid: Option<u32>,
+    /// Group gid hostbridge set (`None`: the config named none).
+    pub gid: Option<u32>,
 }
 
 /// A destination entry as seen by the host layer (without following links).
@@ -199,6 +203,8 @@ fn plan_ready(
     let entry = Owned {
         digest,
         mode: want.mode,
+        uid: want.uid,
+        gid: want.gid,
     };
     match (owned, d) {
         (_, DestFile::Other(what)) => {
@@ -218,7 +224,7 @@ fn plan_ready(
             digest,
         }),
         (
-            Some(_),
+            Some(owned),
             DestFile::File {
                 digest: have,
                 mode,
@@ -226,9 +232,11 @@ fn plan_ready(
                 gid,
             },
         ) => {
-            // A changed `owner:`/`group:` re-installs, as a changed mode does.
-            let owners_ok =
-                want.uid.is_none_or(|u| u == *uid) && want.gid.is_none_or(|g| g == *gid);
+            // A changed `owner:`/`group:` re-installs, as a changed mode
+            // does; so does dropping one (the file goes back to root's).
+            let owners_ok = want.uid.is_none_or(|u| u == *uid)
+                && want.gid.is_none_or(|g| g == *gid)
+                && (owned.uid, owned.gid) == (want.uid, want.gid);
             if *have == Some(digest) && *mode == want.mode && owners_ok {
                 p.unchanged.push(name.into());
             } else {
@@ -300,6 +308,20 @@ mod tests {
         Some(Owned {
             digest: dg(b),
             mode: 0o644,
+            uid: None,
+            gid: None,
+        })
+    }
+    /// `own(1)` with group `gid` set by the config.
+    fn own_as(gid: Option<u32>) -> Option<Owned> {
+        own(1).map(|o| Owned { gid, ..o })
+    }
+    /// `own(1)` with owner and group root set by the config.
+    fn own_root() -> Option<Owned> {
+        own(1).map(|o| Owned {
+            uid: Some(0),
+            gid: Some(0),
+            ..o
         })
     }
     fn install(b: u8) -> Vec<Op> {
@@ -492,10 +514,19 @@ mod tests {
                     own(1),
                     file(1, 0o644),
                     replace(1),
-                    own(1),
+                    own_as(Some(7)),
                     "",
                 )
             },
+            base(
+                "group dropped from the config: replace (back to root's)",
+                ready(1),
+                own_as(Some(7)),
+                file(1, 0o644),
+                replace(1),
+                own(1),
+                "",
+            ),
             Case {
                 want: Desired {
                     uid: Some(0),
@@ -505,10 +536,10 @@ mod tests {
                 ..base(
                     "owner and group as set: unchanged",
                     ready(1),
-                    own(1),
+                    own_root(),
                     file(1, 0o644),
                     vec![],
-                    own(1),
+                    own_root(),
                     "unchanged",
                 )
             },

@@ -43,6 +43,12 @@ struct OnDisk {
 struct OnDiskFile {
     sha256: String,
     mode: u32,
+    /// Owner and group set from the config; absent when it named none
+    /// (and in manifests of versions before they were kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gid: Option<u32>,
 }
 
 /// The state directory.
@@ -106,6 +112,8 @@ impl StateDir {
                 Owned {
                     digest,
                     mode: f.mode,
+                    uid: f.uid,
+                    gid: f.gid,
                 },
             );
         }
@@ -129,6 +137,8 @@ impl StateDir {
                     let f = OnDiskFile {
                         sha256: o.digest.to_string(),
                         mode: o.mode,
+                        uid: o.uid,
+                        gid: o.gid,
                     };
                     (n.clone(), f)
                 })
