@@ -484,9 +484,7 @@ impl Daemon {
         let tx = self.actions_tx.clone();
         self.actions_task = Some(tokio::spawn(async move {
             let (ids, mut owed): (Vec<BridgeId>, Vec<Owed>) = ready.into_iter().unzip();
-            if let Err(e) = run_owed(&config, &mut owed).await {
-                error!("running actions failed: {e:#}");
-            }
+            run_owed(&config, &mut owed).await;
             let _ = tx.send(ids.into_iter().zip(owed).collect());
         }));
     }

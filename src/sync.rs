@@ -158,8 +158,9 @@ pub async fn sync_files_async(
 /// on timing. A
 /// failed action skips the rest of its bridges' actions until their next
 /// sync. Manifests of bridges whose actions all succeeded are saved with
-/// nothing owed.
-pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
+/// nothing owed; a manifest that cannot be saved is an error in that
+/// bridge's report (its actions run again at the next sync).
+pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
     // Indices in config order; `owed` itself keeps its order for the caller.
     let mut order: Vec<usize> = (0..owed.len()).collect();
     order.sort_by_key(|&i| {
@@ -191,7 +192,7 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
             owed[i].report.actions.push(outcome.clone());
         }
     }
-    for o in owed.iter_mut() {
+    for (o, failed) in owed.iter_mut().zip(failed.iter_mut()) {
         let Some(checks) = &o.bridge.rules else {
             continue;
         };
@@ -209,6 +210,7 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
                 let ran = o.report.actions.iter().any(|a| a.usb.is_some());
                 if let Some(action) = check.filter(|_| ran) {
                     let outcome = run_one(config, action, &[&*o]).await;
+                    *failed |= outcome.result.is_err();
                     match o
                         .report
                         .actions
@@ -229,12 +231,16 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) -> Result<()> {
         if !failed {
             o.manifest.actions_pending = false;
             let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
-            tokio::task::spawn_blocking(move || st.save(&name, &m))
+            let saved = tokio::task::spawn_blocking(move || st.save(&name, &m))
                 .await
-                .context("manifest task failed")??;
+                .context("manifest task failed")
+                .and_then(|r| r);
+            if let Err(e) = saved {
+                // Its actions ran; they run again at the next sync.
+                o.report.errors.push(format!("{e:#}"));
+            }
         }
     }
-    Ok(())
 }
 
 /// Runs `action` once for the bridges `who` (their names and changed files
