@@ -46,6 +46,8 @@ pub fn init(verbose: bool) {
     if journal && let Ok(layer) = tracing_journald::layer() {
         // No `F_` prefix (tracing-journald's default): the fields are
         // `BRIDGE=`, `FILE=`, … as documented; none is a journald name.
+        // A new field must not be one either (`priority`, `unit`, `target`,
+        // `errno`, `message`, …): it would be taken for journald's own.
         let layer = layer
             .with_syslog_identifier("hostbridge".into())
             .with_field_prefix(None);
