@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -113,10 +113,6 @@ pub fn record(
             continue;
         }
         if let Some(n) = host::node(&config.dev_root, &d) {
-            let rdev = std::fs::symlink_metadata(node_path(config, &d))
-                .ok()
-                .filter(|m| m.file_type().is_char_device())
-                .map(|m| m.rdev());
             let r = Record {
                 bridge: bridge.into(),
                 sysname: d.sysname.clone(),
@@ -124,7 +120,7 @@ pub fn record(
                 uid: n.uid,
                 gid: n.gid,
                 mode: n.mode & 0o7777,
-                rdev,
+                rdev: n.rdev,
                 fresh,
             };
             records.insert(key(&d), r);
@@ -243,6 +239,8 @@ fn revoke_one(config: &Config, dev: &Device, rec: &Record, restore: bool) -> Str
     let was = perms(rec.uid, rec.gid, rec.mode);
     let left = perms(now.uid, now.gid, now.mode);
     if rec.fresh {
+        // Only with `revoke: report`: a restore of a fresh record is reset
+        // before udev's add instead (see `fresh_note`).
         return format!(
             "revoked {}: {} still has {left} (plugged in after the grant, so nothing was recorded before it); revoke: report leaves it",
             rec.id,

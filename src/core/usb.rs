@@ -46,6 +46,9 @@ pub struct Node {
     pub gid: u32,
     /// Permission bits.
     pub mode: u32,
+    /// Device number of a char device (for revocation; not reported).
+    #[serde(skip)]
+    pub rdev: Option<u64>,
 }
 
 /// What the matching rules ask for (the last assignment of each wins).
@@ -420,6 +423,7 @@ mod tests {
             uid: 0,
             gid,
             mode,
+            rdev: None,
         };
         let v = |n: Option<Node>, u: &User| verdict(&apc, n.as_ref(), &g, u, &gid, &uid);
         assert_eq!(v(Some(node(NUT_GID, 0o664)), &nut_user()), Verdict::Ok);

@@ -49,11 +49,13 @@ pub fn devices(sysfs_root: &Path) -> Vec<Device> {
 pub fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
     let path = dev_root.join(format!("bus/usb/{:03}/{:03}", dev.busnum, dev.devnum));
     let m = path.symlink_metadata().ok()?;
+    let is_char = m.file_type().is_char_device();
     Some(Node {
-        is_char: m.file_type().is_char_device(),
+        is_char,
         uid: m.uid(),
         gid: m.gid(),
         mode: m.mode() & 0o7777,
+        rdev: is_char.then(|| m.rdev()),
     })
 }
 
