@@ -328,10 +328,8 @@ impl Daemon {
 
     /// Re-places the watch of bridge `id`; on failure, schedules a retry.
     fn rewatch(&mut self, id: BridgeId, now: Instant) {
-        if self.find(id).is_some_and(|b| b.reader_dead) {
-            let Some(b) = self.bridges.iter().find(|b| b.id == id) else {
-                return;
-            };
+        let dead = self.bridges.iter().find(|b| b.id == id && b.reader_dead);
+        if let Some(b) = dead {
             match self.open_watch(id, &b.bridge) {
                 Ok((watch, reader)) => {
                     let Some(b) = self.find(id) else { return };
