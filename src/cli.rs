@@ -158,6 +158,9 @@ pub struct LintArgs {
     /// A device property ENV{...}= may set (repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]
     pub allow_env: Vec<String>,
+    /// A name prefix under /dev that SYMLINK+= may create, e.g. `ups/` (repeatable).
+    #[arg(long = "allow-symlink", value_name = "PREFIX")]
+    pub allow_symlinks: Vec<String>,
     /// Also check against this host: GROUP/OWNER names exist and are system
     /// ids, no same-named file in --etc-rules-dir shadows the file.
     #[arg(long)]

@@ -35,6 +35,7 @@ pub fn policy(args: &LintArgs) -> Policy {
         groups: args.allow_groups.clone(),
         owners: args.allow_owners.clone(),
         env: args.allow_env.clone(),
+        symlinks: args.allow_symlinks.clone(),
     }
 }
 

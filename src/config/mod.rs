@@ -46,6 +46,9 @@ pub const DEFAULT_PODMAN: &str = "/usr/bin/podman";
 pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `etc_udev_rules_dir`.
 pub const DEFAULT_ETC_UDEV_RULES_DIR: &str = "/etc/udev/rules.d";
+/// Default `system_udev_rules_dirs`: where the OS ships its rules. A file
+/// in /run/udev/rules.d with the same name replaces theirs.
+pub const DEFAULT_SYSTEM_UDEV_RULES_DIRS: &[&str] = &["/usr/lib/udev/rules.d", "/lib/udev/rules.d"];
 /// Mode of installed udev rules files.
 pub const UDEV_RULES_MODE: u32 = 0o644;
 
@@ -74,6 +77,8 @@ pub struct Config {
     pub udevadm: PathBuf,
     /// See [`DEFAULT_ETC_UDEV_RULES_DIR`].
     pub etc_udev_rules_dir: PathBuf,
+    /// See [`DEFAULT_SYSTEM_UDEV_RULES_DIRS`].
+    pub system_udev_rules_dirs: Vec<PathBuf>,
     /// See [`DEFAULT_PROC_ROOT`].
     pub proc_root: PathBuf,
     /// sysfs root for USB checks (`/sys`).
@@ -185,6 +190,8 @@ pub struct RulesChecks {
     pub allow_non_system_groups: bool,
     /// Put back revoked grants (true) or only report them.
     pub revoke_restore: bool,
+    /// File names that may mask a system rules file of the same name.
+    pub allow_override: Vec<String>,
 }
 
 /// A validated action.
@@ -406,6 +413,10 @@ impl Validator<'_> {
             etc_udev_rules_dir: raw
                 .etc_udev_rules_dir
                 .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
+            system_udev_rules_dirs: raw.system_udev_rules_dirs.map_or_else(
+                || DEFAULT_SYSTEM_UDEV_RULES_DIRS.iter().map(PathBuf::from).collect(),
+                |v| v.into_iter().map(|p| p.0).collect(),
+            ),
             proc_root: raw
                 .proc_root
                 .map_or_else(|| DEFAULT_PROC_ROOT.into(), |p| p.0),
@@ -546,7 +557,9 @@ impl Validator<'_> {
                     groups: rb.allow_groups.map(words).unwrap_or_default(),
                     owners: rb.allow_owners.map(words).unwrap_or_default(),
                     env: rb.allow_env.map(words).unwrap_or_default(),
+                    symlinks: rb.allow_symlinks.map(words).unwrap_or_default(),
                 },
+                allow_override: rb.allow_override.map(words).unwrap_or_default(),
                 allow_unknown_groups: rb.allow_unknown_groups.unwrap_or(false),
                 allow_non_system_groups: rb.allow_non_system_groups.unwrap_or(false),
                 revoke_restore: rb.revoke != Some(raw::RawRevoke::Report),
@@ -558,6 +571,16 @@ impl Validator<'_> {
                 b.install_to.display(),
                 b.source.display()
             )));
+        }
+        let prefixes = b.rules.iter().flat_map(|r| &r.policy.symlinks);
+        for p in prefixes {
+            if let Some(why) = crate::core::rules::policy::symlink_prefix_problem(p) {
+                return Err(self.err(
+                    &b.origin,
+                    &locs.name,
+                    format!("bridge {:?}: allow_symlinks entry {p:?} {why}", b.name),
+                ));
+            }
         }
         Ok((b, locs))
     }
@@ -578,6 +601,8 @@ impl Validator<'_> {
             ("allow_groups", rb.allow_groups.is_some()),
             ("allow_owners", rb.allow_owners.is_some()),
             ("allow_env", rb.allow_env.is_some()),
+            ("allow_symlinks", rb.allow_symlinks.is_some()),
+            ("allow_override", rb.allow_override.is_some()),
             ("allow_unknown_groups", rb.allow_unknown_groups.is_some()),
             (
                 "allow_non_system_groups",

@@ -44,6 +44,9 @@ pub struct RawConfig {
     pub podman: Option<AbsPath>,
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
     pub etc_udev_rules_dir: Option<AbsPath>,
+    /// The system's own rules dirs: a file installed under the same name as
+    /// one of theirs masks it. Default `[/usr/lib/udev/rules.d, /lib/udev/rules.d]`.
+    pub system_udev_rules_dirs: Option<Vec<AbsPath>>,
     /// The bridges.
     #[serde(default)]
     pub bridges: Vec<RawBridge>,
@@ -115,6 +118,11 @@ pub struct RawBridge {
     pub allow_owners: Option<Vec<Token>>,
     /// Device properties ENV{…}= may set.
     pub allow_env: Option<Vec<Token>>,
+    /// Name prefixes under /dev that SYMLINK+= may create (`ups/`: names
+    /// under /dev/ups/; `ups`: /dev/ups itself). Default: none.
+    pub allow_symlinks: Option<Vec<Token>>,
+    /// Rules file names that may mask a system rules file of the same name.
+    pub allow_override: Option<Vec<Token>>,
     /// Accept GROUP/OWNER names unknown on this host.
     pub allow_unknown_groups: Option<bool>,
     /// Accept GROUP/OWNER names with ids >= 1000.
@@ -228,7 +236,8 @@ impl RawConfig {
             proc_root,
             systemctl,
             podman,
-            etc_udev_rules_dir
+            etc_udev_rules_dir,
+            system_udev_rules_dirs
         );
         for b in bridges {
             match self

@@ -1,9 +1,13 @@
 //! udev rules: a parser that reads rules files the way systemd-udevd does
-//! ([`parse`]), and the security policy hostbridge applies to rules that
+//! ([`parse`], for `trusted` sources), the allow-list reader for
+//! `permissions-only` ones ([`strict`]) and their canonical form
+//! ([`canon`]), and the security policy hostbridge applies to rules that
 //! containers export ([`policy`]). Pure: text in, findings out.
 
+pub mod canon;
 pub mod parse;
 pub mod policy;
+pub mod strict;
 
 use std::fmt;
 
@@ -59,9 +63,50 @@ pub fn has_errors(findings: &[Finding]) -> bool {
 /// Parses `bytes` and applies `policy`: the pure part of linting a file.
 /// Returns all findings, parser ones first, each group in file order.
 pub fn lint(bytes: &[u8], policy: &policy::Policy) -> (parse::RulesFile, Vec<Finding>) {
-    let file = parse::parse(bytes);
+    let file = match policy.mode {
+        policy::PolicyMode::PermissionsOnly => strict::parse(bytes),
+        policy::PolicyMode::Trusted => parse::parse(bytes),
+    };
     let mut findings = file.findings.clone();
     findings.sort();
     findings.extend(policy::check(&file, policy));
     (file, findings)
+}
+
+/// What [`vet`] decided about one rules file.
+#[derive(Debug, Clone)]
+pub struct Vetted {
+    /// The rules as hostbridge read them.
+    pub file: parse::RulesFile,
+    /// Every finding, parser ones first.
+    pub findings: Vec<Finding>,
+    /// The bytes to install when the file passed (no error findings): the
+    /// canonical form ([`canon`]) under `permissions-only`, the source bytes
+    /// unchanged under `trusted`. `None` when the file is refused.
+    pub install: Option<Vec<u8>>,
+}
+
+/// Reads, checks and (when it passes) re-serialises the rules file `name`:
+/// the whole pure decision about installing it. The host checks (group
+/// lookups, shadowing, masking) come on top, in the host layer.
+pub fn vet(name: &str, bytes: &[u8], policy: &policy::Policy) -> Vetted {
+    let (file, mut findings) = lint(bytes, policy);
+    let install = if has_errors(&findings) {
+        None
+    } else if policy.mode == policy::PolicyMode::Trusted {
+        Some(bytes.to_vec())
+    } else {
+        match canon::render(name, bytes, &file) {
+            Ok(b) => Some(b),
+            Err(f) => {
+                findings.push(f);
+                None
+            }
+        }
+    };
+    Vetted {
+        file,
+        findings,
+        install,
+    }
 }

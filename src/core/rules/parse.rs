@@ -547,9 +547,29 @@ fn option_known(v: &str) -> bool {
             | "watch"
             | "nowatch"
     ) || v.starts_with("static_node=")
-        || v.strip_prefix("link_priority=")
-            .is_some_and(|n| n.parse::<i32>().is_ok())
+        || v.starts_with("link_priority=")
         || v.starts_with("log_level=")
+}
+
+/// Why udevd drops the whole line for an OPTIONS value it knows but
+/// cannot parse (udev-rules.c: a failed `safe_atoi` or log level is an
+/// error, not a warning), if it does.
+fn option_drops_line(v: &str) -> Option<String> {
+    if let Some(n) = v.strip_prefix("link_priority=")
+        && n.parse::<i32>().is_err()
+    {
+        return Some(format!("link priority '{n}' is not an integer"));
+    }
+    let levels = [
+        "reset", "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+    ];
+    if let Some(l) = v.strip_prefix("log_level=")
+        && !levels.contains(&l)
+        && !l.parse::<u8>().is_ok_and(|n| n <= 7)
+    {
+        return Some(format!("log level '{l}' is not one udevd knows"));
+    }
+    None
 }
 
 /// Applies udevd's per-key checks (parse_token) and adds the token.
@@ -757,6 +777,14 @@ fn add_token(
             if op.is_match() || op == Op::Remove {
                 return Err(bad_op());
             }
+            if let Some(why) = option_drops_line(&t.value) {
+                return Err(err(
+                    line,
+                    column,
+                    "invalid-option",
+                    format!("{why}; udevd drops this line"),
+                ));
+            }
             if !option_known(&t.value) {
                 findings.push(warn(
                     line,
@@ -855,7 +883,7 @@ pub fn parse_mode(s: &str) -> Option<u32> {
 
 /// Links each GOTO to the first later rule with its LABEL; a GOTO without
 /// one is an error (udevd ignores the GOTO, which may change the flow).
-fn resolve_gotos(file: &mut RulesFile) {
+pub(super) fn resolve_gotos(file: &mut RulesFile) {
     for i in 0..file.rules.len() {
         let Some((label, _)) = file.rules[i].goto.clone() else {
             continue;

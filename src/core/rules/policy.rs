@@ -57,10 +57,28 @@ pub const PRIVILEGED_GROUPS: &[&str] = &[
 /// Refused: `static_node=` (applies permissions to a /dev node with no device
 /// match at all), `log_level=` and `dump` (change what udevd logs).
 fn harmless_option(v: &str) -> bool {
-    v.starts_with("link_priority=")
-        || v.starts_with("string_escape=")
-        || matches!(v, "db_persist" | "watch" | "nowatch")
+    let priority = v.strip_prefix("link_priority=").is_some_and(|n| {
+        let digits = n.strip_prefix('-').unwrap_or(n);
+        (1..=9).contains(&digits.len()) && digits.bytes().all(|c| c.is_ascii_digit())
+    });
+    priority || matches!(v, "db_persist" | "watch" | "nowatch")
 }
+
+/// The vendor of the Linux Foundation's root hubs: a parent of every USB
+/// device, so `ATTRS{idVendor}=="1d6b"` matches them all.
+pub const ROOT_HUB_VENDOR: &str = "1d6b";
+
+/// Names under /dev that no container rule may create or take over, even
+/// under an `allow_symlinks` prefix: udevd replaces a link it does not own,
+/// so `SYMLINK+="log"` would take over /dev/log. The first path component
+/// is compared.
+pub const RESERVED_DEV_NAMES: &[&str] = &[
+    "log", "stdin", "stdout", "stderr", "fd", "core", "initctl", "kmsg", "console", "null",
+    "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue", "hugepages",
+    "disk", "mapper", "block", "char", "bus", "input", "net", "dri", "snd", "serial", "v4l",
+    "vfio", "cpu", "md", "bsg", "kvm", "fuse", "loop-control", "rtc", "watchdog", "mem", "port",
+    "btrfs-control", "vhost-net", "vhost-vsock", "net", "tpm0", "tpmrm0", "hwrng", "root",
+];
 
 /// Whether the policy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +102,9 @@ pub struct Policy {
     pub owners: Vec<String>,
     /// Properties ENV{…} may set.
     pub env: Vec<String>,
+    /// Name prefixes under /dev that SYMLINK+= may create: `ups/` allows
+    /// `/dev/ups/…`, `ups` allows `/dev/ups` itself. Empty: no SYMLINK.
+    pub symlinks: Vec<String>,
 }
 
 impl Default for Policy {
@@ -94,6 +115,7 @@ impl Default for Policy {
             groups: Vec::new(),
             owners: Vec::new(),
             env: Vec::new(),
+            symlinks: Vec::new(),
         }
     }
 }
@@ -140,9 +162,15 @@ impl Facts {
         }
     }
 
-    /// Adds what `t` being false implies: a false `!=` is a `==`.
+    /// Adds what `t` being false implies. Only SUBSYSTEM is learnt this
+    /// way: udevd compares a device without a subsystem as "", so a false
+    /// `SUBSYSTEM!="usb"` means the subsystem is usb. A false
+    /// `ATTR{idVendor}!="051d"` proves nothing: udevd's ATTR and ATTRS
+    /// matches are false for `==` and `!=` alike when the attribute is
+    /// missing (udev-rules.c token_match_attr), so ttyS0 and disks fall
+    /// through such a guard.
     fn assume_false(&mut self, t: &Token) {
-        if t.op == Op::NoMatch {
+        if t.op == Op::NoMatch && t.key == Key::Subsystem {
             self.learn(t);
         }
     }
@@ -159,9 +187,7 @@ impl Facts {
                     None => set,
                 });
             }
-            Key::Attr | Key::Attrs
-                if t.attr.as_deref() == Some("idVendor") && values.iter().all(|v| is_usb_id(v)) =>
-            {
+            Key::Attr | Key::Attrs if t.op == Op::Match && proves_vendor(t) => {
                 self.vendor = true;
             }
             _ => {}
@@ -172,6 +198,43 @@ impl Facts {
 /// A 4-digit hex USB vendor or product ID.
 fn is_usb_id(v: &str) -> bool {
     v.len() == 4 && v.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Whether `t` is an `ATTR{idVendor}`/`ATTRS{idVendor}` match at all.
+fn is_vendor_match(t: &Token) -> bool {
+    matches!(t.key, Key::Attr | Key::Attrs) && t.attr.as_deref() == Some("idVendor")
+}
+
+/// A positive, exact vendor match: every `|` alternative a literal 4-hex
+/// id, none empty, none the root hubs' vendor, compared case-sensitively.
+fn proves_vendor(t: &Token) -> bool {
+    is_vendor_match(t)
+        && t.op == Op::Match
+        && !t.case_insensitive
+        && t.value.split('|').all(|v| {
+            is_usb_id(v) && !v.eq_ignore_ascii_case(ROOT_HUB_VENDOR)
+        })
+}
+
+/// Why a vendor match value is no constraint, if it is not one.
+fn catch_all_vendor(t: &Token) -> Option<&'static str> {
+    if !is_vendor_match(t) || t.op != Op::Match {
+        return None;
+    }
+    let alts: Vec<&str> = t.value.split('|').collect();
+    if alts.iter().any(|v| v.is_empty()) {
+        Some("has an empty alternative, which matches an empty or missing value")
+    } else if alts.iter().any(|v| v.contains(['*', '?', '['])) {
+        Some("is a glob, which matches many vendors")
+    } else if alts.iter().any(|v| v.eq_ignore_ascii_case(ROOT_HUB_VENDOR)) {
+        Some("names 1d6b, the Linux Foundation root hubs: a parent of every USB device")
+    } else if t.case_insensitive {
+        Some("is case-insensitive")
+    } else if !alts.iter().all(|v| is_usb_id(v)) {
+        Some("is not a 4-digit hex vendor id")
+    } else {
+        None
+    }
 }
 
 /// The `|` alternatives of a match value if all are plain, non-empty strings
@@ -256,16 +319,25 @@ fn finding(t: &Token, rule: &'static str, message: String) -> Finding {
 }
 
 fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) {
-    // What holds when this rule's assignments apply: its own matches succeeded.
-    let facts = match flow {
-        Flow::Reached(mut f) => {
-            rule.tokens.iter().for_each(|t| f.assume_true(t));
-            Some(f)
-        }
-        Flow::Unreachable => None,
+    // What holds when this rule's assignments apply: its own matches
+    // succeeded. A rule the flow says is unreachable is still checked, on
+    // its own line's facts alone: the flow analysis may only narrow what a
+    // guard proves, never exempt a line.
+    let mut facts = match flow {
+        Flow::Reached(f) => f,
+        Flow::Unreachable => Facts::default(),
     };
+    rule.tokens.iter().for_each(|t| facts.assume_true(t));
+    let facts = Some(facts);
     for t in &rule.tokens {
         forbidden(t, policy, out);
+        if let Some(why) = catch_all_vendor(t) {
+            out.push(finding(
+                t,
+                "catch-all-vendor",
+                format!("{} {why}; it proves no vendor", t.text),
+            ));
+        }
         if t.op.is_match() {
             continue;
         }
@@ -279,7 +351,7 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
             value_checks(t, policy, out);
         }
         if t.key == Key::Symlink {
-            constrained(t, facts.as_ref(), policy, false, out);
+            constrained(t, facts.as_ref(), policy, true, out);
         }
     }
 }
@@ -333,6 +405,14 @@ fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
             "name",
             format!("NAME= would rename a network interface to '{v}'"),
         )),
+        Key::Test => Some((
+            "test",
+            format!("TEST==\"{v}\" stats a path as root; one udevd cannot resolve aborts its rule processing for every device"),
+        )),
+        Key::Sysctl if !assign => Some((
+            "sysctl-match",
+            "SYSCTL{…}== reads a kernel parameter; a read error aborts udevd's rule processing for every device".to_string(),
+        )),
         Key::Seclabel => Some((
             "seclabel",
             "SECLABEL would set a security label on the device node".to_string(),
@@ -365,9 +445,12 @@ fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
                 t.op.as_str()
             ),
         )),
-        Key::Symlink if assign => {
-            symlink_problem(v).map(|why| ("symlink", format!("SYMLINK \"{v}\" {why}")))
-        }
+        Key::Symlink if assign => symlink_problem(v, &policy.symlinks)
+            .map(|why| ("symlink", format!("SYMLINK \"{v}\" {why}"))),
+        Key::Env if assign && v.contains(['%', '$']) => Some((
+            "env-write",
+            format!("ENV{{…}}=\"{v}\" is built from device data at event time and cannot be checked"),
+        )),
         _ => None,
     };
     if let Some((rule, message)) = f {
@@ -375,19 +458,65 @@ fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
     }
 }
 
-fn symlink_problem(v: &str) -> Option<&'static str> {
-    for name in v.split_whitespace() {
-        if name.starts_with("disk/") {
-            return Some("is under /dev/disk/, where mounts and boot look for disks");
-        }
-        if name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
-            return Some("is not a plain relative name under /dev");
-        }
+/// Why a SYMLINK value may not be created, if it may not. udevd replaces
+/// a link it does not own, so a name is a claim on /dev: only names under
+/// an `allow_symlinks` prefix, never a reserved one.
+fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
+    let names: Vec<&str> = v.split_whitespace().collect();
+    if names.is_empty() {
+        return Some("names no link".into());
+    }
+    for name in names {
         if name.contains(['%', '$']) {
-            return Some("is built from device data at event time and cannot be checked");
+            return Some("is built from device data at event time and cannot be checked".into());
+        }
+        if name.starts_with('/')
+            || name.ends_with('/')
+            || name.split('/').any(|c| c.is_empty() || c == ".." || c == ".")
+        {
+            return Some("is not a plain relative name under /dev".into());
+        }
+        let first = name.split('/').next().unwrap_or_default();
+        if RESERVED_DEV_NAMES.contains(&first) {
+            return Some(format!(
+                "would take over /dev/{first}, a name the system owns (udevd replaces links it does not own)"
+            ));
+        }
+        if !symlink_allowed(name, allowed) {
+            return Some(if allowed.is_empty() {
+                "is not allowed: list a prefix such as \"ups/\" in the bridge's allow_symlinks".into()
+            } else {
+                format!("is outside allow_symlinks ({})", allowed.join(", "))
+            });
         }
     }
     None
+}
+
+/// Why an `allow_symlinks` entry cannot be granted, if it cannot: it must
+/// be a plain relative name under /dev (optionally ending in `/`) whose
+/// first component is not a name the system owns.
+pub fn symlink_prefix_problem(p: &str) -> Option<String> {
+    let body = p.strip_suffix('/').unwrap_or(p);
+    let plain = !body.is_empty()
+        && body.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.+-/".contains(&c))
+        && !body.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if !plain {
+        return Some("is not a plain relative name under /dev such as \"ups/\"".into());
+    }
+    let first = body.split('/').next().unwrap_or_default();
+    RESERVED_DEV_NAMES
+        .contains(&first)
+        .then(|| format!("is under /dev/{first}, a name the system owns"))
+}
+
+/// Whether `name` lies under one of the `allowed` prefixes (`ups/` covers
+/// `ups/x`; `ups` is the name `ups` itself).
+pub fn symlink_allowed(name: &str, allowed: &[String]) -> bool {
+    allowed.iter().any(|p| match p.strip_suffix('/') {
+        Some(dir) => name.strip_prefix(dir).is_some_and(|r| r.len() > 1 && r.starts_with('/')),
+        None => name == p,
+    })
 }
 
 /// A grant (or symlink) must sit on a line limited to allowed subsystems

@@ -57,6 +57,9 @@ fn forbidden_keys() {
         ),
         ("OPTIONS+=\"static_node=sda\"", "options"),
         ("OPTIONS+=\"log_level=debug\"", "options"),
+        ("OPTIONS+=\"string_escape=replace\"", "options"),
+        ("TEST==\"/sys/*/x\"", "test"),
+        ("SYSCTL{kernel/x}==\"1\"", "sysctl-match"),
         ("ENV{SYSTEMD_WANTS}+=\"evil.service\"", "env-write"),
         ("TAG+=\"systemd\"", "tag"),
         ("TAG=\"uaccess\"", "tag"),
@@ -71,11 +74,11 @@ fn forbidden_keys() {
 #[test]
 fn harmless_matches_and_options_pass() {
     for line in [
-        "ACTION==\"add\", ENV{ID_VENDOR_ID}==\"051d\", TEST==\"/sys/x\", CONST{virt}==\"none\"",
+        "ACTION==\"add\", ENV{ID_VENDOR_ID}==\"051d\", CONST{virt}==\"none\"",
         "OPTIONS+=\"link_priority=10\"",
-        "OPTIONS+=\"string_escape=replace\"",
+        "OPTIONS+=\"link_priority=-5\"",
         "OPTIONS+=\"db_persist\"",
-        "ATTR{idVendor}==\"051d\", SYSCTL{x}==\"1\"",
+        "OPTIONS+=\"nowatch\"",
     ] {
         assert_eq!(ids(&format!("{line}\n")), Vec::<&str>::new(), "{line}");
     }
@@ -116,7 +119,35 @@ fn grants_need_subsystem_and_vendor() {
         ("SUBSYSTEM==\"usb\", GROUP=\"nut\"", &["no-vendor-match"]),
         (
             "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"05*\", GROUP=\"nut\"",
-            &["no-vendor-match"],
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"05?d\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"[0-9]*\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d|\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"|051d\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"1d6b\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051d|1d6b\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
+        ),
+        (
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051\", GROUP=\"nut\"",
+            &["catch-all-vendor", "no-vendor-match"],
         ),
         (
             "SUBSYSTEM==\"usb\", ATTR{idVendor}!=\"051d\", GROUP=\"nut\"",
@@ -132,7 +163,7 @@ fn grants_need_subsystem_and_vendor() {
         ),
         (
             "SUBSYSTEM==\"block\", SYMLINK+=\"ups\"",
-            &["unconstrained-permission"],
+            &["symlink", "unconstrained-permission"],
         ),
     ];
     for (line, want) in cases {
@@ -156,9 +187,16 @@ fn guards_and_labels_carry_facts() {
     // NUT's own shape: positive jumps into a section, unconditional jump past it.
     let nut = "ACTION==\"remove\", GOTO=\"end\"\nSUBSYSTEM==\"usb_device\", GOTO=\"real\"\nSUBSYSTEM==\"usb\", GOTO=\"real\"\nGOTO=\"end\"\nLABEL=\"real\"\nATTR{idVendor}==\"051d\", MODE=\"664\", GROUP=\"nut\"\nLABEL=\"end\"\n";
     assert_eq!(ids(nut), Vec::<&str>::new());
-    // A negative guard.
-    let guard = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nATTR{idVendor}!=\"051d\", GOTO=\"end\"\nMODE=\"0660\", GROUP=\"nut\"\nLABEL=\"end\"\n";
+    // A negative SUBSYSTEM guard holds: udevd compares a missing subsystem
+    // as "", so only usb devices fall through.
+    let guard = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nATTR{idVendor}==\"051d\", MODE=\"0660\", GROUP=\"nut\"\nLABEL=\"end\"\n";
     assert_eq!(ids(guard), Vec::<&str>::new());
+    // A negative vendor guard does not: ATTR{idVendor}!= is false when the
+    // attribute is missing, so every device without one falls through.
+    let vendor = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nATTR{idVendor}!=\"051d\", GOTO=\"end\"\nMODE=\"0660\", GROUP=\"nut\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(vendor), ["no-vendor-match", "no-vendor-match"]);
+    let parents = "SUBSYSTEM!=\"tty\", GOTO=\"end\"\nATTRS{idVendor}!=\"0403\", GOTO=\"end\"\nGROUP=\"nut\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(parents), ["no-vendor-match"]);
     // A guard with two matches proves nothing by falling through.
     let weak = "SUBSYSTEM!=\"usb\", ACTION==\"add\", GOTO=\"end\"\nATTR{idVendor}==\"051d\", MODE=\"0660\"\nLABEL=\"end\"\n";
     assert_eq!(ids(weak), ["unconstrained-permission"]);
@@ -168,9 +206,12 @@ fn guards_and_labels_carry_facts() {
     // The guard's label must come after the grant: here it is before it.
     let early = "SUBSYSTEM!=\"usb\", GOTO=\"end\"\nLABEL=\"end\"\nATTR{idVendor}==\"051d\", MODE=\"0660\"\n";
     assert_eq!(ids(early), ["unconstrained-permission"]);
-    // Dead code after an unconditional GOTO is never applied by udevd.
+    // A line after an unconditional GOTO looks dead, and is still checked
+    // on its own: reasoning about jumps may narrow, never exempt.
     let dead = "GOTO=\"end\"\nMODE=\"0660\"\nLABEL=\"end\"\n";
-    assert_eq!(ids(dead), Vec::<&str>::new());
+    assert_eq!(ids(dead), ["unconstrained-permission"]);
+    let dead_ok = "GOTO=\"end\"\nSUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\"\nLABEL=\"end\"\n";
+    assert_eq!(ids(dead_ok), Vec::<&str>::new());
     // …but forbidden keys are refused even there.
     assert_eq!(ids("GOTO=\"end\"\nRUN+=\"/x\"\nLABEL=\"end\"\n"), ["run"]);
 }
@@ -235,13 +276,47 @@ fn group_and_owner_values() {
 
 #[test]
 fn symlinks() {
-    let line = |v: &str| format!("SUBSYSTEM==\"usb\", SYMLINK+=\"{v}\"\n");
-    assert_eq!(ids(&line("ups0")), Vec::<&str>::new());
-    assert_eq!(ids(&line("disk/by-uuid/1234")), ["symlink"]);
-    assert_eq!(ids(&line("ups0 disk/by-label/root")), ["symlink"]);
-    assert_eq!(ids(&line("../etc/x")), ["symlink"]);
-    assert_eq!(ids(&line("/etc/x")), ["symlink"]);
-    assert_eq!(ids(&line("ups-%k")), ["symlink"]);
+    let line = |v: &str| {
+        format!("SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0403\", SYMLINK+=\"{v}\"\n")
+    };
+    // None by default.
+    assert_eq!(ids(&line("ups/ups0")), ["symlink"]);
+    let ups = Policy {
+        symlinks: vec!["ups/".into(), "apc-ups".into()],
+        ..Policy::default()
+    };
+    for ok in ["ups/ups0", "ups/by-serial/x1", "apc-ups"] {
+        assert_eq!(ids_with(&line(ok), &ups), Vec::<&str>::new(), "{ok}");
+    }
+    for bad in [
+        "ups",
+        "ups/",
+        "upsx/a",
+        "apc-ups2",
+        "log",
+        "stdout",
+        "disk/by-id/x",
+        "mapper/root",
+        "ups/ups0 log",
+        "../etc/x",
+        "ups/../log",
+        "/etc/x",
+        "ups/ups-%k",
+        "ups//x",
+    ] {
+        assert_eq!(ids_with(&line(bad), &ups), ["symlink"], "{bad}");
+    }
+    // A link is a claim on /dev: it needs the subsystem and the vendor too.
+    let anywhere = "SUBSYSTEM==\"block\", SYMLINK+=\"ups/x\"\n";
+    assert_eq!(ids_with(anywhere, &ups), ["unconstrained-permission"]);
+    let no_vendor = "SUBSYSTEM==\"tty\", SYMLINK+=\"ups/x\"\n";
+    assert_eq!(ids_with(no_vendor, &ups), ["no-vendor-match"]);
+    // Operators may not grant a reserved name either.
+    assert!(symlink_prefix_problem("ups/").is_none());
+    assert!(symlink_prefix_problem("disk/").is_some());
+    assert!(symlink_prefix_problem("log").is_some());
+    assert!(symlink_prefix_problem("../x").is_some());
+    assert!(symlink_prefix_problem("/ups").is_some());
 }
 
 #[test]
