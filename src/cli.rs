@@ -161,10 +161,28 @@ pub struct LintArgs {
     /// A name prefix under /dev that SYMLINK+= may create, e.g. `ups/` (repeatable).
     #[arg(long = "allow-symlink", value_name = "PREFIX")]
     pub allow_symlinks: Vec<String>,
-    /// Also check against this host: GROUP/OWNER names exist and are system
-    /// ids, no same-named file in --etc-rules-dir shadows the file.
+    /// Check the files as the daemon checks this bridge of the config
+    /// (--config): its policy, allow lists, host checks and udevadm verify.
+    /// The policy flags below are then ignored.
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// Print what the daemon would install (the canonical form under
+    /// permissions-only) to stdout; findings go to stderr.
     #[arg(long)]
+    pub print: bool,
+    /// Check against this host: GROUP/OWNER names exist and are system ids,
+    /// no same-named file in --etc-rules-dir shadows the file or in the
+    /// system rules dirs is masked by it, SYMLINK names are not already
+    /// nodes in /dev; and run `udevadm verify` where it exists. On by
+    /// default when run as root.
+    #[arg(long, conflicts_with = "no_host")]
     pub host: bool,
+    /// Skip the host checks (the default when not root).
+    #[arg(long)]
+    pub no_host: bool,
+    /// A file name that may mask a system rules file of the same name (repeatable).
+    #[arg(long = "allow-override", value_name = "NAME")]
+    pub allow_override: Vec<String>,
     /// With --host: the directory whose files shadow installed ones.
     #[arg(long, value_name = "DIR", default_value = config::DEFAULT_ETC_UDEV_RULES_DIR)]
     pub etc_rules_dir: PathBuf,
@@ -215,7 +233,18 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 
 fn dispatch(cli: &Cli) -> u8 {
     match &cli.command {
-        Command::Rules(RulesCommand::Lint(args)) => return crate::lint::run(args),
+        Command::Rules(RulesCommand::Lint(args)) => {
+            if args.bridge.is_none() {
+                return crate::lint::run(args, None);
+            }
+            return match config::load(&cli.config, &dropin_dirs(cli)) {
+                Ok(c) => crate::lint::run(args, Some(&c)),
+                Err(e) => {
+                    eprintln!("hostbridge: config error: {e}");
+                    EXIT_CONFIG
+                }
+            };
+        }
         Command::Completions { .. } | Command::Man { .. } => {
             let written = match &cli.command {
                 Command::Completions { shell } => crate::manpage::completions(*shell),

@@ -1,14 +1,24 @@
-//! `hostbridge rules lint`: the rules checks the daemon runs, on files given
-//! on the command line. Shell code: reads files and prints findings.
+//! `hostbridge rules lint`: the checks the daemon runs on a rules file, on
+//! files given on the command line. Shell code: reads files, prints
+//! findings (and with `--print` what would be installed).
+//!
+//! With `--bridge NAME` the verdict is the daemon's for that bridge: its
+//! policy, allow lists, host checks and `udevadm verify` come from the
+//! config. Without it, the policy comes from the flags, and the host checks
+//! (GROUP/OWNER names on this host, shadowing, masking of system rules,
+//! SYMLINK names already in /dev) run when `--host` is given or, by
+//! default, when run as root (`--no-host` turns them off).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{EXIT_FAILURE, EXIT_OK, LintArgs, LintFormat, LintPolicy};
+use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LintArgs, LintFormat, LintPolicy};
+use crate::config::{self, Config, RulesChecks};
 use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
-use crate::core::rules::{self, Finding, Severity};
-use crate::host::preflight::{self, HostChecks};
+use crate::core::rules::{Finding, Severity};
+use crate::host::preflight::HostChecks;
+use crate::sync::{Verifier, host_checks, vet_rules};
 
 #[derive(Serialize)]
 struct JsonFinding<'a> {
@@ -39,29 +49,144 @@ pub fn policy(args: &LintArgs) -> Policy {
     }
 }
 
-/// Lints every file; prints findings; returns the exit code.
-pub fn run(args: &LintArgs) -> u8 {
-    let policy = policy(args);
-    let host = HostChecks {
-        allow_unknown_groups: args.allow_unknown_groups,
-        allow_non_system_groups: args.allow_non_system_groups,
-        etc_rules_dir: Some(args.etc_rules_dir.clone()),
+/// How one lint run checks files: the daemon's way for a bridge, or the
+/// flags' way.
+struct Checker {
+    checks: RulesChecks,
+    host: Option<HostChecks>,
+    verifier: Option<Verifier>,
+}
+
+impl Checker {
+    /// From a bridge of `config` (the daemon's verdict).
+    fn for_bridge(config: &Config, name: &str) -> Result<Checker, String> {
+        let bridge = config
+            .bridges
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| format!("no bridge named {name:?} in the config"))?;
+        let checks = bridge
+            .rules
+            .clone()
+            .ok_or_else(|| format!("bridge {name:?} is not a udev-rules bridge"))?;
+        Ok(Checker {
+            host: Some(host_checks(config, &checks)),
+            verifier: Some(Verifier::of(config)),
+            checks,
+        })
+    }
+
+    /// From the flags.
+    fn from_args(args: &LintArgs) -> Checker {
+        let checks = RulesChecks {
+            policy: policy(args),
+            allow_unknown_groups: args.allow_unknown_groups,
+            allow_non_system_groups: args.allow_non_system_groups,
+            revoke_restore: true,
+            allow_override: args.allow_override.clone(),
+        };
+        let host_on = !args.no_host && (args.host || nix::unistd::geteuid().is_root());
+        let trusted = checks.policy.mode == PolicyMode::Trusted;
+        let host = host_on.then(|| HostChecks {
+            allow_unknown_groups: trusted || args.allow_unknown_groups,
+            allow_non_system_groups: trusted || args.allow_non_system_groups,
+            etc_rules_dir: Some(args.etc_rules_dir.clone()),
+            system_rules_dirs: config::DEFAULT_SYSTEM_UDEV_RULES_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            allow_override: args.allow_override.clone(),
+            dev_root: Some("/dev".into()),
+        });
+        // verify stages a copy in a private dir of its own.
+        let verifier = host_on.then(|| Verifier {
+            udevadm: config::DEFAULT_UDEVADM.into(),
+            stage: std::env::temp_dir().join(format!("hostbridge-lint-{}", std::process::id())),
+        });
+        Checker {
+            checks,
+            host,
+            verifier,
+        }
+    }
+
+    /// Findings for one file, and the bytes the daemon would install.
+    fn file(&self, path: &Path) -> (Vec<Finding>, Option<Vec<u8>>) {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                let f = Finding {
+                    line: 0,
+                    column: 0,
+                    severity: Severity::Error,
+                    rule: "io",
+                    message: format!("cannot read: {e}"),
+                };
+                return (vec![f], None);
+            }
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let verifier = self.verifier.clone().unwrap_or(Verifier {
+            udevadm: PathBuf::new(),
+            stage: PathBuf::new(),
+        });
+        let run_verify = |_: &[u8]| self.verifier.is_some();
+        vet_rules(
+            &verifier,
+            &self.checks,
+            self.host.as_ref(),
+            &name,
+            &bytes,
+            &run_verify,
+        )
+    }
+}
+
+/// Lints every file; prints findings; returns the exit code. `config` is
+/// the loaded config when `--bridge` is given.
+pub fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
+    let checker = match (config, &args.bridge) {
+        (Some(c), Some(name)) => match Checker::for_bridge(c, name) {
+            Ok(ch) => ch,
+            Err(e) => {
+                eprintln!("hostbridge: config error: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+        _ => Checker::from_args(args),
     };
     let mut all: Vec<(String, Finding)> = Vec::new();
+    let mut printed = Vec::new();
     for path in &args.files {
         let shown = path.display().to_string();
-        for f in lint_file(path, &policy, args.host.then_some(&host)) {
-            all.push((shown.clone(), f));
+        let (found, install) = checker.file(path);
+        all.extend(found.into_iter().map(|f| (shown.clone(), f)));
+        if let Some(b) = install {
+            printed.push(b);
         }
+    }
+    if let Some(stage) = checker.verifier.as_ref().map(|v| &v.stage)
+        && config.is_none()
+    {
+        let _ = std::fs::remove_dir(stage);
     }
     let errors = all
         .iter()
         .filter(|(_, f)| f.severity == Severity::Error)
         .count();
     match args.format {
+        // With --print, stdout carries the installed form; findings go to stderr.
         LintFormat::Text => {
             for (file, f) in &all {
-                println!("{}", f.render(file));
+                let line = crate::logging::escape_for_terminal(&f.render(file));
+                if args.print {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
             }
             eprintln!(
                 "{} files: {errors} errors, {} warnings",
@@ -81,36 +206,20 @@ pub fn run(args: &LintArgs) -> u8 {
                     message: &f.message,
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).unwrap_or_else(|_| "[]".into())
-            );
+            let text = serde_json::to_string_pretty(&out).unwrap_or_else(|_| "[]".into());
+            if args.print {
+                eprintln!("{text}");
+            } else {
+                println!("{text}");
+            }
+        }
+    }
+    if args.print && errors == 0 {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        for b in &printed {
+            let _ = out.write_all(b);
         }
     }
     if errors > 0 { EXIT_FAILURE } else { EXIT_OK }
-}
-
-/// All findings for one file (an unreadable file is one `io` error).
-pub fn lint_file(path: &Path, policy: &Policy, host: Option<&HostChecks>) -> Vec<Finding> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            return vec![Finding {
-                line: 0,
-                column: 0,
-                severity: Severity::Error,
-                rule: "io",
-                message: format!("cannot read: {e}"),
-            }];
-        }
-    };
-    let (file, mut findings) = rules::lint(&bytes, policy);
-    if let Some(host) = host {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        findings.extend(preflight::check(&name, &file, host));
-    }
-    findings
 }

@@ -24,6 +24,23 @@ pub fn errors_logged() -> u64 {
     ERRORS.load(Ordering::Relaxed)
 }
 
+/// `s` with every control character (newline, ESC, CR, DEL …) written as a
+/// visible escape, so text that came from a container can neither start a
+/// forged log line nor drive the terminal.
+pub fn escape_for_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 struct CountErrors;
 
 impl<S: Subscriber> Layer<S> for CountErrors {

@@ -3,8 +3,8 @@
 //! anything changed (or a previous run of them failed). Shell code: it glues
 //! the pure planner to the host layer and holds no policy of its own.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -324,7 +324,7 @@ pub fn sync_files(
     .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
     report.findings = checker.findings;
     report.source_present = scan.view.present;
-    report.skipped.extend(scan.rejected);
+    report.skipped.extend(scan.rejected.iter().cloned());
     if let Some(files) = &bridge.files
         && let Some(why) = set_checks(bridge, files, &scan.view, &mut report)
     {
@@ -381,7 +381,7 @@ pub fn sync_files(
         return Ok((report, manifest));
     }
     if plan.changes() && bridge.rules.is_some() {
-        record_grants(config, bridge, &scan.view)?;
+        record_grants(config, bridge, &scan)?;
     }
     if plan.changes() {
         let dest = match dest {
@@ -395,6 +395,7 @@ pub fn sync_files(
             state,
             &dest,
             &plan,
+            &scan.rewritten,
             owner,
             &mut manifest,
             &mut report,
@@ -405,15 +406,19 @@ pub fn sync_files(
 
 /// Records the node state of devices the source's rules are about to grant
 /// (see [`crate::revoke`]).
-fn record_grants(config: &Config, bridge: &Bridge, view: &plan::SourceView) -> Result<()> {
+fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) -> Result<()> {
     let Ok(dir) = crate::host::fsx::open_dir_nofollow(&bridge.source) else {
         return Ok(());
     };
     let mut files = Vec::new();
-    for (name, f) in &view.files {
-        if let plan::SourceFile::Ready(_) = f
-            && let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, bridge.max_file_size)
-        {
+    for (name, f) in &scan.view.files {
+        let plan::SourceFile::Ready(_) = f else {
+            continue;
+        };
+        // What will be installed: the canonical form where there is one.
+        if let Some(r) = scan.rewritten.get(name) {
+            files.push((name.clone(), rules::parse::parse(&r.content)));
+        } else if let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, bridge.max_file_size) {
             files.push((name.clone(), rules::parse::parse(&bytes)));
         }
     }
@@ -539,11 +544,13 @@ fn record_ops(report: &mut SyncReport, ops: &[Op]) {
 
 /// Applies a plan: intent manifest first (so a crash never leaves a file we
 /// wrote looking foreign), then the operations, then the final manifest.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     bridge: &Bridge,
     state: &StateDir,
     dest: &DestDir,
     plan: &Plan,
+    rewritten: &BTreeMap<String, source::Rewritten>,
     owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
     manifest: &mut Manifest,
     report: &mut SyncReport,
@@ -576,9 +583,14 @@ fn apply(
     let src = crate::host::fsx::open_dir_nofollow(&bridge.source).ok();
     for op in &plan.ops {
         let result = match op {
-            Op::Install { name, digest } | Op::Replace { name, digest } => {
-                install_one(bridge, src.as_ref(), dest, name, *digest, owner)
-            }
+            Op::Install { name, digest } | Op::Replace { name, digest } => install_one(
+                bridge,
+                src.as_ref(),
+                dest,
+                name,
+                (*digest, rewritten.get(name)),
+                owner,
+            ),
             Op::Prune { name } => dest.remove(name).map_err(|e| e.to_string()),
         };
         match result {
@@ -700,7 +712,7 @@ fn install_one(
     src: Option<&std::os::fd::OwnedFd>,
     dest: &DestDir,
     name: &str,
-    want: plan::Digest,
+    (want, rewritten): (plan::Digest, Option<&source::Rewritten>),
     owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
 ) -> Result<(), String> {
     let src = src.ok_or("source dir vanished during sync")?;
@@ -709,37 +721,79 @@ fn install_one(
         Ok(Err(why)) => return Err(why),
         Err(e) => return Err(e.to_string()),
     };
-    if digest != want {
+    // A rewritten file installs the bytes that were judged, provided the
+    // source still holds what they were made from.
+    let (judged, bytes) = match rewritten {
+        Some(r) => (r.source, r.content.as_slice()),
+        None => (want, bytes.as_slice()),
+    };
+    if digest != judged {
         return Err("source changed during sync; the next sync picks it up".into());
     }
-    dest.install_owned(name, &bytes, bridge.mode, owner)
+    dest.install_owned(name, bytes, bridge.mode, owner)
         .map_err(|e| e.to_string())
 }
 
 /// Vets udev rules files during a scan: parser, policy, host checks, and
 /// `udevadm verify` for content not installed before. Collects findings.
 struct RulesChecker<'a> {
-    config: &'a Config,
+    verifier: Verifier,
     checks: Option<&'a RulesChecks>,
     host: HostChecks,
     installed: &'a Manifest,
     findings: Vec<(String, Finding)>,
 }
 
+/// The host checks the daemon runs for a rules bridge: the same for
+/// `hostbridge rules lint --bridge`.
+pub fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
+    // A trusted source may name any group; shadowing and masking still count.
+    let trusted = checks.policy.mode == rules::policy::PolicyMode::Trusted;
+    HostChecks {
+        allow_unknown_groups: trusted || checks.allow_unknown_groups,
+        allow_non_system_groups: trusted || checks.allow_non_system_groups,
+        etc_rules_dir: Some(config.etc_udev_rules_dir.clone()),
+        system_rules_dirs: config.system_udev_rules_dirs.clone(),
+        allow_override: checks.allow_override.clone(),
+        dev_root: Some(config.dev_root.clone()),
+    }
+}
+
+/// Everything the daemon decides about one rules file of a bridge: the
+/// pure vetting, then the host checks, then `udevadm verify` on what would
+/// be installed (when `run_verify` says so for those bytes and there is no
+/// error so far). Returns the findings and the bytes to install (`None`:
+/// refused).
+pub fn vet_rules(
+    verifier: &Verifier,
+    checks: &RulesChecks,
+    host: Option<&HostChecks>,
+    name: &str,
+    bytes: &[u8],
+    run_verify: &dyn Fn(&[u8]) -> bool,
+) -> (Vec<Finding>, Option<Vec<u8>>) {
+    let vetted = rules::vet(name, bytes, &checks.policy);
+    let mut found = vetted.findings;
+    if let Some(host) = host {
+        found.extend(preflight::check(name, &vetted.file, host));
+    }
+    if let Some(install) = &vetted.install
+        && !rules::has_errors(&found)
+        && run_verify(install)
+    {
+        found.extend(verifier.verify(name, install));
+    }
+    let install = vetted.install.filter(|_| !rules::has_errors(&found));
+    (found, install)
+}
+
 impl<'a> RulesChecker<'a> {
     fn new(config: &'a Config, bridge: &'a Bridge, installed: &'a Manifest) -> Self {
         let checks = bridge.rules.as_ref();
-        // A trusted source may name any group; shadowing is still worth a warning.
-        let trusted = checks.is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted);
         RulesChecker {
-            config,
+            verifier: Verifier::of(config),
             checks,
-            host: HostChecks {
-                allow_unknown_groups: trusted || checks.is_some_and(|c| c.allow_unknown_groups),
-                allow_non_system_groups: trusted
-                    || checks.is_some_and(|c| c.allow_non_system_groups),
-                etc_rules_dir: Some(config.etc_udev_rules_dir.clone()),
-            },
+            host: checks.map(|c| host_checks(config, c)).unwrap_or_default(),
             installed,
             findings: Vec::new(),
         }
@@ -750,20 +804,29 @@ impl<'a> RulesChecker<'a> {
             .is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted)
     }
 
-    fn accept(&mut self, name: &str, bytes: &[u8], digest: plan::Digest) -> Result<(), String> {
+    /// Vets one file; `Ok(Some(bytes))` when what is installed is its
+    /// canonical form (permissions-only), `Ok(None)` for the bytes as they
+    /// are (trusted, or not a rules bridge).
+    fn accept(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        _digest: plan::Digest,
+    ) -> Result<Option<Vec<u8>>, String> {
         let Some(checks) = self.checks else {
-            return Ok(());
+            return Ok(None);
         };
-        let (file, mut found) = rules::lint(bytes, &checks.policy);
-        found.extend(preflight::check(name, &file, &self.host));
-        let new_content = self
-            .installed
-            .files
-            .get(name)
-            .is_none_or(|o| o.digest != digest);
-        if new_content && !rules::has_errors(&found) {
-            found.extend(verify(self.config, name, bytes));
-        }
+        // udevadm verify runs on content not installed before.
+        let installed = self.installed.files.get(name).map(|o| o.digest);
+        let new_content = |b: &[u8]| installed.is_none_or(|d| d != crate::host::fsx::digest(b));
+        let (found, install) = vet_rules(
+            &self.verifier,
+            checks,
+            Some(&self.host),
+            name,
+            bytes,
+            &new_content,
+        );
         let first_error = found
             .iter()
             .find(|f| f.severity == Severity::Error)
@@ -778,27 +841,51 @@ impl<'a> RulesChecker<'a> {
             Some(first) => Err(format!(
                 "rejected by the rules checks ({errors} errors; first: {first})"
             )),
-            None => Ok(()),
+            None if checks.policy.mode == rules::policy::PolicyMode::Trusted => Ok(None),
+            None => Ok(install),
         }
     }
 }
 
-/// Runs `udevadm verify` on a candidate written under the state dir, if
-/// udevadm has the verb; the answer to that is probed once per process.
-fn verify(config: &Config, name: &str, bytes: &[u8]) -> Vec<Finding> {
+/// Where and with what `udevadm verify` runs.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// The udevadm binary.
+    pub udevadm: PathBuf,
+    /// A root-owned dir to stage candidates in (`STATE_DIR/verify`).
+    pub stage: PathBuf,
+}
+
+impl Verifier {
+    /// The daemon's: `udevadm` and a stage under `state_dir`.
+    pub fn of(config: &Config) -> Verifier {
+        Verifier {
+            udevadm: config.udevadm.clone(),
+            stage: config.state_dir.join("verify"),
+        }
+    }
+
+    /// Runs `udevadm verify` on a candidate staged in [`Verifier::stage`],
+    /// if udevadm has the verb; the answer to that is probed once per
+    /// process.
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Vec<Finding> {
+        verify(&self.udevadm, &self.stage, name, bytes)
+    }
+}
+
+fn verify(udevadm: &Path, dir: &Path, name: &str, bytes: &[u8]) -> Vec<Finding> {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let available = *AVAILABLE.get_or_init(|| {
-        let yes = preflight::verify_available(&config.udevadm);
+        let yes = preflight::verify_available(udevadm);
         if !yes {
-            tracing::info!("`{} verify` is not available (no udevadm, or systemd < 254): rules are checked by hostbridge's own parser only", config.udevadm.display());
+            tracing::info!("`{} verify` is not available (no udevadm, or systemd < 254): rules are checked by hostbridge's own parser only", udevadm.display());
         }
         yes
     });
     if !available {
         return Vec::new();
     }
-    let dir = config.state_dir.join("verify");
-    let written = DestDir::open_or_create(&dir).and_then(|d| d.install(name, bytes, 0o600));
+    let written = DestDir::open_or_create(dir).and_then(|d| d.install(name, bytes, 0o600));
     if let Err(e) = written {
         return vec![Finding {
             line: 0,
@@ -812,7 +899,7 @@ fn verify(config: &Config, name: &str, bytes: &[u8]) -> Vec<Finding> {
         }];
     }
     let path = dir.join(name);
-    let found = preflight::verify(&config.udevadm, &path);
+    let found = preflight::verify(udevadm, &path);
     let _ = std::fs::remove_file(&path);
     found
 }

@@ -250,7 +250,10 @@ fn sighup_adding_a_bridge_starts_watching_it() {
 
 #[test]
 fn sigterm_during_a_long_install_leaves_no_partial_file_and_no_socket() {
-    let env = Env::new("");
+    // Trusted: the source bytes are installed as they are, so a partial
+    // file would show as one (permissions-only installs a short canonical
+    // form, tested in rules_daemon.rs and pipeline.rs).
+    let env = Env::new("    policy: trusted\n");
     fs::create_dir_all(&env.src).unwrap();
     let body = |i: usize| format!("# file {i}\n") + &"# padding padding padding\n".repeat(40_000);
     for i in 0..100 {

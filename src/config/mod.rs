@@ -414,7 +414,12 @@ impl Validator<'_> {
                 .etc_udev_rules_dir
                 .map_or_else(|| DEFAULT_ETC_UDEV_RULES_DIR.into(), |p| p.0),
             system_udev_rules_dirs: raw.system_udev_rules_dirs.map_or_else(
-                || DEFAULT_SYSTEM_UDEV_RULES_DIRS.iter().map(PathBuf::from).collect(),
+                || {
+                    DEFAULT_SYSTEM_UDEV_RULES_DIRS
+                        .iter()
+                        .map(PathBuf::from)
+                        .collect()
+                },
                 |v| v.into_iter().map(|p| p.0).collect(),
             ),
             proc_root: raw

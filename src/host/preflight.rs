@@ -30,6 +30,12 @@ pub struct HostChecks {
     pub allow_non_system_groups: bool,
     /// Dir whose same-named files shadow ours (`/etc/udev/rules.d`).
     pub etc_rules_dir: Option<PathBuf>,
+    /// The system's rules dirs, whose same-named files ours would mask.
+    pub system_rules_dirs: Vec<PathBuf>,
+    /// Names that may mask a system file (`allow_override`).
+    pub allow_override: Vec<String>,
+    /// /dev, where a SYMLINK name must not already be a real node or dir.
+    pub dev_root: Option<PathBuf>,
 }
 
 /// Checks GROUP/OWNER names and shadowing for the rules file `name`.
@@ -78,6 +84,26 @@ pub fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> 
             _ => {}
         }
     }
+    for dir in &checks.system_rules_dirs {
+        if dir.join(name).symlink_metadata().is_ok()
+            && !checks.allow_override.iter().any(|n| n == name)
+        {
+            out.push(Finding {
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                rule: "masks-system-rules",
+                message: format!(
+                    "{} exists: a file of the same name in /run/udev/rules.d replaces it, so installing this one would switch the system's rules off; rename the file, or list it in the bridge's allow_override if that is the intent",
+                    dir.join(name).display()
+                ),
+            });
+            break;
+        }
+    }
+    if let Some(dev) = &checks.dev_root {
+        out.extend(symlink_targets(file, dev));
+    }
     if let Some(dir) = &checks.etc_rules_dir
         && dir.join(name).symlink_metadata().is_ok()
     {
@@ -91,6 +117,36 @@ pub fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> 
                 dir.join(name).display()
             ),
         });
+    }
+    out
+}
+
+/// SYMLINK names that already exist under `dev` as something other than a
+/// symlink: udevd would replace a node or directory the system made.
+fn symlink_targets(file: &RulesFile, dev: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in file.rules.iter().flat_map(|r| &r.tokens) {
+        if t.key != Key::Symlink || t.op.is_match() {
+            continue;
+        }
+        for name in t.value.split_whitespace() {
+            let exists = dev
+                .join(name)
+                .symlink_metadata()
+                .is_ok_and(|m| !m.file_type().is_symlink());
+            if exists {
+                out.push(Finding {
+                    line: t.line,
+                    column: t.column,
+                    severity: Severity::Error,
+                    rule: "symlink-exists",
+                    message: format!(
+                        "{} exists and is not a link: udevd would replace it",
+                        dev.join(name).display()
+                    ),
+                });
+            }
+        }
     }
     out
 }

@@ -28,11 +28,24 @@ pub struct SourceScan {
     pub view: SourceView,
     /// Entries whose names were rejected (not even candidates), with reasons.
     pub rejected: Vec<(String, String)>,
+    /// Files whose content is installed in a rewritten form (the canonical
+    /// form of a udev rules file); the view's digest is the rewritten one.
+    pub rewritten: BTreeMap<String, Rewritten>,
 }
 
-/// Decides whether a readable file may be synced: `Err(reason)` skips it.
-/// Called with the name, the content and its digest.
-pub type Accept<'a> = dyn FnMut(&str, &[u8], Digest) -> Result<(), String> + 'a;
+/// A file installed as other bytes than its source's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// Digest of the source bytes that were judged.
+    pub source: Digest,
+    /// The bytes to install.
+    pub content: Vec<u8>,
+}
+
+/// Decides whether a readable file may be synced: `Err(reason)` skips it,
+/// `Ok(Some(bytes))` installs `bytes` in its place. Called with the name,
+/// the content and its digest.
+pub type Accept<'a> = dyn FnMut(&str, &[u8], Digest) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// Scans `dir`. Names in `still_open` are reported as skipped (a writer is
 /// still on them); `accept` vets each readable file. A missing dir gives
@@ -55,6 +68,7 @@ pub fn scan(
             files: BTreeMap::new(),
         },
         rejected: Vec::new(),
+        rewritten: BTreeMap::new(),
     };
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
     for entry in listing.iter() {
@@ -81,7 +95,18 @@ pub fn scan(
         } else {
             match read_entry(&dirfd, &name, max_size)? {
                 Ok((digest, bytes)) => match accept(&name, &bytes, digest) {
-                    Ok(()) => SourceFile::Ready(digest),
+                    Ok(None) => SourceFile::Ready(digest),
+                    Ok(Some(content)) => {
+                        let installed = fsx::digest(&content);
+                        out.rewritten.insert(
+                            name.clone(),
+                            Rewritten {
+                                source: digest,
+                                content,
+                            },
+                        );
+                        SourceFile::Ready(installed)
+                    }
                     Err(why) => SourceFile::Skipped(why),
                 },
                 Err(why) => SourceFile::Skipped(why),

@@ -204,6 +204,17 @@ impl Env {
     }
 }
 
+/// What a `permissions-only` bridge installs for a rules file `name`
+/// holding `source`: its canonical form (panics if the file is refused).
+pub fn canonical(name: &str, source: &str) -> String {
+    let policy = hostbridge::core::rules::policy::Policy::default();
+    let vetted = hostbridge::core::rules::vet(name, source.as_bytes(), &policy);
+    let bytes = vetted
+        .install
+        .unwrap_or_else(|| panic!("{name} is refused: {:?}", vetted.findings));
+    String::from_utf8(bytes).expect("canonical form is ASCII")
+}
+
 /// A running daemon; sent SIGTERM and reaped on drop.
 pub struct Daemon {
     pub child: Option<Child>,

@@ -89,7 +89,12 @@ fn render_token(t: &Token) -> Result<String, Finding> {
         Some(a) if !a.is_empty() && a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') => {
             format!("{{{a}}}")
         }
-        Some(a) => return Err(refuse(t.line, format!("attribute '{a}' is not a plain name"))),
+        Some(a) => {
+            return Err(refuse(
+                t.line,
+                format!("attribute '{a}' is not a plain name"),
+            ));
+        }
         None => String::new(),
     };
     Ok(format!(
@@ -103,9 +108,9 @@ fn render_token(t: &Token) -> Result<String, Finding> {
 /// A value may hold printable ASCII other than `"`, `\`, `%`, `$` and `#`;
 /// blanks only in match values (`blanks`).
 fn check(line: u32, v: &str, blanks: bool) -> Result<(), Finding> {
-    let bad = v.bytes().find(|&c| {
-        !(c.is_ascii_graphic() || (blanks && c == b' ')) || b"\"\\%$#".contains(&c)
-    });
+    let bad = v
+        .bytes()
+        .find(|&c| !(c.is_ascii_graphic() || (blanks && c == b' ')) || b"\"\\%$#".contains(&c));
     match bad {
         None => Ok(()),
         Some(c) => Err(refuse(
@@ -169,7 +174,12 @@ mod tests {
         let src = "SUBSYSTEM!=\"usb\", GOTO=\"e\"\nATTRS{idVendor}==\"0463|051d\", KERNEL==\"hiddev*\", MODE=\"0660\", GROUP=\"nut\", TAG+=\"uaccess\"\nLABEL=\"e\"\n";
         let once = canon(src);
         let twice = canon(&once);
-        let body = |s: &str| s.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+        let body = |s: &str| {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
         assert_eq!(body(&once), body(&twice));
         let a = strict::parse(src.as_bytes());
         let b = strict::parse(once.as_bytes());
@@ -194,7 +204,8 @@ mod tests {
 
     #[test]
     fn an_unsafe_value_is_refused_even_if_the_reader_let_it_through() {
-        let mut file = strict::parse(b"SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\"\n");
+        let mut file =
+            strict::parse(b"SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\"\n");
         file.rules[0].tokens[0].value = "usb\"\nRUN+=\"x".into();
         let e = render("x.rules", b"", &file).unwrap_err();
         assert_eq!(e.rule, "canonical");

@@ -73,11 +73,56 @@ pub const ROOT_HUB_VENDOR: &str = "1d6b";
 /// so `SYMLINK+="log"` would take over /dev/log. The first path component
 /// is compared.
 pub const RESERVED_DEV_NAMES: &[&str] = &[
-    "log", "stdin", "stdout", "stderr", "fd", "core", "initctl", "kmsg", "console", "null",
-    "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "mqueue", "hugepages",
-    "disk", "mapper", "block", "char", "bus", "input", "net", "dri", "snd", "serial", "v4l",
-    "vfio", "cpu", "md", "bsg", "kvm", "fuse", "loop-control", "rtc", "watchdog", "mem", "port",
-    "btrfs-control", "vhost-net", "vhost-vsock", "net", "tpm0", "tpmrm0", "hwrng", "root",
+    "log",
+    "stdin",
+    "stdout",
+    "stderr",
+    "fd",
+    "core",
+    "initctl",
+    "kmsg",
+    "console",
+    "null",
+    "zero",
+    "full",
+    "random",
+    "urandom",
+    "tty",
+    "ptmx",
+    "pts",
+    "shm",
+    "mqueue",
+    "hugepages",
+    "disk",
+    "mapper",
+    "block",
+    "char",
+    "bus",
+    "input",
+    "net",
+    "dri",
+    "snd",
+    "serial",
+    "v4l",
+    "vfio",
+    "cpu",
+    "md",
+    "bsg",
+    "kvm",
+    "fuse",
+    "loop-control",
+    "rtc",
+    "watchdog",
+    "mem",
+    "port",
+    "btrfs-control",
+    "vhost-net",
+    "vhost-vsock",
+    "net",
+    "tpm0",
+    "tpmrm0",
+    "hwrng",
+    "root",
 ];
 
 /// Whether the policy applies.
@@ -211,9 +256,9 @@ fn proves_vendor(t: &Token) -> bool {
     is_vendor_match(t)
         && t.op == Op::Match
         && !t.case_insensitive
-        && t.value.split('|').all(|v| {
-            is_usb_id(v) && !v.eq_ignore_ascii_case(ROOT_HUB_VENDOR)
-        })
+        && t.value
+            .split('|')
+            .all(|v| is_usb_id(v) && !v.eq_ignore_ascii_case(ROOT_HUB_VENDOR))
 }
 
 /// Why a vendor match value is no constraint, if it is not one.
@@ -357,7 +402,7 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
 }
 
 /// Keys refused on any line.
-fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
+pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
     let v = &t.value;
     let assign = !t.op.is_match();
     let f = match t.key {
@@ -472,7 +517,9 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
         }
         if name.starts_with('/')
             || name.ends_with('/')
-            || name.split('/').any(|c| c.is_empty() || c == ".." || c == ".")
+            || name
+                .split('/')
+                .any(|c| c.is_empty() || c == ".." || c == ".")
         {
             return Some("is not a plain relative name under /dev".into());
         }
@@ -484,7 +531,8 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
         }
         if !symlink_allowed(name, allowed) {
             return Some(if allowed.is_empty() {
-                "is not allowed: list a prefix such as \"ups/\" in the bridge's allow_symlinks".into()
+                "is not allowed: list a prefix such as \"ups/\" in the bridge's allow_symlinks"
+                    .into()
             } else {
                 format!("is outside allow_symlinks ({})", allowed.join(", "))
             });
@@ -499,8 +547,12 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
 pub fn symlink_prefix_problem(p: &str) -> Option<String> {
     let body = p.strip_suffix('/').unwrap_or(p);
     let plain = !body.is_empty()
-        && body.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.+-/".contains(&c))
-        && !body.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+        && body
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.+-/".contains(&c))
+        && !body
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
     if !plain {
         return Some("is not a plain relative name under /dev such as \"ups/\"".into());
     }
@@ -514,7 +566,9 @@ pub fn symlink_prefix_problem(p: &str) -> Option<String> {
 /// `ups/x`; `ups` is the name `ups` itself).
 pub fn symlink_allowed(name: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|p| match p.strip_suffix('/') {
-        Some(dir) => name.strip_prefix(dir).is_some_and(|r| r.len() > 1 && r.starts_with('/')),
+        Some(dir) => name
+            .strip_prefix(dir)
+            .is_some_and(|r| r.len() > 1 && r.starts_with('/')),
         None => name == p,
     })
 }

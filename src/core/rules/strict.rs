@@ -201,8 +201,8 @@ fn uses(key: Key, op: Op) -> Result<Use, (&'static str, String)> {
     let m = op.is_match();
     let forbidden = |id: &'static str, why: &str| Err((id, why.to_string()));
     match key {
-        Action | Devpath | Kernel | Kernels | Subsystem | Subsystems | Driver | Drivers
-        | Attrs | Tags
+        Action | Devpath | Kernel | Kernels | Subsystem | Subsystems | Driver | Drivers | Attrs
+        | Tags
             if m =>
         {
             Ok(Use::Match)
@@ -213,16 +213,37 @@ fn uses(key: Key, op: Op) -> Result<Use, (&'static str, String)> {
         Env => Ok(Use::SetEnv),
         Options => Ok(Use::Options),
         Goto | Label => Ok(Use::Flow),
-        Run => forbidden("run", "RUN would execute a program as root on every matching uevent"),
-        Program => forbidden("program", "PROGRAM would execute a program as root to match devices"),
-        Import => forbidden("import", "IMPORT would run a program or read a file as root into device properties"),
-        Seclabel => forbidden("seclabel", "SECLABEL would set a security label on the device node"),
+        Run => forbidden(
+            "run",
+            "RUN would execute a program as root on every matching uevent",
+        ),
+        Program => forbidden(
+            "program",
+            "PROGRAM would execute a program as root to match devices",
+        ),
+        Import => forbidden(
+            "import",
+            "IMPORT would run a program or read a file as root into device properties",
+        ),
+        Seclabel => forbidden(
+            "seclabel",
+            "SECLABEL would set a security label on the device node",
+        ),
         Attr => forbidden("attr-write", "ATTR{…}= would write to a sysfs attribute"),
-        Sysctl if m => forbidden("sysctl-match", "SYSCTL{…}== reads a kernel parameter; a read error aborts udevd's rule processing for every device"),
+        Sysctl if m => forbidden(
+            "sysctl-match",
+            "SYSCTL{…}== reads a kernel parameter; a read error aborts udevd's rule processing for every device",
+        ),
         Sysctl => forbidden("sysctl-write", "SYSCTL{…}= would set a kernel parameter"),
-        Test => forbidden("test", "TEST stats a path as root; a path udevd cannot resolve (a glob, a file where a directory is expected) aborts its rule processing for every device"),
+        Test => forbidden(
+            "test",
+            "TEST stats a path as root; a path udevd cannot resolve (a glob, a file where a directory is expected) aborts its rule processing for every device",
+        ),
         Name if !m => forbidden("name", "NAME= would rename a network interface"),
-        Name | Symlink | Const | Result => forbidden("match-key", "this match key is not needed for device permissions and is not in the permissions-only subset"),
+        Name | Symlink | Const | Result => forbidden(
+            "match-key",
+            "this match key is not needed for device permissions and is not in the permissions-only subset",
+        ),
         _ => forbidden("invalid-operator", "this key takes no such operator"),
     }
 }
@@ -414,7 +435,26 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
         let use_ = match uses(key, op) {
             Ok(u) => u,
             Err((id, why)) => {
-                return fail(start, id, format!("{}: {why}", &text[start..i]), findings);
+                // The policy words what a forbidden key would do; this
+                // reader's own words cover the rest.
+                let (l, c) = line.pos(start);
+                let token = Token {
+                    key,
+                    attr: attr.map(|(_, a)| a),
+                    op,
+                    value: value.to_string(),
+                    case_insensitive: false,
+                    line: l,
+                    column: c,
+                    text: text[start..i].to_string(),
+                };
+                let mut said = Vec::new();
+                super::policy::forbidden(&token, &super::policy::Policy::default(), &mut said);
+                match said.into_iter().find(|f| f.rule == id) {
+                    Some(f) => findings.push(f),
+                    None => findings.push(err(l, c, id, format!("{}: {why}", token.text))),
+                }
+                return None;
             }
         };
         if let Err(why) = op_allowed(use_, op) {
@@ -427,12 +467,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             } else {
                 "invalid-operator"
             };
-            return fail(
-                start,
-                id,
-                format!("{} {why}", &text[start..i]),
-                findings,
-            );
+            return fail(start, id, format!("{} {why}", &text[start..i]), findings);
         }
         if attr.is_some() != takes_attr(key) {
             return fail(
@@ -470,10 +505,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             return fail(
                 body,
                 "value-charset",
-                format!(
-                    "{}: the value may only hold {what}",
-                    &text[start..i]
-                ),
+                format!("{}: the value may only hold {what}", &text[start..i]),
                 findings,
             );
         }

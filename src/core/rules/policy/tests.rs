@@ -276,9 +276,8 @@ fn group_and_owner_values() {
 
 #[test]
 fn symlinks() {
-    let line = |v: &str| {
-        format!("SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0403\", SYMLINK+=\"{v}\"\n")
-    };
+    let line =
+        |v: &str| format!("SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0403\", SYMLINK+=\"{v}\"\n");
     // None by default.
     assert_eq!(ids(&line("ups/ups0")), ["symlink"]);
     let ups = Policy {

@@ -91,7 +91,12 @@ fn refused_shapes() {
         (b"SUBSYSTEM==\"usb\", MODE=\"0660\" \\\n", &["continuation-at-eof"]),
     ];
     for (src, want) in cases {
-        assert_eq!(ids(src), want.to_vec(), "{:?}", String::from_utf8_lossy(src));
+        assert_eq!(
+            ids(src),
+            want.to_vec(),
+            "{:?}",
+            String::from_utf8_lossy(src)
+        );
     }
 }
 
