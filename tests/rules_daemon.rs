@@ -117,3 +117,28 @@ fn a_shadowing_etc_file_is_reported() {
         d.log()
     );
 }
+
+#[test]
+fn a_run_hidden_behind_a_carriage_return_is_refused_and_nothing_is_installed() {
+    // The bypass found against the first policy: hostbridge read one comment
+    // line, udevd (which ends lines at CR too) read a RUN+=.
+    let env = Env::new("    then:\n      - udev-reload\n");
+    let group = existing_group();
+    let evil = format!(
+        "SUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"051d\", MODE=\"0660\", GROUP=\"{group}\"\n# APC Back-UPS\rRUN+=\"/bin/sh -c 'id > /run/pwned'\"\n"
+    );
+    env.put("62-ups.rules", &evil);
+    env.put("63-ok.rules", &good(&group));
+    let d = env.start();
+    assert_eq!(env.installed(), ["63-ok.rules"], "{}", d.log());
+    assert!(
+        d.log().contains("62-ups.rules:2:15: error[line-ending]"),
+        "{}",
+        d.log()
+    );
+    // What is installed is the canonical form: no byte of it is the
+    // container's own layout, and it reads back to the same rule.
+    let installed = env.dest_content("63-ok.rules").unwrap();
+    assert_eq!(installed, common::canonical("63-ok.rules", &good(&group)));
+    assert!(installed.starts_with("SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0664\", GROUP="));
+}

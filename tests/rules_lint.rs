@@ -107,9 +107,11 @@ fn lint_command_output_and_exit_codes() {
         "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", RUN+=\"/tmp/x\"\nGROUP+=\"nut\"\n",
     )
     .unwrap();
+    // The policy alone: without --no-host, root would also look the nut
+    // group up on this machine (tested below with --host).
     let lint = |args: &[&str]| {
         Command::new(common::bin())
-            .args(["rules", "lint"])
+            .args(["rules", "lint", "--no-host"])
             .args(args)
             .output()
             .unwrap()
@@ -129,14 +131,15 @@ fn lint_command_output_and_exit_codes() {
         )),
         "{text}"
     );
+    // permissions-only refuses what udevd would silently correct.
     assert!(
         text.contains(&format!(
-            "{b}:2:1: warning[operator-assumed]: GROUP does not take '+='; udevd assumes '='"
+            "{b}:2:1: error[operator-assumed]: GROUP+=\"nut\" takes only = and :="
         )),
         "{text}"
     );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("2 files: 2 errors, 1 warnings"),
+        String::from_utf8_lossy(&out.stderr).contains("2 files: 2 errors, 0 warnings"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -156,14 +159,21 @@ fn lint_command_output_and_exit_codes() {
     assert_eq!(run["severity"], "error");
     assert_eq!(run["file"], bad.display().to_string());
 
+    // trusted reads it as udevd does: only a warning is left.
     let out = lint(&["--policy", "trusted", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "only the warning is left");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!(
+        "{b}:2:1: warning[operator-assumed]: GROUP does not take '+='; udevd assumes '='"
+    )));
 
     let out = lint(&["--allow-group", "dialout", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error[group-not-allowed]"));
 
-    let out = lint(&["--host", good.to_str().unwrap()]);
+    let out = Command::new(common::bin())
+        .args(["rules", "lint", "--host", good.to_str().unwrap()])
+        .output()
+        .unwrap();
     let has_nut = nix::unistd::Group::from_name("nut").unwrap().is_some();
     assert_eq!(out.status.code(), Some(if has_nut { 0 } else { 1 }));
     if !has_nut {
@@ -232,4 +242,171 @@ fn non_system_groups_are_caught_by_the_host_check() {
         "{}",
         String::from_utf8_lossy(&lax.stdout)
     );
+}
+
+fn lint_cmd(args: &[&str]) -> std::process::Output {
+    Command::new(common::bin())
+        .args(["rules", "lint"])
+        .args(args)
+        .env("HOSTBRIDGE_CONFIG_DIRS", "")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn print_shows_what_would_be_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("62-ups.rules");
+    std::fs::write(
+        &f,
+        "# APC\nSUBSYSTEM==\"usb\",ATTR{idVendor}==\"051d\" \\\n  MODE=\"0660\", GROUP=\"nut\"\n",
+    )
+    .unwrap();
+    let out = lint_cmd(&[
+        "--no-host",
+        "--allow-group",
+        "nut",
+        "--print",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "");
+    assert_eq!(
+        lines[1],
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\", GROUP=\"nut\""
+    );
+    assert!(lines[2].starts_with("# hostbridge: canonical form of 62-ups.rules (sha256 "));
+    assert_eq!(
+        text,
+        common::canonical("62-ups.rules", &std::fs::read_to_string(&f).unwrap())
+    );
+    // A refused file prints nothing on stdout; the findings go to stderr.
+    std::fs::write(
+        &f,
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\"\n# x\rRUN+=\"/bin/sh\"\n",
+    )
+    .unwrap();
+    let out = lint_cmd(&["--no-host", "--print", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(":2:4: error[line-ending]: a carriage return"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A config with one rules bridge and `extra` under it; system rules dir
+/// and /dev are temp dirs.
+fn bridge_config(dir: &Path, extra: &str) -> PathBuf {
+    let sys = dir.join("system-rules");
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(sys.join("99-systemd.rules"), "TAG+=\"systemd\"\n").unwrap();
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir: {d}/state\nsystem_udev_rules_dirs: [{d}/system-rules]\ndev_root: {d}\netc_udev_rules_dir: {d}/etc\nbridges:\n  - name: ups\n    kind: udev-rules\n    source: {d}/export\n    install_to: {d}/rules.d\n    allow_unknown_groups: true\n{extra}",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn bridge_gives_the_daemons_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = bridge_config(
+        dir.path(),
+        "    allow_groups: [nut]\n    allow_symlinks: [ups/]\n",
+    );
+    let f = dir.path().join("62-ups.rules");
+    let link =
+        "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0403\", GROUP=\"nut\", SYMLINK+=\"ups/serial0\"\n";
+    std::fs::write(&f, link).unwrap();
+    let c = cfg.to_str().unwrap();
+    let by_bridge = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    assert_eq!(
+        by_bridge.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&by_bridge.stdout)
+    );
+    // Without the bridge, the flags' policy knows no allow_symlinks.
+    let by_flags = lint_cmd(&["--no-host", "--allow-group", "nut", f.to_str().unwrap()]);
+    assert_eq!(by_flags.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&by_flags.stdout).contains("error[symlink]"));
+    // The bridge's allow_groups applies.
+    std::fs::write(&f, link.replace("nut", "dialout")).unwrap();
+    let out = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error[group-not-allowed]"));
+    // A link name that is already a real node under dev_root is refused.
+    std::fs::create_dir_all(dir.path().join("ups/serial0")).unwrap();
+    std::fs::write(&f, link).unwrap();
+    let out = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error[symlink-exists]"));
+    // Unknown bridge: a config error.
+    let out = lint_cmd(&["--config", c, "--bridge", "nope", f.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn a_file_that_would_mask_a_system_rules_file_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("99-systemd.rules");
+    std::fs::write(
+        &f,
+        "# nothing: the system's TAG+=\"systemd\" would be gone\n",
+    )
+    .unwrap();
+    let cfg = bridge_config(dir.path(), "");
+    let out = lint_cmd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--bridge",
+        "ups",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("error[masks-system-rules]"), "{text}");
+    let cfg = bridge_config(dir.path(), "    allow_override: [99-systemd.rules]\n");
+    let out = lint_cmd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--bridge",
+        "ups",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_reserved_symlink_prefix_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in ["log", "disk/", "../x", "/ups"] {
+        let cfg = bridge_config(dir.path(), &format!("    allow_symlinks: [\"{bad}\"]\n"));
+        let out = Command::new(common::bin())
+            .args(["--config", cfg.to_str().unwrap(), "check"])
+            .env("HOSTBRIDGE_CONFIG_DIRS", "")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("allow_symlinks entry"),
+            "{bad}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -52,6 +52,8 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
         return out;
     }
     let mut logical = Logical::default();
+    // After an over-long line, udevd ignores the rest of its continuation.
+    let mut ignoring = false;
     for (i, raw) in physical.iter().enumerate() {
         // Only ASCII (and UTF-8 in comments) is left.
         let raw = std::str::from_utf8(raw).unwrap_or_default();
@@ -59,6 +61,10 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
         let trimmed = raw.trim_start_matches([' ', '\t']);
         let col = (raw.len() - trimmed.len()) as u32 + 1;
         let continuing = !logical.text.is_empty() || !logical.segments.is_empty();
+        if ignoring {
+            ignoring = trimmed.ends_with('\\');
+            continue;
+        }
         if trimmed.starts_with('#') {
             if continuing {
                 out.findings.push(err(number, col, "continuation", "a comment line inside a continued line: udevd skips it and joins the lines around it; write the rule without it".into()));
@@ -88,6 +94,7 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
                     logical.text.len()
                 ),
             ));
+            ignoring = logical.text.ends_with('\\');
             logical = Logical::default();
             continue;
         }
@@ -285,7 +292,7 @@ fn match_char(c: u8) -> bool {
 /// Characters an assignment value may hold. `%` and `$` pass here so the
 /// policy can name them (`group-dynamic` …); the policy refuses them.
 fn assign_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"_.:/+@=%$-".contains(&c)
+    c.is_ascii_alphanumeric() || b"_.:/+@=%${}-".contains(&c)
 }
 
 fn attr_char(c: u8) -> bool {
@@ -464,6 +471,8 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
                 "tag"
             } else if key == Key::Symlink {
                 "symlink"
+            } else if key == Key::Env {
+                "env-write"
             } else {
                 "invalid-operator"
             };
