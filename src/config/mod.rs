@@ -48,7 +48,11 @@ pub const DEFAULT_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_ETC_UDEV_RULES_DIR: &str = "/etc/udev/rules.d";
 /// Default `system_udev_rules_dirs`: where the OS ships its rules. A file
 /// in /run/udev/rules.d with the same name replaces theirs.
-pub const DEFAULT_SYSTEM_UDEV_RULES_DIRS: &[&str] = &["/usr/lib/udev/rules.d", "/lib/udev/rules.d"];
+pub const DEFAULT_SYSTEM_UDEV_RULES_DIRS: &[&str] = &[
+    "/usr/local/lib/udev/rules.d",
+    "/usr/lib/udev/rules.d",
+    "/lib/udev/rules.d",
+];
 /// Mode of installed udev rules files.
 pub const UDEV_RULES_MODE: u32 = 0o644;
 

@@ -165,6 +165,11 @@ impl Default for Policy {
     }
 }
 
+/// The most subsystem names a fact may list; more is "not limited", which
+/// only makes the policy stricter, and keeps the flow pass linear in the
+/// file (a file of many long alternatives cannot make it quadratic).
+const MAX_KNOWN_SUBSYSTEMS: usize = 32;
+
 /// What is known about the device on every path reaching a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Flow {
@@ -189,7 +194,8 @@ impl Flow {
             (Flow::Unreachable, x) | (x, Flow::Unreachable) => x,
             (Flow::Reached(a), Flow::Reached(b)) => Flow::Reached(Facts {
                 subsystems: match (a.subsystems, b.subsystems) {
-                    (Some(x), Some(y)) => Some(x.union(&y).cloned().collect()),
+                    (Some(x), Some(y)) => Some(x.union(&y).cloned().collect())
+                        .filter(|s: &BTreeSet<String>| s.len() <= MAX_KNOWN_SUBSYSTEMS),
                     _ => None,
                 },
                 vendor: a.vendor && b.vendor,
@@ -230,7 +236,8 @@ impl Facts {
                 self.subsystems = Some(match self.subsystems.take() {
                     Some(s) => s.intersection(&set).cloned().collect(),
                     None => set,
-                });
+                })
+                .filter(|s| s.len() <= MAX_KNOWN_SUBSYSTEMS);
             }
             Key::Attr | Key::Attrs if t.op == Op::Match && proves_vendor(t) => {
                 self.vendor = true;
@@ -395,7 +402,11 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
             constrained(t, facts.as_ref(), policy, true, out);
             value_checks(t, policy, out);
         }
-        if t.key == Key::Symlink {
+        // OPTIONS and ENV reach beyond the node: watch/nowatch and
+        // db_persist change how udevd treats the device, link_priority
+        // decides who wins a shared link, ENV feeds later rules. They are
+        // held to the same subsystem and vendor as a grant.
+        if matches!(t.key, Key::Symlink | Key::Options | Key::Env) {
             constrained(t, facts.as_ref(), policy, true, out);
         }
     }

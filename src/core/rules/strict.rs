@@ -36,6 +36,10 @@ use super::{Finding, Severity};
 /// long stays well under udevd's limit.
 pub const LINE_MAX: usize = 4096;
 
+/// Most rules in one file (NUT's, the largest real one, has about 130):
+/// keeps the GOTO and label passes cheap on a hostile file.
+pub const MAX_RULES: usize = 2000;
+
 /// Reads a rules file under the allow-list grammar.
 pub fn parse(bytes: &[u8]) -> RulesFile {
     let mut out = RulesFile::default();
@@ -116,6 +120,18 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
             "continuation-at-eof",
             "the file ends after a line continuation; udevd ignores that line".into(),
         ));
+    }
+    if out.rules.len() > MAX_RULES {
+        out.findings.push(err(
+            0,
+            0,
+            "too-many-rules",
+            format!(
+                "{} rules; a permissions-only file holds at most {MAX_RULES}",
+                out.rules.len()
+            ),
+        ));
+        out.rules.clear();
     }
     resolve_gotos(&mut out);
     check_labels(&mut out);

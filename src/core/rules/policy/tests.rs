@@ -80,15 +80,36 @@ fn harmless_matches_and_options_pass() {
         "OPTIONS+=\"db_persist\"",
         "OPTIONS+=\"nowatch\"",
     ] {
-        assert_eq!(ids(&format!("{line}\n")), Vec::<&str>::new(), "{line}");
+        let text = format!("SUBSYSTEM==\"usb\", ATTR{{idVendor}}==\"051d\", {line}\n");
+        assert_eq!(ids(&text), Vec::<&str>::new(), "{line}");
+        // Alone, they would change how udevd treats every device.
+        if line.starts_with("OPTIONS") {
+            assert_eq!(
+                ids(&format!("{line}\n")),
+                ["unconstrained-permission"],
+                "{line}"
+            );
+            assert_eq!(
+                ids(&format!("KERNEL==\"vda\", {line}\n")),
+                ["unconstrained-permission"],
+                "{line}"
+            );
+        }
     }
     let allow_env = Policy {
         env: vec!["ID_NUT_UPS".into()],
         ..Policy::default()
     };
     assert_eq!(
-        ids_with("ENV{ID_NUT_UPS}=\"1\"\n", &allow_env),
+        ids_with(
+            "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ENV{ID_NUT_UPS}=\"1\"\n",
+            &allow_env
+        ),
         Vec::<&str>::new()
+    );
+    assert_eq!(
+        ids_with("ENV{ID_NUT_UPS}=\"1\"\n", &allow_env),
+        ["unconstrained-permission"]
     );
 }
 
