@@ -119,6 +119,22 @@ impl Op {
         matches!(self, Op::Match | Op::NoMatch)
     }
 
+    /// The operator `s` starts with and its length, as udevd's
+    /// parse_operator() reads it (two-character operators first).
+    pub fn at_start(s: &str) -> Option<(Op, usize)> {
+        [
+            Op::Match,
+            Op::NoMatch,
+            Op::Add,
+            Op::Remove,
+            Op::AssignFinal,
+            Op::Assign,
+        ]
+        .into_iter()
+        .find(|op| s.starts_with(op.as_str()))
+        .map(|op| (op, op.as_str().len()))
+    }
+
     /// The operator as written.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -178,20 +194,24 @@ pub struct RulesFile {
 }
 
 /// Maps offsets in a logical (joined) line back to physical positions.
-struct LineMap {
+#[derive(Default)]
+pub(super) struct LineMap {
     /// (offset in logical line, physical line, column of that offset).
-    segments: Vec<(usize, u32, u32)>,
+    pub(super) segments: Vec<(usize, u32, u32)>,
 }
 
 impl LineMap {
-    fn pos(&self, offset: usize) -> (u32, u32) {
-        let seg = self
+    /// The physical line and column of byte `offset` of the logical line.
+    pub(super) fn pos(&self, offset: usize) -> (u32, u32) {
+        let (start, line, column) = self
             .segments
             .iter()
             .rev()
             .find(|s| s.0 <= offset)
-            .unwrap_or(&self.segments[0]);
-        (seg.1, seg.2 + (offset - seg.0) as u32)
+            .or(self.segments.first())
+            .copied()
+            .unwrap_or_default();
+        (line, column + offset.saturating_sub(start) as u32)
     }
 }
 
@@ -280,7 +300,8 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
     out
 }
 
-fn err(line: u32, column: u32, rule: &'static str, message: String) -> Finding {
+/// An error finding.
+pub(super) fn err(line: u32, column: u32, rule: &'static str, message: String) -> Finding {
     Finding {
         line,
         column,
@@ -379,19 +400,7 @@ fn split_token(line: &str, pos: usize) -> Result<Option<RawToken>, (usize, Strin
     while i < b.len() && is_ws(b[i]) {
         i += 1;
     }
-    let rest = &line[i..];
-    let (op, len) = [
-        ("==", Op::Match),
-        ("!=", Op::NoMatch),
-        ("+=", Op::Add),
-        ("-=", Op::Remove),
-        (":=", Op::AssignFinal),
-        ("=", Op::Assign),
-    ]
-    .iter()
-    .find(|(s, _)| rest.starts_with(s))
-    .map(|(s, op)| (*op, s.len()))
-    .ok_or((
+    let (op, len) = Op::at_start(&line[i..]).ok_or((
         i,
         format!("expected an operator (==, !=, =, +=, -=, :=) after '{key}'"),
     ))?;

@@ -28,8 +28,10 @@
 //! not in the subset; the policy ([`super::policy`]) then judges what the
 //! allowed keys do.
 
-use super::parse::{Key, Op, Rule, RulesFile, Token, resolve_gotos};
-use super::{Finding, Severity};
+use std::collections::BTreeSet;
+
+use super::Finding;
+use super::parse::{Key, LineMap, Op, Rule, RulesFile, Token, err, resolve_gotos};
 
 /// Longest logical (joined) line accepted. udevd reads up to 16 KiB; a
 /// permissions rule is far shorter, and the canonical form of a line this
@@ -64,7 +66,7 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
         let number = i as u32 + 1;
         let trimmed = raw.trim_start_matches([' ', '\t']);
         let col = (raw.len() - trimmed.len()) as u32 + 1;
-        let continuing = !logical.text.is_empty() || !logical.segments.is_empty();
+        let continuing = !logical.map.segments.is_empty();
         if ignoring {
             ignoring = trimmed.ends_with('\\');
             continue;
@@ -86,11 +88,11 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
             logical = Logical::default();
             continue;
         }
-        logical.segments.push((logical.text.len(), number, col));
+        logical.map.segments.push((logical.text.len(), number, col));
         logical.text.push_str(trimmed);
         if logical.text.len() >= LINE_MAX {
             out.findings.push(err(
-                logical.segments[0].1,
+                logical.map.segments[0].1,
                 1,
                 "line-too-long",
                 format!(
@@ -113,7 +115,7 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
         }
         logical = Logical::default();
     }
-    if !logical.segments.is_empty() {
+    if !logical.map.segments.is_empty() {
         out.findings.push(err(
             out.physical_lines,
             0,
@@ -167,36 +169,25 @@ fn check_bytes(number: u32, line: &[u8]) -> Option<Finding> {
     })
 }
 
-fn err(line: u32, column: u32, rule: &'static str, message: String) -> Finding {
-    Finding {
-        line,
-        column,
-        severity: Severity::Error,
-        rule,
-        message,
-    }
-}
-
 /// A logical line being assembled from physical ones.
 #[derive(Default)]
 struct Logical {
     text: String,
-    /// (offset in `text`, physical line, column of that offset).
-    segments: Vec<(usize, u32, u32)>,
+    map: LineMap,
 }
 
 impl Logical {
     fn pos(&self, offset: usize) -> (u32, u32) {
-        let seg = self
-            .segments
-            .iter()
-            .rev()
-            .find(|s| s.0 <= offset)
-            .or(self.segments.first())
-            .copied()
-            .unwrap_or((0, 0, 0));
-        (seg.1, seg.2 + (offset - seg.0) as u32)
+        self.map.pos(offset)
     }
+}
+
+/// The first byte at or after `i` that is not a blank.
+fn skip_blanks(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t') {
+        i += 1;
+    }
+    i
 }
 
 /// What a key may be used for under the subset.
@@ -331,7 +322,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
         label: None,
         goto: None,
     };
-    let mut shape: Vec<(Key, Option<String>)> = Vec::new();
+    let mut shape: BTreeSet<(&'static str, Option<String>)> = BTreeSet::new();
     let mut i = 0;
     let fail = |at: usize, id: &'static str, msg: String, findings: &mut Vec<Finding>| {
         let (l, c) = line.pos(at);
@@ -340,15 +331,10 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
     };
     loop {
         let before = i;
-        while i < b.len() && matches!(b[i], b' ' | b'\t') {
-            i += 1;
-        }
+        i = skip_blanks(b, i);
         let blank = i > before;
         if i < b.len() && b[i] == b',' && !rule_is_empty(&rule) {
-            i += 1;
-            while i < b.len() && matches!(b[i], b' ' | b'\t') {
-                i += 1;
-            }
+            i = skip_blanks(b, i + 1);
         } else if i < b.len() && !rule_is_empty(&rule) && !blank {
             return fail(
                 i,
@@ -403,21 +389,8 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             attr = Some((i + 1, text[i + 1..i + 1 + close].to_string()));
             i += close + 2;
         }
-        while i < b.len() && matches!(b[i], b' ' | b'\t') {
-            i += 1;
-        }
-        let rest = &text[i..];
-        let Some((op, len)) = [
-            ("==", Op::Match),
-            ("!=", Op::NoMatch),
-            ("+=", Op::Add),
-            ("-=", Op::Remove),
-            (":=", Op::AssignFinal),
-            ("=", Op::Assign),
-        ]
-        .iter()
-        .find(|(s, _)| rest.starts_with(s))
-        .map(|(s, op)| (*op, s.len())) else {
+        i = skip_blanks(b, i);
+        let Some((op, len)) = Op::at_start(&text[i..]) else {
             return fail(
                 i,
                 "syntax",
@@ -425,10 +398,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
                 findings,
             );
         };
-        i += len;
-        while i < b.len() && matches!(b[i], b' ' | b'\t') {
-            i += 1;
-        }
+        i = skip_blanks(b, i + len);
         match b.get(i) {
             Some(b'"') => {}
             Some(b'e') if b.get(i + 1) == Some(&b'"') => {
@@ -455,22 +425,22 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
         if let Some(at) = value.find('\\') {
             return fail(body + at, "escape", "a backslash in a value: udevd reads \\\" as a quote; escapes are not in the permissions-only subset".into(), findings);
         }
+        let (l, c) = line.pos(start);
+        let token = Token {
+            key,
+            attr: attr.as_ref().map(|(_, a)| a.clone()),
+            op,
+            value: value.to_string(),
+            case_insensitive: false,
+            line: l,
+            column: c,
+            text: text[start..i].to_string(),
+        };
         let use_ = match uses(key, op) {
             Ok(u) => u,
             Err((id, why)) => {
                 // The policy words what a forbidden key would do; this
                 // reader's own words cover the rest.
-                let (l, c) = line.pos(start);
-                let token = Token {
-                    key,
-                    attr: attr.map(|(_, a)| a),
-                    op,
-                    value: value.to_string(),
-                    case_insensitive: false,
-                    line: l,
-                    column: c,
-                    text: text[start..i].to_string(),
-                };
                 let mut said = Vec::new();
                 super::policy::forbidden(&token, &super::policy::Policy::default(), &mut said);
                 match said.into_iter().find(|f| f.rule == id) {
@@ -492,7 +462,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             } else {
                 "invalid-operator"
             };
-            return fail(start, id, format!("{} {why}", &text[start..i]), findings);
+            return fail(start, id, format!("{} {why}", token.text), findings);
         }
         if attr.is_some() != takes_attr(key) {
             return fail(
@@ -515,7 +485,6 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
                 findings,
             );
         }
-        let attr = attr.map(|(_, a)| a);
         let charset_ok = match use_ {
             Use::Match => value.bytes().all(match_char),
             Use::Flow => !value.is_empty() && value.bytes().all(label_char),
@@ -530,36 +499,26 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             return fail(
                 body,
                 "value-charset",
-                format!("{}: the value may only hold {what}", &text[start..i]),
+                format!("{}: the value may only hold {what}", token.text),
                 findings,
             );
         }
-        if shape.contains(&(key, attr.clone())) {
+        if !shape.insert((key.as_str(), token.attr.clone())) {
             return fail(
                 start,
                 "duplicate-key",
                 format!(
                     "{} appears twice on this line; say it once",
-                    &text[start..start + name.len() + attr.as_ref().map_or(0, |a| a.len() + 2)]
+                    &text[start
+                        ..start + name.len() + token.attr.as_ref().map_or(0, |a| a.len() + 2)]
                 ),
                 findings,
             );
         }
-        shape.push((key, attr.clone()));
-        let (l, c) = line.pos(start);
         match key {
-            Key::Goto => rule.goto = Some((value.to_string(), usize::MAX)),
-            Key::Label => rule.label = Some(value.to_string()),
-            _ => rule.tokens.push(Token {
-                key,
-                attr,
-                op,
-                value: value.to_string(),
-                case_insensitive: false,
-                line: l,
-                column: c,
-                text: text[start..i].to_string(),
-            }),
+            Key::Goto => rule.goto = Some((token.value, usize::MAX)),
+            Key::Label => rule.label = Some(token.value),
+            _ => rule.tokens.push(token),
         }
     }
     check_shape(&rule, line, findings).then_some(rule)
@@ -599,19 +558,18 @@ fn check_shape(rule: &Rule, line: &Logical, findings: &mut Vec<Finding>) -> bool
 /// Each LABEL once: with two, which one a GOTO reaches depends on reading
 /// order details; say it once.
 fn check_labels(file: &mut RulesFile) {
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
     let mut found = Vec::new();
     for r in &file.rules {
-        if let Some(l) = r.label.as_deref() {
-            if seen.contains(&l) {
-                found.push(err(
-                    r.line,
-                    1,
-                    "duplicate-label",
-                    format!("LABEL=\"{l}\" appears twice in the file"),
-                ));
-            }
-            seen.push(l);
+        if let Some(l) = r.label.as_deref()
+            && !seen.insert(l)
+        {
+            found.push(err(
+                r.line,
+                1,
+                "duplicate-label",
+                format!("LABEL=\"{l}\" appears twice in the file"),
+            ));
         }
     }
     file.findings.extend(found);
