@@ -118,7 +118,6 @@ pub const RESERVED_DEV_NAMES: &[&str] = &[
     "btrfs-control",
     "vhost-net",
     "vhost-vsock",
-    "net",
     "tpm0",
     "tpmrm0",
     "hwrng",
@@ -239,7 +238,7 @@ impl Facts {
                 })
                 .filter(|s| s.len() <= MAX_KNOWN_SUBSYSTEMS);
             }
-            Key::Attr | Key::Attrs if t.op == Op::Match && proves_vendor(t) => {
+            Key::Attr | Key::Attrs if proves_vendor(t) => {
                 self.vendor = true;
             }
             _ => {}
@@ -258,17 +257,14 @@ fn is_vendor_match(t: &Token) -> bool {
 }
 
 /// A positive, exact vendor match: every `|` alternative a literal 4-hex
-/// id, none empty, none the root hubs' vendor, compared case-sensitively.
+/// id, none empty, none the root hubs' vendor, compared case-sensitively
+/// (a positive vendor match that is no catch-all).
 fn proves_vendor(t: &Token) -> bool {
-    is_vendor_match(t)
-        && t.op == Op::Match
-        && !t.case_insensitive
-        && t.value
-            .split('|')
-            .all(|v| is_usb_id(v) && !v.eq_ignore_ascii_case(ROOT_HUB_VENDOR))
+    is_vendor_match(t) && t.op == Op::Match && catch_all_vendor(t).is_none()
 }
 
-/// Why a vendor match value is no constraint, if it is not one.
+/// Why a positive vendor match value is no constraint, if it is not one
+/// (`None` too for anything that is not a positive vendor match).
 fn catch_all_vendor(t: &Token) -> Option<&'static str> {
     if !is_vendor_match(t) || t.op != Op::Match {
         return None;
@@ -380,7 +376,6 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
         Flow::Unreachable => Facts::default(),
     };
     rule.tokens.iter().for_each(|t| facts.assume_true(t));
-    let facts = Some(facts);
     for t in &rule.tokens {
         forbidden(t, policy, out);
         if let Some(why) = catch_all_vendor(t) {
@@ -399,15 +394,15 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
             _ => false,
         };
         if grants {
-            constrained(t, facts.as_ref(), policy, true, out);
             value_checks(t, policy, out);
         }
-        // OPTIONS and ENV reach beyond the node: watch/nowatch and
-        // db_persist change how udevd treats the device, link_priority
-        // decides who wins a shared link, ENV feeds later rules. They are
-        // held to the same subsystem and vendor as a grant.
-        if matches!(t.key, Key::Symlink | Key::Options | Key::Env) {
-            constrained(t, facts.as_ref(), policy, true, out);
+        // Links, OPTIONS and ENV reach beyond the node: a link is a claim on
+        // /dev, watch/nowatch and db_persist change how udevd treats the
+        // device, link_priority decides who wins a shared link, ENV feeds
+        // later rules. They are held to the same subsystem and vendor as a
+        // grant.
+        if grants || matches!(t.key, Key::Symlink | Key::Options | Key::Env) {
+            constrained(t, &facts, policy, out);
         }
     }
 }
@@ -526,19 +521,8 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
         if name.contains(['%', '$']) {
             return Some("is built from device data at event time and cannot be checked".into());
         }
-        if name.starts_with('/')
-            || name.ends_with('/')
-            || name
-                .split('/')
-                .any(|c| c.is_empty() || c == ".." || c == ".")
-        {
-            return Some("is not a plain relative name under /dev".into());
-        }
-        let first = name.split('/').next().unwrap_or_default();
-        if RESERVED_DEV_NAMES.contains(&first) {
-            return Some(format!(
-                "would take over /dev/{first}, a name the system owns (udevd replaces links it does not own)"
-            ));
+        if let Some(why) = dev_name_problem(name) {
+            return Some(format!("{why} (udevd replaces links it does not own)"));
         }
         if !symlink_allowed(name, allowed) {
             return Some(if allowed.is_empty() {
@@ -557,17 +541,26 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
 /// first component is not a name the system owns.
 pub fn symlink_prefix_problem(p: &str) -> Option<String> {
     let body = p.strip_suffix('/').unwrap_or(p);
-    let plain = !body.is_empty()
-        && body
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"_.+-/".contains(&c))
-        && !body
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..");
-    if !plain {
+    if !body
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"_.+-/".contains(&c))
+    {
         return Some("is not a plain relative name under /dev such as \"ups/\"".into());
     }
-    let first = body.split('/').next().unwrap_or_default();
+    dev_name_problem(body)
+}
+
+/// Why `name` is not a plain relative name under /dev that the system
+/// leaves free, if it is not: no leading or trailing `/`, no empty, `.` or
+/// `..` component, and a first component not in [`RESERVED_DEV_NAMES`].
+fn dev_name_problem(name: &str) -> Option<String> {
+    if name
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Some("is not a plain relative name under /dev".into());
+    }
+    let first = name.split('/').next().unwrap_or_default();
     RESERVED_DEV_NAMES
         .contains(&first)
         .then(|| format!("is under /dev/{first}, a name the system owns"))
@@ -584,18 +577,9 @@ pub fn symlink_allowed(name: &str, allowed: &[String]) -> bool {
     })
 }
 
-/// A grant (or symlink) must sit on a line limited to allowed subsystems
-/// and, for grants, to a vendor.
-fn constrained(
-    t: &Token,
-    facts: Option<&Facts>,
-    policy: &Policy,
-    need_vendor: bool,
-    out: &mut Vec<Finding>,
-) {
-    let Some(facts) = facts else {
-        return; // unreachable: udevd never applies it
-    };
+/// A grant (or link, option, property) must sit on a line limited to
+/// allowed subsystems and to a vendor.
+fn constrained(t: &Token, facts: &Facts, policy: &Policy, out: &mut Vec<Finding>) {
     let allowed = |s: &String| policy.subsystems.contains(s);
     let what = if t.key == Key::Tag {
         "TAG+=\"uaccess\"".to_string()
@@ -629,7 +613,7 @@ fn constrained(
             return;
         }
     }
-    if need_vendor && !facts.vendor {
+    if !facts.vendor {
         out.push(finding(t, "no-vendor-match", format!("{what} is not limited to a vendor: add ATTR{{idVendor}}==\"xxxx\" (or ATTRS{{idVendor}}) to the line")));
     }
 }
