@@ -18,7 +18,7 @@ use crate::config::{self, Config, RulesChecks};
 use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
 use crate::core::rules::{Finding, Severity};
 use crate::host::preflight::HostChecks;
-use crate::sync::{Verifier, host_checks, vet_rules};
+use crate::sync::{Verifier, host_checks, host_checks_in, vet_rules};
 
 #[derive(Serialize)]
 struct JsonFinding<'a> {
@@ -86,18 +86,12 @@ impl Checker {
             allow_override: args.allow_override.clone(),
         };
         let host_on = !args.no_host && (args.host || nix::unistd::geteuid().is_root());
-        let trusted = checks.policy.mode == PolicyMode::Trusted;
-        let host = host_on.then(|| HostChecks {
-            allow_unknown_groups: trusted || args.allow_unknown_groups,
-            allow_non_system_groups: trusted || args.allow_non_system_groups,
-            etc_rules_dir: Some(args.etc_rules_dir.clone()),
-            system_rules_dirs: config::DEFAULT_SYSTEM_UDEV_RULES_DIRS
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
-            allow_override: args.allow_override.clone(),
-            dev_root: Some("/dev".into()),
-        });
+        let system: Vec<PathBuf> = config::DEFAULT_SYSTEM_UDEV_RULES_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let host = host_on
+            .then(|| host_checks_in(&checks, &args.etc_rules_dir, &system, Path::new("/dev")));
         // verify stages a copy in a private dir of its own.
         let verifier = host_on.then(|| Verifier {
             udevadm: config::DEFAULT_UDEVADM.into(),
@@ -129,18 +123,13 @@ impl Checker {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let verifier = self.verifier.clone().unwrap_or(Verifier {
-            udevadm: PathBuf::new(),
-            stage: PathBuf::new(),
-        });
-        let run_verify = |_: &[u8]| self.verifier.is_some();
         vet_rules(
-            &verifier,
+            self.verifier.as_ref(),
             &self.checks,
             self.host.as_ref(),
             &name,
             &bytes,
-            &run_verify,
+            &|_| true,
         )
     }
 }

@@ -313,7 +313,7 @@ pub fn sync_files(
             .notes
             .push("policy is trusted: rules files are installed without security checks".into());
     }
-    let mut accept = |name: &str, bytes: &[u8], digest| checker.accept(name, bytes, digest);
+    let mut accept = |name: &str, bytes: &[u8]| checker.accept(name, bytes);
     let scan = source::scan(
         &bridge.source,
         &bridge.include,
@@ -747,25 +747,41 @@ struct RulesChecker<'a> {
 /// The host checks the daemon runs for a rules bridge: the same for
 /// `hostbridge rules lint --bridge`.
 pub fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
+    host_checks_in(
+        checks,
+        &config.etc_udev_rules_dir,
+        &config.system_udev_rules_dirs,
+        &config.dev_root,
+    )
+}
+
+/// The host checks for `checks` against the given /etc rules dir, system
+/// rules dirs and /dev (the config's, or `rules lint`'s defaults).
+pub fn host_checks_in(
+    checks: &RulesChecks,
+    etc_rules_dir: &Path,
+    system_rules_dirs: &[PathBuf],
+    dev_root: &Path,
+) -> HostChecks {
     // A trusted source may name any group; shadowing and masking still count.
     let trusted = checks.policy.mode == rules::policy::PolicyMode::Trusted;
     HostChecks {
         allow_unknown_groups: trusted || checks.allow_unknown_groups,
         allow_non_system_groups: trusted || checks.allow_non_system_groups,
-        etc_rules_dir: Some(config.etc_udev_rules_dir.clone()),
-        system_rules_dirs: config.system_udev_rules_dirs.clone(),
+        etc_rules_dir: Some(etc_rules_dir.to_path_buf()),
+        system_rules_dirs: system_rules_dirs.to_vec(),
         allow_override: checks.allow_override.clone(),
-        dev_root: Some(config.dev_root.clone()),
+        dev_root: Some(dev_root.to_path_buf()),
     }
 }
 
 /// Everything the daemon decides about one rules file of a bridge: the
-/// pure vetting, then the host checks, then `udevadm verify` on what would
-/// be installed (when `run_verify` says so for those bytes and there is no
-/// error so far). Returns the findings and the bytes to install (`None`:
-/// refused).
+/// pure vetting, then the host checks (when `host`), then `udevadm verify`
+/// on what would be installed (when `verifier`, `run_verify` says so for
+/// those bytes, and there is no error so far). Returns the findings and the
+/// bytes to install (`None`: refused).
 pub fn vet_rules(
-    verifier: &Verifier,
+    verifier: Option<&Verifier>,
     checks: &RulesChecks,
     host: Option<&HostChecks>,
     name: &str,
@@ -777,7 +793,7 @@ pub fn vet_rules(
     if let Some(host) = host {
         found.extend(preflight::check(name, &vetted.file, host));
     }
-    if let Some(install) = &vetted.install
+    if let (Some(install), Some(verifier)) = (&vetted.install, verifier)
         && !rules::has_errors(&found)
         && run_verify(install)
     {
@@ -807,12 +823,7 @@ impl<'a> RulesChecker<'a> {
     /// Vets one file; `Ok(Some(bytes))` when what is installed is its
     /// canonical form (permissions-only), `Ok(None)` for the bytes as they
     /// are (trusted, or not a rules bridge).
-    fn accept(
-        &mut self,
-        name: &str,
-        bytes: &[u8],
-        _digest: plan::Digest,
-    ) -> Result<Option<Vec<u8>>, String> {
+    fn accept(&mut self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let Some(checks) = self.checks else {
             return Ok(None);
         };
@@ -820,7 +831,7 @@ impl<'a> RulesChecker<'a> {
         let installed = self.installed.files.get(name).map(|o| o.digest);
         let new_content = |b: &[u8]| installed.is_none_or(|d| d != crate::host::fsx::digest(b));
         let (found, install) = vet_rules(
-            &self.verifier,
+            Some(&self.verifier),
             checks,
             Some(&self.host),
             name,
@@ -869,39 +880,36 @@ impl Verifier {
     /// if udevadm has the verb; the answer to that is probed once per
     /// process.
     pub fn verify(&self, name: &str, bytes: &[u8]) -> Vec<Finding> {
-        verify(&self.udevadm, &self.stage, name, bytes)
-    }
-}
-
-fn verify(udevadm: &Path, dir: &Path, name: &str, bytes: &[u8]) -> Vec<Finding> {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let available = *AVAILABLE.get_or_init(|| {
+        let (udevadm, dir) = (&self.udevadm, &self.stage);
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let available = *AVAILABLE.get_or_init(|| {
         let yes = preflight::verify_available(udevadm);
         if !yes {
             tracing::info!("`{} verify` is not available (no udevadm, or systemd < 254): rules are checked by hostbridge's own parser only", udevadm.display());
         }
         yes
     });
-    if !available {
-        return Vec::new();
+        if !available {
+            return Vec::new();
+        }
+        let written = DestDir::open_or_create(dir).and_then(|d| d.install(name, bytes, 0o600));
+        if let Err(e) = written {
+            return vec![Finding {
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                rule: "udevadm-verify",
+                message: format!(
+                    "cannot stage the file for udevadm verify in {}: {e}",
+                    dir.display()
+                ),
+            }];
+        }
+        let path = dir.join(name);
+        let found = preflight::verify(udevadm, &path);
+        let _ = std::fs::remove_file(&path);
+        found
     }
-    let written = DestDir::open_or_create(dir).and_then(|d| d.install(name, bytes, 0o600));
-    if let Err(e) = written {
-        return vec![Finding {
-            line: 0,
-            column: 0,
-            severity: Severity::Error,
-            rule: "udevadm-verify",
-            message: format!(
-                "cannot stage the file for udevadm verify in {}: {e}",
-                dir.display()
-            ),
-        }];
-    }
-    let path = dir.join(name);
-    let found = preflight::verify(udevadm, &path);
-    let _ = std::fs::remove_file(&path);
-    found
 }
 
 impl SyncReport {

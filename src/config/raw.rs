@@ -45,7 +45,8 @@ pub struct RawConfig {
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
     pub etc_udev_rules_dir: Option<AbsPath>,
     /// The system's own rules dirs: a file installed under the same name as
-    /// one of theirs masks it. Default `[/usr/lib/udev/rules.d, /lib/udev/rules.d]`.
+    /// one of theirs masks it. Default `[/usr/local/lib/udev/rules.d,
+    /// /usr/lib/udev/rules.d, /lib/udev/rules.d]`.
     pub system_udev_rules_dirs: Option<Vec<AbsPath>>,
     /// The bridges.
     #[serde(default)]

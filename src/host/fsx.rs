@@ -9,7 +9,6 @@ use std::path::Path;
 use nix::fcntl::{OFlag, openat};
 use nix::libc;
 use nix::sys::stat::{FileStat, Mode, SFlag};
-use sha2::{Digest as _, Sha256};
 
 use crate::core::plan::Digest;
 
@@ -69,5 +68,5 @@ pub fn read_limited(file: &mut File, limit: u64) -> io::Result<Option<Vec<u8>>> 
 
 /// SHA-256 of a byte slice.
 pub fn digest(bytes: &[u8]) -> Digest {
-    Digest(Sha256::digest(bytes).into())
+    Digest::of(bytes)
 }

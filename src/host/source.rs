@@ -43,9 +43,9 @@ pub struct Rewritten {
 }
 
 /// Decides whether a readable file may be synced: `Err(reason)` skips it,
-/// `Ok(Some(bytes))` installs `bytes` in its place. Called with the name,
-/// the content and its digest.
-pub type Accept<'a> = dyn FnMut(&str, &[u8], Digest) -> Result<Option<Vec<u8>>, String> + 'a;
+/// `Ok(Some(bytes))` installs `bytes` in its place. Called with the name
+/// and the content.
+pub type Accept<'a> = dyn FnMut(&str, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// Scans `dir`. Names in `still_open` are reported as skipped (a writer is
 /// still on them); `accept` vets each readable file. A missing dir gives
@@ -94,7 +94,7 @@ pub fn scan(
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else {
             match read_entry(&dirfd, &name, max_size)? {
-                Ok((digest, bytes)) => match accept(&name, &bytes, digest) {
+                Ok((digest, bytes)) => match accept(&name, &bytes) {
                     Ok(None) => SourceFile::Ready(digest),
                     Ok(Some(content)) => {
                         let installed = fsx::digest(&content);

@@ -10,8 +10,6 @@
 //! point at the container's own line. Two comment lines at the end name the
 //! source file and the SHA-256 of its bytes.
 
-use sha2::{Digest, Sha256};
-
 use super::parse::{Rule, RulesFile, Token};
 use super::{Finding, Severity};
 
@@ -34,10 +32,7 @@ pub fn render(name: &str, source: &[u8], file: &RulesFile) -> Result<Vec<u8>, Fi
     while lines.last().is_some_and(String::is_empty) {
         lines.pop();
     }
-    let digest: String = Sha256::digest(source)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = crate::core::plan::Digest::of(source);
     let shown: String = name
         .chars()
         .map(|c| {
