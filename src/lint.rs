@@ -93,9 +93,9 @@ impl Checker {
         let host = host_on
             .then(|| host_checks_in(&checks, &args.etc_rules_dir, &system, Path::new("/dev")));
         // verify stages a copy in a private dir of its own.
-        let verifier = host_on.then(|| Verifier {
+        let verifier = host_on.then(private_stage).flatten().map(|stage| Verifier {
             udevadm: config::DEFAULT_UDEVADM.into(),
-            stage: std::env::temp_dir().join(format!("hostbridge-lint-{}", std::process::id())),
+            stage,
         });
         Checker {
             checks,
@@ -132,6 +132,30 @@ impl Checker {
             &|_| true,
         )
     }
+}
+
+/// A new dir of our own (0700) under the temp dir to stage candidates for
+/// `udevadm verify`: created here, never one that already exists, so
+/// nobody else can swap the staged file for a link or a FIFO before verify
+/// reads it. `None` (verify skipped, said on stderr) when none can be made.
+fn private_stage() -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    for n in 0..16 {
+        let p = std::env::temp_dir().join(format!("hostbridge-lint-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Some(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                eprintln!(
+                    "hostbridge: udevadm verify skipped: cannot create {}: {e}",
+                    p.display()
+                );
+                return None;
+            }
+        }
+    }
+    eprintln!("hostbridge: udevadm verify skipped: no private dir could be made in the temp dir");
+    None
 }
 
 /// Lints every file; prints findings; returns the exit code. `config` is
@@ -211,4 +235,22 @@ pub fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
         }
     }
     if errors > 0 { EXIT_FAILURE } else { EXIT_OK }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_verify_stage_is_never_a_dir_that_was_already_there() {
+        let taken = std::env::temp_dir().join(format!("hostbridge-lint-{}-0", std::process::id()));
+        std::fs::create_dir_all(&taken).unwrap();
+        let stage = private_stage().unwrap();
+        assert_ne!(stage, taken);
+        let mode = std::fs::metadata(&stage).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::remove_dir(&stage).unwrap();
+        std::fs::remove_dir(&taken).unwrap();
+    }
 }
