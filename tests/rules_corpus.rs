@@ -8,64 +8,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use hostbridge::core::rules::policy::{Policy, PolicyMode};
 use hostbridge::core::rules::{self, Severity};
 
-fn corpus() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus");
-    if root.join("udev").is_dir() && root.join("nut-server").is_dir() {
-        return Some(root);
-    }
-    let why = format!(
-        "SKIP: no corpus in {} (run scripts/fetch-corpus)",
-        root.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}; CI must have it");
-    }
-    eprintln!("{why}");
-    None
-}
-
-/// Every `*.rules` file under `*/udev/rules.d/` of a package (brltty's
-/// Debian package ships its udev rules as examples under its doc dir).
-fn rules_files(root: &Path, package: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join(package)];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rules")
-                && p.parent()
-                    .is_some_and(|d| d.ends_with("udev/rules.d") || d.ends_with("brltty/examples"))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-const PACKAGES: &[&str] = &[
-    "udev",
-    "nut-server",
-    "libsane1",
-    "libmtp-common",
-    "brltty",
-    "usb-modeswitch-data",
-];
-
 #[test]
 fn every_corpus_file_parses_without_errors() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = common::corpus() else { return };
     let (mut files, mut lines, mut rules_count) = (0, 0, 0);
-    for pkg in PACKAGES {
-        let found = rules_files(&root, pkg);
+    for pkg in common::CORPUS_PACKAGES {
+        let found = common::corpus_files(&root, pkg);
         if found.is_empty() {
             eprintln!("corpus: package {pkg} missing or without udev rules");
         }
@@ -92,7 +44,7 @@ fn every_corpus_file_parses_without_errors() {
 
 #[test]
 fn verdicts_on_the_corpus() {
-    let Some(root) = corpus() else { return };
+    let Some(root) = common::corpus() else { return };
     let strict = Policy {
         groups: vec!["nut".into()],
         ..Policy::default()
@@ -103,8 +55,8 @@ fn verdicts_on_the_corpus() {
     };
     let mut verdicts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut udev_ids: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for pkg in PACKAGES {
-        for path in rules_files(&root, pkg) {
+    for pkg in common::CORPUS_PACKAGES {
+        for path in common::corpus_files(&root, pkg) {
             let bytes = std::fs::read(&path).unwrap();
             let (_, findings) = rules::lint(&bytes, &Policy::default());
             let pass = !rules::has_errors(&findings);
@@ -147,7 +99,7 @@ fn verdicts_on_the_corpus() {
         );
     }
     // NUT's real file passes with GROUP limited to nut.
-    let nut = rules_files(&root, "nut-server");
+    let nut = common::corpus_files(&root, "nut-server");
     assert_eq!(nut.len(), 1);
     let (_, f) = rules::lint(&std::fs::read(&nut[0]).unwrap(), &strict);
     assert!(f.is_empty(), "{f:?}");
@@ -155,8 +107,8 @@ fn verdicts_on_the_corpus() {
 
 #[test]
 fn nut_passes_the_lint_command_with_allow_group_nut() {
-    let Some(root) = corpus() else { return };
-    let nut = rules_files(&root, "nut-server");
+    let Some(root) = common::corpus() else { return };
+    let nut = common::corpus_files(&root, "nut-server");
     let out = std::process::Command::new(common::bin())
         .args([
             "rules",
@@ -176,7 +128,7 @@ fn nut_passes_the_lint_command_with_allow_group_nut() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let sysd = rules_files(&root, "udev");
+    let sysd = common::corpus_files(&root, "udev");
     let out = std::process::Command::new(common::bin())
         .args(["rules", "lint", "--no-host"])
         .args(&sysd)

@@ -15,16 +15,6 @@ use std::process::Command;
 use hostbridge::core::rules::policy::Policy;
 use hostbridge::core::rules::{self, Severity};
 
-fn files_in(dir: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
-        .collect();
-    v.sort();
-    v
-}
-
 fn error_ids(bytes: &[u8]) -> BTreeSet<&'static str> {
     let (_, f) = rules::lint(bytes, &Policy::default());
     f.iter()
@@ -35,7 +25,7 @@ fn error_ids(bytes: &[u8]) -> BTreeSet<&'static str> {
 
 #[test]
 fn adversarial_files_trip_exactly_the_expected_rules() {
-    let files = files_in("tests/rules/adversarial");
+    let files = common::rules_files_in("tests/rules/adversarial");
     assert!(files.len() >= 40);
     let mut failures = Vec::new();
     for path in &files {
@@ -83,7 +73,7 @@ fn a_one_mebibyte_line_is_rejected_without_trouble() {
 
 #[test]
 fn shipped_example_rules_pass() {
-    let files = files_in("rules");
+    let files = common::rules_files_in("rules");
     assert!(!files.is_empty());
     for path in files {
         let (_, f) = rules::lint(
@@ -304,6 +294,17 @@ fn print_shows_what_would_be_installed() {
     );
 }
 
+/// `hostbridge --config CFG rules lint --bridge BRIDGE FILE`.
+fn lint_bridge(cfg: &Path, bridge: &str, file: &Path) -> std::process::Output {
+    lint_cmd(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--bridge",
+        bridge,
+        file.to_str().unwrap(),
+    ])
+}
+
 /// A config with one rules bridge and `extra` under it; system rules dir
 /// and /dev are temp dirs.
 fn bridge_config(dir: &Path, extra: &str) -> PathBuf {
@@ -333,8 +334,7 @@ fn bridge_gives_the_daemons_verdict() {
     let link =
         "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0403\", GROUP=\"nut\", SYMLINK+=\"ups/serial0\"\n";
     std::fs::write(&f, link).unwrap();
-    let c = cfg.to_str().unwrap();
-    let by_bridge = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    let by_bridge = lint_bridge(&cfg, "ups", &f);
     assert_eq!(
         by_bridge.status.code(),
         Some(0),
@@ -347,17 +347,17 @@ fn bridge_gives_the_daemons_verdict() {
     assert!(String::from_utf8_lossy(&by_flags.stdout).contains("error[symlink]"));
     // The bridge's allow_groups applies.
     std::fs::write(&f, link.replace("nut", "dialout")).unwrap();
-    let out = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    let out = lint_bridge(&cfg, "ups", &f);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error[group-not-allowed]"));
     // A link name that is already a real node under dev_root is refused.
     std::fs::create_dir_all(dir.path().join("ups/serial0")).unwrap();
     std::fs::write(&f, link).unwrap();
-    let out = lint_cmd(&["--config", c, "--bridge", "ups", f.to_str().unwrap()]);
+    let out = lint_bridge(&cfg, "ups", &f);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error[symlink-exists]"));
     // Unknown bridge: a config error.
-    let out = lint_cmd(&["--config", c, "--bridge", "nope", f.to_str().unwrap()]);
+    let out = lint_bridge(&cfg, "nope", &f);
     assert_eq!(out.status.code(), Some(78));
 }
 
@@ -371,24 +371,12 @@ fn a_file_that_would_mask_a_system_rules_file_is_refused_unless_allowed() {
     )
     .unwrap();
     let cfg = bridge_config(dir.path(), "");
-    let out = lint_cmd(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--bridge",
-        "ups",
-        f.to_str().unwrap(),
-    ]);
+    let out = lint_bridge(&cfg, "ups", &f);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("error[masks-system-rules]"), "{text}");
     let cfg = bridge_config(dir.path(), "    allow_override: [99-systemd.rules]\n");
-    let out = lint_cmd(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--bridge",
-        "ups",
-        f.to_str().unwrap(),
-    ]);
+    let out = lint_bridge(&cfg, "ups", &f);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -18,10 +18,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
 mod oracle;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hostbridge::core::rules::policy::Policy;
@@ -43,10 +44,6 @@ fn nut_policy() -> Policy {
         groups: vec!["nut".into()],
         ..Policy::default()
     }
-}
-
-fn manifest(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
 /// One input: where it came from, its name, its bytes and the verdict.
@@ -210,16 +207,6 @@ fn check_accepted(oracle: &Oracle, cases: &[Case], groups: &Groups, report: &mut
             lines.join("\n    ")
         ));
     }
-}
-
-fn rules_files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
-        .collect();
-    v.sort();
-    v
 }
 
 fn file_name(p: &Path) -> String {
@@ -407,7 +394,7 @@ fn adversarial_files_do_what_their_oracle_header_says() {
     let before = o.stats.counts();
     let mut failures = Vec::new();
     let mut checked = 0;
-    for path in rules_files_in(&manifest("tests/rules/adversarial")) {
+    for path in common::rules_files_in("tests/rules/adversarial") {
         let bytes = std::fs::read(&path).unwrap();
         let Some((want, install_as)) = oracle_header(&bytes) else {
             continue;
@@ -498,7 +485,7 @@ fn accepted_adversarial_files_stay_within_the_policy() {
     let Some(o) = oracle::oracle() else { return };
     let started = Instant::now();
     let before = o.stats.counts();
-    let files = rules_files_in(&manifest("tests/rules/adversarial"));
+    let files = common::rules_files_in("tests/rules/adversarial");
     let cases: Vec<Case> = files
         .iter()
         .map(|p| {
@@ -528,61 +515,16 @@ fn accepted_adversarial_files_stay_within_the_policy() {
     assert_eq!(report.total(), 0, "see the DISAGREEMENT lines above");
 }
 
-fn corpus() -> Option<PathBuf> {
-    let root = manifest("target/corpus");
-    if root.join("udev").is_dir() && root.join("nut-server").is_dir() {
-        return Some(root);
-    }
-    let why = format!(
-        "SKIP: no corpus in {} (run scripts/fetch-corpus)",
-        root.display()
-    );
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}; CI must have it");
-    }
-    eprintln!("{why}");
-    None
-}
-
-/// Every `*.rules` file under `*/udev/rules.d/` of a corpus package (and
-/// brltty's examples), as tests/rules_corpus.rs reads them.
-fn corpus_files(root: &Path, package: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.join(package)];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rules")
-                && p.parent()
-                    .is_some_and(|d| d.ends_with("udev/rules.d") || d.ends_with("brltty/examples"))
-            {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn accepted_corpus_files_stay_within_the_policy() {
     let Some(o) = oracle::oracle() else { return };
-    let Some(root) = corpus() else { return };
+    let Some(root) = common::corpus() else { return };
     let started = Instant::now();
     let before = o.stats.counts();
     let policy = nut_policy();
     let mut cases = Vec::new();
-    for pkg in [
-        "udev",
-        "nut-server",
-        "libsane1",
-        "libmtp-common",
-        "brltty",
-        "usb-modeswitch-data",
-    ] {
-        for p in corpus_files(&root, pkg) {
+    for pkg in common::CORPUS_PACKAGES {
+        for p in common::corpus_files(&root, pkg) {
             let name = file_name(&p);
             cases.push(Case::new(
                 format!("corpus {pkg}/{name}"),

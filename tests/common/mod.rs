@@ -422,3 +422,66 @@ pub fn rebase_paths(yaml: &str, root: &Path) -> String {
     }
     out
 }
+
+/// The Debian packages whose udev rules make the real corpus
+/// (`scripts/fetch-corpus` unpacks them into target/corpus).
+pub const CORPUS_PACKAGES: &[&str] = &[
+    "udev",
+    "nut-server",
+    "libsane1",
+    "libmtp-common",
+    "brltty",
+    "usb-modeswitch-data",
+];
+
+/// The corpus root, or `None` with a printed reason (a panic under CI,
+/// which must have it).
+pub fn corpus() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/corpus");
+    if root.join("udev").is_dir() && root.join("nut-server").is_dir() {
+        return Some(root);
+    }
+    let why = format!(
+        "SKIP: no corpus in {} (run scripts/fetch-corpus)",
+        root.display()
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI must have it");
+    }
+    eprintln!("{why}");
+    None
+}
+
+/// Every `*.rules` file under `*/udev/rules.d/` of a corpus package
+/// (brltty's Debian package ships its udev rules as examples under its doc
+/// dir), sorted.
+pub fn corpus_files(root: &Path, package: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.join(package)];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rules")
+                && p.parent()
+                    .is_some_and(|d| d.ends_with("udev/rules.d") || d.ends_with("brltty/examples"))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `*.rules` files of `dir` (relative to the project root), sorted.
+pub fn rules_files_in(dir: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
+        .collect();
+    v.sort();
+    v
+}

@@ -1513,6 +1513,17 @@ fn link_hijacks(name: &str) -> bool {
 }
 
 impl Oracle {
+    /// The group a GROUP effect names: udevd logs the gid, shown by name
+    /// where this host has one.
+    pub fn effect_group(&self, e: &Effect) -> String {
+        e.value
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .and_then(|g| self.group_name(g))
+            .unwrap_or_else(|| e.value.clone())
+    }
+
     /// The group name of `gid` in the namespace (with the added accounts).
     pub fn group_name(&self, gid: u32) -> Option<String> {
         self.group_text.lines().find_map(|l| {
@@ -1520,6 +1531,17 @@ impl Oracle {
             let name = f.next()?;
             (f.nth(1)?.parse::<u32>().ok()? == gid).then(|| name.to_string())
         })
+    }
+}
+
+/// Why a MODE udevd applied is not a permission the policy may grant, if
+/// it is not one.
+fn unsafe_mode(value: &str) -> Option<&'static str> {
+    match u32::from_str_radix(value.trim(), 8) {
+        Ok(m) if m & 0o002 != 0 => Some("world-writable"),
+        Ok(m) if m & 0o7000 != 0 => Some("setuid, setgid or sticky"),
+        Ok(_) => None,
+        Err(_) => Some("not an octal mode"),
     }
 }
 
@@ -1565,20 +1587,9 @@ pub fn policy_violations(oracle: &Oracle, outcome: &Outcome, groups: &Groups) ->
         for e in &d.effects {
             let bad = match e.key.as_str() {
                 "OWNER" => None,
-                "MODE" => match u32::from_str_radix(e.value.trim(), 8) {
-                    Ok(m) if m & 0o002 != 0 => Some("world-writable"),
-                    Ok(m) if m & 0o7000 != 0 => Some("setuid, setgid or sticky"),
-                    Ok(_) => None,
-                    Err(_) => Some("not an octal mode"),
-                },
+                "MODE" => unsafe_mode(&e.value),
                 "GROUP" => {
-                    let name = e
-                        .value
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                        .and_then(|g| oracle.group_name(g))
-                        .unwrap_or_else(|| e.value.clone());
+                    let name = oracle.effect_group(e);
                     let ok = match groups {
                         Groups::Only(list) => list.contains(&name),
                         Groups::Unprivileged => !hostbridge::core::rules::policy::PRIVILEGED_GROUPS
@@ -1653,18 +1664,10 @@ pub fn effect_classes(oracle: &Oracle, outcome: &Outcome) -> BTreeSet<&'static s
                 "OWNER" | "GROUP" | "MODE" if dev.reach == Reach::Stranger => {
                     "perm-on-other-vendor"
                 }
-                "MODE" => match u32::from_str_radix(e.value.trim(), 8) {
-                    Ok(m) if m & 0o7002 == 0 => "perm",
-                    _ => "unsafe-mode",
-                },
+                "MODE" if unsafe_mode(&e.value).is_some() => "unsafe-mode",
+                "MODE" => "perm",
                 "GROUP" => {
-                    let name = e
-                        .value
-                        .trim()
-                        .parse::<u32>()
-                        .ok()
-                        .and_then(|g| oracle.group_name(g))
-                        .unwrap_or_else(|| e.value.clone());
+                    let name = oracle.effect_group(e);
                     if hostbridge::core::rules::policy::PRIVILEGED_GROUPS.contains(&name.as_str()) {
                         "privileged-group"
                     } else {
