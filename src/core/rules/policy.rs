@@ -114,6 +114,7 @@ pub const RESERVED_DEV_NAMES: &[&str] = &[
     "rtc",
     "watchdog",
     "mem",
+    "kmem",
     "port",
     "btrfs-control",
     "vhost-net",

@@ -315,6 +315,7 @@ fn symlinks() {
         "apc-ups2",
         "log",
         "stdout",
+        "kmem",
         "disk/by-id/x",
         "mapper/root",
         "ups/ups0 log",
