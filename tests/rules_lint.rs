@@ -331,8 +331,7 @@ fn bridge_gives_the_daemons_verdict() {
         "    allow_groups: [nut]\n    allow_symlinks: [ups/]\n",
     );
     let f = dir.path().join("62-ups.rules");
-    let link =
-        "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0403\", GROUP=\"nut\", SYMLINK+=\"ups/serial0\"\n";
+    let link = "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0403\", ATTRS{bDeviceClass}!=\"09\", GROUP=\"nut\", SYMLINK+=\"ups/serial0\"\n";
     std::fs::write(&f, link).unwrap();
     let by_bridge = lint_bridge(&cfg, "ups", &f);
     assert_eq!(

@@ -136,8 +136,10 @@ fn rule(pairs: Vec<Pair>) -> (Item, Vec<u8>) {
     )
 }
 
+/// UPS vendors, and 2109: the VIA hub of the fake tree (tests/oracle), a
+/// vendor that looks harmless and sits above another device.
 const VENDORS: &[&str] = &[
-    "051d", "0463", "0764", "0665", "06da", "09ae", "0d9f", "10af", "0001", "ffff",
+    "051d", "0463", "0764", "0665", "06da", "09ae", "0d9f", "10af", "0001", "ffff", "2109",
 ];
 const PRODUCTS: &[&str] = &["0002", "0001", "0005", "5161", "ffff", "6001"];
 /// Vendor values that prove nothing or match everything.
@@ -184,6 +186,14 @@ fn template(rng: &mut Rng) -> Doc {
                 "==",
                 rng.pick(PRODUCTS),
             ));
+        }
+        // The hub exclusion a parent vendor needs, mostly right.
+        if attr == "ATTRS" && rng.chance(70) {
+            p.push(match rng.below(6) {
+                0 => pair("ATTRS{bDeviceClass}", "==", "09"),
+                1 => pair("ATTRS{bDeviceClass}", "!=", rng.pick(&["9", "0*", "00"])),
+                _ => pair("ATTRS{bDeviceClass}", "!=", "09"),
+            });
         }
         p.push(pair(
             "MODE",
@@ -313,7 +323,12 @@ fn payload(rng: &mut Rng) -> Vec<Pair> {
 /// A random pair from udev's whole key set.
 fn any_pair(rng: &mut Rng) -> Pair {
     let vendor_key = |rng: &mut Rng| rng.pick(&["ATTR{idVendor}", "ATTRS{idVendor}"]).to_string();
-    match rng.below(40) {
+    match rng.below(41) {
+        40 => pair(
+            rng.pick(&["ATTRS{bDeviceClass}", "ATTR{bDeviceClass}"]),
+            rng.pick(&["==", "!="]),
+            rng.pick(&["09", "00", "9"]),
+        ),
         0 => pair(
             "SUBSYSTEM",
             "==",

@@ -110,8 +110,9 @@ type FakeDevice = (
 
 /// The fake USB tree built in the namespace (sd-device accepts it with
 /// `SYSTEMD_DEVICE_VERIFY_SYSFS=0`): a root hub 1d6b:0002, a UPS
-/// 051d:0002 with a tty and a hidraw node, and a stranger 05ad:0001 with a
-/// tty. (path under the tree, uevent, subsystem link target, idVendor,
+/// 051d:0002 with a tty and a hidraw node, a stranger 05ad:0001 with a
+/// tty, and a VIA hub 2109:3431 with a stranger 0bda:0001 and its tty
+/// behind it. Every USB device has a bDeviceClass: 09 for hubs, else 00. (path under the tree, uevent, subsystem link target, idVendor,
 /// idProduct, tested.)
 const FAKE_USB: &[FakeDevice] = &[
     ("", "", "", None, false),
@@ -119,7 +120,7 @@ const FAKE_USB: &[FakeDevice] = &[
         "usb1",
         "MAJOR=189\nMINOR=0\nDEVNAME=bus/usb/001/001\nDEVTYPE=usb_device\n",
         "/sys/bus/usb",
-        Some(("1d6b", "0002")),
+        Some((ROOT_HUB, "0002")),
         true,
     ),
     (
@@ -192,7 +193,52 @@ const FAKE_USB: &[FakeDevice] = &[
         None,
         true,
     ),
+    (
+        "usb1/1-3",
+        "MAJOR=189\nMINOR=3\nDEVNAME=bus/usb/001/004\nDEVTYPE=usb_device\n",
+        "/sys/bus/usb",
+        Some((HUB_VENDOR, "3431")),
+        // Not tested: a file that names the hub's vendor may grant the
+        // hub's own node. What must never be reached is behind it.
+        false,
+    ),
+    (
+        "usb1/1-3/1-3.1",
+        "MAJOR=189\nMINOR=4\nDEVNAME=bus/usb/001/005\nDEVTYPE=usb_device\n",
+        "/sys/bus/usb",
+        Some(("0bda", "0001")),
+        true,
+    ),
+    (
+        "usb1/1-3/1-3.1/1-3.1:1.0",
+        "DEVTYPE=usb_interface\n",
+        "/sys/bus/usb",
+        None,
+        false,
+    ),
+    (
+        "usb1/1-3/1-3.1/1-3.1:1.0/ttyUSB2",
+        "",
+        "/sys/bus/usb-serial",
+        None,
+        false,
+    ),
+    (
+        "usb1/1-3/1-3.1/1-3.1:1.0/ttyUSB2/tty/ttyUSB2",
+        "MAJOR=188\nMINOR=2\nDEVNAME=ttyUSB2\n",
+        "/sys/class/tty",
+        None,
+        true,
+    ),
 ];
+
+/// The vendor of the fake tree's one hub below the root hub (VIA, as on a
+/// Raspberry Pi 4): a rule naming it under ATTRS reaches the device behind
+/// it unless it keeps hubs out.
+pub const HUB_VENDOR: &str = "2109";
+
+/// The Linux Foundation's root hubs.
+const ROOT_HUB: &str = "1d6b";
 
 /// Where the fake tree is mounted: a sysfs dir no tested device lives in.
 fn fake_usb_mount() -> Option<&'static str> {
@@ -220,9 +266,16 @@ fn fake_usb_script(root: &str) -> String {
             writeln!(out, "ln -s '{subsystem}' '{dir}/subsystem'").unwrap();
         }
         if let Some((v, p)) = ids {
+            // Hubs are device class 09; the others say 00 (class per
+            // interface), as a HID UPS and a USB serial adapter do.
+            let class = if [ROOT_HUB, HUB_VENDOR].contains(v) {
+                "09"
+            } else {
+                "00"
+            };
             writeln!(
                 out,
-                "echo {v} >'{dir}/idVendor'; echo {p} >'{dir}/idProduct'"
+                "echo {v} >'{dir}/idVendor'; echo {p} >'{dir}/idProduct'; echo {class} >'{dir}/bDeviceClass'"
             )
             .unwrap();
         }

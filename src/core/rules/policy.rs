@@ -205,11 +205,13 @@ impl Flow {
 }
 
 impl Facts {
-    /// Adds what `t` being true implies (for `!=`, what its negation being
-    /// false implies is handled by [`Facts::assume_false`]).
-    fn assume_true(&mut self, t: &Token) {
-        if t.op == Op::Match {
-            self.learn(t);
+    /// Adds what all matches of a rule line (`tokens`) being true implies
+    /// (for `!=`, what its negation being false implies is handled by
+    /// [`Facts::assume_false`]).
+    fn assume_line(&mut self, tokens: &[Token]) {
+        let hub_safe = excludes_hubs(tokens);
+        for t in tokens.iter().filter(|t| t.op == Op::Match) {
+            self.learn(t, hub_safe);
         }
     }
 
@@ -222,11 +224,13 @@ impl Facts {
     /// through such a guard.
     fn assume_false(&mut self, t: &Token) {
         if t.op == Op::NoMatch && t.key == Key::Subsystem {
-            self.learn(t);
+            self.learn(t, false);
         }
     }
 
-    fn learn(&mut self, t: &Token) {
+    /// Learns from `t` holding; `hub_safe`: its line excludes hubs from
+    /// what ATTRS may match (see [`excludes_hubs`]).
+    fn learn(&mut self, t: &Token, hub_safe: bool) {
         let Some(values) = plain_alternatives(t) else {
             return;
         };
@@ -239,9 +243,8 @@ impl Facts {
                 })
                 .filter(|s| s.len() <= MAX_KNOWN_SUBSYSTEMS);
             }
-            Key::Attr | Key::Attrs if proves_vendor(t) => {
-                self.vendor = true;
-            }
+            Key::Attr if proves_vendor(t) => self.vendor = true,
+            Key::Attrs if proves_vendor(t) && hub_safe => self.vendor = true,
             _ => {}
         }
     }
@@ -250,6 +253,24 @@ impl Facts {
 /// A 4-digit hex USB vendor or product ID.
 fn is_usb_id(v: &str) -> bool {
     v.len() == 4 && v.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Whether a line's ATTRS matches cannot be met by a hub. `ATTRS{idVendor}`
+/// is matched against the device and each of its parents in turn, and a
+/// hub is a parent of everything plugged in below it: 2109 (VIA, the
+/// Raspberry Pi 4's), 0424 and 05e3 hubs in docks and monitors would grant
+/// every keyboard, key and disk behind them. udevd checks all ATTRS of one
+/// line against the same parent (udev-rules.c,
+/// udev_rule_apply_parent_token_to_event), so `ATTRS{bDeviceClass}!="09"`
+/// beside it keeps that parent from being a hub (class 09), and since a
+/// missing attribute fails `!=` too, it must be a USB device.
+fn excludes_hubs(tokens: &[Token]) -> bool {
+    tokens.iter().any(|t| {
+        t.key == Key::Attrs
+            && t.attr.as_deref() == Some("bDeviceClass")
+            && t.op == Op::NoMatch
+            && t.value == "09"
+    })
 }
 
 /// Whether `t` is an `ATTR{idVendor}`/`ATTRS{idVendor}` match at all.
@@ -337,7 +358,7 @@ fn flow(rules: &[Rule]) -> Vec<Flow> {
         let mut fall = Flow::Reached(in_facts.clone());
         if let Some((_, target)) = &rule.goto {
             let mut jumped = in_facts.clone();
-            matches.iter().for_each(|t| jumped.assume_true(t));
+            jumped.assume_line(&rule.tokens);
             entry[*target] = std::mem::replace(&mut entry[*target], Flow::Unreachable)
                 .meet(Flow::Reached(jumped));
             fall = match matches.as_slice() {
@@ -376,7 +397,13 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
         Flow::Reached(f) => f,
         Flow::Unreachable => Facts::default(),
     };
-    rule.tokens.iter().for_each(|t| facts.assume_true(t));
+    facts.assume_line(&rule.tokens);
+    // The line's own ATTRS vendor would prove it but for hubs.
+    let via_hub = rule
+        .tokens
+        .iter()
+        .any(|t| t.key == Key::Attrs && proves_vendor(t))
+        && !excludes_hubs(&rule.tokens);
     for t in &rule.tokens {
         forbidden(t, policy, out);
         if let Some(why) = catch_all_vendor(t) {
@@ -403,7 +430,7 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
         // later rules. They are held to the same subsystem and vendor as a
         // grant.
         if grants || matches!(t.key, Key::Symlink | Key::Options | Key::Env) {
-            constrained(t, &facts, policy, out);
+            constrained(t, &facts, via_hub, policy, out);
         }
     }
 }
@@ -580,7 +607,9 @@ pub fn symlink_allowed(name: &str, allowed: &[String]) -> bool {
 
 /// A grant (or link, option, property) must sit on a line limited to
 /// allowed subsystems and to a vendor.
-fn constrained(t: &Token, facts: &Facts, policy: &Policy, out: &mut Vec<Finding>) {
+/// `via_hub`: the line's ATTRS{idVendor} would prove the vendor if hubs
+/// were excluded (said in the message).
+fn constrained(t: &Token, facts: &Facts, via_hub: bool, policy: &Policy, out: &mut Vec<Finding>) {
     let allowed = |s: &String| policy.subsystems.contains(s);
     let what = if t.key == Key::Tag {
         "TAG+=\"uaccess\"".to_string()
@@ -614,8 +643,10 @@ fn constrained(t: &Token, facts: &Facts, policy: &Policy, out: &mut Vec<Finding>
             return;
         }
     }
-    if !facts.vendor {
-        out.push(finding(t, "no-vendor-match", format!("{what} is not limited to a vendor: add ATTR{{idVendor}}==\"xxxx\" (or ATTRS{{idVendor}}) to the line")));
+    if !facts.vendor && via_hub {
+        out.push(finding(t, "no-vendor-match", format!("{what}: ATTRS{{idVendor}} also matches a hub above the device, and so every device plugged in behind a hub of that vendor; add ATTRS{{bDeviceClass}}!=\"09\" to the line (udevd matches all ATTRS of a line against the same parent, which then cannot be a hub)")));
+    } else if !facts.vendor {
+        out.push(finding(t, "no-vendor-match", format!("{what} is not limited to a vendor: add ATTR{{idVendor}}==\"xxxx\" to the line (or ATTRS{{idVendor}}==\"xxxx\" with ATTRS{{bDeviceClass}}!=\"09\")")));
     }
 }
 

@@ -25,7 +25,9 @@ const OK_LINE: &str =
 fn a_constrained_grant_passes() {
     assert_eq!(ids(OK_LINE), Vec::<&str>::new());
     assert_eq!(
-        ids("SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0463\", TAG+=\"uaccess\"\n"),
+        ids(
+            "SUBSYSTEM==\"tty\", ATTRS{idVendor}==\"0463\", ATTRS{bDeviceClass}!=\"09\", TAG+=\"uaccess\"\n"
+        ),
         Vec::<&str>::new()
     );
     assert_eq!(
@@ -196,7 +198,7 @@ fn grants_need_subsystem_and_vendor() {
     };
     assert_eq!(
         ids_with(
-            "SUBSYSTEM==\"block\", ATTRS{idVendor}==\"051d\", GROUP=\"nut\"\n",
+            "SUBSYSTEM==\"block\", ATTRS{idVendor}==\"051d\", ATTRS{bDeviceClass}!=\"09\", GROUP=\"nut\"\n",
             &wider
         ),
         Vec::<&str>::new()
@@ -297,8 +299,11 @@ fn group_and_owner_values() {
 
 #[test]
 fn symlinks() {
-    let line =
-        |v: &str| format!("SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0403\", SYMLINK+=\"{v}\"\n");
+    let line = |v: &str| {
+        format!(
+            "SUBSYSTEM==\"tty\", ATTRS{{idVendor}}==\"0403\", ATTRS{{bDeviceClass}}!=\"09\", SYMLINK+=\"{v}\"\n"
+        )
+    };
     // None by default.
     assert_eq!(ids(&line("ups/ups0")), ["symlink"]);
     let ups = Policy {
@@ -359,5 +364,45 @@ fn messages_say_what_would_happen() {
     assert_eq!(
         f[0].render("a.rules"),
         "a.rules:1:19: error[run]: RUN+= would execute '/tmp/x' as root on every matching uevent"
+    );
+}
+
+#[test]
+fn a_vendor_found_on_a_parent_must_not_be_a_hubs() {
+    // ATTRS walks up to the hubs: a hub's vendor would cover every device
+    // behind it, unless the line keeps the matched parent from being a hub.
+    let hub = "SUBSYSTEM==\"hidraw\", ATTRS{idVendor}==\"2109\", MODE=\"0660\", GROUP=\"nut\"\n";
+    assert_eq!(ids(hub), ["no-vendor-match", "no-vendor-match"]);
+    let file = parse(hub.as_bytes());
+    let f = check(&file, &Policy::default());
+    assert!(
+        f[0].message.contains("also matches a hub above the device"),
+        "{}",
+        f[0].message
+    );
+    let safe = "SUBSYSTEM==\"hidraw\", ATTRS{idVendor}==\"2109\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\", GROUP=\"nut\"\n";
+    assert_eq!(ids(safe), Vec::<&str>::new());
+    // Only the exact exclusion counts; ATTR (the device itself) needs none.
+    for weak in [
+        "ATTRS{bDeviceClass}==\"09\"",
+        "ATTRS{bDeviceClass}!=\"9\"",
+        "ATTRS{bDeviceClass}!=\"0*\"",
+        "ATTR{bDeviceClass}!=\"09\"",
+    ] {
+        let line =
+            format!("SUBSYSTEM==\"hidraw\", ATTRS{{idVendor}}==\"2109\", {weak}, MODE=\"0660\"\n");
+        assert_eq!(ids(&line), ["no-vendor-match"], "{weak}");
+    }
+    assert_eq!(ids(OK_LINE), Vec::<&str>::new());
+    // The same through a jump: the exclusion must sit on the jumping line.
+    let jump = |extra: &str| {
+        format!(
+            "SUBSYSTEM!=\"tty\", GOTO=\"end\"\nATTRS{{idVendor}}==\"0403\"{extra}, GOTO=\"ftdi\"\nGOTO=\"end\"\nLABEL=\"ftdi\"\nGROUP=\"nut\"\nLABEL=\"end\"\n"
+        )
+    };
+    assert_eq!(ids(&jump("")), ["no-vendor-match"]);
+    assert_eq!(
+        ids(&jump(", ATTRS{bDeviceClass}!=\"09\"")),
+        Vec::<&str>::new()
     );
 }
