@@ -1,7 +1,9 @@
 #!/bin/bash
 # VM scenario 6 on the newest Debian suite (systemd >= 258, like Fedora
-# CoreOS 43): `udevadm verify` runs on candidates, and a rule naming a group
-# the host does not have is refused by hostbridge's preflight. Then the same
+# CoreOS 43): a rule naming a group the host does not have is refused by
+# hostbridge's preflight, and a rule `udevadm verify` finds fault with only
+# for its style is installed in hostbridge's canonical form, which the same
+# `udevadm verify` passes clean: udevd reads what the policy judged. Then the same
 # rule is installed by hand, bypassing hostbridge, to show that udevd itself
 # drops the whole line (its MODE is not applied either): the preflight
 # guards against real behaviour.
@@ -43,18 +45,21 @@ YAML
     udevadm verify --help >/dev/null 2>&1 || why="${why:-udevadm verify is missing}"
     echo "$BAD" >"$SRC/63-unknown-group.rules"
     # Style only `udevadm verify` complains about (no space after a comma),
-    # for a device that is not there: installed, with a warning.
+    # for a device that is not there: installed in canonical form.
     echo 'SUBSYSTEM=="usb",ATTR{idVendor}=="051d", ATTR{idProduct}=="0002", GROUP="dialout"' >"$SRC/64-style.rules"
     [ -z "$why" ] && ! wait_until 90 test -e /run/udev/rules.d/64-style.rules && why="64-style.rules not installed"
-    # The status records the sync once its actions ran.
-    [ -z "$why" ] && ! wait_until 60 is 2 status_jq '.bridges[0].last_sync.findings | length' \
+    # The status records the sync once its actions ran: the preflight's
+    # finding only (verify ran on the canonical form and said nothing).
+    [ -z "$why" ] && ! wait_until 60 is 1 status_jq '.bridges[0].last_sync.findings | length' \
         && why="findings: $(status_jq '.bridges[0].last_sync.findings')"
-    local preflight verify
+    local preflight raw canon
     preflight=$(status_jq '.bridges[0].last_sync.findings[] | select(.file=="63-unknown-group.rules" and .rule=="group-unknown") | "\(.file):\(.line):\(.column): \(.message)"' | head -1)
-    verify=$(status_jq '.bridges[0].last_sync.findings[] | select(.rule=="udevadm-verify") | "\(.file):\(.line): \(.message)"' | head -1)
+    raw=$(udevadm verify --resolve-names=early --no-summary "$SRC/64-style.rules" 2>&1 | head -1)
+    canon=$(udevadm verify --resolve-names=early --no-summary /run/udev/rules.d/64-style.rules 2>&1 && echo clean)
     [ -z "$why" ] && [ -e /run/udev/rules.d/63-unknown-group.rules ] && why="63-unknown-group.rules was installed"
     [ -z "$why" ] && [ -z "$preflight" ] && why="no group-unknown finding: $(status_jq '.bridges[0].last_sync.findings')"
-    [ -z "$why" ] && [ -z "$verify" ] && why="no udevadm-verify finding: $(status_jq '.bridges[0].last_sync.findings')"
+    [ -z "$why" ] && [ -z "$raw" ] && why="udevadm verify found nothing in the container's 64-style.rules"
+    [ -z "$why" ] && [ "$canon" != clean ] && why="udevadm verify on the installed canonical form: $canon"
     [ -z "$why" ] && [ "$(perms "$node")" != "$orig" ] && why="node changed to $(perms "$node")"
 
     # Bypass hostbridge: what would udevd have done with the refused rule?
@@ -67,7 +72,7 @@ YAML
     [ -z "$why" ] && [ "${after##* }" = 660 ] && why="udevd applied MODE 0660 despite the unknown group"
     [ -z "$why" ] && [ -z "$dropped" ] && why="udevd logged nothing about nosuchgroup"
     if [ -z "$why" ]; then
-        result 6 PASS "preflight: $preflight | verify: $verify | udevd, rule installed by hand: node stays $after; $dropped"
+        result 6 PASS "preflight: $preflight | verify, container's file: $raw; installed canonical form: $canon | udevd, rule installed by hand: node stays $after; $dropped"
     else
         evidence
         result 6 FAIL "$why"
