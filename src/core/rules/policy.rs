@@ -537,10 +537,24 @@ pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
     }
 }
 
+/// Longest SYMLINK value: udevd 252 copies "/dev/" + each name into a
+/// 1024-byte buffer and, when a name of 1019–1023 bytes does not fit,
+/// `continue`s without moving on (udev-rules.c, TK_A_DEVLINK): its worker
+/// spins until the event times out. 255 is a file name's limit anyway.
+pub const MAX_LINK_LEN: usize = 255;
+
 /// Why a SYMLINK value may not be created, if it may not. udevd replaces
 /// a link it does not own, so a name is a claim on /dev: only names under
-/// an `allow_symlinks` prefix, never a reserved one.
+/// an `allow_symlinks` prefix, never a reserved one, only of characters
+/// udevd keeps as they are (it replaces others with `_`, so the link made
+/// would not be the name checked), and short.
 fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
+    if v.len() > MAX_LINK_LEN {
+        return Some(format!(
+            "is {} bytes; links are at most {MAX_LINK_LEN}",
+            v.len()
+        ));
+    }
     let names: Vec<&str> = v.split_whitespace().collect();
     if names.is_empty() {
         return Some("names no link".into());
@@ -548,6 +562,14 @@ fn symlink_problem(v: &str, allowed: &[String]) -> Option<String> {
     for name in names {
         if name.contains(['%', '$']) {
             return Some("is built from device data at event time and cannot be checked".into());
+        }
+        // udev_replace_chars(): what is not alphanumeric or in "#+-.:=@_"
+        // (nor '/', which separates components) becomes '_'.
+        if !name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"#+-.:=@_/".contains(&c))
+        {
+            return Some("holds a character udevd would replace with '_'".into());
         }
         if let Some(why) = dev_name_problem(name) {
             return Some(format!("{why} (udevd replaces links it does not own)"));

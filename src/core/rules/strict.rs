@@ -299,8 +299,38 @@ fn match_char(c: u8) -> bool {
 /// Characters an assignment value may hold. `%` and `$` pass here so the
 /// policy can name them (`group-dynamic` …); the policy refuses them.
 fn assign_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"_.:/+@=%${}-".contains(&c)
+    c.is_ascii_alphanumeric() || b"_.:/+@=%$-".contains(&c)
 }
+
+/// The sysfs attributes `ATTR{…}==`/`ATTRS{…}==` may read: USB descriptor
+/// fields and strings the kernel keeps in memory. udevd reads a matched
+/// attribute on every device a line is tried on, and `ATTRS` on each of
+/// its parents too; some attributes (PCI `config` and `vpd`, EEPROMs,
+/// sensors) do hardware I/O when read, which no container should make
+/// udevd do on every event.
+pub const MATCH_ATTRS: &[&str] = &[
+    "idVendor",
+    "idProduct",
+    "bcdDevice",
+    "bDeviceClass",
+    "bDeviceSubClass",
+    "bDeviceProtocol",
+    "bInterfaceClass",
+    "bInterfaceSubClass",
+    "bInterfaceProtocol",
+    "bInterfaceNumber",
+    "bNumInterfaces",
+    "bConfigurationValue",
+    "manufacturer",
+    "product",
+    "serial",
+    "interface",
+    "busnum",
+    "devnum",
+    "devpath",
+    "speed",
+    "version",
+];
 
 fn attr_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
@@ -485,6 +515,21 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
                 findings,
             );
         }
+        if let Some((at, a)) = &attr
+            && matches!(key, Key::Attr | Key::Attrs)
+            && !MATCH_ATTRS.contains(&a.as_str())
+        {
+            return fail(
+                *at,
+                "attr-name",
+                format!(
+                    "{}{{{a}}}: only USB descriptor attributes may be matched ({}); reading others on every device can do hardware I/O",
+                    key.as_str(),
+                    MATCH_ATTRS.join(", ")
+                ),
+                findings,
+            );
+        }
         let charset_ok = match use_ {
             Use::Match => value.bytes().all(match_char),
             Use::Flow => !value.is_empty() && value.bytes().all(label_char),
@@ -494,7 +539,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             let what = match use_ {
                 Use::Match => "letters, digits, blanks and _.:/+*?[]!|=@,^~-",
                 Use::Flow => "a non-empty name of letters, digits and _.-",
-                _ => "a non-empty value of letters, digits and _.:/+@=-",
+                _ => "a non-empty value of letters, digits and _.:/+@=- (no substitutions)",
             };
             return fail(
                 body,

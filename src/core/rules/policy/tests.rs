@@ -329,9 +329,18 @@ fn symlinks() {
         "/etc/x",
         "ups/ups-%k",
         "ups//x",
+        // udevd would make /dev/ups/_x_, not the name checked.
+        "ups/{x}",
+        "ups/a,b",
     ] {
         assert_eq!(ids_with(&line(bad), &ups), ["symlink"], "{bad}");
     }
+    // udevd 252 spins on a name that does not fit its buffer: links are
+    // at most 255 bytes.
+    let long = |n: usize| format!("ups/{}", "a".repeat(n - 4));
+    assert_eq!(ids_with(&line(&long(255)), &ups), Vec::<&str>::new());
+    assert_eq!(ids_with(&line(&long(256)), &ups), ["symlink"]);
+    assert_eq!(ids_with(&line(&long(1019)), &ups), ["symlink"]);
     // A link is a claim on /dev: it needs the subsystem and the vendor too.
     let anywhere = "SUBSYSTEM==\"block\", SYMLINK+=\"ups/x\"\n";
     assert_eq!(ids_with(anywhere, &ups), ["unconstrained-permission"]);

@@ -65,6 +65,10 @@ fn refused_shapes() {
         (b"ENV{x y}==\"1\", MODE=\"0660\"\n", &["invalid-attr"]),
         (b"ATTRS{[dmi/id]sys_vendor}==\"x\", MODE=\"0660\"\n", &["invalid-attr"]),
         (b"ATTR{idVendor%k}==\"x\", MODE=\"0660\"\n", &["invalid-attr"]),
+        // Only USB descriptor attributes: others may do hardware I/O.
+        (b"ATTRS{config}==\"x\", GOTO=\"e\"\nLABEL=\"e\"\n", &["attr-name"]),
+        (b"ATTR{vpd}==\"x\", MODE=\"0660\"\n", &["attr-name"]),
+        (b"SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", GROUP=\"{x}\"\n", &["value-charset"]),
         (b"KERNEL{x}==\"x\", MODE=\"0660\"\n", &["invalid-attr"]),
         (b"SUBSYSTEM==\"usb%k\", MODE=\"0660\"\n", &["value-charset"]),
         (b"SUBSYSTEM==\"usb\", GROUP=\"nut nut\"\n", &["value-charset"]),
