@@ -162,7 +162,12 @@ const MARK_PROGRAM: &str = "/bin/sh -c 'echo p >/run/hb-marker-program'";
 const MARK_IMPORT: &str = "/bin/sh -c 'echo HB_IMPORTED=1; echo i >/run/hb-marker-import'";
 const MARK_RUN: &str = "/bin/sh -c 'echo r >/run/hb-marker-run'";
 
+/// A vendor, the fake UPS's a third of the time: a grant that reaches a
+/// device is what puts udevd's assignment code to the test.
 fn vendor(rng: &mut Rng) -> String {
+    if rng.chance(33) {
+        return "051d".into();
+    }
     rng.pick(VENDORS).to_string()
 }
 
@@ -238,11 +243,24 @@ fn template(rng: &mut Rng) -> Doc {
             let mut p = grant(rng, "ATTRS", false);
             p.insert(0, pair("SUBSYSTEM", "==", rng.pick(&["tty", "hidraw"])));
             if rng.chance(50) {
-                p.push(pair(
-                    "SYMLINK",
-                    "+=",
-                    rng.pick(&["ups0", "ups/serial", "nut-ups"]),
-                ));
+                // Names under the fuzz bridge's allow_symlinks (ups/), and
+                // lengths around what udevd's 1024-byte buffer holds.
+                let long = |n: usize| format!("ups/{}", "a".repeat(n - 4));
+                let name = match rng.below(6) {
+                    0 => long(255),
+                    1 => long(256),
+                    2 => long(rng.pick(&[1018, 1019, 1021, 1023])),
+                    _ => rng
+                        .pick(&[
+                            "ups0",
+                            "ups/serial",
+                            "nut-ups",
+                            "ups/a.b:c=d+e@f#g",
+                            "ups/x-1",
+                        ])
+                        .to_string(),
+                };
+                p.push(pair("SYMLINK", "+=", &name));
             }
             items.push(rule(p));
         }
