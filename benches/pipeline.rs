@@ -122,7 +122,7 @@ fn latency() {
 
 fn burst() {
     println!("\n## 3. burst of 10,000 files (quiet 300ms)");
-    let env = Env::new("    then:\n      - udev-reload\n");
+    let env = Env::new("    max_files: 10000\n    then:\n      - udev-reload\n");
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
     let cpu0 = cpu_time(d.pid().as_raw());

@@ -312,11 +312,21 @@ fn dispatch(cli: &Cli) -> u8 {
             {
                 missing.push(format!("status_group {g:?} does not exist on this host"));
             }
+            missing.extend(config.bridges.iter().flat_map(pidfile_problems));
             for m in &missing {
                 eprintln!("hostbridge: config error: {m}");
             }
             if !missing.is_empty() {
                 return EXIT_CONFIG;
+            }
+            for b in &config.bridges {
+                for (dir, why) in crate::host::fsx::swappable_ancestors(&b.source) {
+                    eprintln!(
+                        "hostbridge: warning: bridge {}: {} above the source is {why}: whoever writes there can rename the source away; bind-mount the source dir itself",
+                        b.name,
+                        dir.display()
+                    );
+                }
             }
             print!("{}", describe(&config));
             EXIT_OK
@@ -490,11 +500,44 @@ async fn sync_once(config: Config, only: Option<&str>, dry_run: bool) -> anyhow:
     Ok(code)
 }
 
+/// Why the pid files of `b`'s signal actions cannot be trusted: a dir on
+/// the way that another user owns or can write, or a symlink on the path.
+fn pidfile_problems(b: &crate::config::Bridge) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &b.then {
+        let crate::config::Action::Signal {
+            target: crate::config::Target::Pidfile { path, .. },
+            ..
+        } = a
+        else {
+            continue;
+        };
+        let shown = path.display();
+        if let Some((dir, why)) = crate::host::fsx::swappable_ancestors(path)
+            .into_iter()
+            .next()
+        {
+            out.push(format!(
+                "bridge {}: pid file {shown} is in reach of another user ({} is {why}); only root may be able to write a pid file hostbridge acts on (use unit: for a service)",
+                b.name,
+                dir.display()
+            ));
+        }
+        if let Some(dir) = path.parent()
+            && let Err(e) = crate::host::fsx::open_dir_strict(dir)
+            && e.raw_os_error() != Some(nix::libc::ENOENT)
+        {
+            out.push(format!("bridge {}: pid file {shown}: {e}", b.name));
+        }
+    }
+    out
+}
+
 /// The text `hostbridge sync` prints for one bridge.
 pub fn render_report(r: &SyncReport) -> String {
     let mut s = String::new();
     let head = if r.dry_run { "plan" } else { "synced" };
-    s += &format!("{}: {head}: {}\n", r.bridge, r.summary());
+    line(&mut s, &format!("{}: {head}: {}", r.bridge, r.summary()));
     let lines = [
         ("+ install", &r.installed),
         ("~ replace", &r.replaced),
@@ -502,7 +545,7 @@ pub fn render_report(r: &SyncReport) -> String {
     ];
     for (sign, names) in lines {
         for n in names {
-            s += &format!("  {sign} {n}\n");
+            line(&mut s, &format!("  {sign} {n}"));
         }
     }
     for (label, list) in [
@@ -511,22 +554,29 @@ pub fn render_report(r: &SyncReport) -> String {
         ("keep", &r.kept),
     ] {
         for (n, why) in list {
-            s += &format!("  ! {label} {n}: {why}\n");
+            line(&mut s, &format!("  ! {label} {n}: {why}"));
         }
     }
     for (f, finding) in &r.findings {
-        s += &format!("  {}\n", finding.render(f));
+        line(&mut s, &format!("  {}", finding.render(f)));
     }
     for n in r.notes.iter().chain(&r.errors) {
-        s += &format!("  ! {n}\n");
+        line(&mut s, &format!("  ! {n}"));
     }
     for a in &r.actions {
         match &a.result {
-            Ok(_) => s += &format!("  ran {}\n", a.action),
-            Err(e) => s += &format!("  ! {} failed: {e}\n", a.action),
+            Ok(_) => line(&mut s, &format!("  ran {}", a.action)),
+            Err(e) => line(&mut s, &format!("  ! {} failed: {e}", a.action)),
         }
     }
     s
+}
+
+/// Appends one line of `hostbridge sync` output, escaped: the text holds
+/// file names and rule text from the container.
+fn line(out: &mut String, text: &str) {
+    out.push_str(&crate::core::text::escape(text));
+    out.push('\n');
 }
 
 /// The text `hostbridge check` prints.
@@ -595,14 +645,9 @@ fn action_command(c: &Config, a: &Action) -> String {
             t.settle_timeout.as_secs().max(1)
         ),
         Action::Signal { target, signal } => match target {
-            crate::config::Target::Pidfile {
-                path,
-                process: Some(p),
-            } => format!("kill -{signal} <pid in {}, if it is {p}>", path.display()),
-            crate::config::Target::Pidfile {
-                path,
-                process: None,
-            } => format!("kill -{signal} <pid in {}>", path.display()),
+            crate::config::Target::Pidfile { path, process: p } => {
+                format!("kill -{signal} <pid in {}, if it is {p}>", path.display())
+            }
             crate::config::Target::Process(p) => {
                 format!("kill -{signal} <every process named {p}>")
             }

@@ -45,8 +45,11 @@ struct BridgeRt {
     bridge: Bridge,
     settle: Settle,
     watch: SourceWatch,
-    /// Retry time after a failed watch; the only timer outside a window.
+    /// Retry time after a failed watch or sync; the only timer outside a
+    /// window.
     retry_at: Option<Instant>,
+    /// Syncs in a row that failed to put files in place (the backoff).
+    failures: u32,
     /// The window that started the running sync (for the log line).
     batch: Option<Batch>,
     /// Whether "changed during sync" was already logged for this sync.
@@ -169,6 +172,13 @@ impl Daemon {
     fn add_bridge(&mut self, b: Bridge) {
         let id = self.next_id;
         self.next_id += 1;
+        for (dir, why) in crate::host::fsx::swappable_ancestors(&b.source) {
+            warn!(
+                "{}: {} above the source is {why}: whoever writes there can rename the source away (hostbridge then follows no symlink and watches the new dir); bind-mount the source dir itself",
+                b.name,
+                dir.display()
+            );
+        }
         let (watch, reader) = match self.open_watch(id, &b) {
             Ok(w) => w,
             Err(e) => {
@@ -198,6 +208,7 @@ impl Daemon {
             bridge: b,
             watch,
             retry_at: None,
+            failures: 0,
             batch: None,
             told_dirty: false,
             reader,
@@ -370,8 +381,12 @@ impl Daemon {
             }
             Ok(Watching::Nothing) => {}
             Err(e) => {
-                error!("{name}: {e}; retrying in {}s", WATCH_RETRY.as_secs());
-                b.status.watching = format!("error: {e}");
+                let watching = format!("error: {e}");
+                // Said once per cause, not at every retry.
+                if b.status.watching != watching {
+                    error!("{name}: {e}; retrying every {}s", WATCH_RETRY.as_secs());
+                }
+                b.status.watching = watching;
                 b.retry_at = Some(now + WATCH_RETRY);
             }
         }
@@ -509,6 +524,28 @@ impl Daemon {
             );
         }
         let trigger = trigger(b.batch.take().as_ref());
+        // A sync that could not put its files in place (ENOSPC, EROFS, EIO,
+        // EMFILE, …) is tried again with backoff, not left until the next
+        // event; a failing action alone is not (it is retried with the next
+        // change, and a permanent one must not loop).
+        let files_failed = match &res {
+            Ok(r) => !r.errors.is_empty(),
+            Err(_) => true,
+        };
+        b.failures = if files_failed {
+            b.failures.saturating_add(1)
+        } else {
+            0
+        };
+        if let Some(wait) = crate::core::settle::retry_backoff(b.failures) {
+            warn!(
+                "{}: sync failed {} time(s) in a row; trying again in {}",
+                b.bridge.name,
+                b.failures,
+                humantime::format_duration(wait)
+            );
+            b.retry_at = Some(Instant::now() + wait);
+        }
         match res {
             Ok(report) => {
                 log_report(&report, &trigger);
@@ -523,6 +560,16 @@ impl Daemon {
                     format!("{e:#}"),
                 ));
             }
+        }
+        if b.watch.replaced() {
+            warn!(
+                "{}: the source path {} names another dir than the one watched (renamed away?); watching it anew",
+                b.bridge.name,
+                b.bridge.source.display()
+            );
+            let now = Instant::now();
+            self.rewatch(id, now);
+            self.observe(id, now, Input::Rescan);
         }
         if !self.starting {
             notify::status(&self.status_line());

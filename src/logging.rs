@@ -5,17 +5,31 @@
 //! reached) plain lines go to stderr showing only the message (the fields
 //! repeat what it says), without timestamps under systemd since journald adds
 //! its own. Error events are counted for `hostbridge status`.
+//!
+//! Messages and fields carry text from containers (file names, rule text, a
+//! child's stderr). Both writers pass every message and field value through
+//! [`crate::core::text::escape`] on the way out, so no input can start a
+//! forged log line or journal entry, nor drive a terminal, whatever the call
+//! site forgot.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::core::text::escape;
+
 /// Environment variable holding a tracing filter (e.g. `debug`, `hostbridge=debug`).
 pub const LOG_ENV: &str = "HOSTBRIDGE_LOG";
+
+/// journald's native protocol socket.
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 
@@ -24,21 +38,9 @@ pub fn errors_logged() -> u64 {
     ERRORS.load(Ordering::Relaxed)
 }
 
-/// `s` with every control character (newline, ESC, CR, DEL …) written as a
-/// visible escape, so text that came from a container can neither start a
-/// forged log line nor drive the terminal.
+/// `s` made safe to show on a terminal ([`crate::core::text::escape`]).
 pub fn escape_for_terminal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
+    escape(s).into_owned()
 }
 
 struct CountErrors;
@@ -51,6 +53,103 @@ impl<S: Subscriber> Layer<S> for CountErrors {
     }
 }
 
+/// An event's message and fields, each escaped.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    fields: Vec<(&'static str, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value);
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.put(field, &format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn put(&mut self, field: &Field, value: &str) {
+        let value = escape(value).into_owned();
+        if field.name() == "message" {
+            self.message = value;
+        } else {
+            self.fields.push((field.name(), value));
+        }
+    }
+}
+
+/// Writes events to journald over its native protocol: `KEY=value` lines
+/// in one datagram. Every value is escaped, so none holds a newline and
+/// the simple form of the protocol is enough.
+struct Journal {
+    socket: UnixDatagram,
+}
+
+impl Journal {
+    fn connect() -> Option<Journal> {
+        let socket = UnixDatagram::unbound().ok()?;
+        socket.connect(JOURNAL_SOCKET).ok()?;
+        Some(Journal { socket })
+    }
+}
+
+/// journald's PRIORITY for a tracing level.
+fn priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// The journal field name for a tracing field: upper case, `[A-Z0-9_]`.
+/// A new field must not be one of journald's own (`PRIORITY`, `MESSAGE`,
+/// `UNIT`, `ERRNO`, …): it would be taken for journald's.
+fn journal_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('_')
+        .to_string()
+}
+
+/// The datagram for one event (pure).
+fn journal_entry(level: Level, f: &Fields) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "PRIORITY={}", priority(level));
+    out.push_str("SYSLOG_IDENTIFIER=hostbridge\n");
+    let _ = writeln!(out, "MESSAGE={}", f.message);
+    for (name, value) in &f.fields {
+        let name = journal_name(name);
+        if !name.is_empty() {
+            let _ = writeln!(out, "{name}={value}");
+        }
+    }
+    out
+}
+
+impl<S: Subscriber> Layer<S> for Journal {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        let mut f = Fields::default();
+        event.record(&mut f);
+        // Lost if journald is gone; stderr (the journal stream) still has
+        // the fmt layer's copy only when journald was never reachable.
+        let _ = self
+            .socket
+            .send(journal_entry(*event.metadata().level(), &f).as_bytes());
+    }
+}
+
 /// Installs the global subscriber. `verbose` raises the default level to debug.
 pub fn init(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
@@ -60,20 +159,13 @@ pub fn init(verbose: bool) {
         .with(filter)
         .with(CountErrors);
     // A second init (tests) keeps the first subscriber, hence the `let _`.
-    if journal && let Ok(layer) = tracing_journald::layer() {
-        // No `F_` prefix (tracing-journald's default): the fields are
-        // `BRIDGE=`, `FILE=`, … as documented; none is a journald name.
-        // A new field must not be one either (`priority`, `unit`, `target`,
-        // `errno`, `message`, …): it would be taken for journald's own.
-        let layer = layer
-            .with_syslog_identifier("hostbridge".into())
-            .with_field_prefix(None);
+    if journal && let Some(layer) = Journal::connect() {
         let _ = registry.with(layer).try_init();
         return;
     }
     let message_only = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
         if field.name() == "message" {
-            write!(w, "{value:?}")
+            write!(w, "{}", escape(&format!("{value:?}")))
         } else {
             Ok(())
         }
@@ -88,4 +180,27 @@ pub fn init(verbose: bool) {
     } else {
         registry.with(fmt).try_init()
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_entries_hold_one_line_per_field() {
+        let f = Fields {
+            message: escape("nut: skipped x\nINFO installed fake").into_owned(),
+            fields: vec![
+                ("bridge", "nut".into()),
+                ("file", escape("x\nMESSAGE=forged").into_owned()),
+            ],
+        };
+        let entry = journal_entry(Level::WARN, &f);
+        assert_eq!(
+            entry,
+            "PRIORITY=4\nSYSLOG_IDENTIFIER=hostbridge\nMESSAGE=nut: skipped x\\nINFO installed fake\nBRIDGE=nut\nFILE=x\\nMESSAGE=forged\n"
+        );
+        assert_eq!(journal_name("rule"), "RULE");
+        assert_eq!(journal_name("_x-y"), "X_Y");
+    }
 }

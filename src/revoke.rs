@@ -86,7 +86,7 @@ fn save(config: &Config, records: &BTreeMap<String, Record>) -> Result<()> {
     dir.install(
         "usb-grants.json",
         &serde_json::to_vec_pretty(records)?,
-        0o644,
+        0o600,
     )
     .with_context(|| format!("writing {}", path(config).display()))
 }

@@ -314,10 +314,12 @@ pub fn sync_files(
             .push("policy is trusted: rules files are installed without security checks".into());
     }
     let mut accept = |name: &str, bytes: &[u8]| checker.accept(name, bytes);
+    let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
     let scan = source::scan(
         &bridge.source,
         &bridge.include,
-        bridge.max_file_size,
+        &admit(bridge),
+        (limits(bridge), &installed),
         &opts.still_open,
         &mut accept,
     )
@@ -404,10 +406,26 @@ pub fn sync_files(
     Ok((report, manifest))
 }
 
+/// What a source file must be to be read at all.
+fn admit(bridge: &Bridge) -> source::Admit {
+    source::Admit {
+        max_size: bridge.max_file_size,
+        owners: bridge.source_owner.clone(),
+    }
+}
+
+/// How much the bridge's source may export.
+fn limits(bridge: &Bridge) -> crate::core::budget::Limits {
+    crate::core::budget::Limits {
+        max_files: bridge.max_files,
+        max_bytes: bridge.max_bytes,
+    }
+}
+
 /// Records the node state of devices the source's rules are about to grant
 /// (see [`crate::revoke`]).
 fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) -> Result<()> {
-    let Ok(dir) = crate::host::fsx::open_dir_nofollow(&bridge.source) else {
+    let Ok(dir) = source::open_dir(&bridge.source) else {
         return Ok(());
     };
     let mut files = Vec::new();
@@ -418,7 +436,7 @@ fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) ->
         // What will be installed: the canonical form where there is one.
         if let Some(r) = scan.rewritten.get(name) {
             files.push((name.clone(), rules::parse::parse(&r.content)));
-        } else if let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, bridge.max_file_size) {
+        } else if let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, &admit(bridge)) {
             files.push((name.clone(), rules::parse::parse(&bytes)));
         }
     }
@@ -448,8 +466,8 @@ fn set_checks(
         let Some(plan::SourceFile::Ready(want)) = view.files.get(name) else {
             return Err(format!("waiting for {name} (tls-pair)"));
         };
-        let dir = crate::host::fsx::open_dir_nofollow(&bridge.source).map_err(|e| e.to_string())?;
-        match source::read_entry(&dir, name, bridge.max_file_size) {
+        let dir = source::open_dir(&bridge.source).map_err(|e| e.to_string())?;
+        match source::read_entry(&dir, name, &admit(bridge)) {
             Ok(Ok((d, bytes))) if d == *want => Ok(bytes),
             Ok(Ok(_)) => Err(format!(
                 "{name} changed during the sync; the next sync checks it"
@@ -580,7 +598,7 @@ fn apply(
         .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let mut after = plan.owned_after.clone();
-    let src = crate::host::fsx::open_dir_nofollow(&bridge.source).ok();
+    let src = source::open_dir(&bridge.source).ok();
     for op in &plan.ops {
         let result = match op {
             Op::Install { name, digest } | Op::Replace { name, digest } => install_one(
@@ -658,8 +676,7 @@ fn publish_generation(
     owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
     actions_pending: bool,
 ) -> Result<()> {
-    let src =
-        crate::host::fsx::open_dir_nofollow(&bridge.source).context("opening the source dir")?;
+    let src = source::open_dir(&bridge.source).context("opening the source dir")?;
     let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
     for (name, owned) in &plan.owned_after {
         let changed = plan
@@ -667,7 +684,7 @@ fn publish_generation(
             .iter()
             .any(|op| op.name() == name && !matches!(op, Op::Prune { .. }));
         let bytes = if changed {
-            match source::read_entry(&src, name, bridge.max_file_size)? {
+            match source::read_entry(&src, name, &admit(bridge))? {
                 Ok((d, b)) if d == owned.digest => b,
                 Ok(_) => {
                     anyhow::bail!("{name} changed during the sync; the next sync publishes it")
@@ -716,7 +733,7 @@ fn install_one(
     owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
 ) -> Result<(), String> {
     let src = src.ok_or("source dir vanished during sync")?;
-    let (digest, bytes) = match source::read_entry(src, name, bridge.max_file_size) {
+    let (digest, bytes) = match source::read_entry(src, name, &admit(bridge)) {
         Ok(Ok(found)) => found,
         Ok(Err(why)) => return Err(why),
         Err(e) => return Err(e.to_string()),

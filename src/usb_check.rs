@@ -233,15 +233,14 @@ pub fn render(r: &UsbReport) -> String {
         "bus:dev", "VID:PID", "product", "rule", "node", r.user
     );
     for d in &r.devices {
-        let product: String = d
-            .device
-            .name
-            .clone()
-            .unwrap_or_default()
-            .chars()
-            .take(28)
-            .collect();
-        let rule = d.grant.rules.last().cloned().unwrap_or_else(|| "-".into());
+        // The product string is the device's own: escaped like any input.
+        let product: String =
+            crate::core::text::escape(d.device.name.as_deref().unwrap_or_default())
+                .chars()
+                .take(28)
+                .collect();
+        let rule = crate::core::text::escape(d.grant.rules.last().map_or("-", String::as_str))
+            .into_owned();
         s += &format!(
             "{:03}:{:03}  {:<10} {:<28} {:<26} {:<18} {}\n",
             d.device.busnum,

@@ -67,7 +67,9 @@ fn slow_writer_is_installed_whole_by_the_first_sync() {
 fn burst_of_2000_files_gives_at_most_two_syncs() {
     // A longer quiet period keeps a stalled writer on a loaded machine from
     // splitting the burst more than the bound allows.
-    let env = Env::new("    settle: { quiet: 1s }\n    then:\n      - udev-reload\n");
+    let env = Env::new(
+        "    settle: { quiet: 1s }\n    max_files: 5000\n    then:\n      - udev-reload\n",
+    );
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
     for i in 0..2000 {
@@ -335,7 +337,7 @@ fn foreign_destination_file_is_a_conflict_not_overwritten() {
 fn kill_9_never_leaves_a_partial_file_under_a_final_name() {
     // Trusted: the 512 KiB sources are installed byte for byte, so a partial
     // install shows (permissions-only installs the short canonical form).
-    let env = Env::new("    policy: trusted\n");
+    let env = Env::new("    policy: trusted\n    max_files: 150\n    max_bytes: 100MiB\n");
     fs::create_dir_all(&env.src).unwrap();
     // 150 files of 512 KiB; every round rewrites all of them.
     let body = |round: usize, i: usize| {
@@ -426,7 +428,8 @@ fn invalid_replacement_keeps_the_last_good_copy() {
 
 #[test]
 fn queue_overflow_falls_back_to_a_full_rescan() {
-    let env = Env::new("");
+    // Far more files than udev-rules bridges take by default.
+    let env = Env::new("    max_files: 100000\n");
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
     let max: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")

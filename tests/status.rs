@@ -253,7 +253,7 @@ fn sigterm_during_a_long_install_leaves_no_partial_file_and_no_socket() {
     // Trusted: the source bytes are installed as they are, so a partial
     // file would show as one (permissions-only installs a short canonical
     // form, tested in rules_daemon.rs and pipeline.rs).
-    let env = Env::new("    policy: trusted\n");
+    let env = Env::new("    policy: trusted\n    max_files: 100\n    max_bytes: 200MiB\n");
     fs::create_dir_all(&env.src).unwrap();
     let body = |i: usize| format!("# file {i}\n") + &"# padding padding padding\n".repeat(40_000);
     for i in 0..100 {

@@ -34,6 +34,17 @@ pub const DEFAULT_QUIET: Duration = Duration::from_millis(300);
 pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 /// Default `max_file_size`.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
+/// Default `max_files` of a udev-rules bridge: a NUT container ships one
+/// rules file, a whole distribution about a hundred.
+pub const DEFAULT_UDEV_MAX_FILES: usize = 64;
+/// Default `max_bytes` of a udev-rules bridge: udevd holds every rule in
+/// memory and re-reads them all on each reload (NUT's file is ~40 KiB).
+pub const DEFAULT_UDEV_MAX_BYTES: u64 = 1 << 20;
+/// Default `max_files` of a files bridge.
+pub const DEFAULT_FILES_MAX_FILES: usize = 1000;
+/// Default `max_bytes` of a files bridge (its destination is often /run,
+/// which is RAM).
+pub const DEFAULT_FILES_MAX_BYTES: u64 = 64 << 20;
 /// Default `exec` timeout.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `proc_root`.
@@ -135,6 +146,12 @@ pub struct Bridge {
     pub settle: SettleTiming,
     /// Size cap for source files.
     pub max_file_size: u64,
+    /// Most files the source may export; beyond it, new files are refused.
+    pub max_files: usize,
+    /// Most bytes the exported files may hold together.
+    pub max_bytes: u64,
+    /// Uids a source file may be owned by (`None`: any).
+    pub source_owner: Option<Vec<u32>>,
     /// Actions after a sync that changed something.
     pub then: Vec<Action>,
     /// Checks applied to udev rules files (kind `udev-rules`).
@@ -237,12 +254,13 @@ pub enum Action {
 /// Whom a `signal` action signals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
-    /// The pid in a pid file, optionally checked to be `process`.
+    /// The pid in a pid file, checked to be the process `process`.
     Pidfile {
         /// The pid file.
         path: PathBuf,
-        /// Expected process name.
-        process: Option<String>,
+        /// The process the pid must be (comm or exe name): a pid file can
+        /// be stale or forged, so it never names a process on its own.
+        process: String,
     },
     /// Every process with this name.
     Process(String),
@@ -402,6 +420,7 @@ impl Validator<'_> {
             self.against_others(&b, &locs, &bridges)?;
             bridges.push((b, locs));
         }
+        self.pidfiles_outside_sources(&bridges)?;
         let state_dir: PathBuf = raw
             .state_dir
             .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0);
@@ -551,6 +570,18 @@ impl Validator<'_> {
             },
             settle,
             max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
+            max_files: rb.max_files.unwrap_or(match rb.kind {
+                Kind::UdevRules => DEFAULT_UDEV_MAX_FILES,
+                Kind::Files => DEFAULT_FILES_MAX_FILES,
+            }),
+            max_bytes: rb.max_bytes.map_or(
+                match rb.kind {
+                    Kind::UdevRules => DEFAULT_UDEV_MAX_BYTES,
+                    Kind::Files => DEFAULT_FILES_MAX_BYTES,
+                },
+                |s| s.0,
+            ),
+            source_owner: rb.source_owner,
             then,
             files,
             rules: (rb.kind == Kind::UdevRules).then(|| RulesChecks {
@@ -696,6 +727,39 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// A pid file inside any bridge's source is written by a container: it
+    /// could name any process, hostbridge's own included.
+    fn pidfiles_outside_sources(&self, bridges: &[(Bridge, RawLocs)]) -> Result<(), ConfigError> {
+        for (b, locs) in bridges {
+            for a in &b.then {
+                let Action::Signal {
+                    target: Target::Pidfile { path, .. },
+                    ..
+                } = a
+                else {
+                    continue;
+                };
+                if let Some((o, _)) = bridges.iter().find(|(o, _)| path.starts_with(&o.source)) {
+                    return Err(self.err(
+                        &b.origin,
+                        &locs.name,
+                        format!(
+                            "bridge {:?}: pidfile {} lies inside bridge {:?}'s source {}, which a container writes; \
+                             use unit: or container: to name the service instead",
+                            b.name,
+                            path.display(),
+                            o.name,
+                            o.source.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where in the file a bridge's values were written (for later checks).
 struct RawLocs {
     name: Location,
@@ -745,11 +809,14 @@ fn action(raw: RawAction) -> Result<Action, String> {
         RawAction::UdevReload => Action::UdevReload,
         RawAction::Signal(s) => {
             let target = match (s.pidfile, s.process, s.unit, s.container) {
-                (Some(p), process, None, None) => Target::Pidfile { path: p.0, process: process.map(|t| t.0) },
+                (Some(_), None, None, None) => return Err(
+                    "signal with a pidfile needs process: too (the program the pid must be); a pid file alone could name any process".into()
+                ),
+                (Some(p), Some(process), None, None) => Target::Pidfile { path: p.0, process: process.0 },
                 (None, Some(p), None, None) => Target::Process(p.0),
                 (None, None, Some(u), None) => Target::Unit(u.0),
                 (None, None, None, Some(c)) => Target::Container(c.0),
-                _ => return Err("signal needs exactly one of pidfile (optionally with process), process, unit or container".into()),
+                _ => return Err("signal needs exactly one of pidfile (with process), process, unit or container".into()),
             };
             Action::Signal {
                 target,

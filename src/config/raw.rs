@@ -106,6 +106,14 @@ pub struct RawBridge {
     pub settle: Option<RawSettle>,
     /// Per-bridge size cap.
     pub max_file_size: Option<Size>,
+    /// Most files the source may export (default 64 for udev-rules, 1000
+    /// for files).
+    pub max_files: Option<usize>,
+    /// Most bytes all the source's files may hold together (default 1 MiB
+    /// for udev-rules, 64 MiB for files).
+    pub max_bytes: Option<Size>,
+    /// The uids a source file may be owned by. Default: any.
+    pub source_owner: Option<Vec<u32>>,
     /// Actions run after a sync that changed something.
     #[serde(default)]
     pub then: Vec<RawAction>,

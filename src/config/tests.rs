@@ -277,3 +277,46 @@ fn a_fragment_replaces_every_host_path_it_sets() {
     );
     assert_eq!(p(SAMPLE).unwrap().udev_run_dir, Path::new("/run/udev"));
 }
+
+#[test]
+fn export_bounds_default_by_kind_and_can_be_set() {
+    let c = p(SAMPLE).unwrap();
+    let b = &c.bridges[0];
+    assert_eq!(
+        (b.max_files, b.max_bytes),
+        (DEFAULT_UDEV_MAX_FILES, DEFAULT_UDEV_MAX_BYTES)
+    );
+    assert_eq!(b.source_owner, None);
+    let files =
+        "bridges:\n  - name: certs\n    kind: files\n    source: /run/c\n    install_to: /run/d\n";
+    let b = &p(files).unwrap().bridges[0];
+    assert_eq!(
+        (b.max_files, b.max_bytes),
+        (DEFAULT_FILES_MAX_FILES, DEFAULT_FILES_MAX_BYTES)
+    );
+    let set =
+        format!("{files}    max_files: 5\n    max_bytes: 64KiB\n    source_owner: [0, 100000]\n");
+    let b = &p(&set).unwrap().bridges[0];
+    assert_eq!((b.max_files, b.max_bytes), (5, 64 << 10));
+    assert_eq!(b.source_owner, Some(vec![0, 100000]));
+}
+
+#[test]
+fn a_pid_file_needs_a_process_and_must_lie_outside_every_source() {
+    let base = "bridges:\n  - name: certs\n    kind: files\n    source: /run/c\n    install_to: /run/d\n    then:\n";
+    let alone = format!("{base}      - signal: {{ pidfile: /run/nginx.pid, signal: HUP }}\n");
+    let e = p(&alone).unwrap_err();
+    assert!(e.message.contains("needs process: too"), "{e}");
+    let inside = format!(
+        "{base}      - signal: {{ pidfile: /run/c/nginx.pid, process: nginx, signal: HUP }}\n"
+    );
+    let e = p(&inside).unwrap_err();
+    assert!(
+        e.message.contains("inside bridge \"certs\"'s source"),
+        "{e}"
+    );
+    let ok = format!(
+        "{base}      - signal: {{ pidfile: /run/nginx.pid, process: nginx, signal: HUP }}\n"
+    );
+    assert!(p(&ok).is_ok());
+}

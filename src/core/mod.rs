@@ -1,10 +1,13 @@
 //! The pure core: no `std::fs`, no `std::process`, no tokio. Everything here
 //! is a function over data with the clock passed in, tested without I/O.
 
+pub mod budget;
 pub mod names;
 pub mod plan;
 pub mod rules;
 pub mod settle;
 pub mod status;
+pub mod text;
 pub mod tls;
+pub mod trust;
 pub mod usb;

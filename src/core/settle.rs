@@ -251,6 +251,20 @@ impl Settle {
     }
 }
 
+/// First wait before a failed sync is tried again.
+pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between tries of a sync that keeps failing.
+pub const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How long to wait before trying again after `failures` failed syncs in a
+/// row (1 s, 2 s, 4 s, … capped at 5 min); no wait is armed before the
+/// first failure, so an idle bridge stays idle.
+pub fn retry_backoff(failures: u32) -> Option<Duration> {
+    let n = failures.checked_sub(1)?;
+    let wait = RETRY_FIRST.saturating_mul(1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX));
+    Some(wait.min(RETRY_MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +481,16 @@ mod tests {
         s.observe(t0, ch("a.rules"));
         assert!(!s.finish_sync(t0));
         assert!(s.pending().is_some());
+    }
+
+    #[test]
+    fn retry_backoff_doubles_up_to_five_minutes() {
+        let secs = |n| retry_backoff(n).map(|d| d.as_secs());
+        assert_eq!(secs(0), None);
+        assert_eq!(
+            (1..=10).map(secs).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 300].map(Some)
+        );
+        assert_eq!(secs(u32::MAX), Some(300));
     }
 }

@@ -358,6 +358,8 @@ pub fn ago(now: u64, then: u64) -> String {
     }
 }
 
+use super::text::escape;
+
 /// The one-screen text of `hostbridge status`.
 pub fn render(st: &Status, now: u64) -> String {
     let d = &st.daemon;
@@ -376,7 +378,8 @@ pub fn render(st: &Status, now: u64) -> String {
     if let Some(e) = &d.reload_error {
         let _ = writeln!(
             out,
-            "✖ last reload failed, still running the previous config: {e}"
+            "✖ last reload failed, still running the previous config: {}",
+            escape(e)
         );
     }
     for b in &st.bridges {
@@ -389,7 +392,9 @@ pub fn render(st: &Status, now: u64) -> String {
             Some(s) => format!("synced {} ago: {}", ago(now, s.at), summary(s)),
             None => "not synced yet".into(),
         };
-        let _ = writeln!(out, "{mark} {:<16} {what}", b.name);
+        // Every text here may hold input (file names, rule text, a
+        // child's output): escaped, so none starts a line of its own.
+        let _ = writeln!(out, "{mark} {:<16} {}", escape(&b.name), escape(&what));
         if let Some(p) = &b.pending {
             let _ = writeln!(
                 out,
@@ -404,12 +409,12 @@ pub fn render(st: &Status, now: u64) -> String {
                 "  usb ({}, {} ago, user {}): {}",
                 u.trigger,
                 ago(now, u.at),
-                u.user,
-                u.summary
+                escape(&u.user),
+                escape(&u.summary)
             );
         }
         if let Some(r) = &b.reason {
-            let _ = writeln!(out, "  {r}");
+            let _ = writeln!(out, "  {}", escape(r));
         }
     }
     if d.hotplug.starts_with("off") {

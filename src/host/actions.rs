@@ -137,12 +137,10 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             if !targets::alive(&ctx.proc_root, pid) {
                 return Err(format!("pid {pid} from {} is not running", path.display()));
             }
-            if let Some(name) = process
-                && !targets::is_named(&ctx.proc_root, pid, name)
-            {
+            if !targets::is_named(&ctx.proc_root, pid, process) {
                 let (comm, _) = targets::names(&ctx.proc_root, pid);
                 return Err(format!(
-                    "pid {pid} from {} is {:?}, not {name:?} (stale pid file?); not signalling it",
+                    "pid {pid} from {} is {:?}, not {process:?} (stale pid file?); not signalling it",
                     path.display(),
                     comm.unwrap_or_default()
                 ));

@@ -3,12 +3,12 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, openat};
 use nix::libc;
-use nix::sys::stat::{FileStat, Mode, SFlag};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 
 use crate::core::plan::Digest;
 
@@ -20,6 +20,140 @@ pub fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
         Mode::empty(),
     )?;
     Ok(fd)
+}
+
+/// Opens the directory at `path` one component at a time, from `/` (or the
+/// working dir for a relative path), each component with
+/// `O_NOFOLLOW|O_DIRECTORY` and checked to be a directory: a symlink at *any*
+/// component is refused (`ELOOP`, the error names the component), and so is
+/// `..`. This is how every path a container can reach is opened: a
+/// container that can rename an ancestor of its source cannot point the
+/// daemon at a directory of its choosing. (`openat2` with
+/// `RESOLVE_NO_SYMLINKS` does the same in one call but cannot say which
+/// component was the symlink, and needs Linux 5.6.)
+pub fn open_dir_strict(path: &Path) -> io::Result<OwnedFd> {
+    let path_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let start = if path.is_absolute() { "/" } else { "." };
+    let mut fd = nix::fcntl::open(start, path_flags, Mode::empty())?;
+    let mut walked = PathBuf::from(start);
+    let mut parts = path
+        .components()
+        .filter(|c| !matches!(c, Component::RootDir | Component::CurDir))
+        .peekable();
+    if parts.peek().is_none() {
+        return Ok(nix::fcntl::open(
+            start,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?);
+    }
+    while let Some(part) = parts.next() {
+        let Component::Normal(name) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: a \"..\" component is not allowed here", path.display()),
+            ));
+        };
+        walked.push(name);
+        let last = parts.peek().is_none();
+        let flags = if last {
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+        } else {
+            path_flags
+        };
+        let next = match openat(&fd, name, flags, Mode::empty()) {
+            Ok(next) => next,
+            Err(e @ (nix::errno::Errno::ELOOP | nix::errno::Errno::ENOTDIR)) => {
+                return Err(not_a_dir(&walked, &fd, name, e));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // O_PATH|O_NOFOLLOW may hand back the symlink itself: check the type.
+        let st = fstat(&next)?;
+        if SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT) != SFlag::S_IFDIR {
+            return Err(not_a_dir(&walked, &fd, name, nix::errno::Errno::ENOTDIR));
+        }
+        fd = next;
+    }
+    Ok(fd)
+}
+
+/// The directories above `path` (its ancestors, from `/` down to its
+/// parent) in which someone other than root can rename, replace or create
+/// the next component ([`crate::core::trust`]), each with the reason. The
+/// walk ends at a component that does not exist or is not a directory;
+/// symlinks are not followed.
+pub fn swappable_ancestors(path: &Path) -> Vec<(PathBuf, String)> {
+    use crate::core::trust::{DirStat, others_can_swap};
+    let mut chain: Vec<&Path> = path.ancestors().collect();
+    chain.reverse(); // "/", "/a", "/a/b", …, path
+    let mut out = Vec::new();
+    for pair in chain.windows(2) {
+        let (dir, child) = (pair[0], pair[1]);
+        let Ok(st) = nix::sys::stat::lstat(dir) else {
+            break;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+            break;
+        }
+        let child_uid = nix::sys::stat::lstat(child).ok().map(|c| c.st_uid);
+        let d = DirStat {
+            uid: st.st_uid,
+            gid: st.st_gid,
+            mode: st.st_mode & 0o7777,
+        };
+        if let Some(why) = others_can_swap(d, child_uid) {
+            out.push((dir.to_path_buf(), why));
+        }
+    }
+    out
+}
+
+/// The error for a path component that is a symlink or not a directory.
+fn not_a_dir(
+    walked: &Path,
+    parent: &OwnedFd,
+    name: &std::ffi::OsStr,
+    e: nix::errno::Errno,
+) -> io::Error {
+    let is_link = nix::sys::stat::fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK);
+    let msg = if is_link {
+        let target = nix::fcntl::readlinkat(parent, name)
+            .map(|t| format!(" (to {})", t.to_string_lossy()))
+            .unwrap_or_default();
+        format!(
+            "{} is a symlink{target}; hostbridge follows no symlink on this path: configure the real path",
+            walked.display()
+        )
+    } else {
+        format!("{} is not a directory", walked.display())
+    };
+    io::Error::new(io::Error::from(e).kind(), msg)
+}
+
+/// Opens `name` in `dir` as an `O_PATH` descriptor (no symlink followed):
+/// nothing is opened for real, so a device node or FIFO swapped in under the
+/// name is never opened. `fstat` it, then [`reopen_for_reading`] if it is
+/// what was wanted.
+pub fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
+}
+
+/// Opens the very inode behind an `O_PATH` descriptor for reading, through
+/// `/proc/self/fd` (non-blocking, no controlling terminal). Call it only
+/// after `fstat` said the descriptor is a regular file.
+pub fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
+    let proc = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    let fd = nix::fcntl::open(proc.as_str(), flags, Mode::empty()).map_err(|e| {
+        io::Error::new(
+            io::Error::from(e).kind(),
+            format!("reopening through {proc} (is /proc mounted?): {e}"),
+        )
+    })?;
+    Ok(File::from(fd))
 }
 
 /// Opens the directory `name` inside `dir` without following a symlink.
@@ -69,4 +203,43 @@ pub fn read_limited(file: &mut File, limit: u64) -> io::Result<Option<Vec<u8>>> 
 /// SHA-256 of a byte slice.
 pub fn digest(bytes: &[u8]) -> Digest {
     Digest::of(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_open_refuses_a_symlink_at_any_component_and_names_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real/inner");
+        std::fs::create_dir_all(&real).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("real"), tmp.path().join("link")).unwrap();
+        assert!(open_dir_strict(&real).is_ok());
+        assert!(open_dir_strict(Path::new("/")).is_ok());
+        let e = open_dir_strict(&tmp.path().join("link/inner")).unwrap_err();
+        assert!(e.to_string().contains("link is a symlink (to "), "{e}");
+        let e = open_dir_strict(&tmp.path().join("link")).unwrap_err();
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        let e = open_dir_strict(&tmp.path().join("real/inner/../inner")).unwrap_err();
+        assert!(e.to_string().contains("\"..\""), "{e}");
+        std::fs::write(tmp.path().join("file"), "x").unwrap();
+        let e = open_dir_strict(&tmp.path().join("file/x")).unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        let e = open_dir_strict(&tmp.path().join("missing/x")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn a_path_descriptor_reopens_only_its_own_inode() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a"), "first").unwrap();
+        let dir = open_dir_strict(tmp.path()).unwrap();
+        let handle = open_path_at(&dir, "a").unwrap();
+        // The name now names another file; the descriptor still the first.
+        std::fs::write(tmp.path().join("b"), "second").unwrap();
+        std::fs::rename(tmp.path().join("b"), tmp.path().join("a")).unwrap();
+        let mut f = reopen_for_reading(&handle).unwrap();
+        assert_eq!(read_limited(&mut f, 100).unwrap().unwrap(), b"first");
+    }
 }

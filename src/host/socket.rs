@@ -89,15 +89,50 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound
     Ok((listener, bound))
 }
 
+/// Most status clients answered at once; the rest wait in the listen
+/// backlog (each client is cut off after [`CLIENT_DEADLINE`]), so a flood of
+/// connections costs a bounded number of descriptors and no CPU.
+pub const MAX_CLIENTS: usize = 32;
+/// How long one client may take to send its request and read the answer.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Accepts connections forever, handing each request to the loop.
 pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let mut told = false;
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        // A slot first: beyond MAX_CLIENTS, connections are not accepted.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors (EMFILE/ENFILE) or another failure:
+                // accept would fail again at once, so wait instead of spinning.
+                let out_of_fds = matches!(
+                    e.raw_os_error(),
+                    Some(
+                        nix::libc::EMFILE
+                            | nix::libc::ENFILE
+                            | nix::libc::ENOBUFS
+                            | nix::libc::ENOMEM
+                    )
+                );
+                if !told {
+                    tracing::warn!("status socket: accept failed: {e}; backing off");
+                    told = true;
+                }
+                let pause = if out_of_fds { 200 } else { 20 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+        };
+        told = false;
         let to_loop = to_loop.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), answer(stream, to_loop)).await;
+            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, to_loop)).await;
+            drop(slot);
         });
     }
 }

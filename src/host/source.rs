@@ -1,11 +1,17 @@
 //! Reads a bridge's source directory safely. Host layer.
 //!
 //! The source dir is written by a container, so every entry is hostile until
-//! proven otherwise: the dir is opened with `O_NOFOLLOW`, entries are
-//! `fstatat`'d without following links before anything is opened, opened
-//! with `O_NOFOLLOW|O_NONBLOCK|O_NOCTTY` (a FIFO never blocks us, a tty never
-//! becomes ours), re-checked with `fstat` on the open descriptor (the entry may
-//! have been swapped in between), and read with a size cap.
+//! proven otherwise:
+//! - the dir is opened one component at a time with no symlink followed at
+//!   any of them ([`fsx::open_dir_strict`]), so renaming an ancestor and
+//!   leaving a symlink in its place points us nowhere;
+//! - an entry is opened as an `O_PATH` descriptor first (nothing is opened
+//!   for real, so a device node swapped in under its name is never opened),
+//!   `fstat`'d, and only a regular file with one link (a hard link could be
+//!   any file of the same filesystem) and, where the bridge says so, an
+//!   allowed owner is reopened for reading, non-blocking and without a
+//!   controlling terminal;
+//! - reads are capped at the bridge's `max_file_size`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -15,9 +21,10 @@ use std::path::Path;
 
 use nix::dir::Dir;
 use nix::fcntl::AtFlags;
-use nix::sys::stat::{fstat, fstatat};
+use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
+use crate::core::budget::{Budget, Limits, claim_order};
 use crate::core::names::{NameVerdict, classify};
 use crate::core::plan::{Digest, SourceFile, SourceView};
 
@@ -42,22 +49,66 @@ pub struct Rewritten {
     pub content: Vec<u8>,
 }
 
+/// What makes a source file admissible, besides being a regular file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admit {
+    /// Largest file read, in bytes (`max_file_size`).
+    pub max_size: u64,
+    /// Owners a file may have (`source_owner`); `None`: any.
+    pub owners: Option<Vec<u32>>,
+}
+
+impl Admit {
+    /// Why a file with this stat result may not be read, if it may not.
+    fn refuse(&self, st: &FileStat) -> Option<String> {
+        if let Some(kind) = fsx::odd_kind(st) {
+            return Some(format!("is {kind}; only regular files are synced"));
+        }
+        if st.st_nlink > 1 {
+            return Some(format!(
+                "has {} hard links; refusing it (a hard link can be any file of the same filesystem, not the container's own)",
+                st.st_nlink
+            ));
+        }
+        if let Some(owners) = &self.owners
+            && !owners.contains(&st.st_uid)
+        {
+            return Some(format!(
+                "is owned by uid {}, not one of source_owner {owners:?}; refusing it",
+                st.st_uid
+            ));
+        }
+        if st.st_size as u64 > self.max_size {
+            return Some(too_big(st.st_size as u64, self.max_size));
+        }
+        None
+    }
+}
+
+/// Opens a source dir: no symlink at any component ([`fsx::open_dir_strict`]).
+pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+    fsx::open_dir_strict(dir)
+}
+
 /// Decides whether a readable file may be synced: `Err(reason)` skips it,
 /// `Ok(Some(bytes))` installs `bytes` in its place. Called with the name
 /// and the content.
 pub type Accept<'a> = dyn FnMut(&str, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// Scans `dir`. Names in `still_open` are reported as skipped (a writer is
-/// still on them); `accept` vets each readable file. A missing dir gives
+/// still on them); `accept` vets each readable file. At most
+/// `limits.max_files` files and `limits.max_bytes` bytes are read, the
+/// `installed` ones first ([`crate::core::budget`]). A missing dir gives
 /// `present: false`, not an error.
 pub fn scan(
     dir: &Path,
     include: &[String],
-    max_size: u64,
+    admit: &Admit,
+    (limits, installed): (Limits, &BTreeSet<String>),
     still_open: &BTreeSet<String>,
     accept: &mut Accept<'_>,
 ) -> io::Result<SourceScan> {
-    let dirfd = match fsx::open_dir_nofollow(dir) {
+    let dirfd = match open_dir(dir) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
         Err(e) => return Err(e),
@@ -70,6 +121,7 @@ pub fn scan(
         rejected: Vec::new(),
         rewritten: BTreeMap::new(),
     };
+    let mut candidates = Vec::new();
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
     for entry in listing.iter() {
         let entry = entry?;
@@ -78,41 +130,47 @@ pub fn scan(
             continue;
         }
         match classify(raw, include) {
-            NameVerdict::Candidate => {}
-            NameVerdict::NotIncluded | NameVerdict::Hidden => continue,
+            // classify() only accepts UTF-8 names.
+            NameVerdict::Candidate => candidates.push(String::from_utf8_lossy(raw).into_owned()),
+            NameVerdict::NotIncluded | NameVerdict::Hidden => {}
             NameVerdict::Rejected(why) => {
                 let shown = std::ffi::OsStr::from_bytes(raw)
                     .to_string_lossy()
                     .into_owned();
                 out.rejected.push((shown, why.to_string()));
-                continue;
             }
         }
-        // classify() only accepts UTF-8 names.
-        let name = String::from_utf8_lossy(raw).into_owned();
-        let state = if still_open.contains(&name) {
+    }
+    let mut budget = Budget::new(limits);
+    for name in claim_order(&candidates, installed) {
+        let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
+        } else if let Err(why) = budget.take_file() {
+            SourceFile::Skipped(why)
         } else {
-            match read_entry(&dirfd, &name, max_size)? {
-                Ok((digest, bytes)) => match accept(&name, &bytes) {
-                    Ok(None) => SourceFile::Ready(digest),
-                    Ok(Some(content)) => {
-                        let installed = fsx::digest(&content);
-                        out.rewritten.insert(
-                            name.clone(),
-                            Rewritten {
-                                source: digest,
-                                content,
-                            },
-                        );
-                        SourceFile::Ready(installed)
-                    }
+            match read_entry(&dirfd, name, admit)? {
+                Ok((digest, bytes)) => match budget.take_bytes(bytes.len() as u64) {
                     Err(why) => SourceFile::Skipped(why),
+                    Ok(()) => match accept(name, &bytes) {
+                        Ok(None) => SourceFile::Ready(digest),
+                        Ok(Some(content)) => {
+                            let installed = fsx::digest(&content);
+                            out.rewritten.insert(
+                                name.to_string(),
+                                Rewritten {
+                                    source: digest,
+                                    content,
+                                },
+                            );
+                            SourceFile::Ready(installed)
+                        }
+                        Err(why) => SourceFile::Skipped(why),
+                    },
                 },
                 Err(why) => SourceFile::Skipped(why),
             }
         };
-        out.view.files.insert(name, state);
+        out.view.files.insert(name.to_string(), state);
     }
     Ok(out)
 }
@@ -123,31 +181,38 @@ pub fn scan(
 pub fn read_entry(
     dirfd: &OwnedFd,
     name: &str,
-    max_size: u64,
+    admit: &Admit,
 ) -> io::Result<Result<(Digest, Vec<u8>), String>> {
+    // A cheap first look; the decision is made on the descriptor below.
     let st = match fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(nix::errno::Errno::ENOENT) => return Ok(Err("vanished while reading".into())),
         Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
     };
-    if let Some(kind) = fsx::odd_kind(&st) {
-        return Ok(Err(format!("is {kind}; only regular files are synced")));
+    if let Some(why) = admit.refuse(&st) {
+        return Ok(Err(why));
     }
-    if st.st_size as u64 > max_size {
-        return Ok(Err(too_big(st.st_size as u64, max_size)));
+    // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: take
+    // a descriptor that opens nothing, judge the inode it names, and open
+    // only that inode, only if it is a plain file.
+    let handle = match fsx::open_path_at(dirfd, name) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
+            return Ok(Err("vanished while reading".into()));
+        }
+        Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+    };
+    let st = fstat(&handle)?;
+    if let Some(why) = admit.refuse(&st) {
+        return Ok(Err(why));
     }
-    let mut file = match fsx::open_file_at(dirfd, name) {
+    let mut file = match fsx::reopen_for_reading(&handle) {
         Ok(f) => f,
         Err(e) => return Ok(Err(format!("cannot open: {e}"))),
     };
-    // The entry may have been swapped for something else since fstatat.
-    let st = fstat(&file)?;
-    if let Some(kind) = fsx::odd_kind(&st) {
-        return Ok(Err(format!("is {kind}; only regular files are synced")));
-    }
-    match fsx::read_limited(&mut file, max_size)? {
+    match fsx::read_limited(&mut file, admit.max_size)? {
         Some(bytes) => Ok(Ok((fsx::digest(&bytes), bytes))),
-        None => Ok(Err(too_big(st.st_size as u64, max_size))),
+        None => Ok(Err(too_big(st.st_size as u64, admit.max_size))),
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -70,12 +71,18 @@ impl StateDir {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("creating state dir {}", self.root.display()))?;
         let path = self.root.join("lock");
+        // 0600: anyone who can open the lock file can flock it and stall
+        // every sync (flock needs no write access).
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
         Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| io::Error::from(e))
             .with_context(|| format!("locking {}", path.display()))
@@ -148,7 +155,7 @@ impl StateDir {
         let dir_path = self.root.join("bridges");
         let dir = DestDir::open_or_create(&dir_path)
             .with_context(|| format!("creating {}", dir_path.display()))?;
-        dir.install(&format!("{bridge}.json"), &bytes, 0o644)
+        dir.install(&format!("{bridge}.json"), &bytes, 0o600)
             .and_then(|()| dir.sync())
             .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))
     }

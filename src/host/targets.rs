@@ -1,11 +1,13 @@
 //! Finding and signalling the processes a `signal` action names. Host layer.
 //!
-//! A pid file is read like any other untrusted file: no symlinks, no FIFOs
-//! (opened non-blocking), regular files only, at most 64 bytes, a decimal
-//! pid above 1. The pid must be alive under the proc root, and when a
-//! process name is given too, `/proc/PID/comm` (or the exe's file name) must
-//! be that name, so a stale pid file whose pid was reused by another program
-//! is refused instead of signalling a stranger.
+//! A pid file is read like any other untrusted file: no symlink at any
+//! component of its path, no FIFOs (opened non-blocking), regular files
+//! only, at most 64 bytes, a decimal pid above 1. It must lie where only
+//! root can write: a pid file in a dir someone else can write could name
+//! any process. The pid must be alive under the proc root and be the
+//! configured process (`/proc/PID/comm` or the exe's file name), so a stale
+//! pid file whose pid was reused by another program is refused instead of
+//! signalling a stranger; and hostbridge never signals itself.
 
 use std::io::Read;
 use std::path::Path;
@@ -22,7 +24,13 @@ pub fn read_pidfile(path: &Path) -> Result<i32, String> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Err(format!("{shown} is not a file path"));
     };
-    let dirfd = fsx::open_dir_nofollow(dir).map_err(|e| format!("{shown}: {e}"))?;
+    if let Some((d, why)) = fsx::swappable_ancestors(path).into_iter().next() {
+        return Err(format!(
+            "pid file {shown} is in reach of another user ({} is {why}); refusing it: only root may be able to write a pid file hostbridge acts on (use unit: for a service)",
+            d.display()
+        ));
+    }
+    let dirfd = fsx::open_dir_strict(dir).map_err(|e| format!("pid file {shown}: {e}"))?;
     let mut file = match fsx::open_file_at(&dirfd, name) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
@@ -91,8 +99,13 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
     pids
 }
 
-/// Sends `signal` ("SIGHUP") to `pid`.
+/// Sends `signal` ("SIGHUP") to `pid`; never to hostbridge itself or init.
 pub fn send(pid: i32, signal: &str) -> Result<(), String> {
+    if pid <= 1 || pid == std::process::id() as i32 {
+        return Err(format!(
+            "pid {pid} is hostbridge itself or init; not signalling it"
+        ));
+    }
     let sig: Signal = signal
         .parse()
         .map_err(|_| format!("unknown signal {signal}"))?;

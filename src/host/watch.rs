@@ -5,14 +5,22 @@
 //! when it exists; otherwise on its nearest existing ancestor, waiting for the
 //! next path component to appear (no polling). Every time the watch moves,
 //! the bridge rescans, since files may have appeared before the new watch.
+//!
+//! The source dir is opened with no symlink followed at any component
+//! ([`fsx::open_dir_strict`]) and the watch is placed on that very
+//! descriptor (through `/proc/self/fd`), so it sits on the inode the path
+//! names now; [`SourceWatch::replaced`] tells when the path has come to name
+//! another one (an ancestor renamed away), and the daemon then watches anew.
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use inotify::{Event, EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 
+use super::fsx;
 use crate::core::names::{NameVerdict, classify};
 use crate::core::settle::Input;
 
@@ -27,7 +35,6 @@ fn source_mask() -> WatchMask {
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF
         | WatchMask::ONLYDIR
-        | WatchMask::DONT_FOLLOW
         | WatchMask::EXCL_UNLINK
 }
 
@@ -77,6 +84,12 @@ pub struct SourceWatch {
     watches: Watches,
     current: Option<WatchDescriptor>,
     watching: Watching,
+    /// (st_dev, st_ino) of the watched source dir.
+    identity: Option<(u64, u64)>,
+    /// Watches on the path components someone other than root can rename
+    /// (the children of [`fsx::swappable_ancestors`]): any move or removal
+    /// of one means the path may name another dir now.
+    guards: Vec<WatchDescriptor>,
 }
 
 impl SourceWatch {
@@ -89,6 +102,8 @@ impl SourceWatch {
             watches,
             current: None,
             watching: Watching::Nothing,
+            identity: None,
+            guards: Vec::new(),
         }
     }
 
@@ -104,12 +119,30 @@ impl SourceWatch {
             // The watch may already be gone (dir deleted): that is fine.
             let _ = self.watches.remove(wd);
         }
+        for wd in std::mem::take(&mut self.guards) {
+            let _ = self.watches.remove(wd);
+        }
         self.watching = Watching::Nothing;
+        self.identity = None;
         loop {
-            if is_real_dir(&self.source) {
-                self.current = Some(self.add(&self.source.clone(), source_mask())?);
-                self.watching = Watching::Source;
-                return Ok(&self.watching);
+            match fsx::open_dir_strict(&self.source) {
+                Ok(fd) => {
+                    let st = nix::sys::stat::fstat(&fd)?;
+                    // The watch goes on the inode just opened, not on
+                    // whatever the path names by the time inotify looks.
+                    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                    let wd = self
+                        .watches
+                        .add(&by_fd, source_mask())
+                        .map_err(|e| explain_watch_error(&self.source, e))?;
+                    self.current = Some(wd);
+                    self.identity = Some((st.st_dev, st.st_ino));
+                    self.watching = Watching::Source;
+                    self.guard_ancestors();
+                    return Ok(&self.watching);
+                }
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {}
+                Err(e) => return Err(e),
             }
             let dir = nearest_existing_ancestor(&self.source);
             let next = next_component(&self.source, &dir);
@@ -132,6 +165,39 @@ impl SourceWatch {
         }
     }
 
+    /// Watches the components of the source path that someone other than
+    /// root can rename, for their moves (best effort: one that cannot be
+    /// watched is still caught after the next sync by [`Self::replaced`]).
+    fn guard_ancestors(&mut self) {
+        for (dir, _) in fsx::swappable_ancestors(&self.source) {
+            let child = dir.join(next_component(&self.source, &dir));
+            if child == self.source {
+                continue; // watched itself, MOVE_SELF included
+            }
+            let Ok(fd) = fsx::open_dir_strict(&child) else {
+                continue;
+            };
+            let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+            let mask = WatchMask::MOVE_SELF | WatchMask::DELETE_SELF | WatchMask::ONLYDIR;
+            if let Ok(wd) = self.watches.add(&by_fd, mask) {
+                self.guards.push(wd);
+            }
+        }
+    }
+
+    /// Whether the source path no longer names the watched dir (it was
+    /// renamed away, with an ancestor or on its own, and maybe replaced):
+    /// then the watch must be placed again.
+    pub fn replaced(&self) -> bool {
+        let Some(watched) = self.identity else {
+            return false;
+        };
+        match fsx::open_dir_strict(&self.source).and_then(|fd| Ok(nix::sys::stat::fstat(&fd)?)) {
+            Ok(st) => (st.st_dev, st.st_ino) != watched,
+            Err(_) => true,
+        }
+    }
+
     fn add(&mut self, path: &Path, mask: WatchMask) -> io::Result<WatchDescriptor> {
         self.watches
             .add(path, mask)
@@ -143,11 +209,18 @@ impl SourceWatch {
         if ev.mask.contains(EventMask::Q_OVERFLOW) {
             return Meaning::Overflow;
         }
+        let gone =
+            EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED | EventMask::UNMOUNT;
+        if self.guards.contains(&ev.wd) {
+            return if ev.mask.intersects(gone) {
+                Meaning::Rewatch
+            } else {
+                Meaning::Ignore
+            };
+        }
         if self.current.as_ref() != Some(&ev.wd) {
             return Meaning::Ignore; // a watch we already replaced
         }
-        let gone =
-            EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED | EventMask::UNMOUNT;
         if ev.mask.intersects(gone) {
             return Meaning::Rewatch;
         }

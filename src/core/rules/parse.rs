@@ -385,7 +385,7 @@ fn split_token(line: &str, pos: usize) -> Result<Option<RawToken>, (usize, Strin
     if i >= b.len() {
         return Err((
             start,
-            format!("'{}' has no operator and value", &line[start..]),
+            format!("{} has no operator and value", quote_word(&line[start..])),
         ));
     }
     let key = line[start..i].to_string();
@@ -402,7 +402,10 @@ fn split_token(line: &str, pos: usize) -> Result<Option<RawToken>, (usize, Strin
     }
     let (op, len) = Op::at_start(&line[i..]).ok_or((
         i,
-        format!("expected an operator (==, !=, =, +=, -=, :=) after '{key}'"),
+        format!(
+            "expected an operator (==, !=, =, +=, -=, :=) after {}",
+            quote_word(&key)
+        ),
     ))?;
     i += len;
     while i < b.len() && is_ws(b[i]) {
@@ -912,6 +915,22 @@ pub(super) fn resolve_gotos(file: &mut RulesFile) {
                 file.rules[i].goto = None;
             }
         }
+    }
+}
+
+/// A word of the file for a finding: quoted when it looks like a key or
+/// value of a rules file (letters, digits, `_`, at most 32 bytes),
+/// otherwise only its length. A finding may be read by more people than the
+/// file (`status_group`), so it never echoes text that may not be rule
+/// text at all, such as the hash in a line of `/etc/shadow`.
+pub fn quote_word(word: &str) -> String {
+    let plain = word.len() <= 32
+        && !word.is_empty()
+        && word.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    if plain {
+        format!("'{word}'")
+    } else {
+        format!("a {}-byte word that is no key", word.len())
     }
 }
 

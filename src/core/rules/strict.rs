@@ -31,7 +31,7 @@
 use std::collections::BTreeSet;
 
 use super::Finding;
-use super::parse::{Key, LineMap, Op, Rule, RulesFile, Token, err, resolve_gotos};
+use super::parse::{Key, LineMap, Op, Rule, RulesFile, Token, err, quote_word, resolve_gotos};
 
 /// Longest logical (joined) line accepted. udevd reads up to 16 KiB; a
 /// permissions rule is far shorter, and the canonical form of a line this
@@ -389,7 +389,7 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             return fail(
                 start,
                 "syntax",
-                format!("expected a key at '{}'", &text[start..]),
+                format!("expected a key at column {}", start + 1),
                 findings,
             );
         }
@@ -402,7 +402,10 @@ fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
             return fail(
                 start,
                 "unknown-key",
-                format!("unknown key '{name}'{hint}; udevd drops this line"),
+                format!(
+                    "unknown key {}{hint}; udevd drops this line",
+                    quote_word(name)
+                ),
                 findings,
             );
         };

@@ -1,0 +1,122 @@
+//! How much a source may export: a bridge's `max_files` and `max_bytes`,
+//! and which files get a place when there are more. Pure.
+//!
+//! Files already installed claim their places first, so a flood of new
+//! files never pushes out what is working; new files follow in name order,
+//! so the same source always gives the same answer. A file past either
+//! limit is not read at all (the cost of a flood is a directory listing).
+
+use std::collections::BTreeSet;
+
+/// A bridge's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most files read from the source.
+    pub max_files: usize,
+    /// Most bytes read from the source, all files together.
+    pub max_bytes: u64,
+}
+
+/// The order in which `names` claim the budget: the installed ones, then
+/// the others, each by name.
+pub fn claim_order<'a>(names: &'a [String], installed: &BTreeSet<String>) -> Vec<&'a str> {
+    let mut order: Vec<&str> = names.iter().map(String::as_str).collect();
+    order.sort_by_key(|n| (!installed.contains(*n), *n));
+    order
+}
+
+/// A scan's running account against its [`Limits`].
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limits: Limits,
+    files: usize,
+    bytes: u64,
+}
+
+impl Budget {
+    /// A fresh account.
+    pub fn new(limits: Limits) -> Budget {
+        Budget {
+            limits,
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Takes a file's place; `Err(reason)` once `max_files` are taken.
+    pub fn take_file(&mut self) -> Result<(), String> {
+        if self.files >= self.limits.max_files {
+            return Err(format!(
+                "over the bridge's max_files limit of {}; not read (what is installed stays)",
+                self.limits.max_files
+            ));
+        }
+        self.files += 1;
+        Ok(())
+    }
+
+    /// Takes `n` bytes for the file whose place was just taken;
+    /// `Err(reason)` (and the place given back) when they would pass
+    /// `max_bytes`.
+    pub fn take_bytes(&mut self, n: u64) -> Result<(), String> {
+        match self.bytes.checked_add(n) {
+            Some(total) if total <= self.limits.max_bytes => {
+                self.bytes = total;
+                Ok(())
+            }
+            _ => {
+                self.files = self.files.saturating_sub(1);
+                Err(format!(
+                    "would bring the source past the bridge's max_bytes limit of {} bytes ({} taken); not installed (what is installed stays)",
+                    self.limits.max_bytes, self.bytes
+                ))
+            }
+        }
+    }
+
+    /// Whether this size is sure to be refused by [`Budget::take_bytes`]
+    /// (checked before reading, to skip the read).
+    pub fn cannot_fit(&self, n: u64) -> bool {
+        self.bytes.saturating_add(n) > self.limits.max_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn installed_files_claim_first_then_names_in_order() {
+        let all = names(&["c", "a", "z", "b"]);
+        let installed: BTreeSet<String> = ["z".to_string(), "b".to_string()].into();
+        assert_eq!(claim_order(&all, &installed), ["b", "z", "a", "c"]);
+        assert_eq!(claim_order(&all, &BTreeSet::new()), ["a", "b", "c", "z"]);
+    }
+
+    #[test]
+    fn files_and_bytes_are_bounded() {
+        let mut b = Budget::new(Limits {
+            max_files: 2,
+            max_bytes: 10,
+        });
+        assert_eq!(b.take_file(), Ok(()));
+        assert_eq!(b.take_bytes(6), Ok(()));
+        assert_eq!(b.take_file(), Ok(()));
+        // 6 + 5 > 10: refused, and the place is free again.
+        assert!(b.cannot_fit(5));
+        assert!(
+            b.take_bytes(5)
+                .unwrap_err()
+                .contains("max_bytes limit of 10")
+        );
+        assert_eq!(b.take_file(), Ok(()));
+        assert_eq!(b.take_bytes(4), Ok(()));
+        assert!(b.take_file().unwrap_err().contains("max_files limit of 2"));
+        assert!(!b.cannot_fit(0));
+        assert!(b.take_bytes(u64::MAX).is_err());
+    }
+}

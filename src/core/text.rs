@@ -1,0 +1,65 @@
+//! Text that came from input (file names, rule text, a child's output), made
+//! safe to print in a log line, a journal field or a terminal. Pure.
+
+use std::borrow::Cow;
+
+/// `s` with every control character (newline, CR, ESC, DEL, the C1 range …)
+/// and every bidirectional-override or zero-width format character written
+/// as a visible escape, so text from a container can neither start a
+/// forged log line, drive the terminal, nor reorder what is shown. Text
+/// without any is returned as it is.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200b}'..='\u{200f}' // zero-width, LRM, RLM
+            | '\u{2028}' | '\u{2029}' // line and paragraph separators
+            | '\u{202a}'..='\u{202e}' // bidi embeddings and overrides
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{feff}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("plain name.rules", "plain name.rules"),
+            (
+                "x\n2026 INFO installed fake",
+                "x\\n2026 INFO installed fake",
+            ),
+            ("a\rb\tc", "a\\rb\\tc"),
+            ("\x1b[2J", "\\x1b[2J"),
+            ("\x7f\u{85}", "\\x7f\\x85"),
+            ("évian ok", "évian ok"),
+            ("abc\u{202e}lmth.exe", "abc\\u{202e}lmth.exe"),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(escape(input), want, "{input:?}");
+        }
+        assert!(matches!(escape("ok"), Cow::Borrowed(_)));
+    }
+}

@@ -1,0 +1,75 @@
+//! Whether a directory on a path is in someone else's hands: who besides
+//! root can rename, replace or create entries in it. Pure: decides from
+//! stat data passed in.
+//!
+//! A directory is out of root's sole control when it is owned by another
+//! uid, or is group-writable by a group other than root's, or
+//! world-writable; the sticky bit (`/tmp`) takes that back for an entry
+//! owned by root, which only root may then rename or delete.
+
+/// What is known of one directory on the way down a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStat {
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits (with sticky).
+    pub mode: u32,
+}
+
+/// Why `dir` lets someone other than root change which inode its entry
+/// `child_uid` (the owner of the next component, `None` if it does not
+/// exist) is, or `None` if only root can.
+pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>) -> Option<String> {
+    if dir.uid != 0 {
+        return Some(format!("owned by uid {}", dir.uid));
+    }
+    let group_writable = dir.mode & 0o020 != 0 && dir.gid != 0;
+    let world_writable = dir.mode & 0o002 != 0;
+    if !group_writable && !world_writable {
+        return None;
+    }
+    let sticky = dir.mode & 0o1000 != 0;
+    if sticky && child_uid == Some(0) {
+        return None;
+    }
+    Some(if world_writable {
+        format!("writable by everyone (mode {:04o})", dir.mode)
+    } else {
+        format!("writable by group {} (mode {:04o})", dir.gid, dir.mode)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(uid: u32, gid: u32, mode: u32) -> DirStat {
+        DirStat { uid, gid, mode }
+    }
+
+    #[test]
+    fn table() {
+        let cases: &[(DirStat, Option<u32>, Option<&str>)] = &[
+            (d(0, 0, 0o755), Some(0), None),
+            (d(0, 0, 0o775), Some(1000), None), // root's own group
+            (d(1000, 1000, 0o755), Some(0), Some("owned by uid 1000")),
+            (d(0, 100, 0o775), Some(0), Some("writable by group 100")),
+            (d(0, 0, 0o777), Some(0), Some("writable by everyone")),
+            (d(0, 0, 0o1777), Some(0), None), // /tmp, root's entry
+            (d(0, 0, 0o1777), Some(1000), Some("writable by everyone")),
+            (d(0, 0, 0o1777), None, Some("writable by everyone")),
+        ];
+        for (dir, child, want) in cases {
+            let got = others_can_swap(*dir, *child);
+            match want {
+                None => assert_eq!(got, None, "{dir:?} {child:?}"),
+                Some(w) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(w)),
+                    "{dir:?} {child:?}: {got:?}"
+                ),
+            }
+        }
+    }
+}
