@@ -327,6 +327,9 @@ pub fn sync_files(
     report.findings = checker.findings;
     report.source_present = scan.view.present;
     report.skipped.extend(scan.rejected.iter().cloned());
+    report
+        .skipped
+        .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));
     if let Some(files) = &bridge.files
         && let Some(why) = set_checks(bridge, files, &scan.view, &mut report)
     {

@@ -579,9 +579,13 @@ fn an_export_over_max_files_or_max_bytes_keeps_what_is_installed() {
     for i in 0..50 {
         env.put(&format!("a{i:02}.conf"), "new\n");
     }
+    // One line for the whole flood, not one per file.
     wait_for(
         "the flood refused",
-        || d.log().contains("max_files limit of 3"),
+        || {
+            d.log()
+                .contains("a19.conf and 30 more: over the bridge's max_files limit of 3")
+        },
         || d.log(),
     );
     assert_eq!(env.installed(), ["b.conf", "c.conf", "d.conf"]);

@@ -14,12 +14,20 @@ fn send(states: &[NotifyState]) {
 
 /// Startup (or a reload) is complete.
 pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    let status = one_line(status);
+    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// A new human status line for `systemctl status`.
 pub fn status(line: &str) {
-    send(&[NotifyState::Status(line)]);
+    let line = one_line(line);
+    send(&[NotifyState::Status(&line)]);
+}
+
+/// A notification is `KEY=value` lines: a newline in the status text would
+/// start an assignment of its own (`MAINPID=`, `READY=1`), so none gets in.
+fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::core::text::escape(s)
 }
 
 /// A reload begins (followed by [`ready`] when it ends).

@@ -35,10 +35,42 @@ pub struct SourceScan {
     pub view: SourceView,
     /// Entries whose names were rejected (not even candidates), with reasons.
     pub rejected: Vec<(String, String)>,
+    /// New files past the bridge's `max_files`/`max_bytes`: not read, not
+    /// in the view (they are not installed, so nothing changes for them);
+    /// how many, the first few names, and why.
+    pub over_budget: Option<OverBudget>,
     /// Files whose content is installed in a rewritten form (the canonical
     /// form of a udev rules file); the view's digest is the rewritten one.
     pub rewritten: BTreeMap<String, Rewritten>,
 }
+
+/// New files a scan left out for the bridge's bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverBudget {
+    /// How many.
+    pub count: usize,
+    /// The first few, in claim order.
+    pub first: Vec<String>,
+    /// Why (the first refusal's words).
+    pub why: String,
+}
+
+impl OverBudget {
+    /// One report entry for them all: (names, reason).
+    pub fn entry(&self) -> (String, String) {
+        let more = self.count - self.first.len();
+        let names = if more == 0 {
+            self.first.join(", ")
+        } else {
+            format!("{} and {more} more", self.first.join(", "))
+        };
+        (names, self.why.clone())
+    }
+}
+
+/// Names listed one by one in a scan's rejections and bounds; the rest are
+/// counted, so a flood of names is one log line, not one per name.
+const LISTED: usize = 20;
 
 /// A file installed as other bytes than its source's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +151,11 @@ pub fn scan(
             files: BTreeMap::new(),
         },
         rejected: Vec::new(),
+        over_budget: None,
         rewritten: BTreeMap::new(),
     };
     let mut candidates = Vec::new();
+    let mut rejected_more = 0usize;
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
     for entry in listing.iter() {
         let entry = entry?;
@@ -133,24 +167,42 @@ pub fn scan(
             // classify() only accepts UTF-8 names.
             NameVerdict::Candidate => candidates.push(String::from_utf8_lossy(raw).into_owned()),
             NameVerdict::NotIncluded | NameVerdict::Hidden => {}
-            NameVerdict::Rejected(why) => {
+            NameVerdict::Rejected(why) if out.rejected.len() < LISTED => {
                 let shown = std::ffi::OsStr::from_bytes(raw)
                     .to_string_lossy()
                     .into_owned();
                 out.rejected.push((shown, why.to_string()));
             }
+            NameVerdict::Rejected(_) => rejected_more += 1,
         }
+    }
+    if rejected_more > 0 {
+        out.rejected.push((
+            format!("{rejected_more} more names"),
+            "rejected as well (only the first are listed)".into(),
+        ));
     }
     let mut budget = Budget::new(limits);
     for name in claim_order(&candidates, installed) {
         let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else if let Err(why) = budget.take_file() {
-            SourceFile::Skipped(why)
+            // An installed file keeps its copy (skipped); a new one is left
+            // out of the view altogether.
+            if installed.contains(name) {
+                SourceFile::Skipped(why)
+            } else {
+                over_budget(&mut out.over_budget, name, why);
+                continue;
+            }
         } else {
             match read_entry(&dirfd, name, admit)? {
                 Ok((digest, bytes)) => match budget.take_bytes(bytes.len() as u64) {
-                    Err(why) => SourceFile::Skipped(why),
+                    Err(why) if installed.contains(name) => SourceFile::Skipped(why),
+                    Err(why) => {
+                        over_budget(&mut out.over_budget, name, why);
+                        continue;
+                    }
                     Ok(()) => match accept(name, &bytes) {
                         Ok(None) => SourceFile::Ready(digest),
                         Ok(Some(content)) => {
@@ -173,6 +225,18 @@ pub fn scan(
         out.view.files.insert(name.to_string(), state);
     }
     Ok(out)
+}
+
+fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {
+    let o = slot.get_or_insert_with(|| OverBudget {
+        count: 0,
+        first: Vec::new(),
+        why,
+    });
+    o.count += 1;
+    if o.first.len() < LISTED {
+        o.first.push(name.to_string());
+    }
 }
 
 /// Reads one entry: `Ok(Ok((digest, bytes)))` for a usable file,
