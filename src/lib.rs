@@ -3,20 +3,17 @@
 //! writes to settle, installing atomically, and running host actions.
 //!
 //! Layout: [`core`] is pure (settle machine, planner, name rules); [`host`] is
-//! the thin I/O layer; [`sync`] and [`daemon`] glue them; [`cli`] is the
+//! the thin I/O layer; [`sync`] and [`daemon`] glue them; [`cmd`] is the
 //! command line.
 
 #![warn(missing_docs)]
 
-pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod host;
-pub mod lint;
 pub mod logging;
-pub mod manpage;
 pub mod revoke;
-pub mod status_cmd;
 pub mod sync;
 pub mod usb_check;

@@ -1,5 +1,5 @@
 //! The `hostbridge` binary: everything lives in the library; see `cli`.
 
 fn main() -> std::process::ExitCode {
-    hostbridge::cli::main(std::env::args_os())
+    hostbridge::cmd::main(std::env::args_os())
 }

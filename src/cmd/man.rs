@@ -9,7 +9,7 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use super::args::Cli;
 
 /// Sections of hostbridge(1) beyond the generated ones, in roff.
 const EXTRA: &str = r#".SH "EXIT STATUS"
@@ -99,4 +99,17 @@ pub fn write_pages(dir: &Path) -> std::io::Result<()> {
     let mut f = std::fs::File::create(dir.join("hostbridge.1"))?;
     main_page(&mut f)?;
     f.flush()
+}
+
+/// The exit code for a finished write: a closed pipe (`| head`) is the
+/// reader's choice, not an error.
+pub fn finish(written: std::io::Result<()>) -> u8 {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::args::EXIT_OK,
+        Ok(()) => super::args::EXIT_OK,
+        Err(e) => {
+            eprintln!("hostbridge: writing to stdout or the dir: {e}");
+            super::args::EXIT_FAILURE
+        }
+    }
 }

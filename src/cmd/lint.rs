@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LintArgs, LintFormat, LintPolicy};
+use super::args::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LintArgs, LintFormat, LintPolicy};
 use crate::config::{self, Config, RulesChecks};
 use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
 use crate::core::rules::{Finding, Severity};

@@ -7,7 +7,7 @@
 use std::io::ErrorKind;
 use std::path::Path;
 
-use crate::cli::StatusFormat;
+use super::args::StatusFormat;
 use crate::core::status::{self, Health, Status};
 use crate::host::socket::{self, Wire};
 

@@ -1,0 +1,315 @@
+//! The command line's vocabulary: the clap definition, the exit codes and
+//! the few helpers every subcommand shares (config loading, drop-in dirs,
+//! the runtime). Imports no other `cmd` module.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage error (clap), 78 config error
+//! (`EX_CONFIG` from sysexits.h).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Something failed (a sync error, an action failure, a conflict).
+pub const EXIT_FAILURE: u8 = 1;
+/// Bad command line.
+pub const EXIT_USAGE: u8 = 2;
+/// The config file is invalid (`EX_CONFIG`).
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Bridges containers and the host: carries files that containers export
+/// (udev rules, certificates) into host dirs, safely and atomically, and runs
+/// the host actions that make them take effect.
+#[derive(Debug, Parser)]
+#[command(name = "hostbridge", version, max_term_width = 100)]
+pub struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, value_name = "PATH", env = "HOSTBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
+    pub config: PathBuf,
+    /// A drop-in dir of `*.yaml` fragments, lowest precedence first
+    /// (repeatable; default /usr/lib/hostbridge/config.d, /etc/hostbridge/config.d,
+    /// /run/hostbridge/config.d; or HOSTBRIDGE_CONFIG_DIRS, colon-separated,
+    /// empty for none).
+    #[arg(long = "config-dir", global = true, value_name = "DIR")]
+    pub config_dirs: Vec<PathBuf>,
+    /// Log debug details (or set HOSTBRIDGE_LOG, e.g. HOSTBRIDGE_LOG=debug).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: reconcile every bridge, then watch and sync on change.
+    Run,
+    /// Reconcile once and exit (for ExecStartPre= and scripts).
+    Sync {
+        /// Only this bridge.
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// Print the plan without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the config and print what each bridge would watch and do.
+    Check,
+    /// Show what the running daemon did and whether the host is prepared.
+    /// Exit codes: 0 healthy, 1 degraded, 3 not running, 4 unknown error.
+    Status {
+        /// Print the status document as JSON (with a schema_version).
+        #[arg(long, conflicts_with = "metrics")]
+        json: bool,
+        /// Print Prometheus metrics (text exposition format).
+        #[arg(long)]
+        metrics: bool,
+        /// Only this bridge.
+        #[arg(long, value_name = "NAME")]
+        bridge: Option<String>,
+        /// The status socket (default: from the config, else /run/hostbridge/status.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Ask the running daemon to reload its config (like SIGHUP) and report
+    /// whether the new config was accepted.
+    Reload {
+        /// The status socket (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+    /// Check the USB devices NUT needs: which installed rule grants each
+    /// device, its node's owner, group and mode, and whether the user can open
+    /// it. Exit 0 when every granted device is usable, 1 otherwise.
+    Usb {
+        /// The user that must open the devices.
+        #[arg(long, default_value = "nut")]
+        user: String,
+        /// A VID:PID that must be plugged in (repeatable), e.g. 051d:0002.
+        #[arg(long, value_name = "VID:PID")]
+        expect: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// sysfs root (default: the config's sysfs_root, /sys).
+        #[arg(long, value_name = "PATH")]
+        sysfs_root: Option<PathBuf>,
+        /// /dev root (default: the config's dev_root, /dev).
+        #[arg(long, value_name = "PATH")]
+        dev_root: Option<PathBuf>,
+        /// Also really open each granted node as the user (via setpriv).
+        #[arg(long)]
+        probe: bool,
+    },
+    /// Internal: the unprivileged child of `usb --probe`.
+    #[command(name = "__probe-open", hide = true)]
+    ProbeOpen {
+        /// The node to open.
+        path: PathBuf,
+    },
+    /// udev rules tools.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Print a shell completion script, e.g.
+    /// `hostbridge completions bash > /etc/bash_completion.d/hostbridge`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page hostbridge(1) in roff (`hostbridge man | man -l -`),
+    /// or write it and one page per subcommand into a dir.
+    Man {
+        /// Write hostbridge.1, hostbridge-run.1, ... into this dir instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// `hostbridge rules ...`
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Check rules files against the parser and the security policy, with
+    /// compiler-style output: FILE:LINE:COL: error[rule-id]: message.
+    /// Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage.
+    Lint(LintArgs),
+}
+
+/// Options of `hostbridge rules lint`.
+#[derive(Debug, clap::Args)]
+pub struct LintArgs {
+    /// The policy to apply.
+    #[arg(long, value_enum, default_value = "permissions-only")]
+    pub policy: LintPolicy,
+    /// A group GROUP= may name (repeatable; default: any non-privileged group).
+    #[arg(long = "allow-group", value_name = "GROUP")]
+    pub allow_groups: Vec<String>,
+    /// A user OWNER= may name (repeatable; default: any user).
+    #[arg(long = "allow-owner", value_name = "USER")]
+    pub allow_owners: Vec<String>,
+    /// A subsystem permissions may be granted on (repeatable; replaces the default usb, usb_device, hidraw, tty, usbmisc).
+    #[arg(long = "allow-subsystem", value_name = "SUBSYSTEM")]
+    pub allow_subsystems: Vec<String>,
+    /// A device property ENV{...}= may set (repeatable).
+    #[arg(long = "allow-env", value_name = "NAME")]
+    pub allow_env: Vec<String>,
+    /// A name prefix under /dev that SYMLINK+= may create, e.g. `ups/` (repeatable).
+    #[arg(long = "allow-symlink", value_name = "PREFIX")]
+    pub allow_symlinks: Vec<String>,
+    /// Check the files as the daemon checks this bridge of the config
+    /// (--config): its policy, allow lists, host checks and udevadm verify.
+    /// The policy flags below are then ignored.
+    #[arg(long, value_name = "NAME")]
+    pub bridge: Option<String>,
+    /// Print what the daemon would install (the canonical form under
+    /// permissions-only) to stdout; findings go to stderr.
+    #[arg(long)]
+    pub print: bool,
+    /// Check against this host: GROUP/OWNER names exist and are system ids,
+    /// no same-named file in --etc-rules-dir shadows the file or in the
+    /// system rules dirs is masked by it, SYMLINK names are not already
+    /// nodes in /dev; and run `udevadm verify` where it exists. On by
+    /// default when run as root.
+    #[arg(long, conflicts_with = "no_host")]
+    pub host: bool,
+    /// Skip the host checks (the default when not root).
+    #[arg(long)]
+    pub no_host: bool,
+    /// A file name that may mask a system rules file of the same name (repeatable).
+    #[arg(long = "allow-override", value_name = "NAME")]
+    pub allow_override: Vec<String>,
+    /// With --host: the directory whose files shadow installed ones.
+    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_ETC_UDEV_RULES_DIR)]
+    pub etc_rules_dir: PathBuf,
+    /// With --host: accept GROUP/OWNER names this host does not know.
+    #[arg(long)]
+    pub allow_unknown_groups: bool,
+    /// With --host: accept GROUP/OWNER names with ids >= 1000.
+    #[arg(long)]
+    pub allow_non_system_groups: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LintFormat,
+    /// Rules files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+}
+
+/// `--policy` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintPolicy {
+    /// Only MODE/GROUP/OWNER/TAG+="uaccess" on allowed, vendor-matched devices.
+    PermissionsOnly,
+    /// No policy: parser checks only.
+    Trusted,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    /// `FILE:LINE:COL: severity[rule]: message`
+    Text,
+    /// A JSON array of findings.
+    Json,
+}
+
+/// Parses `args`, runs the command and returns the exit code.
+/// How `hostbridge status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusFormat {
+    /// One screen for humans.
+    Text,
+    /// The status document.
+    Json,
+    /// Prometheus text format.
+    Metrics,
+}
+
+/// Drop-in dirs: `--config-dir`, else `HOSTBRIDGE_CONFIG_DIRS`, else the defaults.
+pub(crate) fn dropin_dirs(cli: &Cli) -> Vec<PathBuf> {
+    if !cli.config_dirs.is_empty() {
+        return cli.config_dirs.clone();
+    }
+    match std::env::var_os("HOSTBRIDGE_CONFIG_DIRS") {
+        Some(v) => std::env::split_paths(&v)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => config::DEFAULT_DROPIN_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+    }
+}
+
+/// The socket to talk to: `--socket`, else the config's, else the default.
+pub(crate) fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.clone();
+    }
+    match config::load(&cli.config, &dropin_dirs(cli)) {
+        Ok(c) => c.status_socket,
+        Err(_) => config::status_socket_hint(&cli.config),
+    }
+}
+
+/// Runs `fut` on a current-thread runtime; maps errors to exit code 1.
+pub(crate) fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> u8 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Blocking threads (file syncs) exit soon after a burst: idle is idle.
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build();
+    let result = match rt {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => Err(anyhow::Error::from(e).context("starting the async runtime")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hostbridge: error: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Loads the config named on the command line, or says why not (exit 78).
+pub(crate) fn load_config(cli: &Cli) -> Result<Config, u8> {
+    config::load(&cli.config, &dropin_dirs(cli)).map_err(|e| {
+        eprintln!("hostbridge: config error: {e}");
+        EXIT_CONFIG
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_subcommands() {
+        let cli = Cli::try_parse_from([
+            "hostbridge",
+            "--config",
+            "/x.yaml",
+            "sync",
+            "--bridge",
+            "a",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert_eq!(cli.config, PathBuf::from("/x.yaml"));
+        assert!(
+            matches!(cli.command, Command::Sync { bridge: Some(ref b), dry_run: true } if b == "a")
+        );
+        assert!(Cli::try_parse_from(["hostbridge", "bogus"]).is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! The command line: one match from subcommand to the module that runs it.
+//! `args` holds the clap definition and exit codes; every other module here
+//! is one subcommand and imports only `args` (no cycle). Shell code.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub mod args;
+pub mod check;
+pub mod lint;
+pub mod man;
+pub mod status;
+pub mod sync;
+pub mod usb;
+
+use args::{Cli, Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RulesCommand, StatusFormat};
+use args::{in_runtime, load_config, socket_path};
+
+/// Parses `args`, sets up logging and runs the subcommand.
+pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    crate::logging::init(cli.verbose);
+    ExitCode::from(dispatch(&cli))
+}
+
+/// Runs the subcommand; returns the exit code. Subcommands that need no
+/// valid config (status, reload, lint without `--bridge`, man, completions,
+/// probe-open) never load it.
+fn dispatch(cli: &Cli) -> u8 {
+    let with_config = |run: &dyn Fn(crate::config::Config) -> u8| match load_config(cli) {
+        Ok(c) => run(c),
+        Err(code) => code,
+    };
+    match &cli.command {
+        Command::Rules(RulesCommand::Lint(a)) if a.bridge.is_none() => lint::run(a, None),
+        Command::Rules(RulesCommand::Lint(a)) => with_config(&|c| lint::run(a, Some(&c))),
+        Command::Completions { shell } => man::finish(man::completions(*shell)),
+        Command::Man { out_dir: Some(dir) } => man::finish(man::write_pages(dir)),
+        Command::Man { out_dir: None } => {
+            man::finish(man::main_page(&mut std::io::stdout().lock()))
+        }
+        Command::Status {
+            json,
+            metrics,
+            bridge,
+            socket,
+        } => {
+            let format = if *json {
+                StatusFormat::Json
+            } else if *metrics {
+                StatusFormat::Metrics
+            } else {
+                StatusFormat::Text
+            };
+            status::status(&socket_path(cli, socket), format, bridge.as_deref())
+        }
+        Command::Reload { socket } => status::reload(&socket_path(cli, socket)),
+        Command::ProbeOpen { path } => match crate::host::usb::probe_open(path) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("{e}");
+                EXIT_FAILURE
+            }
+        },
+        Command::Check => with_config(&|c| check::run(&c)),
+        Command::Run => {
+            with_config(&|c| in_runtime(async { crate::daemon::run(c).await.map(|()| EXIT_OK) }))
+        }
+        Command::Usb {
+            user,
+            expect,
+            json,
+            sysfs_root,
+            dev_root,
+            probe,
+        } => with_config(&|c| {
+            let a = usb::UsbArgs {
+                user,
+                expect,
+                json: *json,
+                roots: (sysfs_root.as_ref(), dev_root.as_ref()),
+                probe: *probe,
+            };
+            usb::run(c, &a)
+        }),
+        Command::Sync { bridge, dry_run } => {
+            with_config(&|c| in_runtime(sync::run(c, bridge.as_deref(), *dry_run)))
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! `hostbridge usb`: the USB devices NUT needs, as the `usb-check` action
+//! sees them, printed as a table or JSON. Shell code.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+
+use super::args::{EXIT_FAILURE, EXIT_OK};
+
+/// What `hostbridge usb` was asked.
+pub struct UsbArgs<'a> {
+    /// The user that must be able to open the devices.
+    pub user: &'a str,
+    /// VID:PID pairs that must be present.
+    pub expect: &'a [String],
+    /// JSON instead of the table.
+    pub json: bool,
+    /// Other sysfs and /dev roots (tests, chroots).
+    pub roots: (Option<&'a PathBuf>, Option<&'a PathBuf>),
+    /// Also open each node as the user.
+    pub probe: bool,
+}
+
+/// Runs `usb`; returns the exit code.
+pub fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
+    if let Some(p) = args.roots.0 {
+        config.sysfs_root = p.clone();
+    }
+    if let Some(p) = args.roots.1 {
+        config.dev_root = p.clone();
+    }
+    let expect: Vec<String> = args.expect.iter().map(|e| e.to_ascii_lowercase()).collect();
+    match crate::usb_check::check(&config, args.user, &expect, args.probe) {
+        Ok(r) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print!("{}", crate::usb_check::render(&r));
+            }
+            if r.ok(&expect) { EXIT_OK } else { EXIT_FAILURE }
+        }
+        Err(e) => {
+            eprintln!("hostbridge usb: {e:#}");
+            EXIT_FAILURE
+        }
+    }
+}
