@@ -472,23 +472,20 @@ impl Daemon {
         if self.actions_task.is_some() || self.owed.is_empty() {
             return;
         }
-        let busy: Vec<&Bridge> = self
+        let busy: Vec<&[crate::config::Action]> = self
             .bridges
             .iter()
             .filter(|b| {
                 (b.settle.pending().is_some() || b.settle.is_syncing())
                     && !self.owed.iter().any(|(id, _)| *id == b.id)
             })
-            .map(|b| &b.bridge)
+            .map(|b| b.bridge.then.as_slice())
             .collect();
-        let (ready, wait): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.owed)
-                .into_iter()
-                .partition(|(_, o)| {
-                    !busy
-                        .iter()
-                        .any(|b| b.then.iter().any(|a| o.bridge.then.contains(a)))
-                });
+        let (ready, wait) = crate::core::act::ready_now(
+            std::mem::take(&mut self.owed),
+            |(_, o)| o.bridge.then.as_slice(),
+            &busy,
+        );
         self.owed = wait;
         if ready.is_empty() {
             return;

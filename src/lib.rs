@@ -8,12 +8,12 @@
 
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod cmd;
 pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod host;
 pub mod logging;
-pub mod revoke;
+
 pub mod sync;
-pub mod usb_check;

@@ -30,12 +30,12 @@ pub fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
         config.dev_root = p.clone();
     }
     let expect: Vec<String> = args.expect.iter().map(|e| e.to_ascii_lowercase()).collect();
-    match crate::usb_check::check(&config, args.user, &expect, args.probe) {
+    match crate::act::usb::check(&config, args.user, &expect, args.probe) {
         Ok(r) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
-                print!("{}", crate::usb_check::render(&r));
+                print!("{}", crate::act::usb::render(&r));
             }
             if r.ok(&expect) { EXIT_OK } else { EXIT_FAILURE }
         }

@@ -1,6 +1,7 @@
 //! The pure core: no `std::fs`, no `std::process`, no tokio. Everything here
 //! is a function over data with the clock passed in, tested without I/O.
 
+pub mod act;
 pub mod budget;
 pub mod names;
 pub mod plan;

@@ -19,12 +19,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
 use super::{BridgeId, Daemon};
+use crate::act::usb::UsbReport;
 use crate::config::{Action, Bridge};
 use crate::core::status::Usb;
 use crate::core::usb::{UsbEvent, event_concerns};
 use crate::host::clock::unix_now;
 use crate::host::{hotplug as host, notify};
-use crate::usb_check::{self, UsbReport};
 
 /// A finished re-check: the bridge, the events it covers, the expected
 /// VID:PIDs and the result.
@@ -181,7 +181,7 @@ impl Daemon {
         }
         b.usb_checking = true;
         tokio::task::spawn_blocking(move || {
-            let res = usb_check::check(&config, &user, &expect, probe);
+            let res = crate::act::usb::check(&config, &user, &expect, probe);
             let _ = tx.send((id, evs, expect, res));
         });
     }

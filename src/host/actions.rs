@@ -45,38 +45,24 @@ pub struct ActionCtx {
     pub bridge: String,
     /// Changed file names (`HOSTBRIDGE_CHANGED` for exec, space-separated).
     pub changed: Vec<String>,
-    /// The whole config (the USB check reads installed rules and host roots).
-    pub config: std::sync::Arc<crate::config::Config>,
 }
 
-/// Runs `actions` in order, stopping at the first failure.
-pub async fn run_all(actions: &[Action], ctx: &ActionCtx) -> Vec<ActionOutcome> {
-    let mut out = Vec::new();
-    for action in actions {
-        let mut usb = None;
-        let result = run_one(action, ctx, &mut usb).await;
-        let failed = result.is_err();
-        out.push(ActionOutcome {
-            action: action.label(),
-            result,
-            usb,
-        });
-        if failed {
-            break;
-        }
+/// Runs one action. The `usb-check` action is not a host command: `act`
+/// runs it (it reads the installed rules and the state dir too), so here it
+/// is an error.
+pub async fn run(action: &Action, ctx: &ActionCtx) -> ActionOutcome {
+    ActionOutcome {
+        action: action.label(),
+        result: run_one(action, ctx).await,
+        usb: None,
     }
-    out
 }
 
-async fn run_one(
-    action: &Action,
-    ctx: &ActionCtx,
-    usb: &mut Option<crate::core::status::Usb>,
-) -> Result<String, String> {
+async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
     let udevadm = ctx.udevadm.as_path();
     match action {
         Action::UdevReload => {
-            run(
+            run_command(
                 udevadm,
                 &["control".into(), "--reload".into()],
                 COMMAND_TIMEOUT,
@@ -84,15 +70,16 @@ async fn run_one(
             .await
         }
         Action::UdevTrigger(t) => {
-            let triggered = run(udevadm, &trigger_args(t), COMMAND_TIMEOUT).await?;
+            let triggered = run_command(udevadm, &trigger_args(t), COMMAND_TIMEOUT).await?;
             let secs = t.settle_timeout.as_secs().max(1);
             let settle = ["settle".to_string(), format!("--timeout={secs}")];
-            let settled = run(udevadm, &settle, t.settle_timeout + Duration::from_secs(5)).await?;
+            let settled =
+                run_command(udevadm, &settle, t.settle_timeout + Duration::from_secs(5)).await?;
             Ok(join_output(&triggered, &settled))
         }
         Action::Signal { target, signal } => signal_target(target, signal, ctx).await,
         Action::RestartUnit(u) => {
-            run(
+            run_command(
                 &ctx.systemctl,
                 &["try-restart".into(), u.clone()],
                 COMMAND_TIMEOUT,
@@ -100,7 +87,7 @@ async fn run_one(
             .await
         }
         Action::ReloadUnit(u) => {
-            run(
+            run_command(
                 &ctx.systemctl,
                 &["reload".into(), u.clone()],
                 COMMAND_TIMEOUT,
@@ -108,23 +95,8 @@ async fn run_one(
             .await
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
-        Action::UsbCheck {
-            user,
-            expect,
-            probe,
-        } => {
-            let (config, user, expect, probe) =
-                (ctx.config.clone(), user.clone(), expect.clone(), *probe);
-            let checked = tokio::task::spawn_blocking(move || {
-                crate::usb_check::check(&config, &user, &expect, probe)
-                    .map(|r| r.to_status(&expect, "sync", super::clock::unix_now()))
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("{e:#}"))?;
-            let (ok, summary) = (checked.ok, checked.summary.clone());
-            *usb = Some(checked);
-            if ok { Ok(summary) } else { Err(summary) }
+        Action::UsbCheck { .. } => {
+            Err("usb-check is run by act::usb, not as a host command".into())
         }
     }
 }
@@ -159,7 +131,7 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             Ok(format!("sent {signal} to {name} (pids {pids:?})"))
         }
         Target::Unit(u) => {
-            run(
+            run_command(
                 &ctx.systemctl,
                 &[
                     "kill".into(),
@@ -172,7 +144,7 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             .await
         }
         Target::Container(c) => {
-            run(
+            run_command(
                 &ctx.podman,
                 &["kill".into(), "--signal".into(), short.into(), c.clone()],
                 COMMAND_TIMEOUT,
@@ -228,7 +200,11 @@ fn excerpt(bytes: &[u8]) -> String {
 
 /// Runs `program args…` with no shell and no stdin, within `timeout`.
 /// Returns its output (stdout, then stderr) or an error with its stderr.
-pub async fn run(program: &Path, args: &[String], timeout: Duration) -> Result<String, String> {
+pub async fn run_command(
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<String, String> {
     let shown = format!("{} {}", program.display(), args.join(" "));
     let mut cmd = Command::from(super::child::command(program));
     cmd.args(args);

@@ -260,3 +260,29 @@ pub fn render(r: &UsbReport) -> String {
     }
     s
 }
+/// The `usb-check` action: [`check`] on the blocking pool, as an action
+/// outcome whose `usb` carries the structured result for the status.
+pub async fn run_action(
+    config: &Config,
+    user: &str,
+    expect: &[String],
+    probe: bool,
+) -> crate::host::actions::ActionOutcome {
+    let (config, user, expect) = (config.clone(), user.to_string(), expect.to_vec());
+    let checked = tokio::task::spawn_blocking(move || {
+        check(&config, &user, &expect, probe)
+            .map(|r| r.to_status(&expect, "sync", crate::host::clock::unix_now()))
+    })
+    .await;
+    let (result, usb) = match checked {
+        Ok(Ok(s)) if s.ok => (Ok(s.summary.clone()), Some(s)),
+        Ok(Ok(s)) => (Err(s.summary.clone()), Some(s)),
+        Ok(Err(e)) => (Err(format!("{e:#}")), None),
+        Err(e) => (Err(e.to_string()), None),
+    };
+    crate::host::actions::ActionOutcome {
+        action: "usb-check",
+        result,
+        usb,
+    }
+}

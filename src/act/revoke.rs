@@ -31,12 +31,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::act::usb::{grant_for, installed_rules, name_of_gid, name_of_uid};
 use crate::config::{Bridge, Config};
 use crate::core::usb::Device;
 use crate::host::dest::DestDir;
 use crate::host::state::StateDir;
 use crate::host::usb as host;
-use crate::usb_check::{grant_for, installed_rules, name_of_gid, name_of_uid};
 
 /// A node's state before hostbridge's rules first granted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,11 +171,12 @@ pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<V
             "--action=add".to_string(),
             syspath.display().to_string(),
         ];
-        let _ = crate::host::actions::run(&config.udevadm, &args, Duration::from_secs(30)).await;
+        let _ = crate::host::actions::run_command(&config.udevadm, &args, Duration::from_secs(30))
+            .await;
         todo.push((k, rec, Some((dev.clone(), reset))));
     }
     if todo.iter().any(|(_, _, d)| d.is_some()) {
-        let _ = crate::host::actions::run(
+        let _ = crate::host::actions::run_command(
             &config.udevadm,
             &["settle".into(), "--timeout=30".into()],
             Duration::from_secs(35),

@@ -1,0 +1,141 @@
+//! Acting on a sync: the `then:` actions owed by bridges whose files
+//! changed, each distinct action once per burst however many bridges name
+//! it, then revocation of USB grants their rules dropped and the manifests
+//! saved with nothing owed. Shell code: the grouping is decided in
+//! `core::act`, commands run in `host::actions`, the USB check in [`usb`].
+
+use anyhow::Context;
+
+use crate::config::{Action, Bridge, Config};
+use crate::host::actions::{self, ActionOutcome};
+use crate::host::state::{Manifest, StateDir};
+use crate::sync::SyncReport;
+
+pub mod revoke;
+pub mod usb;
+
+/// A bridge whose files changed and whose `then:` actions are owed.
+#[derive(Debug, Clone)]
+pub struct Owed {
+    /// The bridge.
+    pub bridge: Bridge,
+    /// Its sync report (actions get filled in).
+    pub report: SyncReport,
+    /// Its manifest, saved again once the actions succeeded.
+    pub manifest: Manifest,
+}
+
+/// Runs the owed actions of several bridges together: each distinct action
+/// once, in the order first listed, even when several bridges name it.
+/// Bridges are taken in config order, whichever settled first, so the
+/// `HOSTBRIDGE_BRIDGE` and `HOSTBRIDGE_CHANGED` an action sees do not depend
+/// on timing. A
+/// failed action skips the rest of its bridges' actions until their next
+/// sync. Manifests of bridges whose actions all succeeded are saved with
+/// nothing owed; a manifest that cannot be saved is an error in that
+/// bridge's report (its actions run again at the next sync).
+pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
+    // Indices in config order; `owed` itself keeps its order for the caller.
+    let mut order: Vec<usize> = (0..owed.len()).collect();
+    order.sort_by_key(|&i| {
+        config
+            .bridges
+            .iter()
+            .position(|b| b.name == owed[i].bridge.name)
+            .unwrap_or(usize::MAX)
+    });
+    let lists: Vec<(usize, &[Action])> = order
+        .iter()
+        .map(|&i| (i, owed[i].bridge.then.as_slice()))
+        .collect();
+    let plan = crate::core::act::merge(&lists);
+    let mut failed = vec![false; owed.len()];
+    for (action, who) in plan {
+        let live: Vec<usize> = who.into_iter().filter(|&i| !failed[i]).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let who: Vec<&Owed> = live.iter().map(|&i| &owed[i]).collect();
+        let outcome = run_one(config, &action, &who).await;
+        for &i in &live {
+            failed[i] |= outcome.result.is_err();
+            owed[i].report.actions.push(outcome.clone());
+        }
+    }
+    for (o, failed) in owed.iter_mut().zip(failed.iter_mut()) {
+        let Some(checks) = &o.bridge.rules else {
+            continue;
+        };
+        match revoke::revoke(config, &o.bridge, checks.revoke_restore).await {
+            Ok(notes) if notes.is_empty() => {}
+            Ok(notes) => {
+                o.report.notes.extend(notes);
+                // The usb-check ran before the revocation: check again so
+                // the status shows the nodes as they are now.
+                let check = o
+                    .bridge
+                    .then
+                    .iter()
+                    .find(|a| matches!(a, Action::UsbCheck { .. }));
+                let ran = o.report.actions.iter().any(|a| a.usb.is_some());
+                if let Some(action) = check.filter(|_| ran) {
+                    let outcome = run_one(config, action, &[&*o]).await;
+                    *failed |= outcome.result.is_err();
+                    match o
+                        .report
+                        .actions
+                        .iter_mut()
+                        .find(|a| a.action == outcome.action)
+                    {
+                        Some(a) => *a = outcome,
+                        None => o.report.actions.push(outcome),
+                    }
+                }
+            }
+            Err(e) => o.report.errors.push(format!("revoking grants: {e:#}")),
+        }
+    }
+    let state = StateDir::new(&config.state_dir);
+    for (o, failed) in owed.iter_mut().zip(failed) {
+        // An action is only skipped after one of the bridge's actions failed.
+        if !failed {
+            o.manifest.actions_pending = false;
+            let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
+            let saved = tokio::task::spawn_blocking(move || st.save(&name, &m))
+                .await
+                .context("manifest task failed")
+                .and_then(|r| r);
+            if let Err(e) = saved {
+                // Its actions ran; they run again at the next sync.
+                o.report.errors.push(format!("{e:#}"));
+            }
+        }
+    }
+}
+
+/// Runs `action` once for the bridges `who` (their names and changed files
+/// in its environment). The USB check runs here, not in the host layer: it
+/// reads the installed rules and the state dir as well as the host.
+async fn run_one(config: &Config, action: &Action, who: &[&Owed]) -> ActionOutcome {
+    if let Action::UsbCheck {
+        user,
+        expect,
+        probe,
+    } = action
+    {
+        return usb::run_action(config, user, expect, *probe).await;
+    }
+    let ctx = actions::ActionCtx {
+        udevadm: config.udevadm.clone(),
+        systemctl: config.systemctl.clone(),
+        podman: config.podman.clone(),
+        proc_root: config.proc_root.clone(),
+        bridge: who
+            .iter()
+            .map(|o| o.bridge.name.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        changed: who.iter().flat_map(|o| o.report.changed_names()).collect(),
+    };
+    actions::run(action, &ctx).await
+}

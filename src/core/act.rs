@@ -1,0 +1,83 @@
+//! Which actions run, for whom, and when: the grouping of owed `then:`
+//! actions across bridges and the rule for when they may start. Pure,
+//! generic over the action and the bridge id.
+
+/// Merges the action lists of several bridges (given in the order they are
+/// to be taken) into each distinct action once, in the order first listed,
+/// with every bridge that names it.
+pub fn merge<A: PartialEq + Clone, I: Copy>(lists: &[(I, &[A])]) -> Vec<(A, Vec<I>)> {
+    let mut plan: Vec<(A, Vec<I>)> = Vec::new();
+    for (who, actions) in lists {
+        for a in *actions {
+            match plan.iter_mut().find(|(x, _)| x == a) {
+                Some((_, whom)) => whom.push(*who),
+                None => plan.push((a.clone(), vec![*who])),
+            }
+        }
+    }
+    plan
+}
+
+/// Splits the owed bridges into those whose actions may run now and those
+/// that wait: a bridge waits while another bridge that is still collecting
+/// or syncing changes (and owes nothing yet) names one of its actions, so a
+/// target several bridges share is acted on once per burst. `actions_of`
+/// gives an owed bridge's actions; `busy` lists the busy bridges' actions.
+pub fn ready_now<A: PartialEq, T>(
+    owed: Vec<T>,
+    actions_of: impl Fn(&T) -> &[A],
+    busy: &[&[A]],
+) -> (Vec<T>, Vec<T>) {
+    owed.into_iter().partition(|t| {
+        let actions = actions_of(t);
+        !busy.iter().any(|b| b.iter().any(|a| actions.contains(a)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_keeps_first_order_and_lists_every_bridge() {
+        let a: &[&str] = &["reload", "trigger"];
+        let b: &[&str] = &["trigger", "hup"];
+        let c: &[&str] = &[];
+        let plan = merge(&[(0, a), (1, b), (2, c)]);
+        assert_eq!(
+            plan,
+            [
+                ("reload", vec![0]),
+                ("trigger", vec![0, 1]),
+                ("hup", vec![1])
+            ]
+        );
+        assert!(merge::<&str, u8>(&[]).is_empty());
+    }
+
+    #[test]
+    fn ready_now_table() {
+        let reload: &[&str] = &["reload"];
+        let hup: &[&str] = &["hup"];
+        let both: &[&str] = &["reload", "hup"];
+        // (owed, busy) -> (ready, wait)
+        type Case<'a> = (
+            Vec<(u8, &'a [&'a str])>,
+            Vec<&'a [&'a str]>,
+            Vec<u8>,
+            Vec<u8>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![(1, reload)], vec![], vec![1], vec![]),
+            (vec![(1, reload)], vec![reload], vec![], vec![1]),
+            (vec![(1, reload), (2, hup)], vec![reload], vec![2], vec![1]),
+            (vec![(1, both)], vec![hup], vec![], vec![1]),
+            (vec![(1, hup)], vec![&[]], vec![1], vec![]),
+        ];
+        for (owed, busy, ready, wait) in cases {
+            let (r, w) = ready_now(owed.clone(), |(_, a)| a, &busy);
+            let ids = |v: Vec<(u8, &[&str])>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
+            assert_eq!((ids(r), ids(w)), (ready, wait), "{owed:?} {busy:?}");
+        }
+    }
+}

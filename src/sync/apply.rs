@@ -1,0 +1,252 @@
+//! Putting a plan in place: installs, replacements and prunes one by one, or
+//! a whole generation at once (`swap: symlink-dir`), and the manifest after.
+//! Glue over host/dest.rs and host/gendir.rs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::SyncReport;
+use super::admit;
+use crate::config::{Bridge, Swap};
+use crate::core::plan::{self, Op, Plan};
+use crate::host::dest::DestDir;
+use crate::host::gendir;
+use crate::host::source;
+use crate::host::state::{Manifest, StateDir};
+
+/// Owner and group of installed files, looked up on the host now.
+pub fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<nix::unistd::Gid>)> {
+    let Some(f) = &bridge.files else {
+        return Ok((None, None));
+    };
+    let uid = match &f.owner {
+        Some(n) => Some(
+            nix::unistd::User::from_name(n)?
+                .ok_or_else(|| anyhow::anyhow!("owner {n:?} does not exist on this host"))?
+                .uid,
+        ),
+        None => None,
+    };
+    let gid = match &f.group {
+        Some(n) => Some(
+            nix::unistd::Group::from_name(n)?
+                .ok_or_else(|| anyhow::anyhow!("group {n:?} does not exist on this host"))?
+                .gid,
+        ),
+        None => None,
+    };
+    Ok((uid, gid))
+}
+
+pub(super) fn open_existing(path: &Path) -> Result<Option<DestDir>> {
+    let ctx = || format!("opening destination {}", path.display());
+    match DestDir::open(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(ctx),
+    }
+}
+
+pub(super) fn record_ops(report: &mut SyncReport, ops: &[Op]) {
+    for op in ops {
+        let list = match op {
+            Op::Install { .. } => &mut report.installed,
+            Op::Replace { .. } => &mut report.replaced,
+            Op::Prune { .. } => &mut report.pruned,
+        };
+        list.push(op.name().to_string());
+    }
+}
+
+/// Applies a plan: intent manifest first (so a crash never leaves a file we
+/// wrote looking foreign), then the operations, then the final manifest.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn apply(
+    bridge: &Bridge,
+    state: &StateDir,
+    dest: &DestDir,
+    plan: &Plan,
+    rewritten: &BTreeMap<String, source::Rewritten>,
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+    manifest: &mut Manifest,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let mut intent = manifest.clone();
+    intent
+        .files
+        .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
+    intent.actions_pending = true;
+    state.save(&bridge.name, &intent)?;
+
+    if bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| f.swap == Swap::SymlinkDir)
+    {
+        return publish_generation(
+            bridge,
+            state,
+            dest,
+            plan,
+            manifest,
+            report,
+            owner,
+            intent.actions_pending,
+        )
+        .map_err(|e| read_only_hint(e, &bridge.install_to));
+    }
+    let mut after = plan.owned_after.clone();
+    let src = source::open_dir(&bridge.source).ok();
+    for op in &plan.ops {
+        let result = match op {
+            Op::Install { name, digest } | Op::Replace { name, digest } => install_one(
+                bridge,
+                src.as_ref(),
+                dest,
+                name,
+                (*digest, rewritten.get(name)),
+                owner,
+            ),
+            Op::Prune { name } => dest.remove(name).map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(()) => record_ops(report, std::slice::from_ref(op)),
+            Err(e) => {
+                let hint = if e.contains(&format!("os error {}", nix::errno::Errno::EROFS as i32)) {
+                    sandbox_hint(&bridge.install_to)
+                } else {
+                    String::new()
+                };
+                report.errors.push(format!(
+                    "{}: {e}{hint}",
+                    bridge.install_to.join(op.name()).display()
+                ));
+                if let (Op::Prune { name }, Some(old)) = (op, manifest.files.get(op.name())) {
+                    after.insert(name.clone(), *old);
+                }
+            }
+        }
+    }
+    dest.sync().context("syncing destination dir")?;
+    *manifest = Manifest {
+        destination: bridge.install_to.clone(),
+        files: after,
+        actions_pending: intent.actions_pending,
+    };
+    state.save(&bridge.name, manifest)
+}
+
+/// What to do when a destination is read-only: under the shipped unit
+/// (`ProtectSystem=strict`) that means a missing `ReadWritePaths=`.
+pub(super) fn sandbox_hint(dir: &Path) -> String {
+    format!(
+        "; {} is read-only here: under hostbridge.service add `ReadWritePaths={}` in a drop-in (`systemctl edit hostbridge`, docs/deploy-fcos.md)",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// Adds [`sandbox_hint`] to an error caused by a read-only file system.
+pub(super) fn read_only_hint(e: anyhow::Error, dir: &Path) -> anyhow::Error {
+    let rofs = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(nix::errno::Errno::EROFS as i32))
+    });
+    if rofs {
+        let hint = sandbox_hint(dir);
+        e.context(hint.trim_start_matches("; ").to_string())
+    } else {
+        e
+    }
+}
+
+/// Publishes the whole planned set as a new generation (symlink-dir swap):
+/// changed files from the source (digest-checked), unchanged and kept ones
+/// from the current generation. Any failure leaves the current set in place.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn publish_generation(
+    bridge: &Bridge,
+    state: &StateDir,
+    dest: &DestDir,
+    plan: &Plan,
+    manifest: &mut Manifest,
+    report: &mut SyncReport,
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+    actions_pending: bool,
+) -> Result<()> {
+    let src = source::open_dir(&bridge.source).context("opening the source dir")?;
+    let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
+    for (name, owned) in &plan.owned_after {
+        let changed = plan
+            .ops
+            .iter()
+            .any(|op| op.name() == name && !matches!(op, Op::Prune { .. }));
+        let bytes = if changed {
+            match source::read_entry(&src, name, &admit(bridge))? {
+                Ok((d, b)) if d == owned.digest => b,
+                Ok(_) => {
+                    anyhow::bail!("{name} changed during the sync; the next sync publishes it")
+                }
+                Err(why) => anyhow::bail!("{name}: {why}"),
+            }
+        } else {
+            gendir::read_current(dest, name, bridge.max_file_size)
+                .with_context(|| format!("reading the installed {name}"))?
+        };
+        contents.push((name.clone(), bytes));
+    }
+    let entries: Vec<gendir::Entry> = contents
+        .iter()
+        .map(|(n, b)| gendir::Entry { name: n, bytes: b })
+        .collect();
+    let gone: Vec<String> = plan
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::Prune { .. }))
+        .map(|op| op.name().to_string())
+        .collect();
+    gendir::publish(dest, &entries, &gone, bridge.mode, owner).with_context(|| {
+        format!(
+            "publishing a new generation in {}",
+            bridge.install_to.display()
+        )
+    })?;
+    record_ops(report, &plan.ops);
+    *manifest = Manifest {
+        destination: bridge.install_to.clone(),
+        files: plan.owned_after.clone(),
+        actions_pending,
+    };
+    state.save(&bridge.name, manifest)
+}
+
+/// Re-reads a source file and installs it if it still has the planned
+/// content; a file that changed since the scan is left for the next window.
+pub(super) fn install_one(
+    bridge: &Bridge,
+    src: Option<&std::os::fd::OwnedFd>,
+    dest: &DestDir,
+    name: &str,
+    (want, rewritten): (plan::Digest, Option<&source::Rewritten>),
+    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+) -> Result<(), String> {
+    let src = src.ok_or("source dir vanished during sync")?;
+    let (digest, bytes) = match source::read_entry(src, name, &admit(bridge)) {
+        Ok(Ok(found)) => found,
+        Ok(Err(why)) => return Err(why),
+        Err(e) => return Err(e.to_string()),
+    };
+    // A rewritten file installs the bytes that were judged, provided the
+    // source still holds what they were made from.
+    let (judged, bytes) = match rewritten {
+        Some(r) => (r.source, r.content.as_slice()),
+        None => (want, bytes.as_slice()),
+    };
+    if digest != judged {
+        return Err("source changed during sync; the next sync picks it up".into());
+    }
+    dest.install_owned(name, bytes, bridge.mode, owner)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,262 @@
+//! The checks a sync applies before anything is installed: the udev rules
+//! checks (policy, host preflight, `udevadm verify`) and a files bridge's
+//! set-level checks (`require`, the TLS pair). Glue over core and host.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::SyncReport;
+use super::{admit, unix_now};
+use crate::config::{Bridge, Config, FilesSettings, RulesChecks};
+use crate::core::plan;
+use crate::core::rules::{self, Finding, Severity};
+use crate::host::dest::DestDir;
+use crate::host::preflight::{self, HostChecks};
+use crate::host::source;
+use crate::host::state::Manifest;
+
+/// Set-level checks of a files bridge: every `require`d file present and
+/// usable, and the TLS pair valid. Returns why the sync must hold.
+pub(super) fn set_checks(
+    bridge: &Bridge,
+    files: &FilesSettings,
+    view: &plan::SourceView,
+    report: &mut SyncReport,
+) -> Option<String> {
+    for r in &files.require {
+        match view.files.get(r) {
+            None => return Some(format!("waiting for {r} (require)")),
+            Some(plan::SourceFile::Skipped(why)) => {
+                return Some(format!("{r} is not usable: {why}"));
+            }
+            Some(plan::SourceFile::Ready(_)) => {}
+        }
+    }
+    let pair = files.tls_pair.as_ref()?;
+    let (cert, key) = (pair.cert.as_str(), pair.key.as_str());
+    let read = |name: &str| -> Result<Vec<u8>, String> {
+        let Some(plan::SourceFile::Ready(want)) = view.files.get(name) else {
+            return Err(format!("waiting for {name} (tls-pair)"));
+        };
+        let dir = source::open_dir(&bridge.source).map_err(|e| e.to_string())?;
+        match source::read_entry(&dir, name, &admit(bridge)) {
+            Ok(Ok((d, bytes))) if d == *want => Ok(bytes),
+            Ok(Ok(_)) => Err(format!(
+                "{name} changed during the sync; the next sync checks it"
+            )),
+            Ok(Err(why)) => Err(format!("{name}: {why}")),
+            Err(e) => Err(format!("{name}: {e}")),
+        }
+    };
+    let (cert_pem, key_pem) = match (read(cert), read(key)) {
+        (Ok(c), Ok(k)) => (c, k),
+        (Err(e), _) | (_, Err(e)) => return Some(e),
+    };
+    let finding = |severity, message: String| {
+        (
+            cert.to_string(),
+            Finding {
+                line: 0,
+                column: 0,
+                severity,
+                rule: "tls-pair",
+                message,
+            },
+        )
+    };
+    match crate::core::tls::check_pair(&cert_pem, &key_pem, unix_now(), pair.expiry_warning) {
+        Ok(info) => {
+            if let Some(w) = info.expiry_warning {
+                report
+                    .findings
+                    .push(finding(Severity::Warning, format!("{cert} and {key}: {w}")));
+            }
+            None
+        }
+        Err(e) => {
+            report
+                .findings
+                .push(finding(Severity::Error, format!("{cert} and {key}: {e}")));
+            Some(format!("{cert} and {key} failed validation"))
+        }
+    }
+}
+
+/// Vets udev rules files during a scan: parser, policy, host checks, and
+/// `udevadm verify` for content not installed before. Collects findings.
+pub(super) struct RulesChecker<'a> {
+    pub(super) verifier: Verifier,
+    pub(super) checks: Option<&'a RulesChecks>,
+    pub(super) host: HostChecks,
+    pub(super) installed: &'a Manifest,
+    pub(super) findings: Vec<(String, Finding)>,
+}
+
+/// The host checks the daemon runs for a rules bridge: the same for
+/// `hostbridge rules lint --bridge`.
+pub fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
+    host_checks_in(
+        checks,
+        &config.etc_udev_rules_dir,
+        &config.system_udev_rules_dirs,
+        &config.dev_root,
+    )
+}
+
+/// The host checks for `checks` against the given /etc rules dir, system
+/// rules dirs and /dev (the config's, or `rules lint`'s defaults).
+pub fn host_checks_in(
+    checks: &RulesChecks,
+    etc_rules_dir: &Path,
+    system_rules_dirs: &[PathBuf],
+    dev_root: &Path,
+) -> HostChecks {
+    // A trusted source may name any group; shadowing and masking still count.
+    let trusted = checks.policy.mode == rules::policy::PolicyMode::Trusted;
+    HostChecks {
+        allow_unknown_groups: trusted || checks.allow_unknown_groups,
+        allow_non_system_groups: trusted || checks.allow_non_system_groups,
+        etc_rules_dir: Some(etc_rules_dir.to_path_buf()),
+        system_rules_dirs: system_rules_dirs.to_vec(),
+        allow_override: checks.allow_override.clone(),
+        dev_root: Some(dev_root.to_path_buf()),
+    }
+}
+
+/// Everything the daemon decides about one rules file of a bridge: the
+/// pure vetting, then the host checks (when `host`), then `udevadm verify`
+/// on what would be installed (when `verifier`, `run_verify` says so for
+/// those bytes, and there is no error so far). Returns the findings and the
+/// bytes to install (`None`: refused).
+pub fn vet_rules(
+    verifier: Option<&Verifier>,
+    checks: &RulesChecks,
+    host: Option<&HostChecks>,
+    name: &str,
+    bytes: &[u8],
+    run_verify: &dyn Fn(&[u8]) -> bool,
+) -> (Vec<Finding>, Option<Vec<u8>>) {
+    let vetted = rules::vet(name, bytes, &checks.policy);
+    let mut found = vetted.findings;
+    if let Some(host) = host {
+        found.extend(preflight::check(name, &vetted.file, host));
+    }
+    if let (Some(install), Some(verifier)) = (&vetted.install, verifier)
+        && !rules::has_errors(&found)
+        && run_verify(install)
+    {
+        found.extend(verifier.verify(name, install));
+    }
+    let install = vetted.install.filter(|_| !rules::has_errors(&found));
+    (found, install)
+}
+
+impl<'a> RulesChecker<'a> {
+    pub(super) fn new(config: &'a Config, bridge: &'a Bridge, installed: &'a Manifest) -> Self {
+        let checks = bridge.rules.as_ref();
+        RulesChecker {
+            verifier: Verifier::of(config),
+            checks,
+            host: checks.map(|c| host_checks(config, c)).unwrap_or_default(),
+            installed,
+            findings: Vec::new(),
+        }
+    }
+
+    pub(super) fn trusted(&self) -> bool {
+        self.checks
+            .is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted)
+    }
+
+    /// Vets one file; `Ok(Some(bytes))` when what is installed is its
+    /// canonical form (permissions-only), `Ok(None)` for the bytes as they
+    /// are (trusted, or not a rules bridge).
+    pub(super) fn accept(&mut self, name: &str, bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let Some(checks) = self.checks else {
+            return Ok(None);
+        };
+        // udevadm verify runs on content not installed before.
+        let installed = self.installed.files.get(name).map(|o| o.digest);
+        let new_content = |b: &[u8]| installed.is_none_or(|d| d != crate::host::fsx::digest(b));
+        let (found, install) = vet_rules(
+            Some(&self.verifier),
+            checks,
+            Some(&self.host),
+            name,
+            bytes,
+            &new_content,
+        );
+        let first_error = found
+            .iter()
+            .find(|f| f.severity == Severity::Error)
+            .map(|f| f.render(name));
+        let errors = found
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        self.findings
+            .extend(found.into_iter().map(|f| (name.to_string(), f)));
+        match first_error {
+            Some(first) => Err(format!(
+                "rejected by the rules checks ({errors} errors; first: {first})"
+            )),
+            None if checks.policy.mode == rules::policy::PolicyMode::Trusted => Ok(None),
+            None => Ok(install),
+        }
+    }
+}
+
+/// Where and with what `udevadm verify` runs.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    /// The udevadm binary.
+    pub udevadm: PathBuf,
+    /// A root-owned dir to stage candidates in (`STATE_DIR/verify`).
+    pub stage: PathBuf,
+}
+
+impl Verifier {
+    /// The daemon's: `udevadm` and a stage under `state_dir`.
+    pub fn of(config: &Config) -> Verifier {
+        Verifier {
+            udevadm: config.udevadm.clone(),
+            stage: config.state_dir.join("verify"),
+        }
+    }
+
+    /// Runs `udevadm verify` on a candidate staged in [`Verifier::stage`],
+    /// if udevadm has the verb; the answer to that is probed once per
+    /// process.
+    pub fn verify(&self, name: &str, bytes: &[u8]) -> Vec<Finding> {
+        let (udevadm, dir) = (&self.udevadm, &self.stage);
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let available = *AVAILABLE.get_or_init(|| {
+        let yes = preflight::verify_available(udevadm);
+        if !yes {
+            tracing::info!("`{} verify` is not available (no udevadm, or systemd < 254): rules are checked by hostbridge's own parser only", udevadm.display());
+        }
+        yes
+    });
+        if !available {
+            return Vec::new();
+        }
+        let written = DestDir::open_or_create(dir).and_then(|d| d.install(name, bytes, 0o600));
+        if let Err(e) = written {
+            return vec![Finding {
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                rule: "udevadm-verify",
+                message: format!(
+                    "cannot stage the file for udevadm verify in {}: {e}",
+                    dir.display()
+                ),
+            }];
+        }
+        let path = dir.join(name);
+        let found = preflight::verify(udevadm, &path);
+        let _ = std::fs::remove_file(&path);
+        found
+    }
+}

@@ -1,0 +1,237 @@
+//! One reconcile of one bridge: scan the source, check, plan against the
+//! manifest and the destination, apply atomically. Glue: it calls the pure
+//! planner and the host layer and holds no policy of its own. The report is
+//! in [`report`], the checks in [`checks`], putting the plan in place in
+//! [`apply`]; acting on the result is `crate::act`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::config::{Bridge, Config, Swap};
+use crate::core::plan::{self, Desired, DestFile};
+use crate::core::rules;
+use crate::host::dest::DestDir;
+use crate::host::gendir;
+use crate::host::source;
+use crate::host::state::{Manifest, StateDir};
+
+mod apply;
+mod checks;
+mod report;
+
+pub use crate::act::{Owed, run_owed};
+pub use apply::owner_ids;
+pub use checks::{Verifier, host_checks, host_checks_in, vet_rules};
+pub use report::SyncReport;
+
+use apply::{apply, open_existing, read_only_hint, record_ops};
+use checks::{RulesChecker, set_checks};
+
+/// Options of one sync.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Files still being written: keep their installed copies.
+    pub still_open: BTreeSet<String>,
+    /// Plan only.
+    pub dry_run: bool,
+    /// Remove stale temp files from the destination first (startup).
+    pub clean_temps: bool,
+}
+
+/// The file phase on a blocking thread.
+pub async fn sync_files_async(
+    config: &Config,
+    bridge: &Bridge,
+    opts: SyncOptions,
+) -> Result<(SyncReport, Manifest)> {
+    let state = StateDir::new(&config.state_dir);
+    let (c, b) = (config.clone(), bridge.clone());
+    tokio::task::spawn_blocking(move || sync_files(&c, &b, &state, &opts))
+        .await
+        .context("file sync task failed")?
+}
+
+/// The file part of a sync. Returns the report and the manifest as saved.
+pub fn sync_files(
+    config: &Config,
+    bridge: &Bridge,
+    state: &StateDir,
+    opts: &SyncOptions,
+) -> Result<(SyncReport, Manifest)> {
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(state.lock()?)
+    };
+    let mut report = SyncReport {
+        bridge: bridge.name.clone(),
+        dry_run: opts.dry_run,
+        ..SyncReport::default()
+    };
+    let mut manifest = state.load(&bridge.name)?;
+    if manifest.destination != bridge.install_to {
+        if !manifest.files.is_empty() {
+            report.notes.push(format!(
+                "install_to changed from {}; {} files installed there are left in place",
+                manifest.destination.display(),
+                manifest.files.len()
+            ));
+        }
+        manifest = Manifest {
+            destination: bridge.install_to.clone(),
+            ..Manifest::default()
+        };
+    }
+    let mut checker = RulesChecker::new(config, bridge, &manifest);
+    if checker.trusted() {
+        report
+            .notes
+            .push("policy is trusted: rules files are installed without security checks".into());
+    }
+    let mut accept = |name: &str, bytes: &[u8]| checker.accept(name, bytes);
+    let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
+    let scan = source::scan(
+        &bridge.source,
+        &bridge.include,
+        &admit(bridge),
+        (limits(bridge), &installed),
+        &opts.still_open,
+        &mut accept,
+    )
+    .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
+    report.findings = checker.findings;
+    report.source_present = scan.view.present;
+    report.skipped.extend(scan.rejected.iter().cloned());
+    report
+        .skipped
+        .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));
+    if let Some(files) = &bridge.files
+        && let Some(why) = set_checks(bridge, files, &scan.view, &mut report)
+    {
+        // Nothing changes until the set is complete and valid; the last good set stays.
+        report
+            .notes
+            .push(format!("holding: {why}; nothing was changed"));
+        return Ok((report, manifest));
+    }
+    let symlink_dir = bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| f.swap == Swap::SymlinkDir);
+
+    // The destination is created only when there is something to install.
+    let dest = open_existing(&bridge.install_to)?;
+    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
+        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
+    }
+    let names: BTreeSet<&String> = scan
+        .view
+        .files
+        .keys()
+        .chain(manifest.files.keys())
+        .collect();
+    let mut dest_state = std::collections::BTreeMap::new();
+    for name in names {
+        let d = match &dest {
+            Some(d) if symlink_dir => gendir::describe(d, name, bridge.max_file_size)
+                .with_context(|| {
+                    format!("inspecting {}", bridge.install_to.join(name).display())
+                })?,
+            Some(d) => d.describe(name, bridge.max_file_size).with_context(|| {
+                format!("inspecting {}", bridge.install_to.join(name).display())
+            })?,
+            None => DestFile::Absent,
+        };
+        dest_state.insert(name.clone(), d);
+    }
+    let owner = owner_ids(bridge)?;
+    let desired = Desired {
+        mode: bridge.mode,
+        prune: bridge.prune,
+        uid: owner.0.map(nix::unistd::Uid::as_raw),
+        gid: owner.1.map(nix::unistd::Gid::as_raw),
+    };
+    let plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
+    report.unchanged = plan.unchanged.len();
+    report.skipped.extend(plan.skipped.iter().cloned());
+    report.conflicts.clone_from(&plan.conflicts);
+    report.kept.clone_from(&plan.kept);
+    if opts.dry_run {
+        record_ops(&mut report, &plan.ops);
+        return Ok((report, manifest));
+    }
+    if plan.changes() && bridge.rules.is_some() {
+        record_grants(config, bridge, &scan)?;
+    }
+    if plan.changes() {
+        let dest = match dest {
+            Some(d) => d,
+            None => DestDir::open_or_create(&bridge.install_to)
+                .with_context(|| format!("creating destination {}", bridge.install_to.display()))
+                .map_err(|e| read_only_hint(e, &bridge.install_to))?,
+        };
+        apply(
+            bridge,
+            state,
+            &dest,
+            &plan,
+            &scan.rewritten,
+            owner,
+            &mut manifest,
+            &mut report,
+        )?;
+    }
+    Ok((report, manifest))
+}
+
+/// What a source file must be to be read at all.
+fn admit(bridge: &Bridge) -> source::Admit {
+    source::Admit {
+        max_size: bridge.max_file_size,
+        owners: bridge.source_owner.clone(),
+    }
+}
+
+/// How much the bridge's source may export.
+fn limits(bridge: &Bridge) -> crate::core::budget::Limits {
+    crate::core::budget::Limits {
+        max_files: bridge.max_files,
+        max_bytes: bridge.max_bytes,
+    }
+}
+
+/// Records the node state of devices the source's rules are about to grant
+/// (see [`crate::revoke`]).
+fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) -> Result<()> {
+    let Ok(dir) = source::open_dir(&bridge.source) else {
+        return Ok(());
+    };
+    let mut files = Vec::new();
+    for (name, f) in &scan.view.files {
+        let plan::SourceFile::Ready(_) = f else {
+            continue;
+        };
+        // What will be installed: the canonical form where there is one.
+        if let Some(r) = scan.rewritten.get(name) {
+            files.push((name.clone(), rules::parse::parse(&r.content)));
+        } else if let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, &admit(bridge)) {
+            files.push((name.clone(), rules::parse::parse(&bytes)));
+        }
+    }
+    crate::act::revoke::record(config, &bridge.name, &files)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Waits until no sync of this process (or any other hostbridge using the
+/// same state dir) is changing files: file changes hold the state-dir lock.
+pub async fn wait_idle(state_dir: &Path) {
+    let state = StateDir::new(state_dir);
+    let _ = tokio::task::spawn_blocking(move || state.lock().map(drop)).await;
+}

@@ -1,0 +1,167 @@
+//! What one sync did: the report the daemon logs, records in the status and
+//! `hostbridge sync` prints. Pure data and its wording.
+
+use crate::core::rules::Finding;
+use crate::host::actions::ActionOutcome;
+
+/// What a sync of one bridge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// The bridge.
+    pub bridge: String,
+    /// Whether this was a dry run (nothing written, no action run).
+    pub dry_run: bool,
+    /// Whether the source dir existed.
+    pub source_present: bool,
+    /// Newly written files.
+    pub installed: Vec<String>,
+    /// Overwritten files.
+    pub replaced: Vec<String>,
+    /// Removed files.
+    pub pruned: Vec<String>,
+    /// Count of files already up to date.
+    pub unchanged: usize,
+    /// Source entries not synced, with reasons.
+    pub skipped: Vec<(String, String)>,
+    /// Destination names hostbridge does not own, with reasons.
+    pub conflicts: Vec<(String, String)>,
+    /// Owned files kept although their source is gone.
+    pub kept: Vec<(String, String)>,
+    /// Stale temp files removed from the destination.
+    pub cleaned: Vec<String>,
+    /// Operator-facing notes (e.g. a changed destination).
+    pub notes: Vec<String>,
+    /// Findings of the udev rules checks, by file (errors and warnings).
+    pub findings: Vec<(String, Finding)>,
+    /// Per-file failures.
+    pub errors: Vec<String>,
+    /// Actions run, in order.
+    pub actions: Vec<ActionOutcome>,
+}
+
+impl SyncReport {
+    /// Whether the destination changed.
+    pub fn changed(&self) -> bool {
+        !(self.installed.is_empty() && self.replaced.is_empty() && self.pruned.is_empty())
+    }
+
+    /// Whether everything went as planned (skips and conflicts are findings,
+    /// not failures, but they make the bridge degraded).
+    pub fn failed(&self) -> bool {
+        !self.errors.is_empty() || self.actions.iter().any(|a| a.result.is_err())
+    }
+
+    /// One human line: "installed a.rules, b.rules; pruned c.rules".
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (verb, names) in [
+            ("installed", &self.installed),
+            ("replaced", &self.replaced),
+            ("pruned", &self.pruned),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{verb} {}", list(names)));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("nothing to change".into());
+        }
+        if self.unchanged > 0 {
+            parts.push(format!("{} unchanged", self.unchanged));
+        }
+        for (label, n) in [
+            ("skipped", self.skipped.len()),
+            ("conflicts", self.conflicts.len()),
+            ("errors", self.errors.len()),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {label}"));
+            }
+        }
+        parts.join("; ")
+    }
+
+    /// How many destination files changed.
+    pub fn change_count(&self) -> usize {
+        self.installed.len() + self.replaced.len() + self.pruned.len()
+    }
+}
+
+/// Lists up to five names, then "+N more".
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" (+{} more)", names.len() - SHOWN));
+    }
+    s
+}
+
+impl SyncReport {
+    /// Names installed, replaced or pruned.
+    pub fn changed_names(&self) -> Vec<String> {
+        self.installed
+            .iter()
+            .chain(&self.replaced)
+            .chain(&self.pruned)
+            .cloned()
+            .collect()
+    }
+}
+
+impl SyncReport {
+    /// The status model's view of this report; `trigger` says why it ran
+    /// and `at` is the Unix time it finished.
+    pub fn to_status(&self, trigger: &str, at: u64) -> crate::core::status::Sync {
+        use crate::core::status as st;
+        let notes = |v: &[(String, String)]| -> Vec<st::Note> {
+            v.iter()
+                .map(|(f, r)| st::Note {
+                    file: f.clone(),
+                    reason: r.clone(),
+                })
+                .collect()
+        };
+        st::Sync {
+            at,
+            trigger: trigger.to_string(),
+            result: if self.failed() { "failed" } else { "ok" }.into(),
+            installed: self.installed.clone(),
+            replaced: self.replaced.clone(),
+            pruned: self.pruned.clone(),
+            unchanged: self.unchanged,
+            skipped: notes(&self.skipped),
+            conflicts: notes(&self.conflicts),
+            findings: self
+                .findings
+                .iter()
+                .map(|(file, f)| st::Finding {
+                    file: file.clone(),
+                    line: f.line,
+                    column: f.column,
+                    severity: f.severity.to_string(),
+                    rule: f.rule.to_string(),
+                    message: f.message.clone(),
+                })
+                .collect(),
+            errors: self.errors.clone(),
+            notes: self.notes.clone(),
+            actions: self
+                .actions
+                .iter()
+                .map(|a| st::ActionRun {
+                    action: a.action.to_string(),
+                    ok: a.result.is_ok(),
+                    detail: match &a.result {
+                        Ok(s) | Err(s) => s.clone(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
