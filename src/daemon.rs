@@ -546,16 +546,13 @@ impl Daemon {
         match res {
             Ok(report) => {
                 log_report(&report, &trigger);
-                record(&mut b.status, &report, &trigger);
+                let usb = report.actions.iter().find_map(|a| a.usb.clone());
+                b.status.record(report.to_status(&trigger, unix_now()), usb);
             }
             Err(e) => {
                 error!("{}: sync failed: {e:#}", b.bridge.name);
-                b.status.counters.syncs_failed += 1;
-                b.status.last_sync = Some(status::Sync::failed_with(
-                    unix_now(),
-                    trigger,
-                    format!("{e:#}"),
-                ));
+                let failed = status::Sync::failed_with(unix_now(), trigger, format!("{e:#}"));
+                b.status.record(failed, None);
             }
         }
         if b.watch.replaced() {
@@ -793,26 +790,6 @@ fn trigger(batch: Option<&Batch>) -> String {
         Some(b) if b.forced => format!("forced by max_wait after {} ms", b.waited.as_millis()),
         Some(b) => format!("settled after {} ms", b.waited.as_millis()),
         None => "startup reconcile".into(),
-    }
-}
-
-/// Folds a sync report into the bridge's status.
-fn record(s: &mut status::Bridge, r: &SyncReport, trigger: &str) {
-    let at = unix_now();
-    let c = &mut s.counters;
-    if r.failed() {
-        c.syncs_failed += 1;
-    } else {
-        c.syncs_ok += 1;
-        s.last_success_at = Some(at);
-    }
-    c.files_installed += (r.installed.len() + r.replaced.len()) as u64;
-    c.files_pruned += r.pruned.len() as u64;
-    c.action_failures += r.actions.iter().filter(|a| a.result.is_err()).count() as u64;
-    s.last_sync = Some(r.to_status(trigger, at));
-    if let Some(mut usb) = r.actions.iter().find_map(|a| a.usb.clone()) {
-        usb.at = at; // part of this sync: newer results replace it
-        s.usb = Some(usb);
     }
 }
 

@@ -244,3 +244,67 @@ fn metrics_parse_with_a_prometheus_parser() {
         .unwrap();
     assert!(matches!(ok.value, prometheus_parse::Value::Counter(v) if v == 2.0));
 }
+
+#[test]
+fn record_folds_each_kind_of_sync_into_the_counters() {
+    let failed_action = {
+        let mut s = sync(2000);
+        s.result = "failed".into();
+        s.actions[0].ok = false;
+        s
+    };
+    let pruned = {
+        let mut s = sync(2000);
+        s.installed.clear();
+        s.replaced = vec!["a.rules".into()];
+        s.pruned = vec!["b.rules".into(), "c.rules".into()];
+        s
+    };
+    let whole_failure = Sync::failed_with(2000, "startup reconcile".into(), "boom".into());
+    // (sync, syncs_ok, syncs_failed, files_installed, files_pruned, action_failures, last_success_at)
+    let cases = [
+        (sync(2000), 3, 0, 5, 0, 0, Some(2000)),
+        (failed_action, 2, 1, 5, 0, 1, Some(1000)),
+        (pruned, 3, 0, 5, 2, 0, Some(2000)),
+        (whole_failure, 2, 1, 4, 0, 0, Some(1000)),
+    ];
+    for (s, ok, failed, installed, pruned, action_failures, success) in cases {
+        let mut b = bridge("nut-udev", None);
+        b.record(s.clone(), None);
+        let c = &b.counters;
+        assert_eq!(
+            (
+                c.syncs_ok,
+                c.syncs_failed,
+                c.files_installed,
+                c.files_pruned,
+                c.action_failures
+            ),
+            (ok, failed, installed, pruned, action_failures),
+            "{s:?}"
+        );
+        assert_eq!(b.last_success_at, success, "{s:?}");
+        assert_eq!(b.last_sync, Some(s));
+    }
+}
+
+#[test]
+fn record_stamps_the_syncs_usb_check_with_the_syncs_time() {
+    let mut b = bridge("nut-udev", None);
+    let usb = Usb {
+        at: 5,
+        trigger: "sync".into(),
+        ok: true,
+        summary: "051d:0002 ok".into(),
+        user: "nut".into(),
+        devices: vec![],
+    };
+    b.record(sync(2000), Some(usb));
+    assert_eq!(b.usb.as_ref().map(|u| u.at), Some(2000));
+    b.record(sync(3000), None);
+    assert_eq!(
+        b.usb.as_ref().map(|u| u.at),
+        Some(2000),
+        "kept when a sync ran no check"
+    );
+}

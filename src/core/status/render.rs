@@ -1,0 +1,228 @@
+//! The status document as text: the one screen of `hostbridge status`, the
+//! one-line summary of a sync, and the Prometheus metrics. Pure.
+
+use std::fmt::Write as _;
+
+use super::{Bridge, Health, Status, Sync};
+use crate::core::text::escape;
+
+/// "3 s", "4 min", "2 h", "5 d".
+pub fn ago(now: u64, then: u64) -> String {
+    let s = now.saturating_sub(then);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86400 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86400),
+    }
+}
+
+/// The one-screen text of `hostbridge status`.
+pub fn render(st: &Status, now: u64) -> String {
+    let d = &st.daemon;
+    let mut out = format!(
+        "hostbridge {} (pid {}): {:?}, up {}, config {} loaded {} ago\n",
+        d.version,
+        d.pid,
+        d.health,
+        ago(now, d.started_at),
+        d.config_path,
+        ago(now, d.config_loaded_at)
+    )
+    .replace("Healthy", "healthy")
+    .replace("Degraded", "degraded")
+    .replace("Failed", "failed");
+    if let Some(e) = &d.reload_error {
+        let _ = writeln!(
+            out,
+            "✖ last reload failed, still running the previous config: {}",
+            escape(e)
+        );
+    }
+    for b in &st.bridges {
+        let mark = if b.health == Health::Healthy {
+            "✔"
+        } else {
+            "✖"
+        };
+        let what = match &b.last_sync {
+            Some(s) => format!("synced {} ago: {}", ago(now, s.at), summary(s)),
+            None => "not synced yet".into(),
+        };
+        // Every text here may hold input (file names, rule text, a
+        // child's output): escaped, so none starts a line of its own.
+        let _ = writeln!(out, "{mark} {:<16} {}", escape(&b.name), escape(&what));
+        if let Some(p) = &b.pending {
+            let _ = writeln!(
+                out,
+                "  pending: {} files changed, window open {} ms",
+                p.files.len(),
+                (now * 1000).saturating_sub(p.since_ms)
+            );
+        }
+        if let Some(u) = &b.usb {
+            let _ = writeln!(
+                out,
+                "  usb ({}, {} ago, user {}): {}",
+                u.trigger,
+                ago(now, u.at),
+                escape(&u.user),
+                escape(&u.summary)
+            );
+        }
+        if let Some(r) = &b.reason {
+            let _ = writeln!(out, "  {}", escape(r));
+        }
+    }
+    if d.hotplug.starts_with("off") {
+        let _ = writeln!(out, "USB hotplug re-checks {}", d.hotplug);
+    }
+    out
+}
+
+/// "installed 1 file, 3 unchanged; udev-reload ok".
+pub fn summary(s: &Sync) -> String {
+    let mut parts = Vec::new();
+    for (verb, list) in [
+        ("installed", &s.installed),
+        ("replaced", &s.replaced),
+        ("pruned", &s.pruned),
+    ] {
+        if !list.is_empty() {
+            parts.push(format!("{verb} {}", plural(list.len(), "file")));
+        }
+    }
+    if parts.is_empty() {
+        parts.push("no changes".into());
+    }
+    if s.unchanged > 0 {
+        parts.push(format!("{} unchanged", s.unchanged));
+    }
+    let mut text = parts.join(", ");
+    if !s.actions.is_empty() {
+        let acts: Vec<String> = s
+            .actions
+            .iter()
+            .map(|a| format!("{} {}", a.action, if a.ok { "ok" } else { "failed" }))
+            .collect();
+        let _ = write!(text, "; {}", acts.join(", "));
+    }
+    text
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+/// Prometheus text exposition format (version 0.0.4) of the status.
+pub fn metrics(st: &Status) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let per = |f: &dyn Fn(&Bridge) -> f64| -> Vec<(String, f64)> {
+        st.bridges
+            .iter()
+            .map(|b| (format!("{{bridge=\"{}\"}}", b.name), f(b)))
+            .collect()
+    };
+    family(
+        "hostbridge_up",
+        "gauge",
+        "1 if the daemon answered.",
+        vec![(String::new(), 1.0)],
+    );
+    family(
+        "hostbridge_healthy",
+        "gauge",
+        "1 if the bridge is healthy.",
+        per(&|b| f64::from(u8::from(b.health == Health::Healthy))),
+    );
+    let mut syncs = Vec::new();
+    for b in &st.bridges {
+        syncs.push((
+            format!("{{bridge=\"{}\",result=\"ok\"}}", b.name),
+            b.counters.syncs_ok as f64,
+        ));
+        syncs.push((
+            format!("{{bridge=\"{}\",result=\"failed\"}}", b.name),
+            b.counters.syncs_failed as f64,
+        ));
+    }
+    family(
+        "hostbridge_syncs_total",
+        "counter",
+        "Syncs by result.",
+        syncs,
+    );
+    family(
+        "hostbridge_files_installed_total",
+        "counter",
+        "Files installed or replaced.",
+        per(&|b| b.counters.files_installed as f64),
+    );
+    family(
+        "hostbridge_files_pruned_total",
+        "counter",
+        "Files pruned.",
+        per(&|b| b.counters.files_pruned as f64),
+    );
+    family(
+        "hostbridge_action_failures_total",
+        "counter",
+        "Failed actions.",
+        per(&|b| b.counters.action_failures as f64),
+    );
+    family(
+        "hostbridge_inotify_overflows_total",
+        "counter",
+        "inotify queue overflows.",
+        per(&|b| b.counters.overflows as f64),
+    );
+    family(
+        "hostbridge_pending_windows",
+        "gauge",
+        "1 while a settle window is open.",
+        per(&|b| f64::from(u8::from(b.pending.is_some()))),
+    );
+    let usb: Vec<(String, f64)> = st
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            b.usb.as_ref().map(|u| {
+                (
+                    format!("{{bridge=\"{}\"}}", b.name),
+                    f64::from(u8::from(u.ok)),
+                )
+            })
+        })
+        .collect();
+    family(
+        "hostbridge_usb_ok",
+        "gauge",
+        "1 if the latest USB check (after a sync or on hotplug) found every device usable.",
+        usb,
+    );
+    let success: Vec<(String, f64)> = st
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            b.last_success_at
+                .map(|t| (format!("{{bridge=\"{}\"}}", b.name), t as f64))
+        })
+        .collect();
+    family(
+        "hostbridge_last_success_timestamp_seconds",
+        "gauge",
+        "When the last successful sync finished.",
+        success,
+    );
+    out
+}
