@@ -142,11 +142,12 @@ impl<S: Subscriber> Layer<S> for Journal {
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut f = Fields::default();
         event.record(&mut f);
-        // Lost if journald is gone; stderr (the journal stream) still has
-        // the fmt layer's copy only when journald was never reachable.
-        let _ = self
-            .socket
-            .send(journal_entry(*event.metadata().level(), &f).as_bytes());
+        let entry = journal_entry(*event.metadata().level(), &f);
+        if self.socket.send(entry.as_bytes()).is_err() {
+            // journald gone or the entry too big for a datagram: stderr is
+            // the journal stream, so the message still gets there.
+            eprintln!("{}", f.message);
+        }
     }
 }
 

@@ -96,6 +96,31 @@ fn secret_dir(root: &Path) -> PathBuf {
     secret
 }
 
+/// Gives `dir` a POSIX access ACL granting nobody rwx (the xattr written
+/// directly, in the kernel's format: no setfacl needed).
+fn set_acl_granting_nobody(dir: &Path) {
+    const UNDEFINED: u32 = u32::MAX;
+    let mut acl = 2u32.to_le_bytes().to_vec(); // version
+    for (tag, perm, id) in [
+        (0x01u16, 7u16, UNDEFINED), // user::rwx
+        (0x02, 7, NOBODY),          // user:nobody:rwx
+        (0x04, 5, UNDEFINED),       // group::r-x
+        (0x10, 7, UNDEFINED),       // mask::rwx
+        (0x20, 5, UNDEFINED),       // other::r-x
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    rustix::fs::setxattr(
+        dir,
+        "system.posix_acl_access",
+        &acl,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+}
+
 fn status_json(env: &Env) -> String {
     String::from_utf8(env.run(&["status", "--json"]).stdout).unwrap()
 }
@@ -238,6 +263,13 @@ fn pid_files_a_container_could_write_are_refused_and_hostbridge_never_signals_it
             ),
             "inside bridge \"test\"'s source",
         ),
+        (
+            format!(
+                "      - signal: {{ pidfile: {}, process: sshd, signal: TERM }}\n",
+                env.dest.join("victim.pid").display()
+            ),
+            "inside bridge \"test\"'s install_to",
+        ),
     ] {
         rewrite_as_files(&env, &format!("    then:\n{then}"));
         let out = env.run(&["check"]);
@@ -281,6 +313,46 @@ fn pid_files_a_container_could_write_are_refused_and_hostbridge_never_signals_it
     );
     assert_eq!(victim.signals(), "", "the victim was signalled");
     assert!(d.stop().success());
+
+    // A pid file another user owns, in a root-only dir: refused at run time.
+    let root_dir = root.join("root-run");
+    fs::create_dir(&root_dir).unwrap();
+    let theirs = root_dir.join("victim.pid");
+    fs::write(&theirs, format!("{}\n", victim.pid())).unwrap();
+    chown(&theirs, NOBODY);
+    rewrite_as_files(
+        &env,
+        &format!(
+            "    settle: {{ quiet: 50ms, max_wait: 2s }}\n    then:\n      - signal: {{ pidfile: {}, process: hb-victim, signal: TERM }}\n",
+            theirs.display()
+        ),
+    );
+    let mut d = env.start();
+    env.put("c.conf", "z\n");
+    wait_for(
+        "a pid file of another owner refused",
+        || d.log().contains("is owned by uid 65534"),
+        || d.log(),
+    );
+    assert_eq!(victim.signals(), "", "the victim was signalled");
+    assert!(d.stop().success());
+
+    // A root-owned 0755 dir whose access ACL lets nobody write: check says so.
+    let acl_dir = root.join("acl-run");
+    fs::create_dir(&acl_dir).unwrap();
+    fs::set_permissions(&acl_dir, fs::Permissions::from_mode(0o755)).unwrap();
+    set_acl_granting_nobody(&acl_dir);
+    rewrite_as_files(
+        &env,
+        &format!(
+            "    then:\n      - signal: {{ pidfile: {}, process: hb-victim, signal: TERM }}\n",
+            acl_dir.join("victim.pid").display()
+        ),
+    );
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("access ACL"), "{err}");
 
     rewrite_as_files(
         &env,
@@ -527,6 +599,16 @@ fn held_status_connections_under_a_low_fd_limit_neither_spin_nor_starve_syncs() 
         cpu * 1000 / ticks_per_s < wall.as_millis() as u64 / 4,
         "the daemon used {cpu} ticks of CPU in {wall:?} while clients held the socket"
     );
+    // Root is answered during the flood (unprivileged clients past the cap
+    // are closed at once, so the backlog never fills).
+    if nix::unistd::geteuid().is_root() {
+        let out = env.run(&["status"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "status during the flood: {out:?}"
+        );
+    }
     // Syncs still work during the flood.
     env.put("during-flood.conf", "ok\n");
     wait_for(
@@ -623,4 +705,71 @@ fn state_files_are_for_root_only() {
         assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());
     }
     assert!(d.stop().success());
+}
+
+#[test]
+fn a_source_past_the_listing_cap_changes_nothing_until_it_shrinks() {
+    let env = files_env("    settle: { quiet: 50ms, max_wait: 2s }\n    max_files: 3\n");
+    env.put("a.conf", "a\n");
+    let mut d = env.start();
+    wait_for(
+        "a.conf installed",
+        || env.dest_content("a.conf").is_some(),
+        || d.log(),
+    );
+    // 1000 is the least a scan lists (4 x max_files, at least 1000).
+    for i in 0..1001 {
+        fs::write(env.src.join(format!("flood-{i:04}.conf")), "").unwrap();
+    }
+    fs::remove_file(env.src.join("a.conf")).unwrap();
+    wait_for(
+        "the flood noticed",
+        || d.log().contains("holds more than 1000 entries"),
+        || d.log(),
+    );
+    // Nothing read, nothing pruned: a.conf stays although its source went.
+    assert_eq!(env.installed(), ["a.conf"]);
+    assert_eq!(env.run(&["status"]).status.code(), Some(1), "not degraded");
+    for i in 0..1001 {
+        fs::remove_file(env.src.join(format!("flood-{i:04}.conf"))).unwrap();
+    }
+    env.put("b.conf", "b\n");
+    wait_for(
+        "back to normal: b installed, a pruned",
+        || env.installed() == ["b.conf"],
+        || d.log(),
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn check_refuses_a_source_path_through_a_symlink_and_warns_about_hard_links() {
+    let mut env = files_env("");
+    let root = env.tmp.path().to_path_buf();
+    fs::create_dir_all(root.join("real/export")).unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("via")).unwrap();
+    env.src = root.join("via/export");
+    rewrite_as_files(&env, "");
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("via is a symlink")
+            && err.contains(&format!("write {}", root.join("real/export").display())),
+        "{err}"
+    );
+    env.src = root.join("real/export");
+    rewrite_as_files(&env, "");
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // Where the temp dir shares a file system with /etc (or / …), check
+    // says hard links could bring host files in.
+    let dev = |p: &Path| fs::metadata(p).unwrap().dev();
+    if ["/etc", "/root", "/var", "/"]
+        .iter()
+        .any(|d| dev(Path::new(d)) == dev(&root))
+    {
+        assert!(err.contains("on the same file system as"), "{err}");
+    }
 }

@@ -23,6 +23,20 @@ pub fn run(config: &Config) -> u8 {
         missing.push(format!("status_group {g:?} does not exist on this host"));
     }
     missing.extend(config.bridges.iter().flat_map(pidfile_problems));
+    for b in &config.bridges {
+        if let Some((link, to)) = crate::host::fsx::symlink_on_path(&b.source) {
+            let real = std::fs::canonicalize(&b.source)
+                .map(|p| format!(" (write {})", p.display()))
+                .unwrap_or_default();
+            missing.push(format!(
+                "bridge {}: source {}: {} is a symlink (to {}); hostbridge follows no symlink on a source path: configure the real path{real}",
+                b.name,
+                b.source.display(),
+                link.display(),
+                to.display()
+            ));
+        }
+    }
     for m in &missing {
         eprintln!("hostbridge: config error: {m}");
     }
@@ -35,6 +49,15 @@ pub fn run(config: &Config) -> u8 {
                 "hostbridge: warning: bridge {}: {} above the source is {why}: whoever writes there can rename the source away; bind-mount the source dir itself",
                 b.name,
                 dir.display()
+            );
+        }
+    }
+    for b in config.bridges.iter().filter(|b| b.source_owner.is_none()) {
+        if let Some(fs) = crate::host::fsx::shares_fs_with_host_files(&b.source) {
+            eprintln!(
+                "hostbridge: warning: bridge {}: source {} is on the same file system as {fs}: a rootful container can hard-link host files into it; files with several links are refused, but one whose other name the host later replaced by rename is not; keep exports on their own file system (a tmpfs under /run) or set source_owner",
+                b.name,
+                b.source.display()
             );
         }
     }

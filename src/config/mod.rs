@@ -420,10 +420,10 @@ impl Validator<'_> {
             self.against_others(&b, &locs, &bridges)?;
             bridges.push((b, locs));
         }
-        self.pidfiles_outside_sources(&bridges)?;
         let state_dir: PathBuf = raw
             .state_dir
             .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0);
+        self.pidfiles_outside_sources(&bridges, &state_dir)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             status_socket: raw
@@ -728,9 +728,14 @@ impl Validator<'_> {
 }
 
 impl Validator<'_> {
-    /// A pid file inside any bridge's source is written by a container: it
-    /// could name any process, hostbridge's own included.
-    fn pidfiles_outside_sources(&self, bridges: &[(Bridge, RawLocs)]) -> Result<(), ConfigError> {
+    /// A pid file inside any bridge's source or install_to holds what a
+    /// container wrote: it could name any process, hostbridge's own
+    /// included. Nor may it lie in the state dir.
+    fn pidfiles_outside_sources(
+        &self,
+        bridges: &[(Bridge, RawLocs)],
+        state_dir: &Path,
+    ) -> Result<(), ConfigError> {
         for (b, locs) in bridges {
             for a in &b.then {
                 let Action::Signal {
@@ -740,17 +745,40 @@ impl Validator<'_> {
                 else {
                     continue;
                 };
-                if let Some((o, _)) = bridges.iter().find(|(o, _)| path.starts_with(&o.source)) {
+                // A source is written by a container, and so in effect is an
+                // install_to: hostbridge puts the container's files there.
+                let inside = bridges.iter().find_map(|(o, _)| {
+                    if path.starts_with(&o.source) {
+                        Some((o, "source", &o.source))
+                    } else if path.starts_with(&o.install_to) {
+                        Some((o, "install_to", &o.install_to))
+                    } else {
+                        None
+                    }
+                });
+                if let Some((o, what, dir)) = inside {
                     return Err(self.err(
                         &b.origin,
                         &locs.name,
                         format!(
-                            "bridge {:?}: pidfile {} lies inside bridge {:?}'s source {}, which a container writes; \
+                            "bridge {:?}: pidfile {} lies inside bridge {:?}'s {what} {}, whose files come from a container; \
                              use unit: or container: to name the service instead",
                             b.name,
                             path.display(),
                             o.name,
-                            o.source.display()
+                            dir.display()
+                        ),
+                    ));
+                }
+                if path.starts_with(state_dir) {
+                    return Err(self.err(
+                        &b.origin,
+                        &locs.name,
+                        format!(
+                            "bridge {:?}: pidfile {} lies inside the state_dir {}",
+                            b.name,
+                            path.display(),
+                            state_dir.display()
                         ),
                     ));
                 }

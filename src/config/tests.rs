@@ -315,6 +315,19 @@ fn a_pid_file_needs_a_process_and_must_lie_outside_every_source() {
         e.message.contains("inside bridge \"certs\"'s source"),
         "{e}"
     );
+    let in_dest = format!(
+        "{base}      - signal: {{ pidfile: /run/d/nginx.pid, process: nginx, signal: HUP }}\n"
+    );
+    let e = p(&in_dest).unwrap_err();
+    assert!(
+        e.message.contains("inside bridge \"certs\"'s install_to"),
+        "{e}"
+    );
+    let in_state = format!(
+        "{base}      - signal: {{ pidfile: /run/hostbridge/x.pid, process: nginx, signal: HUP }}\n"
+    );
+    let e = p(&in_state).unwrap_err();
+    assert!(e.message.contains("inside the state_dir"), "{e}");
     let ok = format!(
         "{base}      - signal: {{ pidfile: /run/nginx.pid, process: nginx, signal: HUP }}\n"
     );

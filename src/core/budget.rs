@@ -74,10 +74,18 @@ impl Budget {
         }
     }
 
-    /// Whether this size is sure to be refused by [`Budget::take_bytes`]
-    /// (checked before reading, to skip the read).
-    pub fn cannot_fit(&self, n: u64) -> bool {
-        self.bytes.saturating_add(n) > self.limits.max_bytes
+    /// Checks a file's size before it is read: `Err(reason)`, with its
+    /// place given back, when `n` bytes cannot fit, so the read is skipped.
+    /// ([`Budget::take_bytes`] still counts what was really read.)
+    pub fn precheck_bytes(&mut self, n: u64) -> Result<(), String> {
+        if self.bytes.saturating_add(n) <= self.limits.max_bytes {
+            return Ok(());
+        }
+        self.files = self.files.saturating_sub(1);
+        Err(format!(
+            "would bring the source past the bridge's max_bytes limit of {} bytes ({} taken); not read (what is installed stays)",
+            self.limits.max_bytes, self.bytes
+        ))
     }
 }
 
@@ -106,8 +114,10 @@ mod tests {
         assert_eq!(b.take_file(), Ok(()));
         assert_eq!(b.take_bytes(6), Ok(()));
         assert_eq!(b.take_file(), Ok(()));
-        // 6 + 5 > 10: refused, and the place is free again.
-        assert!(b.cannot_fit(5));
+        // 6 + 5 > 10: refused before reading, and the place is free again.
+        assert!(b.precheck_bytes(5).unwrap_err().contains("not read"));
+        assert_eq!(b.take_file(), Ok(()));
+        // Refused after reading too (a file that grew), place given back.
         assert!(
             b.take_bytes(5)
                 .unwrap_err()
@@ -116,7 +126,12 @@ mod tests {
         assert_eq!(b.take_file(), Ok(()));
         assert_eq!(b.take_bytes(4), Ok(()));
         assert!(b.take_file().unwrap_err().contains("max_files limit of 2"));
-        assert!(!b.cannot_fit(0));
+        assert_eq!(b.precheck_bytes(0), Ok(()));
         assert!(b.take_bytes(u64::MAX).is_err());
+        assert_eq!(
+            b.take_file(),
+            Ok(()),
+            "the refused read gave its place back"
+        );
     }
 }

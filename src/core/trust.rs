@@ -3,9 +3,12 @@
 //! stat data passed in.
 //!
 //! A directory is out of root's sole control when it is owned by another
-//! uid, or is group-writable by a group other than root's, or
-//! world-writable; the sticky bit (`/tmp`) takes that back for an entry
-//! owned by root, which only root may then rename or delete.
+//! uid, or carries an access ACL (which can grant anyone write access
+//! behind plain mode bits), or is group-writable by a group other than
+//! root's, or world-writable; the sticky bit (`/tmp`) takes that back for an
+//! entry owned by root, which only root may then rename or delete. "Root"
+//! is uid 0 and the uid hostbridge runs as (the same, but for tests run
+//! unprivileged).
 
 /// What is known of one directory on the way down a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,14 +19,20 @@ pub struct DirStat {
     pub gid: u32,
     /// Permission bits (with sticky).
     pub mode: u32,
+    /// Whether it carries a POSIX access ACL.
+    pub acl: bool,
 }
 
-/// Why `dir` lets someone other than root change which inode its entry
-/// `child_uid` (the owner of the next component, `None` if it does not
-/// exist) is, or `None` if only root can.
-pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>) -> Option<String> {
-    if dir.uid != 0 {
+/// Why `dir` lets someone other than root (or `me`, the uid hostbridge
+/// runs as) change which inode its entry `child_uid` (the owner of the next
+/// component, `None` if it does not exist) is, or `None` if only they can.
+pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>, me: u32) -> Option<String> {
+    let ours = |uid: u32| uid == 0 || uid == me;
+    if !ours(dir.uid) {
         return Some(format!("owned by uid {}", dir.uid));
+    }
+    if dir.acl {
+        return Some("given an access ACL (which may let others write)".into());
     }
     let group_writable = dir.mode & 0o020 != 0 && dir.gid != 0;
     let world_writable = dir.mode & 0o002 != 0;
@@ -31,7 +40,7 @@ pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>) -> Option<String> {
         return None;
     }
     let sticky = dir.mode & 0o1000 != 0;
-    if sticky && child_uid == Some(0) {
+    if sticky && child_uid.is_some_and(ours) {
         return None;
     }
     Some(if world_writable {
@@ -46,7 +55,12 @@ mod tests {
     use super::*;
 
     fn d(uid: u32, gid: u32, mode: u32) -> DirStat {
-        DirStat { uid, gid, mode }
+        DirStat {
+            uid,
+            gid,
+            mode,
+            acl: false,
+        }
     }
 
     #[test]
@@ -60,9 +74,19 @@ mod tests {
             (d(0, 0, 0o1777), Some(0), None), // /tmp, root's entry
             (d(0, 0, 0o1777), Some(1000), Some("writable by everyone")),
             (d(0, 0, 0o1777), None, Some("writable by everyone")),
+            (d(500, 500, 0o755), Some(0), None), // our own uid (unprivileged run)
+            (d(0, 0, 0o1777), Some(500), None),
+            (
+                DirStat {
+                    acl: true,
+                    ..d(0, 0, 0o755)
+                },
+                Some(0),
+                Some("access ACL"),
+            ),
         ];
         for (dir, child, want) in cases {
-            let got = others_can_swap(*dir, *child);
+            let got = others_can_swap(*dir, *child, 500);
             match want {
                 None => assert_eq!(got, None, "{dir:?} {child:?}"),
                 Some(w) => assert!(

@@ -101,12 +101,46 @@ pub fn swappable_ancestors(path: &Path) -> Vec<(PathBuf, String)> {
             uid: st.st_uid,
             gid: st.st_gid,
             mode: st.st_mode & 0o7777,
+            acl: has_access_acl(dir),
         };
-        if let Some(why) = others_can_swap(d, child_uid) {
+        if let Some(why) = others_can_swap(d, child_uid, nix::unistd::geteuid().as_raw()) {
             out.push((dir.to_path_buf(), why));
         }
     }
     out
+}
+
+/// The first component of `path` that is a symlink, with where it points,
+/// among the components that exist (what [`open_dir_strict`] would refuse).
+pub fn symlink_on_path(path: &Path) -> Option<(PathBuf, PathBuf)> {
+    let mut chain: Vec<&Path> = path.ancestors().collect();
+    chain.reverse();
+    chain.into_iter().skip(1).find_map(|p| {
+        let st = nix::sys::stat::lstat(p).ok()?;
+        (st.st_mode & libc::S_IFMT == libc::S_IFLNK)
+            .then(|| (p.to_path_buf(), std::fs::read_link(p).unwrap_or_default()))
+    })
+}
+
+/// Host dirs whose files a hard link from a source would expose.
+const HOST_FILE_DIRS: [&str; 4] = ["/etc", "/root", "/var", "/"];
+
+/// The first of `/etc`, `/root`, `/var` and `/` on the same file system as
+/// `path` (or its nearest existing ancestor): files there can be
+/// hard-linked into it.
+pub fn shares_fs_with_host_files(path: &Path) -> Option<&'static str> {
+    let dev = path
+        .ancestors()
+        .find_map(|p| nix::sys::stat::stat(p).ok())?
+        .st_dev;
+    HOST_FILE_DIRS
+        .into_iter()
+        .find(|d| nix::sys::stat::stat(*d).is_ok_and(|st| st.st_dev == dev))
+}
+
+/// Whether `path` (not followed) carries a POSIX access ACL.
+fn has_access_acl(path: &Path) -> bool {
+    rustix::fs::lgetxattr_query(path, "system.posix_acl_access").is_ok_and(|n| n > 0)
 }
 
 /// The error for a path component that is a symlink or not a directory.

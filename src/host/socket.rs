@@ -89,22 +89,21 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound
     Ok((listener, bound))
 }
 
-/// Most status clients answered at once; the rest wait in the listen
-/// backlog (each client is cut off after [`CLIENT_DEADLINE`]), so a flood of
-/// connections costs a bounded number of descriptors and no CPU.
+/// Most unprivileged status clients answered at once. One more is told
+/// nothing and closed at once, so a flood of connections costs a bounded
+/// number of descriptors, drains the listen backlog, and never keeps root
+/// (who is always answered) from asking.
 pub const MAX_CLIENTS: usize = 32;
 /// How long one client may take to send its request and read the answer.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Accepts connections forever, handing each request to the loop.
 pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     let mut told = false;
     loop {
-        // A slot first: beyond MAX_CLIENTS, connections are not accepted.
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -129,6 +128,15 @@ pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
             }
         };
         told = false;
+        let root = stream.peer_cred().is_ok_and(|c| c.uid() == 0);
+        let slot = if root {
+            None
+        } else {
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => continue, // full: closed unanswered
+            }
+        };
         let to_loop = to_loop.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, to_loop)).await;
@@ -140,7 +148,12 @@ pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
 async fn answer(stream: tokio::net::UnixStream, to_loop: mpsc::Sender<Request>) -> io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut buf = Vec::new();
-    read.take(MAX_REQUEST).read_to_end(&mut buf).await?;
+    tokio::time::timeout(
+        REQUEST_DEADLINE,
+        read.take(MAX_REQUEST).read_to_end(&mut buf),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request in time"))??;
     let reply = match serde_json::from_slice::<Wire>(&buf) {
         Ok(what) => {
             let (tx, rx) = oneshot::channel();

@@ -39,6 +39,10 @@ pub struct SourceScan {
     /// in the view (they are not installed, so nothing changes for them);
     /// how many, the first few names, and why.
     pub over_budget: Option<OverBudget>,
+    /// Set when the dir held more entries than a scan lists
+    /// ([`listing_cap`]): the listing stopped, nothing was read, and the
+    /// view is "no information" (nothing installed, nothing pruned).
+    pub overflow: Option<String>,
     /// Files whose content is installed in a rewritten form (the canonical
     /// form of a udev rules file); the view's digest is the rewritten one.
     pub rewritten: BTreeMap<String, Rewritten>,
@@ -152,12 +156,30 @@ pub fn scan(
         },
         rejected: Vec::new(),
         over_budget: None,
+        overflow: None,
         rewritten: BTreeMap::new(),
     };
     let mut candidates = Vec::new();
     let mut rejected_more = 0usize;
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
-    for entry in listing.iter() {
+    let cap = listing_cap(limits);
+    for (seen, entry) in listing.iter().enumerate() {
+        if seen >= cap {
+            // A flood: listing (and sorting) it all at every event is the
+            // cost a container must not impose. Change nothing until it is
+            // back under the cap.
+            return Ok(SourceScan {
+                view: SourceView {
+                    present: false,
+                    files: BTreeMap::new(),
+                },
+                overflow: Some(format!(
+                    "the source holds more than {cap} entries (max_files is {}); nothing is read or changed until it holds fewer",
+                    limits.max_files
+                )),
+                ..SourceScan::default()
+            });
+        }
         let entry = entry?;
         let raw = entry.file_name().to_bytes();
         if raw == b"." || raw == b".." {
@@ -195,6 +217,13 @@ pub fn scan(
                 over_budget(&mut out.over_budget, name, why);
                 continue;
             }
+        } else if let Err(why) = budget.precheck_bytes(size_of(&dirfd, name)) {
+            if installed.contains(name) {
+                SourceFile::Skipped(why)
+            } else {
+                over_budget(&mut out.over_budget, name, why);
+                continue;
+            }
         } else {
             match read_entry(&dirfd, name, admit)? {
                 Ok((digest, bytes)) => match budget.take_bytes(bytes.len() as u64) {
@@ -225,6 +254,18 @@ pub fn scan(
         out.view.files.insert(name.to_string(), state);
     }
     Ok(out)
+}
+
+/// How many directory entries a scan lists at most: four times
+/// `max_files`, and never fewer than 1000 (room for temp files, hidden
+/// names and names no pattern includes).
+pub fn listing_cap(limits: Limits) -> usize {
+    limits.max_files.saturating_mul(4).max(1000)
+}
+
+/// The size `name` has now (0 if it cannot be seen: the read will say why).
+fn size_of(dir: &OwnedFd, name: &str) -> u64 {
+    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, |st| st.st_size.max(0) as u64)
 }
 
 fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {

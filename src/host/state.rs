@@ -100,6 +100,13 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        // Older versions wrote manifests 0644: tighten them on the way.
+        if let Ok(m) = std::fs::symlink_metadata(&path)
+            && m.is_file()
+            && m.permissions().mode() & 0o077 != 0
+        {
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        }
         let disk: OnDisk = serde_json::from_slice(&text)
             .with_context(|| format!("parsing manifest {}", path.display()))?;
         anyhow::ensure!(

@@ -45,6 +45,16 @@ pub fn read_pidfile(path: &Path) -> Result<i32, String> {
     if let Some(kind) = fsx::odd_kind(&st) {
         return Err(format!("pid file {shown} is {kind}; refusing it"));
     }
+    // Written by root and by root alone (or by the uid hostbridge runs as):
+    // a service writing its pid file as another user is named by its unit.
+    let me = nix::unistd::geteuid().as_raw();
+    if (st.st_uid != 0 && st.st_uid != me) || st.st_mode & 0o022 != 0 {
+        return Err(format!(
+            "pid file {shown} is owned by uid {} with mode {:04o}; refusing it: only a root-owned pid file that no one else can write is trusted (use unit: for a service)",
+            st.st_uid,
+            st.st_mode & 0o7777
+        ));
+    }
     let mut text = String::new();
     (&mut file)
         .take(64)

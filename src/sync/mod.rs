@@ -102,7 +102,10 @@ pub fn sync_files(
     )
     .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
     report.findings = checker.findings;
-    report.source_present = scan.view.present;
+    report.source_present = scan.view.present || scan.overflow.is_some();
+    if let Some(why) = &scan.overflow {
+        report.skipped.push(("(source)".into(), why.clone()));
+    }
     report.skipped.extend(scan.rejected.iter().cloned());
     report
         .skipped
