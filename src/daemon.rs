@@ -17,16 +17,21 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Bridge, Config};
-use crate::core::settle::{Batch, Input, Settle};
-use crate::core::status::{self, Health, Status};
+use crate::core::settle::{Input, Settle};
+use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;
+use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
 use crate::host::watch::{self, Meaning, SourceWatch, Watching};
-use crate::host::{dest::DestDir, notify};
 use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
+mod bridge;
 mod hotplug;
+mod report;
+
+use bridge::{BridgeRt, Reader, SyncState};
+use report::{describe, log_report, trigger};
 
 /// How long to wait before retrying a watch that could not be added.
 const WATCH_RETRY: Duration = Duration::from_secs(5);
@@ -38,39 +43,6 @@ type BridgeId = u64;
 enum Msg {
     Event(BridgeId, EventOwned),
     ReadFailed(BridgeId, std::io::Error),
-}
-
-struct BridgeRt {
-    id: BridgeId,
-    bridge: Bridge,
-    settle: Settle,
-    watch: SourceWatch,
-    /// Retry time after a failed watch or sync; the only timer outside a
-    /// window.
-    retry_at: Option<Instant>,
-    /// Syncs in a row that failed to put files in place (the backoff).
-    failures: u32,
-    /// The window that started the running sync (for the log line).
-    batch: Option<Batch>,
-    /// Whether "changed during sync" was already logged for this sync.
-    told_dirty: bool,
-    reader: JoinHandle<()>,
-    /// The reader ended on a read error: the watch is rebuilt on a fresh
-    /// inotify instance before it is placed again.
-    reader_dead: bool,
-    sync_task: Option<JoinHandle<()>>,
-    status: status::Bridge,
-    /// A USB re-check of this bridge is running.
-    usb_checking: bool,
-    /// Hotplug events that arrived while the bridge was busy, in order and
-    /// without repeats; one re-check covers them once it is done.
-    usb_owed: Vec<crate::core::usb::UsbEvent>,
-}
-
-impl Drop for BridgeRt {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 /// The running daemon.
@@ -91,7 +63,6 @@ pub struct Daemon {
     actions_tx: mpsc::UnboundedSender<Vec<(BridgeId, Owed)>>,
     actions_rx: mpsc::UnboundedReceiver<Vec<(BridgeId, Owed)>>,
     actions_task: Option<JoinHandle<()>>,
-    running: usize,
     starting: bool,
     watchdog: Option<(Duration, Instant)>,
     hotplug: hotplug::Hotplug,
@@ -143,7 +114,6 @@ impl Daemon {
             events,
             done_tx,
             done_rx,
-            running: 0,
             starting: true,
             watchdog: notify::watchdog_interval().map(|i| (i, Instant::now() + i)),
             hotplug: hotplug::Hotplug::new(),
@@ -219,10 +189,8 @@ impl Daemon {
             retry_at: None,
             failures: 0,
             batch: None,
-            told_dirty: false,
-            reader,
-            reader_dead: false,
-            sync_task: None,
+            reader: Reader::Live(reader),
+            sync: SyncState::Idle,
             status,
             usb_checking: false,
             usb_owed: Vec::new(),
@@ -325,7 +293,7 @@ impl Daemon {
                     rt.bridge.name,
                     WATCH_RETRY.as_secs()
                 );
-                rt.reader_dead = true;
+                rt.reader = Reader::Dead;
                 rt.status.watching = format!("error: reading inotify events failed: {e}");
                 rt.retry_at = Some(now + WATCH_RETRY);
             }
@@ -334,8 +302,7 @@ impl Daemon {
 
     fn observe(&mut self, id: BridgeId, now: Instant, input: Input) {
         let Some(b) = self.find(id) else { return };
-        if b.settle.is_syncing() && !b.told_dirty {
-            b.told_dirty = true;
+        if b.sync.tell_dirty() {
             info!(
                 "{}: change during sync ({}); syncing again when it ends",
                 b.bridge.name,
@@ -348,13 +315,15 @@ impl Daemon {
 
     /// Re-places the watch of bridge `id`; on failure, schedules a retry.
     fn rewatch(&mut self, id: BridgeId, now: Instant) {
-        let dead = self.bridges.iter().find(|b| b.id == id && b.reader_dead);
+        let dead = self
+            .bridges
+            .iter()
+            .find(|b| b.id == id && matches!(b.reader, Reader::Dead));
         if let Some(b) = dead {
             match self.open_watch(id, &b.bridge) {
                 Ok((watch, reader)) => {
                     let Some(b) = self.find(id) else { return };
-                    b.reader.abort();
-                    (b.watch, b.reader, b.reader_dead) = (watch, reader, false);
+                    (b.watch, b.reader) = (watch, Reader::Live(reader));
                 }
                 Err(e) => {
                     let Some(b) = self.find(id) else { return };
@@ -434,21 +403,26 @@ impl Daemon {
         let done = self.done_tx.clone();
         let Some(b) = self.find(id) else { return };
         let bridge = b.bridge.clone();
-        b.told_dirty = false;
-        b.sync_task = Some(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let res = sync_files_async(&config, &bridge, opts).await;
             let _ = done.send((id, res));
-        }));
-        self.running += 1;
+        });
+        b.sync = SyncState::Running {
+            task,
+            told_dirty: false,
+        };
+    }
+
+    /// Syncs running now (derived, never counted by hand).
+    fn running(&self) -> usize {
+        self.bridges.iter().filter(|b| b.sync.is_running()).count()
     }
 
     fn on_sync_done(&mut self, id: BridgeId, res: Result<(SyncReport, Manifest)>) {
-        // A stopped bridge's sync was counted off when it was stopped (its
-        // completion may still have been queued).
-        if let Some(b) = self.find(id)
-            && b.sync_task.take().is_some()
-        {
-            self.running = self.running.saturating_sub(1);
+        // A stopped bridge is gone (its completion may still have been
+        // queued): then nothing below finds it.
+        if let Some(b) = self.find(id) {
+            b.sync.files_done();
         }
         if let Some(b) = self.find(id) {
             // The bridge stays "syncing" until its actions ran: events
@@ -523,6 +497,7 @@ impl Daemon {
         // before `udevadm settle` returns): take them while still syncing.
         self.drain_hotplug();
         let Some(b) = self.find(id) else { return };
+        b.sync = SyncState::Idle;
         if b.settle.finish_sync(Instant::now()) {
             debug!(
                 "{}: new window opened for changes made during the sync",
@@ -589,70 +564,6 @@ impl Daemon {
         );
         notify::ready(&self.status_line());
         self.write_metrics();
-    }
-
-    /// The `STATUS=` line: "3 bridges ok; last: nut-udev installed 1 file".
-    fn status_line(&self) -> String {
-        let st = self.snapshot();
-        let bad = st
-            .bridges
-            .iter()
-            .filter(|b| b.health != Health::Healthy)
-            .count();
-        let mut line = if bad == 0 {
-            format!("{} bridges ok", st.bridges.len())
-        } else {
-            format!("{} bridges ok, {bad} degraded", st.bridges.len() - bad)
-        };
-        let latest = st
-            .bridges
-            .iter()
-            .filter_map(|b| b.last_sync.as_ref().map(|s| (b, s)))
-            .max_by_key(|(_, s)| s.at);
-        if let Some((b, s)) = latest {
-            line += &format!("; last: {} {}", b.name, status::summary(s));
-        }
-        if self.reload_error.is_some() {
-            line += "; last reload failed";
-        }
-        line
-    }
-
-    /// The status document as of now.
-    fn snapshot(&self) -> Status {
-        let mut st = Status {
-            schema_version: status::SCHEMA_VERSION,
-            daemon: status::Daemon {
-                version: env!("CARGO_PKG_VERSION").into(),
-                pid: std::process::id(),
-                config_path: self.config.path.display().to_string(),
-                config_loaded_at: self.config_loaded_at,
-                started_at: self.started_at,
-                watches: self
-                    .bridges
-                    .iter()
-                    .filter(|b| !b.status.watching.starts_with("error"))
-                    .count(),
-                errors_since_start: crate::logging::errors_logged(),
-                reload_error: self.reload_error.clone(),
-                health: Health::Healthy,
-                hotplug: self.hotplug.state.clone(),
-            },
-            bridges: self
-                .bridges
-                .iter()
-                .map(|b| {
-                    let mut s = b.status.clone();
-                    s.pending = b.settle.pending().map(|(since, files)| status::Pending {
-                        since_ms: unix_ms_at(since),
-                        files: files.iter().cloned().collect(),
-                    });
-                    s
-                })
-                .collect(),
-        };
-        st.assess();
-        st
     }
 
     fn on_request(&mut self, req: Request) {
@@ -730,33 +641,20 @@ impl Daemon {
     /// bridge's manifest still owes them and its restart runs them) and
     /// drops its watch.
     fn stop_bridge(&mut self, b: BridgeRt) {
-        if let Some(t) = &b.sync_task {
-            t.abort(); // its completion never arrives
-            self.running = self.running.saturating_sub(1);
+        if let SyncState::Running { task, .. } = &b.sync {
+            task.abort(); // its completion never arrives
         }
         self.owed.retain(|(id, _)| *id != b.id);
     }
 
     /// Sends READY=1 once the startup reconcile (syncs and actions) is done.
     fn ready_if_reconciled(&mut self) {
-        if self.starting && self.running == 0 && self.owed.is_empty() && self.actions_task.is_none()
+        if self.starting
+            && self.running() == 0
+            && self.owed.is_empty()
+            && self.actions_task.is_none()
         {
             self.ready();
-        }
-    }
-
-    fn write_metrics(&self) {
-        let Some(path) = &self.config.metrics_file else {
-            return;
-        };
-        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
-        else {
-            return;
-        };
-        let text = status::metrics(&self.snapshot());
-        let written = DestDir::open(dir).and_then(|d| d.install(name, text.as_bytes(), 0o644));
-        if let Err(e) = written {
-            warn!("writing metrics to {}: {e}", path.display());
         }
     }
 
@@ -773,7 +671,10 @@ impl Daemon {
         let tasks: Vec<JoinHandle<()>> = self
             .bridges
             .iter_mut()
-            .filter_map(|b| b.sync_task.take())
+            .filter_map(|b| match std::mem::replace(&mut b.sync, SyncState::Idle) {
+                SyncState::Running { task, .. } => Some(task),
+                SyncState::Idle | SyncState::Acting { .. } => None,
+            })
             .collect();
         let busy = tasks.len();
         self.bridges.clear(); // drops watches and readers
@@ -791,21 +692,6 @@ impl Daemon {
             .await;
         }
         info!("stopped");
-    }
-}
-
-fn trigger(batch: Option<&Batch>) -> String {
-    match batch {
-        Some(b) if b.forced => format!("forced by max_wait after {} ms", b.waited.as_millis()),
-        Some(b) => format!("settled after {} ms", b.waited.as_millis()),
-        None => "startup reconcile".into(),
-    }
-}
-
-fn describe(input: &Input) -> String {
-    match input {
-        Input::Write(n) | Input::Close(n) | Input::Change(n) => n.clone(),
-        Input::Rescan => "rescan".into(),
     }
 }
 
@@ -829,92 +715,4 @@ async fn read_events(
     // The stream never ends on its own; if it does, the watch is set up anew.
     let e = std::io::Error::other("the inotify event stream ended");
     let _ = tx.send(Msg::ReadFailed(id, e)).await;
-}
-
-/// Logs one line per decision, then one per finding. Fields become
-/// journal fields under journald (BRIDGE, FILE, ACTION, RESULT).
-fn log_report(r: &SyncReport, why: &str) {
-    let name = r.bridge.as_str();
-    let result = if r.failed() { "failed" } else { "ok" };
-    if r.changed() {
-        info!(
-            bridge = name,
-            result,
-            "{name}: {why}, {} files changed: {}",
-            r.change_count(),
-            r.summary()
-        );
-    } else {
-        info!(bridge = name, result, "{name}: {why}: {}", r.summary());
-    }
-    if !r.source_present {
-        warn!(
-            bridge = name,
-            "{name}: source dir is missing; installed files are kept until it returns"
-        );
-    }
-    for n in &r.notes {
-        warn!(bridge = name, "{name}: {n}");
-    }
-    for f in &r.cleaned {
-        info!(
-            bridge = name,
-            file = f.as_str(),
-            "{name}: removed stale temp file {f} left by an earlier run"
-        );
-    }
-    for (f, finding) in &r.findings {
-        let line = finding.render(f);
-        match finding.severity {
-            crate::core::rules::Severity::Error => error!(
-                bridge = name,
-                file = f.as_str(),
-                rule = finding.rule,
-                "{name}: {line}"
-            ),
-            crate::core::rules::Severity::Warning => warn!(
-                bridge = name,
-                file = f.as_str(),
-                rule = finding.rule,
-                "{name}: {line}"
-            ),
-        }
-    }
-    for (f, why) in &r.skipped {
-        warn!(
-            bridge = name,
-            file = f.as_str(),
-            "{name}: skipped {f}: {why}"
-        );
-    }
-    for (f, why) in &r.conflicts {
-        warn!(
-            bridge = name,
-            file = f.as_str(),
-            "{name}: not touching {f}: {why}"
-        );
-    }
-    for e in &r.errors {
-        error!(bridge = name, "{name}: {e}");
-    }
-    for a in &r.actions {
-        let action = a.action;
-        match &a.result {
-            Ok(out) if out.is_empty() => {
-                info!(bridge = name, action, result = "ok", "{name}: {action} ok")
-            }
-            Ok(out) => info!(
-                bridge = name,
-                action,
-                result = "ok",
-                "{name}: {action} ok: {out}"
-            ),
-            Err(e) => error!(
-                bridge = name,
-                action,
-                result = "failed",
-                "{name}: {action} failed (retried on the next sync): {e}"
-            ),
-        }
-    }
 }

@@ -217,7 +217,7 @@ pub fn scan(
                 over_budget(&mut out.over_budget, name, why);
                 continue;
             }
-        } else if let Err(why) = budget.precheck_bytes(size_of(&dirfd, name)) {
+        } else if let Err(why) = budget.precheck_bytes(size_of(&dirfd, name, admit.max_size)) {
             if installed.contains(name) {
                 SourceFile::Skipped(why)
             } else {
@@ -263,9 +263,12 @@ pub fn listing_cap(limits: Limits) -> usize {
     limits.max_files.saturating_mul(4).max(1000)
 }
 
-/// The size `name` has now (0 if it cannot be seen: the read will say why).
-fn size_of(dir: &OwnedFd, name: &str) -> u64 {
-    fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, |st| st.st_size.max(0) as u64)
+/// The size `name` has now, for the budget: 0 if it cannot be seen or is
+/// over `max_size` (the read then says why, more precisely).
+fn size_of(dir: &OwnedFd, name: &str, max_size: u64) -> u64 {
+    let size =
+        fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, |st| st.st_size.max(0) as u64);
+    if size > max_size { 0 } else { size }
 }
 
 fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {

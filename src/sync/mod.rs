@@ -1,8 +1,8 @@
 //! One reconcile of one bridge: scan the source, check, plan against the
 //! manifest and the destination, apply atomically. Glue: it calls the pure
 //! planner and the host layer and holds no policy of its own. The report is
-//! in [`report`], the checks in [`checks`], putting the plan in place in
-//! [`apply`]; acting on the result is `crate::act`.
+//! in `report`, the checks in `checks`, putting the plan in place in
+//! `apply`; acting on the result is `crate::act`.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,0 +1,102 @@
+//! One bridge's runtime state in the daemon: its config, settle machine,
+//! watch and reader, the sync in flight, and its status. The sync and the
+//! reader are explicit states, not flags. Glue.
+
+use std::time::Instant;
+
+use tokio::task::JoinHandle;
+
+use super::BridgeId;
+use crate::config::Bridge;
+use crate::core::settle::{Batch, Settle};
+use crate::core::status;
+use crate::host::watch::SourceWatch;
+
+/// Where a bridge's file sync stands (the settle machine says when one is
+/// due; this holds the task while it runs).
+pub(super) enum SyncState {
+    /// No sync of this bridge runs.
+    Idle,
+    /// A sync runs.
+    Running {
+        /// Its task (aborted when the bridge stops).
+        task: JoinHandle<()>,
+        /// "change during sync" was logged for it (said once per sync).
+        told_dirty: bool,
+    },
+    /// Its files are done; its actions are owed or running. Changes now
+    /// still count as "during the sync" (they open a window once it ends).
+    Acting {
+        /// As in `Running`.
+        told_dirty: bool,
+    },
+}
+
+impl SyncState {
+    /// Whether a sync task runs.
+    pub(super) fn is_running(&self) -> bool {
+        matches!(self, SyncState::Running { .. })
+    }
+
+    /// The files of the running sync are done: its actions come next.
+    pub(super) fn files_done(&mut self) {
+        let told_dirty = match self {
+            SyncState::Running { told_dirty, .. } | SyncState::Acting { told_dirty } => *told_dirty,
+            SyncState::Idle => false,
+        };
+        *self = SyncState::Acting { told_dirty };
+    }
+
+    /// Marks a change during the sync; true the first time (to say so once).
+    pub(super) fn tell_dirty(&mut self) -> bool {
+        match self {
+            SyncState::Running { told_dirty, .. } | SyncState::Acting { told_dirty }
+                if !*told_dirty =>
+            {
+                *told_dirty = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The task reading the bridge's inotify events.
+pub(super) enum Reader {
+    /// Reading.
+    Live(JoinHandle<()>),
+    /// Ended on a read error: the watch is rebuilt on a fresh inotify
+    /// instance before it is placed again.
+    Dead,
+}
+
+/// A bridge as the daemon runs it.
+pub(super) struct BridgeRt {
+    pub(super) id: BridgeId,
+    pub(super) bridge: Bridge,
+    pub(super) settle: Settle,
+    pub(super) watch: SourceWatch,
+    /// Retry time after a failed watch or sync; the only timer outside a
+    /// window.
+    pub(super) retry_at: Option<Instant>,
+    /// Syncs in a row that failed to put files in place (the backoff).
+    pub(super) failures: u32,
+    /// The window that started the running sync (for the log line).
+    pub(super) batch: Option<Batch>,
+    pub(super) reader: Reader,
+    pub(super) sync: SyncState,
+    pub(super) status: status::Bridge,
+    /// A USB re-check of this bridge is running.
+    pub(super) usb_checking: bool,
+    /// Hotplug events that arrived while the bridge was busy, in order and
+    /// without repeats; one re-check covers them once it is done.
+    pub(super) usb_owed: Vec<crate::core::usb::UsbEvent>,
+}
+
+impl Drop for BridgeRt {
+    fn drop(&mut self) {
+        if let Reader::Live(task) = &self.reader {
+            task.abort();
+        }
+    }
+}

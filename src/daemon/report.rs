@@ -1,0 +1,198 @@
+//! What the daemon says about itself: the log lines of a sync, the
+//! `STATUS=` line for systemd, the status document the socket serves, and
+//! the metrics file. Glue over `core::status`.
+
+use tracing::{error, info, warn};
+
+use super::{Daemon, unix_ms_at};
+use crate::core::settle::{Batch, Input};
+use crate::core::status::{self, Health, Status};
+use crate::host::dest::DestDir;
+use crate::sync::SyncReport;
+
+impl Daemon {
+    /// The `STATUS=` line: "3 bridges ok; last: nut-udev installed 1 file".
+    pub(super) fn status_line(&self) -> String {
+        let st = self.snapshot();
+        let bad = st
+            .bridges
+            .iter()
+            .filter(|b| b.health != Health::Healthy)
+            .count();
+        let mut line = if bad == 0 {
+            format!("{} bridges ok", st.bridges.len())
+        } else {
+            format!("{} bridges ok, {bad} degraded", st.bridges.len() - bad)
+        };
+        let latest = st
+            .bridges
+            .iter()
+            .filter_map(|b| b.last_sync.as_ref().map(|s| (b, s)))
+            .max_by_key(|(_, s)| s.at);
+        if let Some((b, s)) = latest {
+            line += &format!("; last: {} {}", b.name, status::summary(s));
+        }
+        if self.reload_error.is_some() {
+            line += "; last reload failed";
+        }
+        line
+    }
+
+    /// The status document as of now.
+    pub(super) fn snapshot(&self) -> Status {
+        let mut st = Status {
+            schema_version: status::SCHEMA_VERSION,
+            daemon: status::Daemon {
+                version: env!("CARGO_PKG_VERSION").into(),
+                pid: std::process::id(),
+                config_path: self.config.path.display().to_string(),
+                config_loaded_at: self.config_loaded_at,
+                started_at: self.started_at,
+                watches: self
+                    .bridges
+                    .iter()
+                    .filter(|b| !b.status.watching.starts_with("error"))
+                    .count(),
+                errors_since_start: crate::logging::errors_logged(),
+                reload_error: self.reload_error.clone(),
+                health: Health::Healthy,
+                hotplug: self.hotplug.state.clone(),
+            },
+            bridges: self
+                .bridges
+                .iter()
+                .map(|b| {
+                    let mut s = b.status.clone();
+                    s.pending = b.settle.pending().map(|(since, files)| status::Pending {
+                        since_ms: unix_ms_at(since),
+                        files: files.iter().cloned().collect(),
+                    });
+                    s
+                })
+                .collect(),
+        };
+        st.assess();
+        st
+    }
+
+    /// Writes the Prometheus textfile, if one is configured.
+    pub(super) fn write_metrics(&self) {
+        let Some(path) = &self.config.metrics_file else {
+            return;
+        };
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
+        let text = status::metrics(&self.snapshot());
+        let written = DestDir::open(dir).and_then(|d| d.install(name, text.as_bytes(), 0o644));
+        if let Err(e) = written {
+            warn!("writing metrics to {}: {e}", path.display());
+        }
+    }
+}
+
+/// Why a sync ran, for its log line.
+pub(super) fn trigger(batch: Option<&Batch>) -> String {
+    match batch {
+        Some(b) if b.forced => format!("forced by max_wait after {} ms", b.waited.as_millis()),
+        Some(b) => format!("settled after {} ms", b.waited.as_millis()),
+        None => "startup reconcile".into(),
+    }
+}
+
+/// The file an event is about, for the "change during sync" line.
+pub(super) fn describe(input: &Input) -> String {
+    match input {
+        Input::Write(n) | Input::Close(n) | Input::Change(n) => n.clone(),
+        Input::Rescan => "rescan".into(),
+    }
+}
+
+/// Logs one line per decision, then one per finding. Fields become
+/// journal fields under journald (BRIDGE, FILE, ACTION, RESULT).
+pub(super) fn log_report(r: &SyncReport, why: &str) {
+    let name = r.bridge.as_str();
+    let result = if r.failed() { "failed" } else { "ok" };
+    if r.changed() {
+        info!(
+            bridge = name,
+            result,
+            "{name}: {why}, {} files changed: {}",
+            r.change_count(),
+            r.summary()
+        );
+    } else {
+        info!(bridge = name, result, "{name}: {why}: {}", r.summary());
+    }
+    if !r.source_present {
+        warn!(
+            bridge = name,
+            "{name}: source dir is missing; installed files are kept until it returns"
+        );
+    }
+    for n in &r.notes {
+        warn!(bridge = name, "{name}: {n}");
+    }
+    for f in &r.cleaned {
+        info!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: removed stale temp file {f} left by an earlier run"
+        );
+    }
+    for (f, finding) in &r.findings {
+        let line = finding.render(f);
+        match finding.severity {
+            crate::core::rules::Severity::Error => error!(
+                bridge = name,
+                file = f.as_str(),
+                rule = finding.rule,
+                "{name}: {line}"
+            ),
+            crate::core::rules::Severity::Warning => warn!(
+                bridge = name,
+                file = f.as_str(),
+                rule = finding.rule,
+                "{name}: {line}"
+            ),
+        }
+    }
+    for (f, why) in &r.skipped {
+        warn!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: skipped {f}: {why}"
+        );
+    }
+    for (f, why) in &r.conflicts {
+        warn!(
+            bridge = name,
+            file = f.as_str(),
+            "{name}: not touching {f}: {why}"
+        );
+    }
+    for e in &r.errors {
+        error!(bridge = name, "{name}: {e}");
+    }
+    for a in &r.actions {
+        let action = a.action;
+        match &a.result {
+            Ok(out) if out.is_empty() => {
+                info!(bridge = name, action, result = "ok", "{name}: {action} ok")
+            }
+            Ok(out) => info!(
+                bridge = name,
+                action,
+                result = "ok",
+                "{name}: {action} ok: {out}"
+            ),
+            Err(e) => error!(
+                bridge = name,
+                action,
+                result = "failed",
+                "{name}: {action} failed (retried on the next sync): {e}"
+            ),
+        }
+    }
+}
