@@ -1,154 +1,46 @@
-//! Host checks of a udev rules file before it is installed. Host layer:
-//! asks the host's user and group databases (through NSS, as udevd does),
-//! looks for a file of the same name that would shadow it, and runs
-//! `udevadm verify` where it exists.
-//!
-//! Why these checks: udevd resolves GROUP and OWNER names when it loads the
-//! rules. An unknown name makes it log "Unknown group … ignoring" and drop the
-//! *whole line*, MODE included, so the device silently keeps its old
-//! permissions. systemd 258 and 259 (Fedora CoreOS 43) also drop lines whose
-//! group is not a system group (gid ≥ 1000). And a file of the same name in
-//! /etc/udev/rules.d replaces ours entirely.
+//! The host's side of the rules file checks: the real answers to
+//! `core::rules::host_checks` (users and groups through NSS, as udevd
+//! resolves them; paths not followed), and `udevadm verify` where it
+//! exists. Host layer: the decisions are in the core.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
 use nix::unistd::{Group, User};
 
-use crate::core::rules::parse::{Key, RulesFile};
+use crate::core::rules::host_checks::{self, HostLookups};
+use crate::core::rules::parse::RulesFile;
 use crate::core::rules::{Finding, Severity};
 
-/// First id of regular (non-system) users and groups.
-pub const FIRST_REGULAR_ID: u32 = 1000;
+pub use crate::core::rules::host_checks::{FIRST_REGULAR_ID, HostChecks};
 
-/// What the host checks may accept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostChecks {
-    /// Accept GROUP/OWNER names this host does not know.
-    pub allow_unknown_groups: bool,
-    /// Accept GROUP/OWNER names with ids ≥ 1000.
-    pub allow_non_system_groups: bool,
-    /// Dir whose same-named files shadow ours (`/etc/udev/rules.d`).
-    pub etc_rules_dir: Option<PathBuf>,
-    /// The system's rules dirs, whose same-named files ours would mask.
-    pub system_rules_dirs: Vec<PathBuf>,
-    /// Names that may mask a system file (`allow_override`).
-    pub allow_override: Vec<String>,
-    /// /dev, where a SYMLINK name must not already be a real node or dir.
-    pub dev_root: Option<PathBuf>,
+/// The real host, for [`host_checks::check`]: users and groups through NSS
+/// (as udevd resolves them), paths not followed.
+pub struct Host;
+
+impl HostLookups for Host {
+    fn group_id(&self, name: &str) -> Option<u32> {
+        Group::from_name(name)
+            .ok()
+            .flatten()
+            .map(|g| g.gid.as_raw())
+    }
+    fn user_id(&self, name: &str) -> Option<u32> {
+        User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.symlink_metadata().is_ok()
+    }
+    fn is_real(&self, path: &Path) -> bool {
+        path.symlink_metadata()
+            .is_ok_and(|m| !m.file_type().is_symlink())
+    }
 }
 
-/// Checks GROUP/OWNER names and shadowing for the rules file `name`.
+/// Checks GROUP/OWNER names and shadowing for the rules file `name` against
+/// this host ([`host_checks::check`] with [`Host`]).
 pub fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for t in file.rules.iter().flat_map(|r| &r.tokens) {
-        let v = t.value.as_str();
-        let literal =
-            !v.is_empty() && !v.contains(['%', '$']) && !v.bytes().all(|c| c.is_ascii_digit());
-        if !literal || t.op.is_match() {
-            continue;
-        }
-        let (kind, id) = match t.key {
-            Key::Group => (
-                "group",
-                Group::from_name(v).ok().flatten().map(|g| g.gid.as_raw()),
-            ),
-            Key::Owner => (
-                "user",
-                User::from_name(v).ok().flatten().map(|u| u.uid.as_raw()),
-            ),
-            _ => continue,
-        };
-        let key = t.key.as_str();
-        let prefix = if t.key == Key::Group {
-            "group"
-        } else {
-            "owner"
-        };
-        let found = |rule: &'static str, message: String| Finding {
-            line: t.line,
-            column: t.column,
-            severity: Severity::Error,
-            rule,
-            message,
-        };
-        match id {
-            None if !checks.allow_unknown_groups => out.push(found(
-                if prefix == "group" { "group-unknown" } else { "owner-unknown" },
-                format!("{key}=\"{v}\": no such {kind} on this host; udevd would drop this whole line (MODE included) and the device would keep its old permissions"),
-            )),
-            Some(id) if id >= FIRST_REGULAR_ID && !checks.allow_non_system_groups => out.push(found(
-                if prefix == "group" { "group-non-system" } else { "owner-non-system" },
-                format!("{key}=\"{v}\" has id {id} (not a system {kind}); systemd 258-259, as on Fedora CoreOS 43, drops such lines"),
-            )),
-            _ => {}
-        }
-    }
-    for dir in &checks.system_rules_dirs {
-        if dir.join(name).symlink_metadata().is_ok()
-            && !checks.allow_override.iter().any(|n| n == name)
-        {
-            out.push(Finding {
-                line: 0,
-                column: 0,
-                severity: Severity::Error,
-                rule: "masks-system-rules",
-                message: format!(
-                    "{} exists: a file of the same name in /run/udev/rules.d replaces it, so installing this one would switch the system's rules off; rename the file, or list it in the bridge's allow_override if that is the intent",
-                    dir.join(name).display()
-                ),
-            });
-            break;
-        }
-    }
-    if let Some(dev) = &checks.dev_root {
-        out.extend(symlink_targets(file, dev));
-    }
-    if let Some(dir) = &checks.etc_rules_dir
-        && dir.join(name).symlink_metadata().is_ok()
-    {
-        out.push(Finding {
-            line: 0,
-            column: 0,
-            severity: Severity::Warning,
-            rule: "shadowed",
-            message: format!(
-                "{} exists and takes precedence: udevd ignores the copy hostbridge installs",
-                dir.join(name).display()
-            ),
-        });
-    }
-    out
-}
-
-/// SYMLINK names that already exist under `dev` as something other than a
-/// symlink: udevd would replace a node or directory the system made.
-fn symlink_targets(file: &RulesFile, dev: &Path) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for t in file.rules.iter().flat_map(|r| &r.tokens) {
-        if t.key != Key::Symlink || t.op.is_match() {
-            continue;
-        }
-        for name in t.value.split_whitespace() {
-            let exists = dev
-                .join(name)
-                .symlink_metadata()
-                .is_ok_and(|m| !m.file_type().is_symlink());
-            if exists {
-                out.push(Finding {
-                    line: t.line,
-                    column: t.column,
-                    severity: Severity::Error,
-                    rule: "symlink-exists",
-                    message: format!(
-                        "{} exists and is not a link: udevd would replace it",
-                        dev.join(name).display()
-                    ),
-                });
-            }
-        }
-    }
-    out
+    host_checks::check(name, file, checks, &Host)
 }
 
 /// Whether `udevadm verify` exists (systemd ≥ 254).

@@ -112,16 +112,15 @@ pub fn host_checks_in(
     system_rules_dirs: &[PathBuf],
     dev_root: &Path,
 ) -> HostChecks {
-    // A trusted source may name any group; shadowing and masking still count.
-    let trusted = checks.policy.mode == rules::policy::PolicyMode::Trusted;
     HostChecks {
-        allow_unknown_groups: trusted || checks.allow_unknown_groups,
-        allow_non_system_groups: trusted || checks.allow_non_system_groups,
+        allow_unknown_groups: checks.allow_unknown_groups,
+        allow_non_system_groups: checks.allow_non_system_groups,
         etc_rules_dir: Some(etc_rules_dir.to_path_buf()),
         system_rules_dirs: system_rules_dirs.to_vec(),
         allow_override: checks.allow_override.clone(),
         dev_root: Some(dev_root.to_path_buf()),
     }
+    .trusting(checks.policy.mode == rules::policy::PolicyMode::Trusted)
 }
 
 /// Everything the daemon decides about one rules file of a bridge: the

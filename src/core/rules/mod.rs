@@ -5,6 +5,7 @@
 //! containers export ([`policy`]). Pure: text in, findings out.
 
 pub mod canon;
+pub mod host_checks;
 pub mod parse;
 pub mod policy;
 pub mod strict;
