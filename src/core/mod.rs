@@ -3,6 +3,7 @@
 
 pub mod act;
 pub mod budget;
+pub mod hotplug;
 pub mod names;
 pub mod plan;
 pub mod rules;

@@ -2,7 +2,7 @@
 //! has a `usb-check` action, and re-checks such a bridge when a USB device
 //! it cares about is added, changed or removed. Shell code: events come from
 //! `host::hotplug`, the check from `usb_check`, the decisions from
-//! `core::usb::event_concerns`.
+//! `core::usb::event_concerns` and `core::hotplug`.
 //!
 //! Re-checks of one bridge never overlap: events during a re-check, or
 //! while the bridge syncs, are owed (all of them, each once) and one
@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 use super::{BridgeId, Daemon};
 use crate::act::usb::UsbReport;
 use crate::config::{Action, Bridge};
+use crate::core::hotplug::{Fate, fate, owe};
 use crate::core::status::Usb;
 use crate::core::usb::{UsbEvent, event_concerns};
 use crate::host::clock::unix_now;
@@ -149,19 +150,16 @@ impl Daemon {
             for id in ids {
                 let owed = self.owed.iter().any(|(o, _)| *o == id);
                 let Some(b) = self.find(id) else { continue };
-                if b.settle.is_syncing() || owed {
-                    if ev.synthetic {
-                        debug!(
-                            "{}: USB {} during the sync: a trigger's echo",
-                            b.bridge.name,
-                            ev.label()
-                        );
-                    } else {
-                        owe(&mut b.usb_owed, vec![ev.clone()]);
-                    }
-                    continue;
+                let busy = b.settle.is_syncing() || owed;
+                match fate(&ev, busy, b.usb_checking) {
+                    Fate::Check => self.start_usb_check(id, vec![ev.clone()]),
+                    Fate::Owe => owe(&mut b.usb_owed, vec![ev.clone()]),
+                    Fate::Echo => debug!(
+                        "{}: USB {} during the sync: a trigger's echo",
+                        b.bridge.name,
+                        ev.label()
+                    ),
                 }
-                self.start_usb_check(id, vec![ev.clone()]);
             }
         }
     }
@@ -240,16 +238,6 @@ impl Daemon {
             }
         }
         self.run_owed_usb_check(id);
-    }
-}
-
-/// Adds `evs` to the owed events, each once: a repeat moves to the end,
-/// so the order is that of their last occurrence (add, remove, add of one
-/// device is owed as remove, add).
-fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
-    for ev in evs {
-        owed.retain(|o| *o != ev);
-        owed.push(ev);
     }
 }
 
