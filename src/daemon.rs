@@ -6,7 +6,7 @@
 //! remove them while events and syncs of old ones are still in flight.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
@@ -85,13 +85,6 @@ pub async fn run(config: Config) -> Result<()> {
     server.abort();
     result
     // `_bound` drops here: the socket file is removed.
-}
-
-fn unix_ms_at(t: Instant) -> u64 {
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    now_ms.saturating_sub(t.elapsed().as_millis() as u64)
 }
 
 impl Daemon {

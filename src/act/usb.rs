@@ -132,16 +132,22 @@ fn verdict_text(v: &Verdict) -> String {
 
 /// Runs the check for `user`, expecting the given VID:PIDs.
 pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Result<UsbReport> {
-    let who =
-        host::user(user).with_context(|| format!("user {user:?} does not exist on this host"))?;
+    let who = crate::host::nss::user(user)
+        .with_context(|| format!("user {user:?} does not exist on this host"))?;
     let files = installed_rules(config, None)?;
     let devices = host::devices(&config.sysfs_root);
     let mut out = Vec::new();
     for d in &devices {
         let grant = grant_for(&files, d);
         let node = host::node(&config.dev_root, d);
-        let mut verdict =
-            usb::verdict(d, node.as_ref(), &grant, &who, &host::gid_of, &host::uid_of);
+        let mut verdict = usb::verdict(
+            d,
+            node.as_ref(),
+            &grant,
+            &who,
+            &crate::host::nss::gid_of,
+            &crate::host::nss::uid_of,
+        );
         if probe && verdict.is_ok() {
             let path = config
                 .dev_root
@@ -212,19 +218,7 @@ pub fn grant_for(files: &[(String, RulesFile)], d: &Device) -> Grant {
     grant
 }
 
-pub(crate) fn name_of_uid(uid: u32) -> String {
-    nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map_or(uid.to_string(), |u| u.name)
-}
-
-pub(crate) fn name_of_gid(gid: u32) -> String {
-    nix::unistd::Group::from_gid(gid.into())
-        .ok()
-        .flatten()
-        .map_or(gid.to_string(), |g| g.name)
-}
+pub(crate) use crate::host::nss::{name_of_gid, name_of_uid};
 
 /// The one-screen table of `hostbridge usb`.
 pub fn render(r: &UsbReport) -> String {

@@ -18,7 +18,7 @@ pub fn run(config: &Config) -> u8 {
         })
         .collect();
     if let Some(g) = &config.status_group
-        && nix::unistd::Group::from_name(g).ok().flatten().is_none()
+        && crate::host::nss::gid_of(g).is_none()
     {
         missing.push(format!("status_group {g:?} does not exist on this host"));
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::args::StatusFormat;
 use crate::core::status::{self, Health, Status};
+use crate::host::clock::unix_now as now;
 use crate::host::socket::{self, Wire};
 
 /// Healthy.
@@ -19,12 +20,6 @@ pub const STATUS_DEGRADED: u8 = 1;
 pub const STATUS_NOT_RUNNING: u8 = 3;
 /// Anything else went wrong.
 pub const STATUS_UNKNOWN: u8 = 4;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 /// Asks the daemon for its status and prints it.
 pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {

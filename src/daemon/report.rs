@@ -4,9 +4,10 @@
 
 use tracing::{error, info, warn};
 
-use super::{Daemon, unix_ms_at};
+use super::Daemon;
 use crate::core::settle::{Batch, Input};
 use crate::core::status::{self, Health, Status};
+use crate::host::clock::unix_ms_at;
 use crate::host::dest::DestDir;
 use crate::sync::SyncReport;
 

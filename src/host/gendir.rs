@@ -147,9 +147,7 @@ fn ensure_link(fd: &OwnedFd, name: &str) -> io::Result<()> {
 }
 
 fn generation_name() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = super::clock::since_epoch();
     format!("..{}.{:09}", now.as_secs(), now.subsec_nanos())
 }
 

@@ -10,6 +10,7 @@ pub mod fsx;
 pub mod gendir;
 pub mod hotplug;
 pub mod notify;
+pub mod nss;
 pub mod preflight;
 pub mod socket;
 pub mod source;

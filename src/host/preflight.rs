@@ -6,8 +6,6 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use nix::unistd::{Group, User};
-
 use crate::core::rules::host_checks::{self, HostLookups};
 use crate::core::rules::parse::RulesFile;
 use crate::core::rules::{Finding, Severity};
@@ -20,13 +18,10 @@ pub struct Host;
 
 impl HostLookups for Host {
     fn group_id(&self, name: &str) -> Option<u32> {
-        Group::from_name(name)
-            .ok()
-            .flatten()
-            .map(|g| g.gid.as_raw())
+        super::nss::gid_of(name)
     }
     fn user_id(&self, name: &str) -> Option<u32> {
-        User::from_name(name).ok().flatten().map(|u| u.uid.as_raw())
+        super::nss::uid_of(name)
     }
     fn exists(&self, path: &Path) -> bool {
         path.symlink_metadata().is_ok()

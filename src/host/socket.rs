@@ -74,14 +74,7 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound
     };
     let mut mode = 0o600;
     if let Some(name) = group {
-        let gid = nix::unistd::Group::from_name(name)?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("status_group {name:?} does not exist"),
-                )
-            })?
-            .gid;
+        let gid = super::nss::group(name, "status_group")?;
         nix::unistd::chown(path, None, Some(gid))?;
         mode = 0o660;
     }

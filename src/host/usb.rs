@@ -1,11 +1,8 @@
 //! Reads USB devices from sysfs and their nodes from /dev, under configurable
 //! roots so tests use fake trees; looks users up on the host. Host layer.
 
-use std::ffi::CString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
-
-use nix::unistd::{Group, User as NixUser, getgrouplist};
 
 use crate::core::usb::{Device, Node, User};
 
@@ -57,32 +54,6 @@ pub fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
         mode: m.mode() & 0o7777,
         rdev: is_char.then(|| m.rdev()),
     })
-}
-
-/// A user with all their groups, as the host's NSS knows them.
-pub fn user(name: &str) -> Option<User> {
-    let u = NixUser::from_name(name).ok()??;
-    let cname = CString::new(name).ok()?;
-    let gids = getgrouplist(&cname, u.gid)
-        .ok()?
-        .into_iter()
-        .map(|g| g.as_raw())
-        .collect();
-    Some(User {
-        name: name.to_string(),
-        uid: u.uid.as_raw(),
-        gids,
-    })
-}
-
-/// gid of a group name.
-pub fn gid_of(name: &str) -> Option<u32> {
-    Group::from_name(name).ok()?.map(|g| g.gid.as_raw())
-}
-
-/// uid of a user name.
-pub fn uid_of(name: &str) -> Option<u32> {
-    NixUser::from_name(name).ok()?.map(|u| u.uid.as_raw())
 }
 
 /// Really opens `node` read-write as `user` in a child process and reports

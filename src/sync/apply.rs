@@ -21,22 +21,16 @@ pub fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<ni
     let Some(f) = &bridge.files else {
         return Ok((None, None));
     };
-    let uid = match &f.owner {
-        Some(n) => Some(
-            nix::unistd::User::from_name(n)?
-                .ok_or_else(|| anyhow::anyhow!("owner {n:?} does not exist on this host"))?
-                .uid,
-        ),
-        None => None,
-    };
-    let gid = match &f.group {
-        Some(n) => Some(
-            nix::unistd::Group::from_name(n)?
-                .ok_or_else(|| anyhow::anyhow!("group {n:?} does not exist on this host"))?
-                .gid,
-        ),
-        None => None,
-    };
+    let uid = f
+        .owner
+        .as_deref()
+        .map(|n| crate::host::nss::user_id(n, "owner"))
+        .transpose()?;
+    let gid = f
+        .group
+        .as_deref()
+        .map(|n| crate::host::nss::group(n, "group"))
+        .transpose()?;
     Ok((uid, gid))
 }
 
@@ -109,19 +103,20 @@ pub(super) fn apply(
                 (*digest, rewritten.get(name)),
                 owner,
             ),
-            Op::Prune { name } => dest.remove(name).map_err(|e| e.to_string()),
+            Op::Prune { name } => dest.remove(name).map_err(|e| OpError::from(&e)),
         };
         match result {
             Ok(()) => record_ops(report, std::slice::from_ref(op)),
             Err(e) => {
-                let hint = if e.contains(&format!("os error {}", nix::errno::Errno::EROFS as i32)) {
+                let hint = if e.errno == Some(nix::libc::EROFS) {
                     sandbox_hint(&bridge.install_to)
                 } else {
                     String::new()
                 };
                 report.errors.push(format!(
-                    "{}: {e}{hint}",
-                    bridge.install_to.join(op.name()).display()
+                    "{}: {}{hint}",
+                    bridge.install_to.join(op.name()).display(),
+                    e.message
                 ));
                 if let (Op::Prune { name }, Some(old)) = (op, manifest.files.get(op.name())) {
                     after.insert(name.clone(), *old);
@@ -231,12 +226,12 @@ pub(super) fn install_one(
     name: &str,
     (want, rewritten): (plan::Digest, Option<&source::Rewritten>),
     owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
-) -> Result<(), String> {
+) -> Result<(), OpError> {
     let src = src.ok_or("source dir vanished during sync")?;
     let (digest, bytes) = match source::read_entry(src, name, &admit(bridge)) {
         Ok(Ok(found)) => found,
-        Ok(Err(why)) => return Err(why),
-        Err(e) => return Err(e.to_string()),
+        Ok(Err(why)) => return Err(why.into()),
+        Err(e) => return Err(OpError::from(&e)),
     };
     // A rewritten file installs the bytes that were judged, provided the
     // source still holds what they were made from.
@@ -248,5 +243,37 @@ pub(super) fn install_one(
         return Err("source changed during sync; the next sync picks it up".into());
     }
     dest.install_owned(name, bytes, bridge.mode, owner)
-        .map_err(|e| e.to_string())
+        .map_err(|e| OpError::from(&e))
+}
+
+/// Why one install or prune failed: the words, and the errno when the
+/// destination refused it (a caller branches on EROFS).
+#[derive(Debug)]
+pub(super) struct OpError {
+    message: String,
+    errno: Option<i32>,
+}
+
+impl From<String> for OpError {
+    fn from(message: String) -> OpError {
+        OpError {
+            message,
+            errno: None,
+        }
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(message: &str) -> OpError {
+        OpError::from(message.to_string())
+    }
+}
+
+impl From<&std::io::Error> for OpError {
+    fn from(e: &std::io::Error) -> OpError {
+        OpError {
+            message: e.to_string(),
+            errno: e.raw_os_error(),
+        }
+    }
 }

@@ -226,10 +226,9 @@ fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) ->
     crate::act::revoke::record(config, &bridge.name, &files)
 }
 
+/// Now, in Unix seconds, as the certificate checks take it.
 fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::host::clock::unix_now() as i64
 }
 
 /// Waits until no sync of this process (or any other hostbridge using the
