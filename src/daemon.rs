@@ -9,26 +9,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures_util::StreamExt;
 use inotify::EventOwned;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Bridge, Config};
+use crate::config::{Bridge, Config};
 use crate::core::settle::{Input, Settle};
 use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
-use crate::host::watch::{self, Meaning, SourceWatch, Watching};
 use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
 mod bridge;
 mod hotplug;
+mod lifecycle;
 mod report;
+mod watching;
 
 use bridge::{BridgeRt, Reader, SyncState};
 use report::{describe, log_report, trigger};
@@ -202,19 +202,6 @@ impl Daemon {
         );
     }
 
-    /// A fresh inotify instance for bridge `id`, its watch (not placed yet)
-    /// and the task reading its events.
-    fn open_watch(
-        &self,
-        id: BridgeId,
-        b: &Bridge,
-    ) -> std::io::Result<(SourceWatch, JoinHandle<()>)> {
-        let stream = watch::new_instance()?.into_event_stream([0u8; 8192])?;
-        let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
-        let reader = tokio::spawn(read_events(id, stream, self.events_tx.clone()));
-        Ok((watch, reader))
-    }
-
     fn find(&mut self, id: BridgeId) -> Option<&mut BridgeRt> {
         self.bridges.iter_mut().find(|b| b.id == id)
     }
@@ -254,113 +241,6 @@ impl Daemon {
             .iter()
             .flat_map(|b| [b.settle.deadline(), b.retry_at]);
         bridges.chain([self.watchdog.map(|w| w.1)]).flatten().min()
-    }
-
-    fn on_message(&mut self, msg: Msg) {
-        let now = Instant::now();
-        match msg {
-            Msg::Event(id, ev) => {
-                let Some(rt) = self.find(id) else { return };
-                match rt.watch.interpret(&ev) {
-                    Meaning::Settle(input) => self.observe(id, now, input),
-                    Meaning::Rewatch => {
-                        self.rewatch(id, now);
-                        self.observe(id, now, Input::Rescan);
-                    }
-                    Meaning::Overflow => {
-                        rt.status.counters.overflows += 1;
-                        warn!(
-                            "{}: inotify queue overflowed (fs.inotify.max_queued_events); events were lost, rescanning the source",
-                            rt.bridge.name
-                        );
-                        self.rewatch(id, now);
-                        self.observe(id, now, Input::Rescan);
-                    }
-                    Meaning::Ignore => {}
-                }
-            }
-            Msg::ReadFailed(id, e) => {
-                let Some(rt) = self.find(id) else { return };
-                error!(
-                    "{}: reading inotify events failed: {e}; setting the watch up again in {}s",
-                    rt.bridge.name,
-                    WATCH_RETRY.as_secs()
-                );
-                rt.reader = Reader::Dead;
-                rt.status.watching = format!("error: reading inotify events failed: {e}");
-                rt.retry_at = Some(now + WATCH_RETRY);
-            }
-        }
-    }
-
-    fn observe(&mut self, id: BridgeId, now: Instant, input: Input) {
-        let Some(b) = self.find(id) else { return };
-        if b.sync.tell_dirty() {
-            info!(
-                "{}: change during sync ({}); syncing again when it ends",
-                b.bridge.name,
-                describe(&input)
-            );
-        }
-        debug!("{}: event: {input:?}", b.bridge.name);
-        b.settle.observe(now, input);
-    }
-
-    /// Re-places the watch of bridge `id`; on failure, schedules a retry.
-    fn rewatch(&mut self, id: BridgeId, now: Instant) {
-        let dead = self
-            .bridges
-            .iter()
-            .find(|b| b.id == id && matches!(b.reader, Reader::Dead));
-        if let Some(b) = dead {
-            match self.open_watch(id, &b.bridge) {
-                Ok((watch, reader)) => {
-                    let Some(b) = self.find(id) else { return };
-                    (b.watch, b.reader) = (watch, Reader::Live(reader));
-                }
-                Err(e) => {
-                    let Some(b) = self.find(id) else { return };
-                    error!(
-                        "{}: cannot set up inotify: {e}; retrying in {}s",
-                        b.bridge.name,
-                        WATCH_RETRY.as_secs()
-                    );
-                    b.status.watching = format!("error: {e}");
-                    b.retry_at = Some(now + WATCH_RETRY);
-                    return;
-                }
-            }
-        }
-        let Some(b) = self.find(id) else { return };
-        let name = &b.bridge.name;
-        match b.watch.resolve() {
-            Ok(Watching::Source) => {
-                debug!("{name}: watching {}", b.bridge.source.display());
-                b.status.watching = "source".into();
-            }
-            Ok(Watching::Ancestor { dir, next }) => {
-                info!(
-                    "{name}: source {} does not exist yet; watching {} for {:?} to appear",
-                    b.bridge.source.display(),
-                    dir.display(),
-                    next
-                );
-                b.status.watching = format!(
-                    "waiting for the source dir to appear (watching {})",
-                    dir.display()
-                );
-            }
-            Ok(Watching::Nothing) => {}
-            Err(e) => {
-                let watching = format!("error: {e}");
-                // Said once per cause, not at every retry.
-                if b.status.watching != watching {
-                    error!("{name}: {e}; retrying every {}s", WATCH_RETRY.as_secs());
-                }
-                b.status.watching = watching;
-                b.retry_at = Some(now + WATCH_RETRY);
-            }
-        }
     }
 
     fn on_timer(&mut self) {
@@ -549,16 +429,6 @@ impl Daemon {
         self.run_owed_usb_check(id);
     }
 
-    fn ready(&mut self) {
-        self.starting = false;
-        info!(
-            "ready: {} bridges reconciled, waiting for changes",
-            self.bridges.len()
-        );
-        notify::ready(&self.status_line());
-        self.write_metrics();
-    }
-
     fn on_request(&mut self, req: Request) {
         let answer = match req.what {
             Wire::Status => serde_json::to_string(&self.snapshot()).unwrap_or_default(),
@@ -569,143 +439,4 @@ impl Daemon {
         };
         let _ = req.reply.send(answer);
     }
-
-    /// Re-reads the config. A bad config keeps the old one running.
-    /// Unchanged bridges keep their watches and state; changed ones are
-    /// replaced; new ones start; removed ones stop.
-    fn reload(&mut self, why: &str) -> Result<(), String> {
-        notify::reloading();
-        let result = config::load(&self.config.path, &self.config.dropin_dirs);
-        let new = match result {
-            Ok(c) => c,
-            Err(e) => {
-                error!("{why}: config reload failed, keeping the running config: {e}");
-                self.reload_error = Some(e.to_string());
-                notify::ready(&self.status_line());
-                return Err(e.to_string());
-            }
-        };
-        let mut kept = Vec::new();
-        let mut old = std::mem::take(&mut self.bridges);
-        let mut to_add = Vec::new();
-        for b in &new.bridges {
-            match old.iter().position(|o| o.bridge.name == b.name) {
-                Some(i) if old[i].bridge == *b => kept.push(old.remove(i)),
-                Some(i) => {
-                    info!("{}: config changed; restarting the bridge", b.name);
-                    let gone = old.remove(i);
-                    self.stop_bridge(gone);
-                    to_add.push(b.clone());
-                }
-                None => {
-                    info!("{}: new bridge", b.name);
-                    to_add.push(b.clone());
-                }
-            }
-        }
-        for gone in old {
-            info!(
-                "{}: bridge removed from the config; installed files are left in place",
-                gone.bridge.name
-            );
-            self.stop_bridge(gone);
-        }
-        self.bridges = kept;
-        self.config = Arc::new(new);
-        self.config_loaded_at = unix_now();
-        self.reload_error = None;
-        self.setup_hotplug();
-        for b in to_add {
-            self.add_bridge(b);
-        }
-        // Keep config order.
-        let order: Vec<String> = self.config.bridges.iter().map(|b| b.name.clone()).collect();
-        self.bridges
-            .sort_by_key(|b| order.iter().position(|n| *n == b.bridge.name));
-        info!("{why}: config reloaded: {} bridges", self.bridges.len());
-        notify::ready(&self.status_line());
-        // A stopped bridge may have been what owed actions were waiting for.
-        self.run_owed_actions();
-        self.ready_if_reconciled();
-        Ok(())
-    }
-
-    /// Cancels a bridge's sync (if any), drops its owed actions (a replaced
-    /// bridge's manifest still owes them and its restart runs them) and
-    /// drops its watch.
-    fn stop_bridge(&mut self, b: BridgeRt) {
-        if let SyncState::Running { task, .. } = &b.sync {
-            task.abort(); // its completion never arrives
-        }
-        self.owed.retain(|(id, _)| *id != b.id);
-    }
-
-    /// Sends READY=1 once the startup reconcile (syncs and actions) is done.
-    fn ready_if_reconciled(&mut self) {
-        if self.starting
-            && self.running() == 0
-            && self.owed.is_empty()
-            && self.actions_task.is_none()
-        {
-            self.ready();
-        }
-    }
-
-    /// Stops taking events, cancels pending windows and actions, and waits
-    /// (bounded) for in-flight file installs, which always run to completion.
-    async fn shutdown(&mut self) {
-        notify::stopping();
-        // Owed actions are skipped: their manifests still say so, and the
-        // next start runs them.
-        if let Some(t) = self.actions_task.take() {
-            t.abort();
-        }
-        self.owed.clear();
-        let tasks: Vec<JoinHandle<()>> = self
-            .bridges
-            .iter_mut()
-            .filter_map(|b| match std::mem::replace(&mut b.sync, SyncState::Idle) {
-                SyncState::Running { task, .. } => Some(task),
-                SyncState::Idle | SyncState::Acting { .. } => None,
-            })
-            .collect();
-        let busy = tasks.len();
-        self.bridges.clear(); // drops watches and readers
-        for t in &tasks {
-            // Cancels an action (its child is killed); an install already
-            // handed to the blocking pool still runs to its end.
-            t.abort();
-        }
-        if busy > 0 {
-            info!("waiting for {busy} in-flight syncs to finish their file installs");
-            let _ = tokio::time::timeout(
-                SHUTDOWN_GRACE,
-                crate::sync::wait_idle(&self.config.state_dir),
-            )
-            .await;
-        }
-        info!("stopped");
-    }
-}
-
-async fn read_events(
-    id: BridgeId,
-    mut stream: inotify::EventStream<[u8; 8192]>,
-    tx: mpsc::Sender<Msg>,
-) {
-    while let Some(ev) = stream.next().await {
-        let msg = match ev {
-            Ok(ev) => Msg::Event(id, ev),
-            Err(e) => {
-                let _ = tx.send(Msg::ReadFailed(id, e)).await;
-                return;
-            }
-        };
-        if tx.send(msg).await.is_err() {
-            return;
-        }
-    }
-    // The stream never ends on its own; if it does, the watch is set up anew.
-    let e = std::io::Error::other("the inotify event stream ended");
-    let _ = tx.send(Msg::ReadFailed(id, e)).await;
 }

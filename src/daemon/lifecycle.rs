@@ -1,0 +1,142 @@
+//! The daemon's lifecycle beyond the loop: READY once the startup
+//! reconcile is done, reloading the config (unchanged bridges keep their
+//! state), stopping a bridge, and a bounded shutdown. Glue.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tracing::{error, info};
+
+use super::{BridgeRt, Daemon, SHUTDOWN_GRACE, SyncState};
+use crate::config;
+use crate::host::clock::unix_now;
+use crate::host::notify;
+
+impl Daemon {
+    /// Re-reads the config. A bad config keeps the old one running.
+    /// Unchanged bridges keep their watches and state; changed ones are
+    /// replaced; new ones start; removed ones stop.
+    pub(super) fn reload(&mut self, why: &str) -> Result<(), String> {
+        notify::reloading();
+        let result = config::load(&self.config.path, &self.config.dropin_dirs);
+        let new = match result {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{why}: config reload failed, keeping the running config: {e}");
+                self.reload_error = Some(e.to_string());
+                notify::ready(&self.status_line());
+                return Err(e.to_string());
+            }
+        };
+        let mut kept = Vec::new();
+        let mut old = std::mem::take(&mut self.bridges);
+        let mut to_add = Vec::new();
+        for b in &new.bridges {
+            match old.iter().position(|o| o.bridge.name == b.name) {
+                Some(i) if old[i].bridge == *b => kept.push(old.remove(i)),
+                Some(i) => {
+                    info!("{}: config changed; restarting the bridge", b.name);
+                    let gone = old.remove(i);
+                    self.stop_bridge(gone);
+                    to_add.push(b.clone());
+                }
+                None => {
+                    info!("{}: new bridge", b.name);
+                    to_add.push(b.clone());
+                }
+            }
+        }
+        for gone in old {
+            info!(
+                "{}: bridge removed from the config; installed files are left in place",
+                gone.bridge.name
+            );
+            self.stop_bridge(gone);
+        }
+        self.bridges = kept;
+        self.config = Arc::new(new);
+        self.config_loaded_at = unix_now();
+        self.reload_error = None;
+        self.setup_hotplug();
+        for b in to_add {
+            self.add_bridge(b);
+        }
+        // Keep config order.
+        let order: Vec<String> = self.config.bridges.iter().map(|b| b.name.clone()).collect();
+        self.bridges
+            .sort_by_key(|b| order.iter().position(|n| *n == b.bridge.name));
+        info!("{why}: config reloaded: {} bridges", self.bridges.len());
+        notify::ready(&self.status_line());
+        // A stopped bridge may have been what owed actions were waiting for.
+        self.run_owed_actions();
+        self.ready_if_reconciled();
+        Ok(())
+    }
+
+    /// Cancels a bridge's sync (if any), drops its owed actions (a replaced
+    /// bridge's manifest still owes them and its restart runs them) and
+    /// drops its watch.
+    pub(super) fn stop_bridge(&mut self, b: BridgeRt) {
+        if let SyncState::Running { task, .. } = &b.sync {
+            task.abort(); // its completion never arrives
+        }
+        self.owed.retain(|(id, _)| *id != b.id);
+    }
+
+    /// Sends READY=1 once the startup reconcile (syncs and actions) is done.
+    pub(super) fn ready_if_reconciled(&mut self) {
+        if self.starting
+            && self.running() == 0
+            && self.owed.is_empty()
+            && self.actions_task.is_none()
+        {
+            self.ready();
+        }
+    }
+
+    pub(super) fn ready(&mut self) {
+        self.starting = false;
+        info!(
+            "ready: {} bridges reconciled, waiting for changes",
+            self.bridges.len()
+        );
+        notify::ready(&self.status_line());
+        self.write_metrics();
+    }
+
+    /// Stops taking events, cancels pending windows and actions, and waits
+    /// (bounded) for in-flight file installs, which always run to completion.
+    pub(super) async fn shutdown(&mut self) {
+        notify::stopping();
+        // Owed actions are skipped: their manifests still say so, and the
+        // next start runs them.
+        if let Some(t) = self.actions_task.take() {
+            t.abort();
+        }
+        self.owed.clear();
+        let tasks: Vec<JoinHandle<()>> = self
+            .bridges
+            .iter_mut()
+            .filter_map(|b| match std::mem::replace(&mut b.sync, SyncState::Idle) {
+                SyncState::Running { task, .. } => Some(task),
+                SyncState::Idle | SyncState::Acting { .. } => None,
+            })
+            .collect();
+        let busy = tasks.len();
+        self.bridges.clear(); // drops watches and readers
+        for t in &tasks {
+            // Cancels an action (its child is killed); an install already
+            // handed to the blocking pool still runs to its end.
+            t.abort();
+        }
+        if busy > 0 {
+            info!("waiting for {busy} in-flight syncs to finish their file installs");
+            let _ = tokio::time::timeout(
+                SHUTDOWN_GRACE,
+                crate::sync::wait_idle(&self.config.state_dir),
+            )
+            .await;
+        }
+        info!("stopped");
+    }
+}
