@@ -773,3 +773,34 @@ fn check_refuses_a_source_path_through_a_symlink_and_warns_about_hard_links() {
         assert!(err.contains("on the same file system as"), "{err}");
     }
 }
+
+#[test]
+fn a_tightened_policy_removes_an_installed_rule_that_breaks_it() {
+    // Installed while the bridge allowed links under /dev/ups/ …
+    let rule = "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", SYMLINK+=\"ups/apc\"\n";
+    let env =
+        Env::new("    settle: { quiet: 50ms, max_wait: 2s }\n    allow_symlinks: [\"ups/\"]\n");
+    env.put("62-ups.rules", rule);
+    let mut d = env.start();
+    wait_for(
+        "installed",
+        || env.dest_content("62-ups.rules").is_some(),
+        || d.log(),
+    );
+    // … then the operator takes that away. The container's file is now
+    // refused; the copy installed under the old policy must not stay.
+    env.write_config("    settle: { quiet: 50ms, max_wait: 2s }\n");
+    assert!(env.run(&["reload"]).status.success());
+    wait_for(
+        "the installed copy removed",
+        || env.dest_content("62-ups.rules").is_none(),
+        || d.log(),
+    );
+    assert!(
+        d.log()
+            .contains("removing the installed 62-ups.rules: it breaks the bridge's current policy"),
+        "{}",
+        d.log()
+    );
+    assert!(d.stop().success());
+}

@@ -21,6 +21,16 @@ pub const STATUS_NOT_RUNNING: u8 = 3;
 /// Anything else went wrong.
 pub const STATUS_UNKNOWN: u8 = 4;
 
+/// Says the daemon closed the connection unanswered (all its slots for
+/// unprivileged clients were taken).
+fn busy(sock: &Path) -> u8 {
+    eprintln!(
+        "hostbridge status: {} closed the connection unanswered: the daemon is busy with other status clients (at most 32 at a time; root is always answered); try again",
+        sock.display()
+    );
+    STATUS_UNKNOWN
+}
+
 /// Asks the daemon for its status and prints it.
 pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
     let text = match socket::query(sock, &Wire::Status) {
@@ -39,11 +49,17 @@ pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
             );
             return STATUS_UNKNOWN;
         }
+        Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
+            return busy(sock);
+        }
         Err(e) => {
             eprintln!("hostbridge status: asking {}: {e}", sock.display());
             return STATUS_UNKNOWN;
         }
     };
+    if text.is_empty() {
+        return busy(sock);
+    }
     let mut st: Status = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {

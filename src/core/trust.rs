@@ -4,8 +4,8 @@
 //!
 //! A directory is out of root's sole control when it is owned by another
 //! uid, or carries an access ACL (which can grant anyone write access
-//! behind plain mode bits), or is group-writable by a group other than
-//! root's, or world-writable; the sticky bit (`/tmp`) takes that back for an
+//! behind plain mode bits), or is group-writable (even by group root: a
+//! non-root process with gid 0 is common), or world-writable; the sticky bit (`/tmp`) takes that back for an
 //! entry owned by root, which only root may then rename or delete. "Root"
 //! is uid 0 and the uid hostbridge runs as (the same, but for tests run
 //! unprivileged).
@@ -34,7 +34,9 @@ pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>, me: u32) -> Option<
     if dir.acl {
         return Some("given an access ACL (which may let others write)".into());
     }
-    let group_writable = dir.mode & 0o020 != 0 && dir.gid != 0;
+    // Group root too: non-root processes with gid 0 are common (images
+    // built to run as "1001:0").
+    let group_writable = dir.mode & 0o020 != 0;
     let world_writable = dir.mode & 0o002 != 0;
     if !group_writable && !world_writable {
         return None;
@@ -67,7 +69,7 @@ mod tests {
     fn table() {
         let cases: &[(DirStat, Option<u32>, Option<&str>)] = &[
             (d(0, 0, 0o755), Some(0), None),
-            (d(0, 0, 0o775), Some(1000), None), // root's own group
+            (d(0, 0, 0o775), Some(0), Some("writable by group 0")),
             (d(1000, 1000, 0o755), Some(0), Some("owned by uid 1000")),
             (d(0, 100, 0o775), Some(0), Some("writable by group 100")),
             (d(0, 0, 0o777), Some(0), Some("writable by everyone")),

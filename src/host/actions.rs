@@ -125,10 +125,24 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             if pids.is_empty() {
                 return Err(format!("no process named {name:?} is running"));
             }
+            // Every one of them: a short-lived namesake that is gone by now
+            // (ESRCH) must not keep the signal from the others.
+            let mut sent = Vec::new();
+            let mut failed = Vec::new();
             for pid in &pids {
-                targets::send(*pid, signal)?;
+                match targets::send(*pid, signal) {
+                    Ok(()) => sent.push(*pid),
+                    Err(targets::SendError::Gone) => {}
+                    Err(e) => failed.push(e.to_string()),
+                }
             }
-            Ok(format!("sent {signal} to {name} (pids {pids:?})"))
+            if let Some(e) = failed.first() {
+                return Err(format!("{e} (sent to pids {sent:?})"));
+            }
+            if sent.is_empty() {
+                return Err(format!("no process named {name:?} is running any more"));
+            }
+            Ok(format!("sent {signal} to {name} (pids {sent:?})"))
         }
         Target::Unit(u) => {
             run_command(

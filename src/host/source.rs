@@ -163,8 +163,11 @@ pub fn scan(
     let mut rejected_more = 0usize;
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
     let cap = listing_cap(limits);
-    for (seen, entry) in listing.iter().enumerate() {
-        if seen >= cap {
+    let mut seen = 0usize;
+    for entry in listing.iter() {
+        seen += 1;
+        if seen > cap + 2 {
+            // (`.` and `..` are among the entries read.)
             // A flood: listing (and sorting) it all at every event is the
             // cost a container must not impose. Change nothing until it is
             // back under the cap.

@@ -109,15 +109,43 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
     pids
 }
 
+/// Why a signal was not sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The process is gone (ESRCH): it exited since it was found.
+    Gone,
+    /// Refused or failed, with the words.
+    Failed(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Gone => f.write_str("the process is gone"),
+            SendError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl From<SendError> for String {
+    fn from(e: SendError) -> String {
+        e.to_string()
+    }
+}
+
 /// Sends `signal` ("SIGHUP") to `pid`; never to hostbridge itself or init.
-pub fn send(pid: i32, signal: &str) -> Result<(), String> {
+pub fn send(pid: i32, signal: &str) -> Result<(), SendError> {
     if pid <= 1 || pid == std::process::id() as i32 {
-        return Err(format!(
+        return Err(SendError::Failed(format!(
             "pid {pid} is hostbridge itself or init; not signalling it"
-        ));
+        )));
     }
     let sig: Signal = signal
         .parse()
-        .map_err(|_| format!("unknown signal {signal}"))?;
-    kill(Pid::from_raw(pid), sig).map_err(|e| format!("kill -{signal} {pid}: {e}"))
+        .map_err(|_| SendError::Failed(format!("unknown signal {signal}")))?;
+    match kill(Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::ESRCH) => Err(SendError::Gone),
+        Err(e) => Err(SendError::Failed(format!("kill -{signal} {pid}: {e}"))),
+    }
 }

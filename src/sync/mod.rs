@@ -156,7 +156,10 @@ pub fn sync_files(
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
-    let plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
+    let mut plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
+    if let (Some(checks), Some(d)) = (&bridge.rules, &dest) {
+        revoke_unsafe_copies(bridge, checks, d, &scan.view, &mut plan, &mut report);
+    }
     report.unchanged = plan.unchanged.len();
     report.skipped.extend(plan.skipped.iter().cloned());
     report.conflicts.clone_from(&plan.conflicts);
@@ -187,6 +190,55 @@ pub fn sync_files(
         )?;
     }
     Ok((report, manifest))
+}
+
+/// An installed rules file whose source did not pass this sync keeps its
+/// last good copy, but that copy was judged under the policy of its day:
+/// it is judged again under today's, and removed when it breaks it (a
+/// tightened `allow_groups` or `allow_symlinks` must not leave a grant
+/// behind, whatever the source holds or however many entries it lists).
+/// Pure policy only: a host lookup that fails today is not a reason.
+fn revoke_unsafe_copies(
+    bridge: &Bridge,
+    checks: &crate::config::RulesChecks,
+    dest: &DestDir,
+    view: &plan::SourceView,
+    plan: &mut plan::Plan,
+    report: &mut SyncReport,
+) {
+    if checks.policy.mode == rules::policy::PolicyMode::Trusted {
+        return;
+    }
+    let kept: Vec<String> = plan
+        .owned_after
+        .keys()
+        .filter(|n| !matches!(view.files.get(*n), Some(plan::SourceFile::Ready(_))))
+        .filter(|n| !plan.ops.iter().any(|op| op.name() == n.as_str()))
+        .cloned()
+        .collect();
+    for name in kept {
+        let Ok(bytes) = gendir::read_current(dest, &name, bridge.max_file_size) else {
+            continue;
+        };
+        let errors: Vec<rules::Finding> = rules::vet(&name, &bytes, &checks.policy)
+            .findings
+            .into_iter()
+            .filter(|f| f.severity == rules::Severity::Error)
+            .collect();
+        if errors.is_empty() {
+            continue;
+        }
+        report.notes.push(format!(
+            "removing the installed {name}: it breaks the bridge's current policy"
+        ));
+        report
+            .findings
+            .extend(errors.into_iter().map(|f| (name.clone(), f)));
+        plan.kept.retain(|(n, _)| *n != name);
+        plan.owned_after.remove(&name);
+        plan.ops.push(plan::Op::Prune { name });
+    }
+    plan.ops.sort_by(|a, b| a.name().cmp(b.name()));
 }
 
 /// What a source file must be to be read at all.
