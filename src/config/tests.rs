@@ -1,6 +1,7 @@
 //! Config parsing and validation tests (pure: text in, config or error out).
 
 use super::*;
+use std::time::Duration;
 
 const SAMPLE: &str = "\
 state_dir: /run/hostbridge
