@@ -11,6 +11,7 @@
 mod model;
 pub mod raw;
 mod validate;
+pub mod values;
 
 use std::path::{Path, PathBuf};
 
