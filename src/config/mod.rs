@@ -8,6 +8,7 @@
 //! types. Checks that span several values (duplicate names, overlapping
 //! destinations) use its `Spanned` wrapper to point at the right line too.
 
+mod actions;
 mod model;
 pub mod raw;
 mod validate;

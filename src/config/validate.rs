@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
+use super::actions::action;
 use super::model::*;
-use super::raw::{self, Kind, RawAction, RawBridge, RawConfig, RawPolicy, RawSettle, Token};
+use super::raw::{self, Kind, RawBridge, RawConfig, RawPolicy, RawSettle, Token};
 use crate::core::names::globs_overlap;
 use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
 use crate::core::settle::SettleTiming;
@@ -445,52 +446,4 @@ fn files_settings(rb: &RawBridge) -> FilesSettings {
         tls_pair,
         swap,
     }
-}
-
-fn action(raw: RawAction) -> Result<Action, String> {
-    Ok(match raw {
-        RawAction::UdevReload => Action::UdevReload,
-        RawAction::Signal(s) => {
-            let target = match (s.pidfile, s.process, s.unit, s.container) {
-                (Some(_), None, None, None) => return Err(
-                    "signal with a pidfile needs process: too (the program the pid must be); a pid file alone could name any process".into()
-                ),
-                (Some(p), Some(process), None, None) => Target::Pidfile { path: p.0, process: process.0 },
-                (None, Some(p), None, None) => Target::Process(p.0),
-                (None, None, Some(u), None) => Target::Unit(u.0),
-                (None, None, None, Some(c)) => Target::Container(c.0),
-                _ => return Err("signal needs exactly one of pidfile (with process), process, unit or container".into()),
-            };
-            Action::Signal {
-                target,
-                signal: s.signal.0,
-            }
-        }
-        RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
-        RawAction::UsbCheck(u) => Action::UsbCheck {
-            user: u.user.map_or_else(|| "nut".into(), |t| t.0),
-            expect: u
-                .expect
-                .into_iter()
-                .map(|t| t.0.to_ascii_lowercase())
-                .collect(),
-            probe: u.probe.unwrap_or(false),
-        },
-        RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
-        RawAction::Exec(e) => {
-            if e.argv.first().is_none_or(|p| !p.starts_with('/')) {
-                return Err("exec argv must start with an absolute program path".into());
-            }
-            Action::Exec {
-                argv: e.argv,
-                timeout: e.timeout.map_or(DEFAULT_EXEC_TIMEOUT, |d| d.0),
-            }
-        }
-        RawAction::UdevTrigger(t) => Action::UdevTrigger(Trigger {
-            subsystem: t.subsystem.map(|s| s.0),
-            action: t.action.map_or("change", |a| a.as_str()),
-            attrs: t.attrs.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
-            settle_timeout: t.settle_timeout.map_or(DEFAULT_SETTLE_TIMEOUT, |d| d.0),
-        }),
-    })
 }

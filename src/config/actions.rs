@@ -1,0 +1,53 @@
+//! A bridge's `then:` entries, from what the file says to the typed
+//! [`Action`]s: each one's settings checked and defaulted. Pure.
+
+use super::model::*;
+use super::raw::RawAction;
+
+pub(super) fn action(raw: RawAction) -> Result<Action, String> {
+    Ok(match raw {
+        RawAction::UdevReload => Action::UdevReload,
+        RawAction::Signal(s) => {
+            let target = match (s.pidfile, s.process, s.unit, s.container) {
+                (Some(_), None, None, None) => return Err(
+                    "signal with a pidfile needs process: too (the program the pid must be); a pid file alone could name any process".into()
+                ),
+                (Some(p), Some(process), None, None) => Target::Pidfile { path: p.0, process: process.0 },
+                (None, Some(p), None, None) => Target::Process(p.0),
+                (None, None, Some(u), None) => Target::Unit(u.0),
+                (None, None, None, Some(c)) => Target::Container(c.0),
+                _ => return Err("signal needs exactly one of pidfile (with process), process, unit or container".into()),
+            };
+            Action::Signal {
+                target,
+                signal: s.signal.0,
+            }
+        }
+        RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
+        RawAction::UsbCheck(u) => Action::UsbCheck {
+            user: u.user.map_or_else(|| "nut".into(), |t| t.0),
+            expect: u
+                .expect
+                .into_iter()
+                .map(|t| t.0.to_ascii_lowercase())
+                .collect(),
+            probe: u.probe.unwrap_or(false),
+        },
+        RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
+        RawAction::Exec(e) => {
+            if e.argv.first().is_none_or(|p| !p.starts_with('/')) {
+                return Err("exec argv must start with an absolute program path".into());
+            }
+            Action::Exec {
+                argv: e.argv,
+                timeout: e.timeout.map_or(DEFAULT_EXEC_TIMEOUT, |d| d.0),
+            }
+        }
+        RawAction::UdevTrigger(t) => Action::UdevTrigger(Trigger {
+            subsystem: t.subsystem.map(|s| s.0),
+            action: t.action.map_or("change", |a| a.as_str()),
+            attrs: t.attrs.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
+            settle_timeout: t.settle_timeout.map_or(DEFAULT_SETTLE_TIMEOUT, |d| d.0),
+        }),
+    })
+}
