@@ -149,39 +149,63 @@ pub fn scan(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
         Err(e) => return Err(e),
     };
+    let cap = listing_cap(limits);
+    let Some((candidates, rejected)) = list(&dirfd, include, cap)? else {
+        // A flood: listing (and sorting) it all at every event is the cost
+        // a container must not impose. Change nothing until it is back
+        // under the cap.
+        return Ok(SourceScan {
+            overflow: Some(format!(
+                "the source holds more than {cap} entries (max_files is {}); nothing is read or changed until it holds fewer",
+                limits.max_files
+            )),
+            ..SourceScan::default()
+        });
+    };
     let mut out = SourceScan {
         view: SourceView {
             present: true,
             files: BTreeMap::new(),
         },
-        rejected: Vec::new(),
-        over_budget: None,
-        overflow: None,
-        rewritten: BTreeMap::new(),
+        rejected,
+        ..SourceScan::default()
     };
+    let mut budget = Budget::new(limits);
+    for name in claim_order(&candidates, installed) {
+        let state = if still_open.contains(name) {
+            SourceFile::Skipped("still being written when max_wait expired".into())
+        } else {
+            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.rewritten)? {
+                Ok(state) => state,
+                // Past the budget, an installed file keeps its copy
+                // (skipped); a new one is left out of the view altogether.
+                Err(why) if installed.contains(name) => SourceFile::Skipped(why),
+                Err(why) => {
+                    over_budget(&mut out.over_budget, name, why);
+                    continue;
+                }
+            }
+        };
+        out.view.files.insert(name.to_string(), state);
+    }
+    Ok(out)
+}
+
+/// A dir's candidate names, and its rejected names with why.
+type Listing = (Vec<String>, Vec<(String, String)>);
+
+/// The candidate names in the dir and the rejected ones (the first
+/// [`LISTED`], then a count), or `None` when it holds more than `cap`
+/// entries (the listing stops there).
+fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Listing>> {
     let mut candidates = Vec::new();
+    let mut rejected = Vec::new();
     let mut rejected_more = 0usize;
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
-    let cap = listing_cap(limits);
-    let mut seen = 0usize;
-    for entry in listing.iter() {
-        seen += 1;
-        if seen > cap + 2 {
-            // (`.` and `..` are among the entries read.)
-            // A flood: listing (and sorting) it all at every event is the
-            // cost a container must not impose. Change nothing until it is
-            // back under the cap.
-            return Ok(SourceScan {
-                view: SourceView {
-                    present: false,
-                    files: BTreeMap::new(),
-                },
-                overflow: Some(format!(
-                    "the source holds more than {cap} entries (max_files is {}); nothing is read or changed until it holds fewer",
-                    limits.max_files
-                )),
-                ..SourceScan::default()
-            });
+    // `.` and `..` are among the entries read.
+    for (seen, entry) in listing.iter().enumerate() {
+        if seen >= cap + 2 {
+            return Ok(None);
         }
         let entry = entry?;
         let raw = entry.file_name().to_bytes();
@@ -192,71 +216,63 @@ pub fn scan(
             // classify() only accepts UTF-8 names.
             NameVerdict::Candidate => candidates.push(String::from_utf8_lossy(raw).into_owned()),
             NameVerdict::NotIncluded | NameVerdict::Hidden => {}
-            NameVerdict::Rejected(why) if out.rejected.len() < LISTED => {
+            NameVerdict::Rejected(why) if rejected.len() < LISTED => {
                 let shown = std::ffi::OsStr::from_bytes(raw)
                     .to_string_lossy()
                     .into_owned();
-                out.rejected.push((shown, why.to_string()));
+                rejected.push((shown, why.to_string()));
             }
             NameVerdict::Rejected(_) => rejected_more += 1,
         }
     }
     if rejected_more > 0 {
-        out.rejected.push((
+        rejected.push((
             format!("{rejected_more} more names"),
             "rejected as well (only the first are listed)".into(),
         ));
     }
-    let mut budget = Budget::new(limits);
-    for name in claim_order(&candidates, installed) {
-        let state = if still_open.contains(name) {
-            SourceFile::Skipped("still being written when max_wait expired".into())
-        } else if let Err(why) = budget.take_file() {
-            // An installed file keeps its copy (skipped); a new one is left
-            // out of the view altogether.
-            if installed.contains(name) {
-                SourceFile::Skipped(why)
-            } else {
-                over_budget(&mut out.over_budget, name, why);
-                continue;
-            }
-        } else if let Err(why) = budget.precheck_bytes(size_of(&dirfd, name, admit.max_size)) {
-            if installed.contains(name) {
-                SourceFile::Skipped(why)
-            } else {
-                over_budget(&mut out.over_budget, name, why);
-                continue;
-            }
-        } else {
-            match read_entry(&dirfd, name, admit)? {
-                Ok((digest, bytes)) => match budget.take_bytes(bytes.len() as u64) {
-                    Err(why) if installed.contains(name) => SourceFile::Skipped(why),
-                    Err(why) => {
-                        over_budget(&mut out.over_budget, name, why);
-                        continue;
-                    }
-                    Ok(()) => match accept(name, &bytes) {
-                        Ok(None) => SourceFile::Ready(digest),
-                        Ok(Some(content)) => {
-                            let installed = fsx::digest(&content);
-                            out.rewritten.insert(
-                                name.to_string(),
-                                Rewritten {
-                                    source: digest,
-                                    content,
-                                },
-                            );
-                            SourceFile::Ready(installed)
-                        }
-                        Err(why) => SourceFile::Skipped(why),
-                    },
-                },
-                Err(why) => SourceFile::Skipped(why),
-            }
-        };
-        out.view.files.insert(name.to_string(), state);
+    Ok(Some((candidates, rejected)))
+}
+
+/// One candidate: its place in the budget, then its read and its vetting.
+/// `Ok(Err(why))`: past the budget (not read, or read and refused for its
+/// size); `Ok(Ok(state))` otherwise; `Err`: an I/O failure of the scan.
+fn judge(
+    dirfd: &OwnedFd,
+    name: &str,
+    admit: &Admit,
+    budget: &mut Budget,
+    accept: &mut Accept<'_>,
+    rewritten: &mut BTreeMap<String, Rewritten>,
+) -> io::Result<Result<SourceFile, String>> {
+    if let Err(why) = budget.take_file() {
+        return Ok(Err(why));
     }
-    Ok(out)
+    if let Err(why) = budget.precheck_bytes(size_of(dirfd, name, admit.max_size)) {
+        return Ok(Err(why));
+    }
+    let (digest, bytes) = match read_entry(dirfd, name, admit)? {
+        Ok(read) => read,
+        Err(why) => return Ok(Ok(SourceFile::Skipped(why))),
+    };
+    if let Err(why) = budget.take_bytes(bytes.len() as u64) {
+        return Ok(Err(why));
+    }
+    Ok(Ok(match accept(name, &bytes) {
+        Ok(None) => SourceFile::Ready(digest),
+        Ok(Some(content)) => {
+            let installed = fsx::digest(&content);
+            rewritten.insert(
+                name.to_string(),
+                Rewritten {
+                    source: digest,
+                    content,
+                },
+            );
+            SourceFile::Ready(installed)
+        }
+        Err(why) => SourceFile::Skipped(why),
+    }))
 }
 
 /// How many directory entries a scan lists at most: four times
