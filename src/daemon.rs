@@ -135,21 +135,8 @@ impl Daemon {
     fn add_bridge(&mut self, b: Bridge) {
         let id = self.next_id;
         self.next_id += 1;
-        if b.source_owner.is_none()
-            && let Some(fs) = crate::host::fsx::shares_fs_with_host_files(&b.source)
-        {
-            warn!(
-                "{}: source {} is on the same file system as {fs}: a rootful container can hard-link host files into it; files with several links are refused, but one whose other name the host later replaced by rename is not; keep exports on their own file system (a tmpfs under /run) or set source_owner",
-                b.name,
-                b.source.display()
-            );
-        }
-        for (dir, why) in crate::host::fsx::swappable_ancestors(&b.source) {
-            warn!(
-                "{}: {} above the source is {why}: whoever writes there can rename the source away (hostbridge then follows no symlink and watches the new dir); bind-mount the source dir itself",
-                b.name,
-                dir.display()
-            );
+        for w in crate::sync::source_warnings(&b) {
+            warn!("{}: {w}", b.name);
         }
         let (watch, reader) = match self.open_watch(id, &b) {
             Ok(w) => w,

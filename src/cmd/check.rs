@@ -44,21 +44,8 @@ pub fn run(config: &Config) -> u8 {
         return EXIT_CONFIG;
     }
     for b in &config.bridges {
-        for (dir, why) in crate::host::fsx::swappable_ancestors(&b.source) {
-            eprintln!(
-                "hostbridge: warning: bridge {}: {} above the source is {why}: whoever writes there can rename the source away; bind-mount the source dir itself",
-                b.name,
-                dir.display()
-            );
-        }
-    }
-    for b in config.bridges.iter().filter(|b| b.source_owner.is_none()) {
-        if let Some(fs) = crate::host::fsx::shares_fs_with_host_files(&b.source) {
-            eprintln!(
-                "hostbridge: warning: bridge {}: source {} is on the same file system as {fs}: a rootful container can hard-link host files into it; files with several links are refused, but one whose other name the host later replaced by rename is not; keep exports on their own file system (a tmpfs under /run) or set source_owner",
-                b.name,
-                b.source.display()
-            );
+        for w in crate::sync::source_warnings(b) {
+            eprintln!("hostbridge: warning: bridge {}: {w}", b.name);
         }
     }
     print!("{}", describe(config));
@@ -68,34 +55,17 @@ pub fn run(config: &Config) -> u8 {
 /// Why the pid files of `b`'s signal actions cannot be trusted: a dir on
 /// the way that another user owns or can write, or a symlink on the path.
 fn pidfile_problems(b: &crate::config::Bridge) -> Vec<String> {
-    let mut out = Vec::new();
-    for a in &b.then {
-        let crate::config::Action::Signal {
-            target: crate::config::Target::Pidfile { path, .. },
-            ..
-        } = a
-        else {
-            continue;
-        };
-        let shown = path.display();
-        if let Some((dir, why)) = crate::host::fsx::swappable_ancestors(path)
-            .into_iter()
-            .next()
-        {
-            out.push(format!(
-                "bridge {}: pid file {shown} is in reach of another user ({} is {why}); only root may be able to write a pid file hostbridge acts on (use unit: for a service)",
-                b.name,
-                dir.display()
-            ));
-        }
-        if let Some(dir) = path.parent()
-            && let Err(e) = crate::host::fsx::open_dir_strict(dir)
-            && e.raw_os_error() != Some(nix::libc::ENOENT)
-        {
-            out.push(format!("bridge {}: pid file {shown}: {e}", b.name));
-        }
-    }
-    out
+    b.then
+        .iter()
+        .filter_map(|a| match a {
+            crate::config::Action::Signal {
+                target: crate::config::Target::Pidfile { path, .. },
+                ..
+            } => crate::host::targets::check_place(path).err(),
+            _ => None,
+        })
+        .map(|e| format!("bridge {}: {e}", b.name))
+        .collect()
 }
 
 /// The text `hostbridge check` prints.

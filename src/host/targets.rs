@@ -18,18 +18,34 @@ use nix::unistd::Pid;
 
 use super::fsx;
 
-/// Reads a pid file safely; `Err` says what is wrong.
-pub fn read_pidfile(path: &Path) -> Result<i32, String> {
+/// Whether `path` lies where only root can put a pid file: no dir on the
+/// way that another user owns, can write or has an ACL on, and no symlink
+/// on the way (a dir that does not exist yet is no error here). Used by
+/// `hostbridge check` and by the action itself.
+pub fn check_place(path: &Path) -> Result<(), String> {
     let shown = path.display();
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Err(format!("{shown} is not a file path"));
-    };
     if let Some((d, why)) = fsx::swappable_ancestors(path).into_iter().next() {
         return Err(format!(
             "pid file {shown} is in reach of another user ({} is {why}); refusing it: only root may be able to write a pid file hostbridge acts on (use unit: for a service)",
             d.display()
         ));
     }
+    if let Some(dir) = path.parent()
+        && let Err(e) = fsx::open_dir_strict(dir)
+        && e.raw_os_error() != Some(nix::libc::ENOENT)
+    {
+        return Err(format!("pid file {shown}: {e}"));
+    }
+    Ok(())
+}
+
+/// Reads a pid file safely; `Err` says what is wrong.
+pub fn read_pidfile(path: &Path) -> Result<i32, String> {
+    let shown = path.display();
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Err(format!("{shown} is not a file path"));
+    };
+    check_place(path)?;
     let dirfd = fsx::open_dir_strict(dir).map_err(|e| format!("pid file {shown}: {e}"))?;
     let mut file = match fsx::open_file_at(&dirfd, name) {
         Ok(f) => f,

@@ -259,3 +259,27 @@ impl Verifier {
         found
     }
 }
+
+/// What about a bridge's source the operator should know, said by `check`
+/// and at the daemon's start: dirs above it in others' hands, and a file
+/// system it shares with host files (hard links).
+pub fn source_warnings(b: &Bridge) -> Vec<String> {
+    let mut out: Vec<String> = crate::host::fsx::swappable_ancestors(&b.source)
+        .into_iter()
+        .map(|(dir, why)| {
+            format!(
+                "{} above the source is {why}: whoever writes there can rename the source away (hostbridge then follows no symlink and watches the new dir); bind-mount the source dir itself",
+                dir.display()
+            )
+        })
+        .collect();
+    if b.source_owner.is_none()
+        && let Some(fs) = crate::host::fsx::shares_fs_with_host_files(&b.source)
+    {
+        out.push(format!(
+            "source {} is on the same file system as {fs}: a rootful container can hard-link host files into it; files with several links are refused, but one whose other name the host later replaced by rename is not; keep exports on their own file system (a tmpfs under /run) or set source_owner",
+            b.source.display()
+        ));
+    }
+    out
+}

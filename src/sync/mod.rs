@@ -23,7 +23,7 @@ mod report;
 
 pub use crate::act::{Owed, run_owed};
 pub use apply::owner_ids;
-pub use checks::{Verifier, host_checks, host_checks_in, vet_rules};
+pub use checks::{Verifier, host_checks, host_checks_in, source_warnings, vet_rules};
 pub use report::SyncReport;
 
 use apply::{apply, open_existing, read_only_hint, record_ops};
