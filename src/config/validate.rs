@@ -363,39 +363,30 @@ impl Validator<'_> {
                 };
                 // A source is written by a container, and so in effect is an
                 // install_to: hostbridge puts the container's files there.
-                let inside = bridges.iter().find_map(|(o, _)| {
-                    if path.starts_with(&o.source) {
-                        Some((o, "source", &o.source))
-                    } else if path.starts_with(&o.install_to) {
-                        Some((o, "install_to", &o.install_to))
-                    } else {
-                        None
-                    }
-                });
-                if let Some((o, what, dir)) = inside {
+                let inside = bridges
+                    .iter()
+                    .find_map(|(o, _)| {
+                        [("source", &o.source), ("install_to", &o.install_to)]
+                            .into_iter()
+                            .find(|(_, dir)| path.starts_with(dir))
+                            .map(|(what, dir)| {
+                                format!(
+                                    "lies inside bridge {:?}'s {what} {}, whose files come from a container; \
+                                     use unit: or container: to name the service instead",
+                                    o.name,
+                                    dir.display()
+                                )
+                            })
+                    })
+                    .or_else(|| {
+                        path.starts_with(state_dir)
+                            .then(|| format!("lies inside the state_dir {}", state_dir.display()))
+                    });
+                if let Some(why) = inside {
                     return Err(self.err(
                         &b.origin,
                         &locs.name,
-                        format!(
-                            "bridge {:?}: pidfile {} lies inside bridge {:?}'s {what} {}, whose files come from a container; \
-                             use unit: or container: to name the service instead",
-                            b.name,
-                            path.display(),
-                            o.name,
-                            dir.display()
-                        ),
-                    ));
-                }
-                if path.starts_with(state_dir) {
-                    return Err(self.err(
-                        &b.origin,
-                        &locs.name,
-                        format!(
-                            "bridge {:?}: pidfile {} lies inside the state_dir {}",
-                            b.name,
-                            path.display(),
-                            state_dir.display()
-                        ),
+                        format!("bridge {:?}: pidfile {} {why}", b.name, path.display()),
                     ));
                 }
             }
