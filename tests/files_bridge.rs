@@ -16,12 +16,7 @@ use common::{Env, wait_for};
 
 /// A files bridge config (the harness writes a udev-rules one; replace the kind).
 fn files_env(extra: &str) -> Env {
-    let env = Env::new(extra);
-    let cfg = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("kind: udev-rules", "kind: files");
-    fs::write(&env.config, cfg).unwrap();
-    env
+    Env::new_files(extra)
 }
 
 const TLS: &str = "    mode: \"0640\"\n    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n";

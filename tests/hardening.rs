@@ -68,21 +68,12 @@ fn chown(p: &Path, uid: u32) {
 }
 
 /// An env whose bridge is of kind files (include "*", mode 0644).
-fn files_env(root_extra: &str) -> Env {
-    let env = Env::new(root_extra);
-    let cfg = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("kind: udev-rules", "kind: files");
-    fs::write(&env.config, cfg).unwrap();
-    env
+fn files_env(extra: &str) -> Env {
+    Env::new_files(extra)
 }
 
 fn rewrite_as_files(env: &Env, extra: &str) {
-    env.write_config(extra);
-    let cfg = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("kind: udev-rules", "kind: files");
-    fs::write(&env.config, cfg).unwrap();
+    env.write_files_config(extra);
 }
 
 /// A root-only dir holding a root-only secret file.

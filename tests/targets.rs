@@ -13,12 +13,7 @@ use std::process::{Child, Command};
 use common::{Env, wait_for};
 
 fn files_env(then: &str) -> Env {
-    let env = Env::new(&format!("    then:\n{then}"));
-    let cfg = fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("kind: udev-rules", "kind: files");
-    fs::write(&env.config, cfg).unwrap();
-    env
+    Env::new_files(&format!("    then:\n{then}"))
 }
 
 /// A helper named `hb-hup-helper` (a copy of /bin/sh, so /proc/PID/comm says

@@ -68,6 +68,22 @@ impl Env {
         fs::write(&self.config, yaml).expect("write config");
     }
 
+    /// [`Env::new`] with a bridge of kind `files` (include "*", mode 0644).
+    pub fn new_files(bridge_extra: &str) -> Env {
+        let env = Env::new(bridge_extra);
+        env.write_files_config(bridge_extra);
+        env
+    }
+
+    /// [`Env::write_config`] with a bridge of kind `files`.
+    pub fn write_files_config(&self, bridge_extra: &str) {
+        self.write_config(bridge_extra);
+        let cfg = fs::read_to_string(&self.config)
+            .expect("read config")
+            .replace("kind: udev-rules", "kind: files");
+        fs::write(&self.config, cfg).expect("write config");
+    }
+
     /// Makes the first `udevadm control` call block until [`Env::open_gate`].
     pub fn with_gate(mut self) -> Env {
         let gate = self.tmp.path().join("gate");
