@@ -123,14 +123,15 @@ impl Checker {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        vet_rules(
+        let vetted = vet_rules(
             self.verifier.as_ref(),
             &self.checks,
             self.host.as_ref(),
             &name,
             &bytes,
             &|_| true,
-        )
+        );
+        (vetted.findings, vetted.install)
     }
 }
 

@@ -43,9 +43,12 @@ pub struct SourceScan {
     /// ([`listing_cap`]): the listing stopped, nothing was read, and the
     /// view is "no information" (nothing installed, nothing pruned).
     pub overflow: Option<String>,
-    /// Files whose content is installed in a rewritten form (the canonical
-    /// form of a udev rules file); the view's digest is the rewritten one.
-    pub rewritten: BTreeMap<String, Rewritten>,
+    /// The bytes to install of the ready files the caller asked to keep
+    /// ([`ScanSpec::keep`]): the source's bytes, or the form `accept`
+    /// rewrote them to (the canonical form of a udev rules file, whose
+    /// digest is then the view's). Installing these is installing exactly
+    /// what was judged, without reading the source again.
+    pub content: BTreeMap<String, Vec<u8>>,
 }
 
 /// New files a scan left out for the bridge's bounds.
@@ -75,15 +78,6 @@ impl OverBudget {
 /// Names listed one by one in a scan's rejections and bounds; the rest are
 /// counted, so a flood of names is one log line, not one per name.
 const LISTED: usize = 20;
-
-/// A file installed as other bytes than its source's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rewritten {
-    /// Digest of the source bytes that were judged.
-    pub source: Digest,
-    /// The bytes to install.
-    pub content: Vec<u8>,
-}
 
 /// What makes a source file admissible, besides being a regular file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,19 +125,41 @@ pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
 /// and the content.
 pub type Accept<'a> = dyn FnMut(&str, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
 
-/// Scans `dir`. Names in `still_open` are reported as skipped (a writer is
-/// still on them); `accept` vets each readable file. At most
-/// `limits.max_files` files and `limits.max_bytes` bytes are read, the
-/// `installed` ones first ([`crate::core::budget`]). A missing dir gives
-/// `present: false`, not an error.
-pub fn scan(
-    dir: &Path,
-    include: &[String],
-    admit: &Admit,
-    (limits, installed): (Limits, &BTreeSet<String>),
-    still_open: &BTreeSet<String>,
-    accept: &mut Accept<'_>,
-) -> io::Result<SourceScan> {
+/// Which bytes a scan keeps: `keep(name, digest)` for a ready file, with
+/// the digest of the bytes to install.
+pub type Keep<'a> = dyn Fn(&str, &Digest) -> bool + 'a;
+
+/// What a scan reads and how much.
+pub struct ScanSpec<'a> {
+    /// The bridge's `include` globs.
+    pub include: &'a [String],
+    /// What a file must be to be read.
+    pub admit: &'a Admit,
+    /// The bridge's export bounds.
+    pub limits: Limits,
+    /// Names installed now: they claim places in the budget first.
+    pub installed: &'a BTreeSet<String>,
+    /// Names a writer is still on (skipped, their installed copy kept).
+    pub still_open: &'a BTreeSet<String>,
+    /// Which ready files' bytes to keep in [`SourceScan::content`].
+    pub keep: &'a Keep<'a>,
+}
+
+/// Scans `dir`, reading each admitted file once. Names in
+/// `spec.still_open` are reported as skipped (a writer is still on them);
+/// `accept` vets each readable file. At most `limits.max_files` files and
+/// `limits.max_bytes` bytes are read, the `installed` ones first
+/// ([`crate::core::budget`]). A missing dir gives `present: false`, not an
+/// error.
+pub fn scan(dir: &Path, spec: &ScanSpec<'_>, accept: &mut Accept<'_>) -> io::Result<SourceScan> {
+    let ScanSpec {
+        include,
+        admit,
+        limits,
+        installed,
+        still_open,
+        keep,
+    } = *spec;
     let dirfd = match open_dir(dir) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
@@ -175,8 +191,12 @@ pub fn scan(
         let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else {
-            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.rewritten)? {
-                Ok(state) => state,
+            match judge(&dirfd, name, admit, &mut budget, accept)? {
+                Ok((SourceFile::Ready(digest), Some(bytes))) if keep(name, &digest) => {
+                    out.content.insert(name.to_string(), bytes);
+                    SourceFile::Ready(digest)
+                }
+                Ok((state, _)) => state,
                 // Past the budget, an installed file keeps its copy
                 // (skipped); a new one is left out of the view altogether.
                 Err(why) if installed.contains(name) => SourceFile::Skipped(why),
@@ -234,17 +254,19 @@ fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Li
     Ok(Some((candidates, rejected)))
 }
 
+/// One candidate judged: its state and, when ready, the bytes to install.
+type Judged = (SourceFile, Option<Vec<u8>>);
+
 /// One candidate: its place in the budget, then its read and its vetting.
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
-/// size); `Ok(Ok(state))` otherwise; `Err`: an I/O failure of the scan.
+/// size); `Ok(Ok(judged))` otherwise; `Err`: an I/O failure of the scan.
 fn judge(
     dirfd: &OwnedFd,
     name: &str,
     admit: &Admit,
     budget: &mut Budget,
     accept: &mut Accept<'_>,
-    rewritten: &mut BTreeMap<String, Rewritten>,
-) -> io::Result<Result<SourceFile, String>> {
+) -> io::Result<Result<Judged, String>> {
     if let Err(why) = budget.take_file() {
         return Ok(Err(why));
     }
@@ -253,27 +275,18 @@ fn judge(
     }
     let (digest, bytes) = match read_entry(dirfd, name, admit)? {
         Ok(read) => read,
-        Err(why) => return Ok(Ok(SourceFile::Skipped(why))),
+        Err(why) => return Ok(Ok((SourceFile::Skipped(why), None))),
     };
     if let Err(why) = budget.take_bytes(bytes.len() as u64) {
         return Ok(Err(why));
     }
     Ok(Ok(match accept(name, &bytes) {
-        Ok(None) => SourceFile::Ready(digest),
-        Ok(Some(content)) => {
-            let installed = fsx::digest(&content);
-            rewritten.insert(
-                name.to_string(),
-                Rewritten {
-                    source: digest,
-                    content,
-                },
-            );
-            SourceFile::Ready(installed)
-        }
-        Err(why) => SourceFile::Skipped(why),
+        Ok(None) => (SourceFile::Ready(digest), Some(bytes)),
+        Ok(Some(content)) => (SourceFile::Ready(fsx::digest(&content)), Some(content)),
+        Err(why) => (SourceFile::Skipped(why), None),
     }))
 }
+
 
 /// How many directory entries a scan lists at most: four times
 /// `max_files`, and never fewer than 1000 (room for temp files, hidden

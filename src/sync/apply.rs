@@ -2,6 +2,7 @@
 //! a whole generation at once (`swap: symlink-dir`), and the manifest after.
 //! Glue over host/dest.rs and host/gendir.rs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,8 +17,22 @@ use crate::host::gendir;
 use crate::host::source;
 use crate::host::state::{Manifest, StateDir};
 
+/// Owner and group of installed files (`None`: the config names none).
+pub type Owner = (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>);
+
+/// Where a plan is put in place.
+pub(super) struct Target<'a> {
+    pub(super) bridge: &'a Bridge,
+    pub(super) state: &'a StateDir,
+    pub(super) dest: &'a DestDir,
+    pub(super) owner: Owner,
+}
+
+/// The bytes to install, by name, as the scan kept them.
+type Content = BTreeMap<String, Vec<u8>>;
+
 /// Owner and group of installed files, looked up on the host now.
-pub fn owner_ids(bridge: &Bridge) -> Result<(Option<nix::unistd::Uid>, Option<nix::unistd::Gid>)> {
+pub fn owner_ids(bridge: &Bridge) -> Result<Owner> {
     let Some(f) = &bridge.files else {
         return Ok((None, None));
     };
@@ -56,54 +71,41 @@ pub(super) fn record_ops(report: &mut SyncReport, ops: &[Op]) {
 
 /// Applies a plan: intent manifest first (so a crash never leaves a file we
 /// wrote looking foreign), then the operations, then the final manifest.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn apply(
-    bridge: &Bridge,
-    state: &StateDir,
-    dest: &DestDir,
+    t: &Target<'_>,
     plan: &Plan,
-    rewritten: &BTreeMap<String, source::Rewritten>,
-    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+    content: &Content,
     manifest: &mut Manifest,
     report: &mut SyncReport,
 ) -> Result<()> {
+    let bridge = t.bridge;
     let mut intent = manifest.clone();
     intent
         .files
         .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
     intent.actions_pending = true;
-    state.save(&bridge.name, &intent)?;
+    t.state.save(&bridge.name, &intent)?;
 
     if bridge
         .files
         .as_ref()
         .is_some_and(|f| f.swap == Swap::SymlinkDir)
     {
-        return publish_generation(
-            bridge,
-            state,
-            dest,
-            plan,
-            manifest,
-            report,
-            owner,
-            intent.actions_pending,
-        )
-        .map_err(|e| read_only_hint(e, &bridge.install_to));
+        return publish_generation(t, plan, content, manifest, report)
+            .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let mut after = plan.owned_after.clone();
-    let src = source::open_dir(&bridge.source).ok();
     for op in &plan.ops {
         let result = match op {
-            Op::Install { name, digest } | Op::Replace { name, digest } => install_one(
-                bridge,
-                src.as_ref(),
-                dest,
-                name,
-                (*digest, rewritten.get(name)),
-                owner,
-            ),
-            Op::Prune { name } => dest.remove(name).map_err(|e| OpError::from(&e)),
+            Op::Install { name, digest } | Op::Replace { name, digest } => {
+                bytes_of(bridge, content, name, *digest)
+                    .and_then(|b| {
+                        t.dest
+                            .install_owned(name, &b, bridge.mode, t.owner)
+                            .map_err(|e| OpError::from(&e))
+                    })
+            }
+            Op::Prune { name } => t.dest.remove(name).map_err(|e| OpError::from(&e)),
         };
         match result {
             Ok(()) => record_ops(report, std::slice::from_ref(op)),
@@ -124,13 +126,13 @@ pub(super) fn apply(
             }
         }
     }
-    dest.sync().context("syncing destination dir")?;
+    t.dest.sync().context("syncing destination dir")?;
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
         files: after,
-        actions_pending: intent.actions_pending,
+        actions_pending: true,
     };
-    state.save(&bridge.name, manifest)
+    t.state.save(&bridge.name, manifest)
 }
 
 /// What to do when a destination is read-only: under the shipped unit
@@ -158,37 +160,30 @@ pub(super) fn read_only_hint(e: anyhow::Error, dir: &Path) -> anyhow::Error {
 }
 
 /// Publishes the whole planned set as a new generation (symlink-dir swap):
-/// changed files from the source (digest-checked), unchanged and kept ones
-/// from the current generation. Any failure leaves the current set in place.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn publish_generation(
-    bridge: &Bridge,
-    state: &StateDir,
-    dest: &DestDir,
+/// changed files as the scan read them, unchanged and kept ones from the
+/// current generation. Any failure leaves the current set in place.
+fn publish_generation(
+    t: &Target<'_>,
     plan: &Plan,
+    content: &Content,
     manifest: &mut Manifest,
     report: &mut SyncReport,
-    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
-    actions_pending: bool,
 ) -> Result<()> {
-    let src = source::open_dir(&bridge.source).context("opening the source dir")?;
-    let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
+    let bridge = t.bridge;
+    let mut contents: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
     for (name, owned) in &plan.owned_after {
         let changed = plan
             .ops
             .iter()
             .any(|op| op.name() == name && !matches!(op, Op::Prune { .. }));
         let bytes = if changed {
-            match source::read_entry(&src, name, &admit(bridge))? {
-                Ok((d, b)) if d == owned.digest => b,
-                Ok(_) => {
-                    anyhow::bail!("{name} changed during the sync; the next sync publishes it")
-                }
-                Err(why) => anyhow::bail!("{name}: {why}"),
-            }
+            bytes_of(bridge, content, name, owned.digest)
+                .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?
         } else {
-            gendir::read_current(dest, name, bridge.max_file_size)
-                .with_context(|| format!("reading the installed {name}"))?
+            Cow::Owned(
+                gendir::read_current(t.dest, name, bridge.max_file_size)
+                    .with_context(|| format!("reading the installed {name}"))?,
+            )
         };
         contents.push((name.clone(), bytes));
     }
@@ -202,7 +197,7 @@ pub(super) fn publish_generation(
         .filter(|op| matches!(op, Op::Prune { .. }))
         .map(|op| op.name().to_string())
         .collect();
-    gendir::publish(dest, &entries, &gone, bridge.mode, owner).with_context(|| {
+    gendir::publish(t.dest, &entries, &gone, bridge.mode, t.owner).with_context(|| {
         format!(
             "publishing a new generation in {}",
             bridge.install_to.display()
@@ -212,38 +207,32 @@ pub(super) fn publish_generation(
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
         files: plan.owned_after.clone(),
-        actions_pending,
+        actions_pending: true,
     };
-    state.save(&bridge.name, manifest)
+    t.state.save(&bridge.name, manifest)
 }
 
-/// Re-reads a source file and installs it if it still has the planned
-/// content; a file that changed since the scan is left for the next window.
-pub(super) fn install_one(
+/// The bytes to install under `name`: the ones the scan read and judged,
+/// or (for a file whose bytes the scan did not keep: its installed copy
+/// was changed behind hostbridge's back) the source read again, if it
+/// still has the planned digest; a file that changed since the scan is
+/// left for the next window.
+fn bytes_of<'c>(
     bridge: &Bridge,
-    src: Option<&std::os::fd::OwnedFd>,
-    dest: &DestDir,
+    content: &'c Content,
     name: &str,
-    (want, rewritten): (plan::Digest, Option<&source::Rewritten>),
-    owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
-) -> Result<(), OpError> {
-    let src = src.ok_or("source dir vanished during sync")?;
-    let (digest, bytes) = match source::read_entry(src, name, &admit(bridge)) {
-        Ok(Ok(found)) => found,
-        Ok(Err(why)) => return Err(why.into()),
-        Err(e) => return Err(OpError::from(&e)),
-    };
-    // A rewritten file installs the bytes that were judged, provided the
-    // source still holds what they were made from.
-    let (judged, bytes) = match rewritten {
-        Some(r) => (r.source, r.content.as_slice()),
-        None => (want, bytes.as_slice()),
-    };
-    if digest != judged {
-        return Err("source changed during sync; the next sync picks it up".into());
+    want: plan::Digest,
+) -> Result<Cow<'c, [u8]>, OpError> {
+    if let Some(bytes) = content.get(name) {
+        return Ok(Cow::Borrowed(bytes));
     }
-    dest.install_owned(name, bytes, bridge.mode, owner)
-        .map_err(|e| OpError::from(&e))
+    let src = source::open_dir(&bridge.source).map_err(|e| OpError::from(&e))?;
+    match source::read_entry(&src, name, &admit(bridge)) {
+        Ok(Ok((digest, bytes))) if digest == want => Ok(Cow::Owned(bytes)),
+        Ok(Ok(_)) => Err("source changed during sync; the next sync picks it up".into()),
+        Ok(Err(why)) => Err(why.into()),
+        Err(e) => Err(OpError::from(&e)),
+    }
 }
 
 /// Why one install or prune failed: the words, and the errno when the

@@ -2,12 +2,13 @@
 //! checks (policy, host preflight, `udevadm verify`) and a files bridge's
 //! set-level checks (`require`, the TLS pair). Glue over core and host.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use super::SyncReport;
-use super::{admit, unix_now};
+use super::unix_now;
 use crate::config::{Bridge, Config, FilesSettings, RulesChecks};
 use crate::core::plan;
 use crate::core::rules::{self, Finding, Severity};
@@ -17,15 +18,15 @@ use crate::host::source;
 use crate::host::state::Manifest;
 
 /// Set-level checks of a files bridge: every `require`d file present and
-/// usable, and the TLS pair valid. Returns why the sync must hold.
+/// usable, and the TLS pair valid, judged on the bytes the scan read (and
+/// kept for them). Returns why the sync must hold.
 pub(super) fn set_checks(
-    bridge: &Bridge,
     files: &FilesSettings,
-    view: &plan::SourceView,
+    scan: &source::SourceScan,
     report: &mut SyncReport,
 ) -> Option<String> {
     for r in &files.require {
-        match view.files.get(r) {
+        match scan.view.files.get(r) {
             None => return Some(format!("waiting for {r} (require)")),
             Some(plan::SourceFile::Skipped(why)) => {
                 return Some(format!("{r} is not usable: {why}"));
@@ -35,18 +36,11 @@ pub(super) fn set_checks(
     }
     let pair = files.tls_pair.as_ref()?;
     let (cert, key) = (pair.cert.as_str(), pair.key.as_str());
-    let read = |name: &str| -> Result<Vec<u8>, String> {
-        let Some(plan::SourceFile::Ready(want)) = view.files.get(name) else {
-            return Err(format!("waiting for {name} (tls-pair)"));
-        };
-        let dir = source::open_dir(&bridge.source).map_err(|e| e.to_string())?;
-        match source::read_entry(&dir, name, &admit(bridge)) {
-            Ok(Ok((d, bytes))) if d == *want => Ok(bytes),
-            Ok(Ok(_)) => Err(format!(
-                "{name} changed during the sync; the next sync checks it"
-            )),
-            Ok(Err(why)) => Err(format!("{name}: {why}")),
-            Err(e) => Err(format!("{name}: {e}")),
+    let read = |name: &str| -> Result<&[u8], String> {
+        match (scan.view.files.get(name), scan.content.get(name)) {
+            (Some(plan::SourceFile::Ready(_)), Some(bytes)) => Ok(bytes),
+            (Some(plan::SourceFile::Skipped(why)), _) => Err(format!("{name}: {why}")),
+            _ => Err(format!("waiting for {name} (tls-pair)")),
         }
     };
     let (cert_pem, key_pem) = match (read(cert), read(key)) {
@@ -65,7 +59,7 @@ pub(super) fn set_checks(
             },
         )
     };
-    match crate::core::tls::check_pair(&cert_pem, &key_pem, unix_now(), pair.expiry_warning) {
+    match crate::core::tls::check_pair(cert_pem, key_pem, unix_now(), pair.expiry_warning) {
         Ok(info) => {
             if let Some(w) = info.expiry_warning {
                 report
@@ -91,6 +85,9 @@ pub(super) struct RulesChecker<'a> {
     pub(super) host: HostChecks,
     pub(super) installed: &'a Manifest,
     pub(super) findings: Vec<(String, Finding)>,
+    /// The accepted files as read, by name: what the grants recorded before
+    /// an install are computed from (each file is parsed once per sync).
+    pub(super) accepted: BTreeMap<String, rules::parse::RulesFile>,
 }
 
 /// The host checks the daemon runs for a rules bridge: the same for
@@ -126,8 +123,8 @@ pub fn host_checks_in(
 /// Everything the daemon decides about one rules file of a bridge: the
 /// pure vetting, then the host checks (when `host`), then `udevadm verify`
 /// on what would be installed (when `verifier`, `run_verify` says so for
-/// those bytes, and there is no error so far). Returns the findings and the
-/// bytes to install (`None`: refused).
+/// those bytes, and there is no error so far). Returns the rules as read,
+/// every finding, and the bytes to install (`None`: refused).
 pub fn vet_rules(
     verifier: Option<&Verifier>,
     checks: &RulesChecks,
@@ -135,20 +132,22 @@ pub fn vet_rules(
     name: &str,
     bytes: &[u8],
     run_verify: &dyn Fn(&[u8]) -> bool,
-) -> (Vec<Finding>, Option<Vec<u8>>) {
-    let vetted = rules::vet(name, bytes, &checks.policy);
-    let mut found = vetted.findings;
+) -> rules::Vetted {
+    let mut vetted = rules::vet(name, bytes, &checks.policy);
     if let Some(host) = host {
-        found.extend(preflight::check(name, &vetted.file, host));
+        let found = preflight::check(name, &vetted.file, host);
+        vetted.findings.extend(found);
     }
     if let (Some(install), Some(verifier)) = (&vetted.install, verifier)
-        && !rules::has_errors(&found)
+        && !rules::has_errors(&vetted.findings)
         && run_verify(install)
     {
-        found.extend(verifier.verify(name, install));
+        vetted.findings.extend(verifier.verify(name, install));
     }
-    let install = vetted.install.filter(|_| !rules::has_errors(&found));
-    (found, install)
+    if rules::has_errors(&vetted.findings) {
+        vetted.install = None;
+    }
+    vetted
 }
 
 impl<'a> RulesChecker<'a> {
@@ -160,6 +159,7 @@ impl<'a> RulesChecker<'a> {
             host: checks.map(|c| host_checks(config, c)).unwrap_or_default(),
             installed,
             findings: Vec::new(),
+            accepted: BTreeMap::new(),
         }
     }
 
@@ -178,7 +178,7 @@ impl<'a> RulesChecker<'a> {
         // udevadm verify runs on content not installed before.
         let installed = self.installed.files.get(name).map(|o| o.digest);
         let new_content = |b: &[u8]| installed.is_none_or(|d| d != crate::host::fsx::digest(b));
-        let (found, install) = vet_rules(
+        let vetted = vet_rules(
             Some(&self.verifier),
             checks,
             Some(&self.host),
@@ -186,6 +186,7 @@ impl<'a> RulesChecker<'a> {
             bytes,
             &new_content,
         );
+        let found = vetted.findings;
         let first_error = found
             .iter()
             .find(|f| f.severity == Severity::Error)
@@ -196,12 +197,16 @@ impl<'a> RulesChecker<'a> {
             .count();
         self.findings
             .extend(found.into_iter().map(|f| (name.to_string(), f)));
-        match first_error {
-            Some(first) => Err(format!(
+        if let Some(first) = first_error {
+            return Err(format!(
                 "rejected by the rules checks ({errors} errors; first: {first})"
-            )),
-            None if checks.policy.mode == rules::policy::PolicyMode::Trusted => Ok(None),
-            None => Ok(install),
+            ));
+        }
+        self.accepted.insert(name.to_string(), vetted.file);
+        if checks.policy.mode == rules::policy::PolicyMode::Trusted {
+            Ok(None)
+        } else {
+            Ok(vetted.install)
         }
     }
 }

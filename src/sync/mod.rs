@@ -4,7 +4,7 @@
 //! in `report`, the checks in `checks`, putting the plan in place in
 //! `apply`; acting on the result is `crate::act`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -53,7 +53,8 @@ pub async fn sync_files_async(
         .context("file sync task failed")?
 }
 
-/// The file part of a sync. Returns the report and the manifest as saved.
+/// The file part of a sync: scan → check → plan → apply, each a small step
+/// below. Returns the report and the manifest as saved.
 pub fn sync_files(
     config: &Config,
     bridge: &Bridge,
@@ -70,38 +71,102 @@ pub fn sync_files(
         dry_run: opts.dry_run,
         ..SyncReport::default()
     };
-    let mut manifest = state.load(&bridge.name)?;
-    if manifest.destination != bridge.install_to {
-        if !manifest.files.is_empty() {
-            report.notes.push(format!(
-                "install_to changed from {}; {} files installed there are left in place",
-                manifest.destination.display(),
-                manifest.files.len()
-            ));
-        }
-        manifest = Manifest {
-            destination: bridge.install_to.clone(),
-            ..Manifest::default()
-        };
+    let mut manifest = load_manifest(state, bridge, &mut report)?;
+    let (scan, accepted) = scan_source(config, bridge, &manifest, opts, &mut report)?;
+    if let Some(files) = &bridge.files
+        && let Some(why) = set_checks(files, &scan, &mut report)
+    {
+        // Nothing changes until the set is complete and valid; the last good set stays.
+        report
+            .notes
+            .push(format!("holding: {why}; nothing was changed"));
+        return Ok((report, manifest));
     }
-    let mut checker = RulesChecker::new(config, bridge, &manifest);
+    // The destination is created only when there is something to install.
+    let dest = open_existing(&bridge.install_to)?;
+    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
+        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
+    }
+    let owner = owner_ids(bridge)?;
+    let plan = make_plan(bridge, &scan.view, &manifest, dest.as_ref(), owner, &mut report)?;
+    if opts.dry_run {
+        record_ops(&mut report, &plan.ops);
+        return Ok((report, manifest));
+    }
+    if !plan.changes() {
+        return Ok((report, manifest));
+    }
+    if bridge.rules.is_some() {
+        record_grants(config, bridge, &scan.view, accepted)?;
+    }
+    let dest = match dest {
+        Some(d) => d,
+        None => DestDir::open_or_create(&bridge.install_to)
+            .with_context(|| format!("creating destination {}", bridge.install_to.display()))
+            .map_err(|e| read_only_hint(e, &bridge.install_to))?,
+    };
+    let target = apply::Target {
+        bridge,
+        state,
+        dest: &dest,
+        owner,
+    };
+    apply(&target, &plan, &scan.content, &mut manifest, &mut report)?;
+    Ok((report, manifest))
+}
+
+/// The bridge's manifest; a changed `install_to` starts a new one (the
+/// files installed in the old place are left there, and the report says so).
+fn load_manifest(state: &StateDir, bridge: &Bridge, report: &mut SyncReport) -> Result<Manifest> {
+    let manifest = state.load(&bridge.name)?;
+    if manifest.destination == bridge.install_to {
+        return Ok(manifest);
+    }
+    if !manifest.files.is_empty() {
+        report.notes.push(format!(
+            "install_to changed from {}; {} files installed there are left in place",
+            manifest.destination.display(),
+            manifest.files.len()
+        ));
+    }
+    Ok(Manifest {
+        destination: bridge.install_to.clone(),
+        ..Manifest::default()
+    })
+}
+
+/// Reads the source once: every admitted file is vetted (the rules checks
+/// for a rules bridge) and the bytes to install are kept for the files the
+/// apply step may write ([`keep`]). Returns the scan and the accepted rules
+/// as parsed (for the grants recorded before an install).
+fn scan_source(
+    config: &Config,
+    bridge: &Bridge,
+    manifest: &Manifest,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<(source::SourceScan, Accepted)> {
+    let mut checker = RulesChecker::new(config, bridge, manifest);
     if checker.trusted() {
         report
             .notes
             .push("policy is trusted: rules files are installed without security checks".into());
     }
-    let mut accept = |name: &str, bytes: &[u8]| checker.accept(name, bytes);
     let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
-    let scan = source::scan(
-        &bridge.source,
-        &bridge.include,
-        &admit(bridge),
-        (limits(bridge), &installed),
-        &opts.still_open,
-        &mut accept,
-    )
+    let keep = |name: &str, digest: &plan::Digest| keep(bridge, manifest, name, digest);
+    let spec = source::ScanSpec {
+        include: &bridge.include,
+        admit: &admit(bridge),
+        limits: limits(bridge),
+        installed: &installed,
+        still_open: &opts.still_open,
+        keep: &keep,
+    };
+    let scan = source::scan(&bridge.source, &spec, &mut |name, bytes| {
+        checker.accept(name, bytes)
+    })
     .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
-    report.findings = checker.findings;
+    report.findings = std::mem::take(&mut checker.findings);
     report.source_present = scan.view.present || scan.overflow.is_some();
     if let Some(why) = &scan.overflow {
         report.skipped.push(("(source)".into(), why.clone()));
@@ -110,86 +175,70 @@ pub fn sync_files(
     report
         .skipped
         .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));
-    if let Some(files) = &bridge.files
-        && let Some(why) = set_checks(bridge, files, &scan.view, &mut report)
-    {
-        // Nothing changes until the set is complete and valid; the last good set stays.
-        report
-            .notes
-            .push(format!("holding: {why}; nothing was changed"));
-        return Ok((report, manifest));
-    }
+    Ok((scan, checker.accepted))
+}
+
+/// The accepted rules files of a scan as parsed, by name.
+type Accepted = BTreeMap<String, rules::parse::RulesFile>;
+
+/// Whether a scan keeps the bytes of a ready file: those a sync may
+/// install (content other than what the manifest says is installed), the
+/// ones the set checks read (the TLS pair), and every file of a rules
+/// bridge (small: `max_bytes` is 1 MiB by default, and a rules file's
+/// installed form is its canonical one, which cannot be made again from a
+/// later read without judging it again). A file not kept that the plan
+/// still writes (an installed copy changed behind hostbridge's back) is
+/// read again at install, and installed only if its digest is the one
+/// planned.
+fn keep(bridge: &Bridge, manifest: &Manifest, name: &str, digest: &plan::Digest) -> bool {
+    bridge.rules.is_some()
+        || manifest.files.get(name).is_none_or(|o| o.digest != *digest)
+        || bridge
+            .files
+            .as_ref()
+            .and_then(|f| f.tls_pair.as_ref())
+            .is_some_and(|p| p.cert == name || p.key == name)
+}
+
+/// What the destination holds under every name the source or the manifest
+/// knows, then the plan (and the re-judging of kept rules copies).
+fn make_plan(
+    bridge: &Bridge,
+    view: &plan::SourceView,
+    manifest: &Manifest,
+    dest: Option<&DestDir>,
+    owner: apply::Owner,
+    report: &mut SyncReport,
+) -> Result<plan::Plan> {
     let symlink_dir = bridge
         .files
         .as_ref()
         .is_some_and(|f| f.swap == Swap::SymlinkDir);
-
-    // The destination is created only when there is something to install.
-    let dest = open_existing(&bridge.install_to)?;
-    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
-        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
-    }
-    let names: BTreeSet<&String> = scan
-        .view
-        .files
-        .keys()
-        .chain(manifest.files.keys())
-        .collect();
-    let mut dest_state = std::collections::BTreeMap::new();
-    for name in names {
-        let d = match &dest {
-            Some(d) if symlink_dir => gendir::describe(d, name, bridge.max_file_size)
-                .with_context(|| {
-                    format!("inspecting {}", bridge.install_to.join(name).display())
-                })?,
-            Some(d) => d.describe(name, bridge.max_file_size).with_context(|| {
-                format!("inspecting {}", bridge.install_to.join(name).display())
-            })?,
-            None => DestFile::Absent,
-        };
+    let mut dest_state = BTreeMap::new();
+    for name in view.files.keys().chain(manifest.files.keys()) {
+        let d = match dest {
+            Some(d) if symlink_dir => gendir::describe(d, name, bridge.max_file_size),
+            Some(d) => d.describe(name, bridge.max_file_size),
+            None => Ok(DestFile::Absent),
+        }
+        .with_context(|| format!("inspecting {}", bridge.install_to.join(name).display()))?;
         dest_state.insert(name.clone(), d);
     }
-    let owner = owner_ids(bridge)?;
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
-    let mut plan = plan::plan(&scan.view, &manifest.files, &dest_state, desired);
-    if let (Some(checks), Some(d)) = (&bridge.rules, &dest) {
-        revoke_unsafe_copies(bridge, checks, d, &scan.view, &mut plan, &mut report);
+    let mut plan = plan::plan(view, &manifest.files, &dest_state, desired);
+    if let (Some(checks), Some(d)) = (&bridge.rules, dest) {
+        revoke_unsafe_copies(bridge, checks, d, view, &mut plan, report);
     }
     report.unchanged = plan.unchanged.len();
     report.skipped.extend(plan.skipped.iter().cloned());
     report.conflicts.clone_from(&plan.conflicts);
     report.kept.clone_from(&plan.kept);
-    if opts.dry_run {
-        record_ops(&mut report, &plan.ops);
-        return Ok((report, manifest));
-    }
-    if plan.changes() && bridge.rules.is_some() {
-        record_grants(config, bridge, &scan)?;
-    }
-    if plan.changes() {
-        let dest = match dest {
-            Some(d) => d,
-            None => DestDir::open_or_create(&bridge.install_to)
-                .with_context(|| format!("creating destination {}", bridge.install_to.display()))
-                .map_err(|e| read_only_hint(e, &bridge.install_to))?,
-        };
-        apply(
-            bridge,
-            state,
-            &dest,
-            &plan,
-            &scan.rewritten,
-            owner,
-            &mut manifest,
-            &mut report,
-        )?;
-    }
-    Ok((report, manifest))
+    Ok(plan)
 }
 
 /// An installed rules file whose source did not pass this sync keeps its
@@ -258,23 +307,19 @@ fn limits(bridge: &Bridge) -> crate::core::budget::Limits {
 }
 
 /// Records the node state of devices the source's rules are about to grant
-/// (see [`crate::revoke`]).
-fn record_grants(config: &Config, bridge: &Bridge, scan: &source::SourceScan) -> Result<()> {
-    let Ok(dir) = source::open_dir(&bridge.source) else {
-        return Ok(());
-    };
-    let mut files = Vec::new();
-    for (name, f) in &scan.view.files {
-        let plan::SourceFile::Ready(_) = f else {
-            continue;
-        };
-        // What will be installed: the canonical form where there is one.
-        if let Some(r) = scan.rewritten.get(name) {
-            files.push((name.clone(), rules::parse::parse(&r.content)));
-        } else if let Ok(Ok((_, bytes))) = source::read_entry(&dir, name, &admit(bridge)) {
-            files.push((name.clone(), rules::parse::parse(&bytes)));
-        }
-    }
+/// (see [`crate::act::revoke`]), from the rules as the scan parsed them.
+fn record_grants(
+    config: &Config,
+    bridge: &Bridge,
+    view: &plan::SourceView,
+    mut accepted: Accepted,
+) -> Result<()> {
+    let files: Vec<(String, rules::parse::RulesFile)> = view
+        .files
+        .iter()
+        .filter(|(_, f)| matches!(f, plan::SourceFile::Ready(_)))
+        .filter_map(|(name, _)| accepted.remove_entry(name))
+        .collect();
     crate::act::revoke::record(config, &bridge.name, &files)
 }
 
