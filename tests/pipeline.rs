@@ -456,3 +456,67 @@ fn queue_overflow_falls_back_to_a_full_rescan() {
         || d.log(),
     );
 }
+
+/// How often each source file was opened for reading (real inotify on the
+/// source dir: IN_OPEN; the `O_PATH` handle a scan judges an entry by opens
+/// nothing and counts as no open).
+fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
+    use inotify::{Inotify, WatchMask};
+    let mut ino = Inotify::init().unwrap();
+    ino.watches().add(&env.src, WatchMask::OPEN).unwrap();
+    run();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let events = match ino.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading inotify events: {e}"),
+        };
+        for e in events {
+            if let Some(name) = e.name {
+                *counts.entry(name.to_string_lossy().into_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_sync_reads_each_source_file_once() {
+    // A rules bridge: the scan reads, vets and parses each file, the install
+    // writes the canonical form it kept, the grants come from its parse.
+    let env = Env::new(RELOAD_THEN);
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..5 {
+        env.put(
+            &format!("6{i}-ups.rules"),
+            "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051d\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n",
+        );
+    }
+    let counts = reads_during(&env, || {
+        let out = env.run(&["sync"]);
+        assert!(out.status.success(), "{out:?}");
+    });
+    assert_eq!(env.installed().len(), 5, "{:?}", env.installed());
+    assert_eq!(counts.len(), 5, "every file read: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+
+    // A files bridge with a TLS pair: the pair check reads the bytes the
+    // scan kept, and the symlink-dir swap publishes them.
+    let env = Env::new_files(TLS_PAIR);
+    fs::create_dir_all(&env.src).unwrap();
+    let (crt, key, _) = common::openssl_pair("p256", "once", 30);
+    env.put_renamed("tls.crt", &crt);
+    env.put_renamed("tls.key", &key);
+    env.put("ca.txt", "not checked\n");
+    let counts = reads_during(&env, || {
+        let out = env.run(&["sync"]);
+        assert!(out.status.success(), "{out:?}");
+    });
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt);
+    assert_eq!(counts.len(), 3, "every file read: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "each once: {counts:?}");
+}
+
+const TLS_PAIR: &str = "    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n";

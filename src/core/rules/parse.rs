@@ -584,7 +584,8 @@ fn option_drops_line(v: &str) -> Option<String> {
     None
 }
 
-/// Applies udevd's per-key checks (parse_token) and adds the token.
+/// Applies udevd's per-key checks (parse_token: the table in [`keys`],
+/// then the checks of a key's value) and adds the token.
 fn add_token(
     rule: &mut Rule,
     t: RawToken,
@@ -606,44 +607,7 @@ fn add_token(
             format!("unknown key '{}'{hint}; udevd drops this line", t.key),
         ));
     };
-    let bad_op = || {
-        err(
-            line,
-            column,
-            "invalid-operator",
-            format!(
-                "{} does not take '{}'; udevd drops this line",
-                t.key,
-                t.op.as_str()
-            ),
-        )
-    };
-    let bad_attr = || {
-        err(
-            line,
-            column,
-            "invalid-attr",
-            format!(
-                "{} has an invalid or missing {{attribute}}; udevd drops this line",
-                t.key
-            ),
-        )
-    };
-    let assumed = |to: &str| {
-        warn(
-            line,
-            column,
-            "operator-assumed",
-            format!(
-                "{} does not take '{}'; udevd assumes '{to}'",
-                t.key,
-                t.op.as_str()
-            ),
-        )
-    };
-    let mut op = t.op;
-    let attr_empty = t.attr.as_deref().is_none_or(str::is_empty);
-    if t.case_insensitive && !op.is_match() {
+    if t.case_insensitive && !t.op.is_match() {
         return Err(err(
             line,
             column,
@@ -651,226 +615,17 @@ fn add_token(
             format!("the 'i' prefix is only valid with == or != ({})", t.key),
         ));
     }
-    use Key::*;
+    let at = keys::At { line, column };
+    let op = keys::check(key, &t, at, findings)?;
     match key {
-        Action | Devpath | Kernel | Subsystem | Driver | Kernels | Subsystems | Drivers | Tags
-        | Result => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if !op.is_match() {
-                return Err(bad_op());
-            }
-        }
-        Symlink => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-        }
-        Name => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            match op {
-                Op::Remove => return Err(bad_op()),
-                Op::Add => {
-                    findings.push(assumed("="));
-                    op = Op::Assign;
-                }
-                _ => {}
-            }
-            if !op.is_match() && (t.value == "%k" || t.value.is_empty()) {
-                return Err(err(
-                    line,
-                    column,
-                    "invalid-value",
-                    format!("NAME=\"{}\" has no effect; udevd drops this line", t.value),
-                ));
-            }
-        }
-        Env => {
-            if attr_empty {
-                return Err(bad_attr());
-            }
-            match op {
-                Op::Remove => return Err(bad_op()),
-                Op::AssignFinal => {
-                    findings.push(assumed("="));
-                    op = Op::Assign;
-                }
-                _ => {}
-            }
-            let name = t.attr.as_deref().unwrap_or_default();
-            if !op.is_match() && UNSETTABLE_ENV.contains(&name) {
-                return Err(err(
-                    line,
-                    column,
-                    "invalid-attr",
-                    format!("ENV{{{name}}} cannot be set; udevd drops this line"),
-                ));
-            }
-        }
-        Const => {
-            if !matches!(t.attr.as_deref(), Some("arch" | "virt")) {
-                return Err(bad_attr());
-            }
-            if !op.is_match() {
-                return Err(bad_op());
-            }
-        }
-        Tag => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if op == Op::AssignFinal {
-                findings.push(assumed("="));
-                op = Op::Assign;
-            }
-        }
-        Attr | Sysctl => {
-            if attr_empty {
-                return Err(bad_attr());
-            }
-            match op {
-                Op::Remove => return Err(bad_op()),
-                Op::Add | Op::AssignFinal => {
-                    findings.push(assumed("="));
-                    op = Op::Assign;
-                }
-                _ => {}
-            }
-        }
-        Attrs => {
-            if attr_empty {
-                return Err(bad_attr());
-            }
-            if !op.is_match() {
-                return Err(bad_op());
-            }
-        }
-        Test => {
-            if let Some(m) = t.attr.as_deref().filter(|a| !a.is_empty())
-                && parse_mode(m).is_none()
-            {
-                return Err(err(
-                    line,
-                    column,
-                    "invalid-attr",
-                    format!("TEST{{{m}}} is not an octal mode; udevd drops this line"),
-                ));
-            }
-            if !op.is_match() {
-                return Err(bad_op());
-            }
-        }
-        Program | Import => {
-            if key == Program && t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if key == Import
-                && !matches!(
-                    t.attr.as_deref(),
-                    Some("file" | "program" | "builtin" | "db" | "cmdline" | "parent")
-                )
-            {
-                return Err(bad_attr());
-            }
-            if op == Op::Remove {
-                return Err(bad_op());
-            }
-            if !op.is_match() {
-                op = Op::Match;
-            }
-        }
-        Options => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if op.is_match() || op == Op::Remove {
-                return Err(bad_op());
-            }
-            if let Some(why) = option_drops_line(&t.value) {
-                return Err(err(
-                    line,
-                    column,
-                    "invalid-option",
-                    format!("{why}; udevd drops this line"),
-                ));
-            }
-            if !option_known(&t.value) {
-                findings.push(warn(
-                    line,
-                    column,
-                    "invalid-option",
-                    format!("OPTIONS value '{}' is unknown; udevd ignores it", t.value),
-                ));
-                return Ok(());
-            }
-        }
-        Owner | Group | Mode => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if op.is_match() || op == Op::Remove {
-                return Err(bad_op());
-            }
-            if op == Op::Add {
-                findings.push(assumed("="));
-                op = Op::Assign;
-            }
-        }
-        Seclabel => {
-            if attr_empty {
-                return Err(bad_attr());
-            }
-            if op.is_match() || op == Op::Remove {
-                return Err(bad_op());
-            }
-        }
-        Run => {
-            if op.is_match() || op == Op::Remove {
-                return Err(bad_op());
-            }
-            if !matches!(t.attr.as_deref(), None | Some("program" | "builtin")) {
-                return Err(bad_attr());
-            }
-        }
-        Goto | Label => {
-            if t.attr.is_some() {
-                return Err(bad_attr());
-            }
-            if op != Op::Assign {
-                return Err(bad_op());
-            }
-            let slot = if key == Goto {
-                rule.goto.is_some()
-            } else {
-                rule.label.is_some()
-            };
-            if slot {
-                let what = if key == Goto {
-                    "multiple-goto"
-                } else {
-                    "multiple-label"
-                };
-                findings.push(warn(
-                    line,
-                    column,
-                    what,
-                    format!(
-                        "more than one {} on this line; udevd ignores the extra one",
-                        t.key
-                    ),
-                ));
-                return Ok(());
-            }
-            if key == Goto {
-                rule.goto = Some((t.value, usize::MAX));
-            } else {
-                rule.label = Some(t.value);
-            }
+        Key::Name => name_has_effect(&t, op, at)?,
+        Key::Env => env_settable(&t, op, at)?,
+        Key::Options if !option_usable(&t, at, findings)? => return Ok(()),
+        Key::Goto | Key::Label => {
+            goto_or_label(rule, key, t, at, findings);
             return Ok(());
         }
+        _ => {}
     }
     rule.tokens.push(Token {
         key,
@@ -883,6 +638,81 @@ fn add_token(
         text,
     });
     Ok(())
+}
+
+/// `NAME="%k"` or `NAME=""` does nothing, and udevd drops the line.
+fn name_has_effect(t: &RawToken, op: Op, at: keys::At) -> Result<(), Finding> {
+    if !op.is_match() && (t.value == "%k" || t.value.is_empty()) {
+        return Err(err(
+            at.line,
+            at.column,
+            "invalid-value",
+            format!("NAME=\"{}\" has no effect; udevd drops this line", t.value),
+        ));
+    }
+    Ok(())
+}
+
+/// Properties udevd never lets `ENV{…}=` set drop the line.
+fn env_settable(t: &RawToken, op: Op, at: keys::At) -> Result<(), Finding> {
+    let name = t.attr.as_deref().unwrap_or_default();
+    if !op.is_match() && UNSETTABLE_ENV.contains(&name) {
+        return Err(err(
+            at.line,
+            at.column,
+            "invalid-attr",
+            format!("ENV{{{name}}} cannot be set; udevd drops this line"),
+        ));
+    }
+    Ok(())
+}
+
+/// An OPTIONS value: `Err` when udevd drops the line, `Ok(false)` when it
+/// ignores the token (unknown value, with a warning), `Ok(true)` to keep it.
+fn option_usable(t: &RawToken, at: keys::At, findings: &mut Vec<Finding>) -> Result<bool, Finding> {
+    if let Some(why) = option_drops_line(&t.value) {
+        return Err(err(
+            at.line,
+            at.column,
+            "invalid-option",
+            format!("{why}; udevd drops this line"),
+        ));
+    }
+    if !option_known(&t.value) {
+        findings.push(warn(
+            at.line,
+            at.column,
+            "invalid-option",
+            format!("OPTIONS value '{}' is unknown; udevd ignores it", t.value),
+        ));
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// GOTO and LABEL are the rule's, not tokens; a second one on a line is
+/// ignored (with a warning), as udevd does.
+fn goto_or_label(rule: &mut Rule, key: Key, t: RawToken, at: keys::At, findings: &mut Vec<Finding>) {
+    let (taken, what) = if key == Key::Goto {
+        (rule.goto.is_some(), "multiple-goto")
+    } else {
+        (rule.label.is_some(), "multiple-label")
+    };
+    if taken {
+        findings.push(warn(
+            at.line,
+            at.column,
+            what,
+            format!(
+                "more than one {} on this line; udevd ignores the extra one",
+                t.key
+            ),
+        ));
+    } else if key == Key::Goto {
+        rule.goto = Some((t.value, usize::MAX));
+    } else {
+        rule.label = Some(t.value);
+    }
 }
 
 /// Parses an octal mode as udevd does (`664`, `0664`; at most 07777).
@@ -933,6 +763,8 @@ pub fn quote_word(word: &str) -> String {
         format!("a {}-byte word that is no key", word.len())
     }
 }
+
+mod keys;
 
 #[cfg(test)]
 mod tests;
