@@ -475,7 +475,9 @@ fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap<Str
         };
         for e in events {
             if let Some(name) = e.name {
-                *counts.entry(name.to_string_lossy().into_owned()).or_insert(0) += 1;
+                *counts
+                    .entry(name.to_string_lossy().into_owned())
+                    .or_insert(0) += 1;
             }
         }
     }

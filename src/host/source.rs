@@ -287,7 +287,6 @@ fn judge(
     }))
 }
 
-
 /// How many directory entries a scan lists at most: four times
 /// `max_files`, and never fewer than 1000 (room for temp files, hidden
 /// names and names no pattern includes).

@@ -98,12 +98,11 @@ pub(super) fn apply(
     for op in &plan.ops {
         let result = match op {
             Op::Install { name, digest } | Op::Replace { name, digest } => {
-                bytes_of(bridge, content, name, *digest)
-                    .and_then(|b| {
-                        t.dest
-                            .install_owned(name, &b, bridge.mode, t.owner)
-                            .map_err(|e| OpError::from(&e))
-                    })
+                bytes_of(bridge, content, name, *digest).and_then(|b| {
+                    t.dest
+                        .install_owned(name, &b, bridge.mode, t.owner)
+                        .map_err(|e| OpError::from(&e))
+                })
             }
             Op::Prune { name } => t.dest.remove(name).map_err(|e| OpError::from(&e)),
         };

@@ -88,7 +88,14 @@ pub fn sync_files(
         report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
     }
     let owner = owner_ids(bridge)?;
-    let plan = make_plan(bridge, &scan.view, &manifest, dest.as_ref(), owner, &mut report)?;
+    let plan = make_plan(
+        bridge,
+        &scan.view,
+        &manifest,
+        dest.as_ref(),
+        owner,
+        &mut report,
+    )?;
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));

@@ -692,7 +692,13 @@ fn option_usable(t: &RawToken, at: keys::At, findings: &mut Vec<Finding>) -> Res
 
 /// GOTO and LABEL are the rule's, not tokens; a second one on a line is
 /// ignored (with a warning), as udevd does.
-fn goto_or_label(rule: &mut Rule, key: Key, t: RawToken, at: keys::At, findings: &mut Vec<Finding>) {
+fn goto_or_label(
+    rule: &mut Rule,
+    key: Key,
+    t: RawToken,
+    at: keys::At,
+    findings: &mut Vec<Finding>,
+) {
     let (taken, what) = if key == Key::Goto {
         (rule.goto.is_some(), "multiple-goto")
     } else {

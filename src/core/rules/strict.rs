@@ -340,236 +340,300 @@ fn label_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"_.-".contains(&c)
 }
 
+/// Why a line is outside the subset: where (a byte offset in the logical
+/// line), the rule id and why; or a finding the policy worded.
+enum Refusal {
+    At(usize, &'static str, String),
+    Said(Finding),
+}
+
 /// Reads one logical line; `None` (with findings) when it is outside the
 /// subset.
 fn parse_rule(line: &Logical, findings: &mut Vec<Finding>) -> Option<Rule> {
+    match read_rule(line) {
+        Ok(rule) => check_shape(&rule, line, findings).then_some(rule),
+        Err(Refusal::At(at, id, message)) => {
+            let (l, c) = line.pos(at);
+            findings.push(err(l, c, id, message));
+            None
+        }
+        Err(Refusal::Said(f)) => {
+            findings.push(f);
+            None
+        }
+    }
+}
+
+/// The tokens of a line, each lexed, checked against the subset, and said
+/// once at most.
+fn read_rule(line: &Logical) -> Result<Rule, Refusal> {
     let text = line.text.as_str();
-    let b = text.as_bytes();
-    let (first_line, _) = line.pos(0);
     let mut rule = Rule {
-        line: first_line,
+        line: line.pos(0).0,
         tokens: Vec::new(),
         label: None,
         goto: None,
     };
     let mut shape: BTreeSet<(&'static str, Option<String>)> = BTreeSet::new();
     let mut i = 0;
-    let fail = |at: usize, id: &'static str, msg: String, findings: &mut Vec<Finding>| {
-        let (l, c) = line.pos(at);
-        findings.push(err(l, c, id, msg));
-        None
-    };
     loop {
-        let before = i;
-        i = skip_blanks(b, i);
-        let blank = i > before;
-        if i < b.len() && b[i] == b',' && !rule_is_empty(&rule) {
-            i = skip_blanks(b, i + 1);
-        } else if i < b.len() && !rule_is_empty(&rule) && !blank {
-            return fail(
-                i,
-                "syntax",
-                "expected ',' or a blank between tokens".into(),
-                findings,
-            );
+        i = separator(text.as_bytes(), i, rule_is_empty(&rule))?;
+        if i >= text.len() {
+            return Ok(rule);
         }
-        if i >= b.len() {
-            break;
-        }
-        let start = i;
-        // The key: udevd ends it at a blank, '=', '{' or an operator.
-        while i < b.len()
-            && !matches!(b[i], b' ' | b'\t' | b'=' | b'{' | b',' | b'"')
-            && !(b"+-!:".contains(&b[i]) && b.get(i + 1) == Some(&b'='))
-        {
-            i += 1;
-        }
-        let name = &text[start..i];
-        if name.is_empty() {
-            return fail(
-                start,
-                "syntax",
-                format!("expected a key at column {}", start + 1),
-                findings,
-            );
-        }
-        let Some(key) = Key::from_name(name) else {
-            let hint = if Key::from_name(&name.to_ascii_uppercase()).is_some() {
-                " (keys are upper case)"
-            } else {
-                ""
-            };
-            return fail(
-                start,
-                "unknown-key",
-                format!(
-                    "unknown key {}{hint}; udevd drops this line",
-                    quote_word(name)
-                ),
-                findings,
-            );
-        };
-        let mut attr = None;
-        if b.get(i) == Some(&b'{') {
-            let Some(close) = text[i + 1..].find('}') else {
-                return fail(
-                    i,
-                    "syntax",
-                    "'{' without a closing '}'; udevd drops this line".into(),
-                    findings,
-                );
-            };
-            attr = Some((i + 1, text[i + 1..i + 1 + close].to_string()));
-            i += close + 2;
-        }
-        i = skip_blanks(b, i);
-        let Some((op, len)) = Op::at_start(&text[i..]) else {
-            return fail(
-                i,
-                "syntax",
-                format!("expected an operator after '{name}'; udevd drops this line"),
-                findings,
-            );
-        };
-        i = skip_blanks(b, i + len);
-        match b.get(i) {
-            Some(b'"') => {}
-            Some(b'e') if b.get(i + 1) == Some(&b'"') => {
-                return fail(i, "escape", "an e\"…\" value takes C escapes, which permissions-only rules do not use; write the value plainly".into(), findings);
-            }
-            Some(b'i') if b.get(i + 1) == Some(&b'"') => {
-                return fail(i, "value-prefix", "the i\"…\" (case-insensitive) prefix is not in the permissions-only subset (udev 252 drops such a line; newer versions read it)".into(), findings);
-            }
-            _ => {
-                return fail(
-                    i,
-                    "syntax",
-                    "value must be in double quotes; udevd drops this line".into(),
-                    findings,
-                );
-            }
-        }
-        let body = i + 1;
-        let Some(len) = text[body..].find('"') else {
-            return fail(i, "syntax", "unterminated quoted value".into(), findings);
-        };
-        let value = &text[body..body + len];
-        i = body + len + 1;
-        if let Some(at) = value.find('\\') {
-            return fail(body + at, "escape", "a backslash in a value: udevd reads \\\" as a quote; escapes are not in the permissions-only subset".into(), findings);
-        }
-        let (l, c) = line.pos(start);
+        let lexed = lex_token(text, i)?;
+        i = lexed.end;
+        let (l, c) = line.pos(lexed.start);
         let token = Token {
-            key,
-            attr: attr.as_ref().map(|(_, a)| a.clone()),
-            op,
-            value: value.to_string(),
+            key: lexed.key,
+            attr: lexed.attr.as_ref().map(|(_, a)| a.clone()),
+            op: lexed.op,
+            value: lexed.value.clone(),
             case_insensitive: false,
             line: l,
             column: c,
-            text: text[start..i].to_string(),
+            text: text[lexed.start..lexed.end].to_string(),
         };
-        let use_ = match uses(key, op) {
-            Ok(u) => u,
-            Err((id, why)) => {
-                // The policy words what a forbidden key would do; this
-                // reader's own words cover the rest.
-                let mut said = Vec::new();
-                super::policy::forbidden(&token, &super::policy::Policy::default(), &mut said);
-                match said.into_iter().find(|f| f.rule == id) {
-                    Some(f) => findings.push(f),
-                    None => findings.push(err(l, c, id, format!("{}: {why}", token.text))),
-                }
-                return None;
-            }
-        };
-        if let Err(why) = op_allowed(use_, op) {
-            let id = if matches!(use_, Use::Grant) && op == Op::Add {
-                "operator-assumed"
-            } else if key == Key::Tag {
-                "tag"
-            } else if key == Key::Symlink {
-                "symlink"
-            } else if key == Key::Env {
-                "env-write"
-            } else {
-                "invalid-operator"
-            };
-            return fail(start, id, format!("{} {why}", token.text), findings);
-        }
-        if attr.is_some() != takes_attr(key) {
-            return fail(
-                start,
-                "invalid-attr",
-                format!(
-                    "{} has an invalid or missing {{attribute}}; udevd drops this line",
-                    key.as_str()
-                ),
-                findings,
-            );
-        }
-        if let Some((at, a)) = &attr
-            && (a.is_empty() || !a.bytes().all(attr_char))
-        {
-            return fail(
-                *at,
-                "invalid-attr",
-                format!("attribute name '{a}' is not a plain name ([A-Za-z0-9_])"),
-                findings,
-            );
-        }
-        if let Some((at, a)) = &attr
-            && matches!(key, Key::Attr | Key::Attrs)
-            && !MATCH_ATTRS.contains(&a.as_str())
-        {
-            return fail(
-                *at,
-                "attr-name",
-                format!(
-                    "{}{{{a}}}: only USB descriptor attributes may be matched ({}); reading others on every device can do hardware I/O",
-                    key.as_str(),
-                    MATCH_ATTRS.join(", ")
-                ),
-                findings,
-            );
-        }
-        let charset_ok = match use_ {
-            Use::Match => value.bytes().all(match_char),
-            Use::Flow => !value.is_empty() && value.bytes().all(label_char),
-            _ => !value.is_empty() && value.bytes().all(assign_char),
-        };
-        if !charset_ok {
-            let what = match use_ {
-                Use::Match => "letters, digits, blanks and _.:/+*?[]!|=@,^~-",
-                Use::Flow => "a non-empty name of letters, digits and _.-",
-                _ => "a non-empty value of letters, digits and _.:/+@=- (no substitutions)",
-            };
-            return fail(
-                body,
-                "value-charset",
-                format!("{}: the value may only hold {what}", token.text),
-                findings,
-            );
-        }
-        if !shape.insert((key.as_str(), token.attr.clone())) {
-            return fail(
-                start,
+        in_subset(&lexed, &token)?;
+        if !shape.insert((lexed.key.as_str(), token.attr.clone())) {
+            let said = lexed.start + lexed.key_len + token.attr.as_ref().map_or(0, |a| a.len() + 2);
+            return Err(Refusal::At(
+                lexed.start,
                 "duplicate-key",
                 format!(
                     "{} appears twice on this line; say it once",
-                    &text[start
-                        ..start + name.len() + token.attr.as_ref().map_or(0, |a| a.len() + 2)]
+                    &text[lexed.start..said]
                 ),
-                findings,
-            );
+            ));
         }
-        match key {
+        match lexed.key {
             Key::Goto => rule.goto = Some((token.value, usize::MAX)),
             Key::Label => rule.label = Some(token.value),
             _ => rule.tokens.push(token),
         }
     }
-    check_shape(&rule, line, findings).then_some(rule)
+}
+
+/// Skips what separates tokens (a comma and/or blanks; nothing before the
+/// first) from `i`; the offset of the next token, or the line's end.
+fn separator(b: &[u8], i: usize, first: bool) -> Result<usize, Refusal> {
+    let at = skip_blanks(b, i);
+    let blank = at > i;
+    if at < b.len() && b[at] == b',' && !first {
+        return Ok(skip_blanks(b, at + 1));
+    }
+    if at < b.len() && !first && !blank {
+        return Err(Refusal::At(
+            at,
+            "syntax",
+            "expected ',' or a blank between tokens".into(),
+        ));
+    }
+    Ok(at)
+}
+
+/// One token as written: `KEY[{attr}] OP "value"`.
+struct Lexed {
+    /// Offsets of its start, the end of its key, and past its end.
+    start: usize,
+    key_len: usize,
+    end: usize,
+    key: Key,
+    /// The attribute's offset and text.
+    attr: Option<(usize, String)>,
+    op: Op,
+    /// The value's offset and text.
+    body: usize,
+    value: String,
+}
+
+/// Lexes the token at `start` (udevd's reading, narrowed: a plain quoted
+/// value with no backslash and no prefix).
+fn lex_token(text: &str, start: usize) -> Result<Lexed, Refusal> {
+    let b = text.as_bytes();
+    let mut i = start;
+    // The key: udevd ends it at a blank, '=', '{' or an operator.
+    while i < b.len()
+        && !matches!(b[i], b' ' | b'\t' | b'=' | b'{' | b',' | b'"')
+        && !(b"+-!:".contains(&b[i]) && b.get(i + 1) == Some(&b'='))
+    {
+        i += 1;
+    }
+    let name = &text[start..i];
+    let key = known_key(name, start)?;
+    let mut attr = None;
+    if b.get(i) == Some(&b'{') {
+        let Some(close) = text[i + 1..].find('}') else {
+            return Err(Refusal::At(
+                i,
+                "syntax",
+                "'{' without a closing '}'; udevd drops this line".into(),
+            ));
+        };
+        attr = Some((i + 1, text[i + 1..i + 1 + close].to_string()));
+        i += close + 2;
+    }
+    i = skip_blanks(b, i);
+    let Some((op, len)) = Op::at_start(&text[i..]) else {
+        return Err(Refusal::At(
+            i,
+            "syntax",
+            format!("expected an operator after '{name}'; udevd drops this line"),
+        ));
+    };
+    i = skip_blanks(b, i + len);
+    opening_quote(b, i)?;
+    let body = i + 1;
+    let Some(len) = text[body..].find('"') else {
+        return Err(Refusal::At(i, "syntax", "unterminated quoted value".into()));
+    };
+    let value = &text[body..body + len];
+    if let Some(at) = value.find('\\') {
+        return Err(Refusal::At(body + at, "escape", "a backslash in a value: udevd reads \\\" as a quote; escapes are not in the permissions-only subset".into()));
+    }
+    Ok(Lexed {
+        start,
+        key_len: name.len(),
+        end: body + len + 1,
+        key,
+        attr,
+        op,
+        body,
+        value: value.to_string(),
+    })
+}
+
+/// The key spelled `name` (at offset `at`), if udevd knows it.
+fn known_key(name: &str, at: usize) -> Result<Key, Refusal> {
+    if name.is_empty() {
+        return Err(Refusal::At(
+            at,
+            "syntax",
+            format!("expected a key at column {}", at + 1),
+        ));
+    }
+    Key::from_name(name).ok_or_else(|| {
+        let hint = if Key::from_name(&name.to_ascii_uppercase()).is_some() {
+            " (keys are upper case)"
+        } else {
+            ""
+        };
+        Refusal::At(
+            at,
+            "unknown-key",
+            format!(
+                "unknown key {}{hint}; udevd drops this line",
+                quote_word(name)
+            ),
+        )
+    })
+}
+
+/// A value opens with a plain double quote: no `e"…"`, no `i"…"`.
+fn opening_quote(b: &[u8], i: usize) -> Result<(), Refusal> {
+    match b.get(i) {
+        Some(b'"') => Ok(()),
+        Some(b'e') if b.get(i + 1) == Some(&b'"') => Err(Refusal::At(i, "escape", "an e\"…\" value takes C escapes, which permissions-only rules do not use; write the value plainly".into())),
+        Some(b'i') if b.get(i + 1) == Some(&b'"') => Err(Refusal::At(i, "value-prefix", "the i\"…\" (case-insensitive) prefix is not in the permissions-only subset (udev 252 drops such a line; newer versions read it)".into())),
+        _ => Err(Refusal::At(
+            i,
+            "syntax",
+            "value must be in double quotes; udevd drops this line".into(),
+        )),
+    }
+}
+
+/// Whether a lexed token is in the subset: its key's use and operator, its
+/// attribute, and the characters of its value.
+fn in_subset(lexed: &Lexed, token: &Token) -> Result<(), Refusal> {
+    let (key, op, start) = (lexed.key, lexed.op, lexed.start);
+    let use_ = uses(key, op).map_err(|(id, why)| {
+        // The policy words what a forbidden key would do; this reader's
+        // own words cover the rest.
+        let mut said = Vec::new();
+        super::policy::forbidden(token, &super::policy::Policy::default(), &mut said);
+        match said.into_iter().find(|f| f.rule == id) {
+            Some(f) => Refusal::Said(f),
+            None => Refusal::Said(err(
+                token.line,
+                token.column,
+                id,
+                format!("{}: {why}", token.text),
+            )),
+        }
+    })?;
+    if let Err(why) = op_allowed(use_, op) {
+        let id = if matches!(use_, Use::Grant) && op == Op::Add {
+            "operator-assumed"
+        } else if key == Key::Tag {
+            "tag"
+        } else if key == Key::Symlink {
+            "symlink"
+        } else if key == Key::Env {
+            "env-write"
+        } else {
+            "invalid-operator"
+        };
+        return Err(Refusal::At(start, id, format!("{} {why}", token.text)));
+    }
+    attribute_in_subset(lexed)?;
+    let value = lexed.value.as_str();
+    let charset_ok = match use_ {
+        Use::Match => value.bytes().all(match_char),
+        Use::Flow => !value.is_empty() && value.bytes().all(label_char),
+        _ => !value.is_empty() && value.bytes().all(assign_char),
+    };
+    if charset_ok {
+        return Ok(());
+    }
+    let what = match use_ {
+        Use::Match => "letters, digits, blanks and _.:/+*?[]!|=@,^~-",
+        Use::Flow => "a non-empty name of letters, digits and _.-",
+        _ => "a non-empty value of letters, digits and _.:/+@=- (no substitutions)",
+    };
+    Err(Refusal::At(
+        lexed.body,
+        "value-charset",
+        format!("{}: the value may only hold {what}", token.text),
+    ))
+}
+
+/// An attribute where the key takes one, a plain name, and for ATTR/ATTRS
+/// one of [`MATCH_ATTRS`].
+fn attribute_in_subset(lexed: &Lexed) -> Result<(), Refusal> {
+    let key = lexed.key;
+    if lexed.attr.is_some() != takes_attr(key) {
+        return Err(Refusal::At(
+            lexed.start,
+            "invalid-attr",
+            format!(
+                "{} has an invalid or missing {{attribute}}; udevd drops this line",
+                key.as_str()
+            ),
+        ));
+    }
+    let Some((at, a)) = &lexed.attr else {
+        return Ok(());
+    };
+    if a.is_empty() || !a.bytes().all(attr_char) {
+        return Err(Refusal::At(
+            *at,
+            "invalid-attr",
+            format!("attribute name '{a}' is not a plain name ([A-Za-z0-9_])"),
+        ));
+    }
+    if matches!(key, Key::Attr | Key::Attrs) && !MATCH_ATTRS.contains(&a.as_str()) {
+        return Err(Refusal::At(
+            *at,
+            "attr-name",
+            format!(
+                "{}{{{a}}}: only USB descriptor attributes may be matched ({}); reading others on every device can do hardware I/O",
+                key.as_str(),
+                MATCH_ATTRS.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn rule_is_empty(rule: &Rule) -> bool {
