@@ -9,6 +9,7 @@
 //! destinations) use its `Spanned` wrapper to point at the right line too.
 
 mod actions;
+mod bridge;
 mod model;
 pub mod raw;
 mod validate;

@@ -1,16 +1,14 @@
-//! From the raw config to the typed one: each value checked, cross-checks
-//! between bridges (names, overlapping dirs, pid files), and an error with
-//! file:line:col for every refusal. Pure.
+//! From the raw config to the typed one: the global settings, settle
+//! timings, and the pid-file cross-check (each bridge is `bridge.rs`), with
+//! an error with file:line:col for every refusal. Pure.
 
 use std::path::{Path, PathBuf};
 
-use serde_saphyr::{Location, Spanned};
+use serde_saphyr::Location;
 
-use super::actions::action;
+use super::bridge::RawLocs;
 use super::model::*;
-use super::raw::{self, Kind, RawBridge, RawConfig, RawPolicy, RawSettle, Token};
-use crate::core::names::globs_overlap;
-use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
+use super::raw::{RawConfig, RawSettle};
 use crate::core::settle::SettleTiming;
 
 pub(super) struct Validator<'a> {
@@ -18,7 +16,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err(&self, path: &Path, at: &Location, message: String) -> ConfigError {
+    pub(super) fn err(&self, path: &Path, at: &Location, message: String) -> ConfigError {
         ConfigError {
             path: path.to_path_buf(),
             line: at.line(),
@@ -80,7 +78,7 @@ impl Validator<'_> {
         })
     }
 
-    fn settle(
+    pub(super) fn settle(
         &self,
         origin: &Path,
         raw: &RawSettle,
@@ -112,234 +110,6 @@ impl Validator<'_> {
             ));
         }
         Ok(t)
-    }
-
-    fn bridge(
-        &self,
-        rb: RawBridge,
-        defaults: SettleTiming,
-        max_size: u64,
-    ) -> Result<(Bridge, RawLocs), ConfigError> {
-        let origin = rb.origin.clone();
-        self.kind_keys(&rb, &origin)?;
-        let files = (rb.kind == Kind::Files).then(|| files_settings(&rb));
-        let settle = self.settle(&origin, &rb.settle.unwrap_or_default(), Some(defaults))?;
-        let (include, include_at) = match rb.include {
-            Some(Spanned {
-                value, referenced, ..
-            }) => {
-                if value.is_empty() {
-                    return Err(self.err(
-                        &origin,
-                        &referenced,
-                        "include must list at least one pattern".into(),
-                    ));
-                }
-                (value.into_iter().map(|p| p.0).collect(), referenced)
-            }
-            None => (default_include(rb.kind), rb.name.referenced),
-        };
-        let (install_to, install_at) = match (rb.install_to, rb.kind) {
-            (Some(s), _) => (s.value.0, s.referenced),
-            (None, Kind::UdevRules) => (DEFAULT_UDEV_RULES_DIR.into(), rb.name.referenced),
-            (None, Kind::Files) => {
-                return Err(self.err(
-                    &origin,
-                    &rb.name.referenced,
-                    format!(
-                        "bridge {:?} of kind files needs install_to",
-                        rb.name.value.0
-                    ),
-                ));
-            }
-        };
-        let locs = RawLocs {
-            name: rb.name.referenced,
-            source: rb.source.referenced,
-            include: include_at,
-            install_to: install_at,
-        };
-        let name_for_errors = rb.name.value.0.clone();
-        let then = rb
-            .then
-            .into_iter()
-            .map(action)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                self.err(
-                    &origin,
-                    &locs.name,
-                    format!("bridge {name_for_errors:?}: then: {e}"),
-                )
-            })?;
-        let b = Bridge {
-            origin,
-            name: rb.name.value.0,
-            kind: rb.kind,
-            source: rb.source.value.0,
-            include,
-            install_to,
-            prune: rb.prune.unwrap_or(true),
-            mode: match rb.kind {
-                Kind::UdevRules => UDEV_RULES_MODE,
-                Kind::Files => rb.mode.map_or(DEFAULT_FILES_MODE, |m| m.0),
-            },
-            settle,
-            max_file_size: rb.max_file_size.map_or(max_size, |s| s.0),
-            max_files: rb.max_files.unwrap_or(match rb.kind {
-                Kind::UdevRules => DEFAULT_UDEV_MAX_FILES,
-                Kind::Files => DEFAULT_FILES_MAX_FILES,
-            }),
-            max_bytes: rb.max_bytes.map_or(
-                match rb.kind {
-                    Kind::UdevRules => DEFAULT_UDEV_MAX_BYTES,
-                    Kind::Files => DEFAULT_FILES_MAX_BYTES,
-                },
-                |s| s.0,
-            ),
-            source_owner: rb.source_owner,
-            then,
-            files,
-            rules: (rb.kind == Kind::UdevRules).then(|| RulesChecks {
-                policy: Policy {
-                    mode: match rb.policy {
-                        Some(RawPolicy::Trusted) => PolicyMode::Trusted,
-                        _ => PolicyMode::PermissionsOnly,
-                    },
-                    subsystems: rb.allow_subsystems.map_or_else(
-                        || DEFAULT_SUBSYSTEMS.iter().map(|s| s.to_string()).collect(),
-                        words,
-                    ),
-                    groups: rb.allow_groups.map(words).unwrap_or_default(),
-                    owners: rb.allow_owners.map(words).unwrap_or_default(),
-                    env: rb.allow_env.map(words).unwrap_or_default(),
-                    symlinks: rb.allow_symlinks.map(words).unwrap_or_default(),
-                },
-                allow_override: rb.allow_override.map(words).unwrap_or_default(),
-                allow_unknown_groups: rb.allow_unknown_groups.unwrap_or(false),
-                allow_non_system_groups: rb.allow_non_system_groups.unwrap_or(false),
-                revoke_restore: rb.revoke != Some(raw::RawRevoke::Report),
-            }),
-        };
-        if b.install_to.starts_with(&b.source) || b.source.starts_with(&b.install_to) {
-            return Err(self.err(&b.origin, &locs.install_to, format!(
-                "install_to {} and source {} overlap; the destination must be outside the exported dir",
-                b.install_to.display(),
-                b.source.display()
-            )));
-        }
-        let prefixes = b.rules.iter().flat_map(|r| &r.policy.symlinks);
-        for p in prefixes {
-            if let Some(why) = crate::core::rules::policy::symlink_prefix_problem(p) {
-                return Err(self.err(
-                    &b.origin,
-                    &locs.name,
-                    format!("bridge {:?}: allow_symlinks entry {p:?} {why}", b.name),
-                ));
-            }
-        }
-        Ok((b, locs))
-    }
-
-    /// Refuses keys that belong to the other kind.
-    fn kind_keys(&self, rb: &RawBridge, origin: &Path) -> Result<(), ConfigError> {
-        let files_only = [
-            ("mode", rb.mode.is_some()),
-            ("owner", rb.owner.is_some()),
-            ("group", rb.group.is_some()),
-            ("require", rb.require.is_some()),
-            ("validate", rb.validate.is_some()),
-            ("swap", rb.swap.is_some()),
-        ];
-        let rules_only = [
-            ("policy", rb.policy.is_some()),
-            ("allow_subsystems", rb.allow_subsystems.is_some()),
-            ("allow_groups", rb.allow_groups.is_some()),
-            ("allow_owners", rb.allow_owners.is_some()),
-            ("allow_env", rb.allow_env.is_some()),
-            ("allow_symlinks", rb.allow_symlinks.is_some()),
-            ("allow_override", rb.allow_override.is_some()),
-            ("allow_unknown_groups", rb.allow_unknown_groups.is_some()),
-            (
-                "allow_non_system_groups",
-                rb.allow_non_system_groups.is_some(),
-            ),
-        ];
-        let (wrong, other) = match rb.kind {
-            Kind::UdevRules => (&files_only[..], "files"),
-            Kind::Files => (&rules_only[..], "udev-rules"),
-        };
-        if let Some((key, _)) = wrong.iter().find(|(_, set)| *set) {
-            return Err(self.err(
-                origin,
-                &rb.name.referenced,
-                format!(
-                    "bridge {:?}: `{key}` only applies to kind {other}",
-                    rb.name.value.0
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Checks a new bridge against the ones before it.
-    fn against_others(
-        &self,
-        b: &Bridge,
-        locs: &RawLocs,
-        prev: &[(Bridge, RawLocs)],
-    ) -> Result<(), ConfigError> {
-        for (o, _) in prev {
-            if o.name == b.name {
-                return Err(self.err(
-                    &b.origin,
-                    &locs.name,
-                    format!("duplicate bridge name {:?}", b.name),
-                ));
-            }
-            if o.install_to.starts_with(&b.source) || b.source.starts_with(&o.install_to) {
-                return Err(self.err(
-                    &b.origin,
-                    &locs.source,
-                    format!(
-                        "source {} overlaps bridge {:?}'s install_to {}",
-                        b.source.display(),
-                        o.name,
-                        o.install_to.display()
-                    ),
-                ));
-            }
-            if b.install_to.starts_with(&o.source) || o.source.starts_with(&b.install_to) {
-                return Err(self.err(
-                    &b.origin,
-                    &locs.install_to,
-                    format!(
-                        "install_to {} overlaps bridge {:?}'s source {}",
-                        b.install_to.display(),
-                        o.name,
-                        o.source.display()
-                    ),
-                ));
-            }
-            if o.install_to == b.install_to {
-                let clash = b.include.iter().find_map(|p| {
-                    o.include
-                        .iter()
-                        .find(|q| globs_overlap(p, q))
-                        .map(|q| (p, q))
-                });
-                if let Some((p, q)) = clash {
-                    return Err(self.err(&b.origin, &locs.include, format!(
-                        "bridges {:?} and {:?} both install into {} and their include patterns {p:?} and {q:?} \
-                         can match the same file; give them disjoint include patterns",
-                        o.name,
-                        b.name,
-                        b.install_to.display()
-                    )));
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -392,49 +162,5 @@ impl Validator<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Where in the file a bridge's values were written (for later checks).
-struct RawLocs {
-    name: Location,
-    source: Location,
-    include: Location,
-    install_to: Location,
-}
-
-fn words(tokens: Vec<Token>) -> Vec<String> {
-    tokens.into_iter().map(|t| t.0).collect()
-}
-
-fn default_include(kind: Kind) -> Vec<String> {
-    match kind {
-        Kind::UdevRules => vec!["*.rules".into()],
-        Kind::Files => vec!["*".into()],
-    }
-}
-
-fn files_settings(rb: &RawBridge) -> FilesSettings {
-    let tls_pair = rb
-        .validate
-        .as_ref()
-        .and_then(|v| v.tls_pair.as_ref())
-        .map(|t| TlsPair {
-            cert: t.cert.0.clone(),
-            key: t.key.0.clone(),
-            expiry_warning: t.expiry_warning.map_or(DEFAULT_EXPIRY_WARNING, |d| d.0),
-        });
-    let swap = match rb.swap {
-        Some(raw::RawSwap::Rename) => Swap::Rename,
-        Some(raw::RawSwap::SymlinkDir) => Swap::SymlinkDir,
-        None if tls_pair.is_some() => Swap::SymlinkDir,
-        None => Swap::Rename,
-    };
-    FilesSettings {
-        owner: rb.owner.as_ref().map(|t| t.0.clone()),
-        group: rb.group.as_ref().map(|t| t.0.clone()),
-        require: rb.require.iter().flatten().map(|p| p.0.clone()).collect(),
-        tls_pair,
-        swap,
     }
 }
