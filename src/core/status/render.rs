@@ -121,108 +121,99 @@ fn plural(n: usize, word: &str) -> String {
 /// Prometheus text exposition format (version 0.0.4) of the status.
 pub fn metrics(st: &Status) -> String {
     let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in samples {
-            let _ = writeln!(out, "{name}{labels} {v}");
+    let _ = writeln!(
+        out,
+        "# HELP hostbridge_up 1 if the daemon answered.\n# TYPE hostbridge_up gauge\nhostbridge_up 1"
+    );
+    for f in FAMILIES {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}",
+            name = f.name,
+            help = f.help,
+            kind = f.kind
+        );
+        for b in &st.bridges {
+            for (labels, v) in (f.samples)(b) {
+                let _ = writeln!(out, "{}{{bridge=\"{}\"{labels}}} {v}", f.name, b.name);
+            }
         }
-    };
-    let per = |f: &dyn Fn(&Bridge) -> f64| -> Vec<(String, f64)> {
-        st.bridges
-            .iter()
-            .map(|b| (format!("{{bridge=\"{}\"}}", b.name), f(b)))
-            .collect()
-    };
-    family(
-        "hostbridge_up",
-        "gauge",
-        "1 if the daemon answered.",
-        vec![(String::new(), 1.0)],
-    );
-    family(
-        "hostbridge_healthy",
-        "gauge",
-        "1 if the bridge is healthy.",
-        per(&|b| f64::from(u8::from(b.health == Health::Healthy))),
-    );
-    let mut syncs = Vec::new();
-    for b in &st.bridges {
-        syncs.push((
-            format!("{{bridge=\"{}\",result=\"ok\"}}", b.name),
-            b.counters.syncs_ok as f64,
-        ));
-        syncs.push((
-            format!("{{bridge=\"{}\",result=\"failed\"}}", b.name),
-            b.counters.syncs_failed as f64,
-        ));
     }
-    family(
-        "hostbridge_syncs_total",
-        "counter",
-        "Syncs by result.",
-        syncs,
-    );
-    family(
-        "hostbridge_files_installed_total",
-        "counter",
-        "Files installed or replaced.",
-        per(&|b| b.counters.files_installed as f64),
-    );
-    family(
-        "hostbridge_files_pruned_total",
-        "counter",
-        "Files pruned.",
-        per(&|b| b.counters.files_pruned as f64),
-    );
-    family(
-        "hostbridge_action_failures_total",
-        "counter",
-        "Failed actions.",
-        per(&|b| b.counters.action_failures as f64),
-    );
-    family(
-        "hostbridge_inotify_overflows_total",
-        "counter",
-        "inotify queue overflows.",
-        per(&|b| b.counters.overflows as f64),
-    );
-    family(
-        "hostbridge_pending_windows",
-        "gauge",
-        "1 while a settle window is open.",
-        per(&|b| f64::from(u8::from(b.pending.is_some()))),
-    );
-    let usb: Vec<(String, f64)> = st
-        .bridges
-        .iter()
-        .filter_map(|b| {
-            b.usb.as_ref().map(|u| {
-                (
-                    format!("{{bridge=\"{}\"}}", b.name),
-                    f64::from(u8::from(u.ok)),
-                )
-            })
-        })
-        .collect();
-    family(
-        "hostbridge_usb_ok",
-        "gauge",
-        "1 if the latest USB check (after a sync or on hotplug) found every device usable.",
-        usb,
-    );
-    let success: Vec<(String, f64)> = st
-        .bridges
-        .iter()
-        .filter_map(|b| {
-            b.last_success_at
-                .map(|t| (format!("{{bridge=\"{}\"}}", b.name), t as f64))
-        })
-        .collect();
-    family(
-        "hostbridge_last_success_timestamp_seconds",
-        "gauge",
-        "When the last successful sync finished.",
-        success,
-    );
     out
 }
+
+/// A metric family with samples per bridge: each an extra label (empty, or
+/// `,name="value"`) and a value; a bridge with none is left out.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    samples: fn(&Bridge) -> Vec<(&'static str, f64)>,
+}
+
+fn flag(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
+/// Every per-bridge family, in the order they are written.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "hostbridge_healthy",
+        kind: "gauge",
+        help: "1 if the bridge is healthy.",
+        samples: |b| vec![("", flag(b.health == Health::Healthy))],
+    },
+    Family {
+        name: "hostbridge_syncs_total",
+        kind: "counter",
+        help: "Syncs by result.",
+        samples: |b| {
+            vec![
+                (",result=\"ok\"", b.counters.syncs_ok as f64),
+                (",result=\"failed\"", b.counters.syncs_failed as f64),
+            ]
+        },
+    },
+    Family {
+        name: "hostbridge_files_installed_total",
+        kind: "counter",
+        help: "Files installed or replaced.",
+        samples: |b| vec![("", b.counters.files_installed as f64)],
+    },
+    Family {
+        name: "hostbridge_files_pruned_total",
+        kind: "counter",
+        help: "Files pruned.",
+        samples: |b| vec![("", b.counters.files_pruned as f64)],
+    },
+    Family {
+        name: "hostbridge_action_failures_total",
+        kind: "counter",
+        help: "Failed actions.",
+        samples: |b| vec![("", b.counters.action_failures as f64)],
+    },
+    Family {
+        name: "hostbridge_inotify_overflows_total",
+        kind: "counter",
+        help: "inotify queue overflows.",
+        samples: |b| vec![("", b.counters.overflows as f64)],
+    },
+    Family {
+        name: "hostbridge_pending_windows",
+        kind: "gauge",
+        help: "1 while a settle window is open.",
+        samples: |b| vec![("", flag(b.pending.is_some()))],
+    },
+    Family {
+        name: "hostbridge_usb_ok",
+        kind: "gauge",
+        help: "1 if the latest USB check (after a sync or on hotplug) found every device usable.",
+        samples: |b| b.usb.iter().map(|u| ("", flag(u.ok))).collect(),
+    },
+    Family {
+        name: "hostbridge_last_success_timestamp_seconds",
+        kind: "gauge",
+        help: "When the last successful sync finished.",
+        samples: |b| b.last_success_at.iter().map(|t| ("", *t as f64)).collect(),
+    },
+];
