@@ -170,9 +170,21 @@ fn check_rule(rule: &Rule, flow: Flow, policy: &Policy, out: &mut Vec<Finding>) 
 
 /// Keys refused on any line.
 pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
+    let f = runs_code(t)
+        .or_else(|| touches_the_host(t))
+        .or_else(|| beyond_the_policy(t, policy));
+    if let Some((rule, message)) = f {
+        out.push(finding(t, rule, message));
+    }
+}
+
+/// A forbidden token's rule id and why.
+type Forbidden = Option<(&'static str, String)>;
+
+/// RUN, PROGRAM, IMPORT: code run (or files read) as root.
+fn runs_code(t: &Token) -> Forbidden {
     let v = &t.value;
-    let assign = !t.op.is_match();
-    let f = match t.key {
+    match t.key {
         Key::Run if t.attr.as_deref() == Some("builtin") => Some((
             "run",
             format!("RUN{{builtin}} would run udev builtin '{v}' as root on every matching uevent"),
@@ -199,6 +211,15 @@ pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
             };
             Some(("import", format!("IMPORT{{{kind}}} {why}")))
         }
+        _ => None,
+    }
+}
+
+/// Keys that write sysfs or sysctls, rename, stat paths or label nodes.
+fn touches_the_host(t: &Token) -> Forbidden {
+    let v = &t.value;
+    let assign = !t.op.is_match();
+    match t.key {
         Key::Sysctl if assign => Some((
             "sysctl-write",
             format!(
@@ -229,6 +250,15 @@ pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
             "seclabel",
             "SECLABEL would set a security label on the device node".to_string(),
         )),
+        _ => None,
+    }
+}
+
+/// OPTIONS, ENV, TAG and SYMLINK beyond what the policy allows.
+fn beyond_the_policy(t: &Token, policy: &Policy) -> Forbidden {
+    let v = &t.value;
+    let assign = !t.op.is_match();
+    match t.key {
         Key::Options if !harmless_option(v) => Some((
             "options",
             format!(
@@ -261,12 +291,11 @@ pub(super) fn forbidden(t: &Token, policy: &Policy, out: &mut Vec<Finding>) {
             .map(|why| ("symlink", format!("SYMLINK \"{v}\" {why}"))),
         Key::Env if assign && v.contains(['%', '$']) => Some((
             "env-write",
-            format!("ENV{{…}}=\"{v}\" is built from device data at event time and cannot be checked"),
+            format!(
+                "ENV{{…}}=\"{v}\" is built from device data at event time and cannot be checked"
+            ),
         )),
         _ => None,
-    };
-    if let Some((rule, message)) = f {
-        out.push(finding(t, rule, message));
     }
 }
 
