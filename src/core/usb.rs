@@ -177,40 +177,58 @@ pub fn verdict(
     if !node.is_char {
         return Verdict::RulesNotApplied(format!("{path} is not a character device"));
     }
-    let mut wrong = Vec::new();
-    if let Some(m) = grant.mode
-        && node.mode & 0o777 != m & 0o777
-    {
-        wrong.push(format!("mode {:04o} (rules: {:04o})", node.mode & 0o777, m));
-    }
-    if let Some(g) = &grant.group {
-        match gid_of(g) {
-            Some(gid) if gid == node.gid => {}
-            Some(_) => wrong.push(format!("group gid {} (rules: {g})", node.gid)),
-            None => {
-                return Verdict::RulesNotApplied(format!(
-                    "GROUP=\"{g}\" does not exist on this host; udevd dropped the rule"
-                ));
-            }
-        }
-    }
-    if let Some(o) = &grant.owner {
-        match uid_of(o) {
-            Some(uid) if uid == node.uid => {}
-            Some(_) => wrong.push(format!("owner uid {} (rules: {o})", node.uid)),
-            None => {
-                return Verdict::RulesNotApplied(format!(
-                    "OWNER=\"{o}\" does not exist on this host; udevd dropped the rule"
-                ));
-            }
-        }
-    }
+    let wrong = match applied(node, grant, gid_of, uid_of) {
+        Ok(wrong) => wrong,
+        Err(why) => return Verdict::RulesNotApplied(why),
+    };
     if !wrong.is_empty() {
         return Verdict::RulesNotApplied(format!(
             "{path} has {}; run `{trigger}`",
             wrong.join(", ")
         ));
     }
+    if let Err(why) = can_open(user, node) {
+        return Verdict::UserCannotOpen(why);
+    }
+    Verdict::Ok
+}
+
+/// How the node differs from what the rules grant (empty: as granted);
+/// `Err` when a granted name does not exist, so udevd dropped the rule.
+fn applied(
+    node: &Node,
+    grant: &Grant,
+    gid_of: &dyn Fn(&str) -> Option<u32>,
+    uid_of: &dyn Fn(&str) -> Option<u32>,
+) -> Result<Vec<String>, String> {
+    let mut wrong = Vec::new();
+    if let Some(m) = grant.mode
+        && node.mode & 0o777 != m & 0o777
+    {
+        wrong.push(format!("mode {:04o} (rules: {:04o})", node.mode & 0o777, m));
+    }
+    let dropped = |what: &str, name: &str| {
+        format!("{what}=\"{name}\" does not exist on this host; udevd dropped the rule")
+    };
+    if let Some(g) = &grant.group {
+        match gid_of(g) {
+            Some(gid) if gid == node.gid => {}
+            Some(_) => wrong.push(format!("group gid {} (rules: {g})", node.gid)),
+            None => return Err(dropped("GROUP", g)),
+        }
+    }
+    if let Some(o) = &grant.owner {
+        match uid_of(o) {
+            Some(uid) if uid == node.uid => {}
+            Some(_) => wrong.push(format!("owner uid {} (rules: {o})", node.uid)),
+            None => return Err(dropped("OWNER", o)),
+        }
+    }
+    Ok(wrong)
+}
+
+/// Whether `user` may open the node for reading and writing, and if not why.
+fn can_open(user: &User, node: &Node) -> Result<(), String> {
     let bits = if user.uid == 0 {
         0o6
     } else if user.uid == node.uid {
@@ -220,22 +238,21 @@ pub fn verdict(
     } else {
         node.mode & 0o7
     };
-    if bits & 0o6 != 0o6 {
-        let why = if user.uid != node.uid && !user.gids.contains(&node.gid) {
-            format!(
-                "user {} is not in the node's group (gid {}) and others may not read and write",
-                user.name, node.gid
-            )
-        } else {
-            format!(
-                "the node's mode {:04o} does not give user {} read and write",
-                node.mode & 0o777,
-                user.name
-            )
-        };
-        return Verdict::UserCannotOpen(why);
+    if bits & 0o6 == 0o6 {
+        return Ok(());
     }
-    Verdict::Ok
+    Err(if user.uid != node.uid && !user.gids.contains(&node.gid) {
+        format!(
+            "user {} is not in the node's group (gid {}) and others may not read and write",
+            user.name, node.gid
+        )
+    } else {
+        format!(
+            "the node's mode {:04o} does not give user {} read and write",
+            node.mode & 0o777,
+            user.name
+        )
+    })
 }
 
 /// A udev event for a USB device (devtype `usb_device`), as the monitor
