@@ -135,6 +135,17 @@ pub(super) fn log_report(r: &SyncReport, why: &str) {
     for n in &r.notes {
         warn!(bridge = name, "{name}: {n}");
     }
+    log_files(r);
+    for e in &r.errors {
+        error!(bridge = name, "{name}: {e}");
+    }
+    log_actions(r);
+}
+
+/// One line per file the sync said something about: temp files cleaned,
+/// findings, skips and conflicts.
+fn log_files(r: &SyncReport) {
+    let name = r.bridge.as_str();
     for f in &r.cleaned {
         info!(
             bridge = name,
@@ -173,9 +184,11 @@ pub(super) fn log_report(r: &SyncReport, why: &str) {
             "{name}: not touching {f}: {why}"
         );
     }
-    for e in &r.errors {
-        error!(bridge = name, "{name}: {e}");
-    }
+}
+
+/// One line per action run, with its output or error.
+fn log_actions(r: &SyncReport) {
+    let name = r.bridge.as_str();
     for a in &r.actions {
         let action = a.action;
         match &a.result {
