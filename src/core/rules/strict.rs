@@ -42,7 +42,9 @@ pub const LINE_MAX: usize = 4096;
 /// keeps the GOTO and label passes cheap on a hostile file.
 pub const MAX_RULES: usize = 2000;
 
-/// Reads a rules file under the allow-list grammar.
+/// Reads a rules file under the allow-list grammar: bytes first (nothing
+/// else is said about a file with a byte udevd reads differently), then
+/// the logical lines, then the checks across the file.
 pub fn parse(bytes: &[u8]) -> RulesFile {
     let mut out = RulesFile::default();
     let physical: Vec<&[u8]> = split_lines(bytes);
@@ -57,65 +59,13 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
         // reads differently; nothing else is worth saying.
         return out;
     }
-    let mut logical = Logical::default();
-    // After an over-long line, udevd ignores the rest of its continuation.
-    let mut ignoring = false;
+    let mut joiner = Joiner::default();
     for (i, raw) in physical.iter().enumerate() {
         // Only ASCII (and UTF-8 in comments) is left.
         let raw = std::str::from_utf8(raw).unwrap_or_default();
-        let number = i as u32 + 1;
-        let trimmed = raw.trim_start_matches([' ', '\t']);
-        let col = (raw.len() - trimmed.len()) as u32 + 1;
-        let continuing = !logical.map.segments.is_empty();
-        if ignoring {
-            ignoring = trimmed.ends_with('\\');
-            continue;
-        }
-        if trimmed.starts_with('#') {
-            if continuing {
-                out.findings.push(err(number, col, "continuation", "a comment line inside a continued line: udevd skips it and joins the lines around it; write the rule without it".into()));
-            }
-            continue;
-        }
-        if continuing && trimmed.is_empty() {
-            out.findings.push(err(
-                number,
-                1,
-                "continuation",
-                "an empty line ends the continued line above it; remove the trailing backslash"
-                    .into(),
-            ));
-            logical = Logical::default();
-            continue;
-        }
-        logical.map.segments.push((logical.text.len(), number, col));
-        logical.text.push_str(trimmed);
-        if logical.text.len() >= LINE_MAX {
-            out.findings.push(err(
-                logical.map.segments[0].1,
-                1,
-                "line-too-long",
-                format!(
-                    "the rule is {} bytes or more; permissions rules are at most {LINE_MAX} bytes",
-                    logical.text.len()
-                ),
-            ));
-            ignoring = logical.text.ends_with('\\');
-            logical = Logical::default();
-            continue;
-        }
-        if logical.text.ends_with('\\') {
-            logical.text.pop();
-            continue;
-        }
-        if !logical.text.is_empty()
-            && let Some(rule) = parse_rule(&logical, &mut out.findings)
-        {
-            out.rules.push(rule);
-        }
-        logical = Logical::default();
+        joiner.feed(i as u32 + 1, raw, &mut out);
     }
-    if !logical.map.segments.is_empty() {
+    if !joiner.logical.map.segments.is_empty() {
         out.findings.push(err(
             out.physical_lines,
             0,
@@ -139,6 +89,71 @@ pub fn parse(bytes: &[u8]) -> RulesFile {
     check_labels(&mut out);
     out.findings.sort();
     out
+}
+
+/// Joins physical lines into logical ones (continuations) and reads each
+/// complete one as a rule.
+#[derive(Default)]
+struct Joiner {
+    logical: Logical,
+    /// After an over-long line, udevd ignores the rest of its continuation.
+    ignoring: bool,
+}
+
+impl Joiner {
+    fn feed(&mut self, number: u32, raw: &str, out: &mut RulesFile) {
+        let trimmed = raw.trim_start_matches([' ', '\t']);
+        let col = (raw.len() - trimmed.len()) as u32 + 1;
+        let continuing = !self.logical.map.segments.is_empty();
+        if self.ignoring {
+            self.ignoring = trimmed.ends_with('\\');
+            return;
+        }
+        if trimmed.starts_with('#') {
+            if continuing {
+                out.findings.push(err(number, col, "continuation", "a comment line inside a continued line: udevd skips it and joins the lines around it; write the rule without it".into()));
+            }
+            return;
+        }
+        if continuing && trimmed.is_empty() {
+            out.findings.push(err(
+                number,
+                1,
+                "continuation",
+                "an empty line ends the continued line above it; remove the trailing backslash"
+                    .into(),
+            ));
+            self.logical = Logical::default();
+            return;
+        }
+        let logical = &mut self.logical;
+        logical.map.segments.push((logical.text.len(), number, col));
+        logical.text.push_str(trimmed);
+        if logical.text.len() >= LINE_MAX {
+            out.findings.push(err(
+                logical.map.segments[0].1,
+                1,
+                "line-too-long",
+                format!(
+                    "the rule is {} bytes or more; permissions rules are at most {LINE_MAX} bytes",
+                    logical.text.len()
+                ),
+            ));
+            self.ignoring = logical.text.ends_with('\\');
+            self.logical = Logical::default();
+            return;
+        }
+        if logical.text.ends_with('\\') {
+            logical.text.pop();
+            return;
+        }
+        if !logical.text.is_empty()
+            && let Some(rule) = parse_rule(logical, &mut out.findings)
+        {
+            out.rules.push(rule);
+        }
+        self.logical = Logical::default();
+    }
 }
 
 /// Physical lines as udevd would see them if the file held no CR or NUL
