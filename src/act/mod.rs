@@ -49,6 +49,19 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
         .map(|&i| (i, owed[i].bridge.then.as_slice()))
         .collect();
     let plan = crate::core::act::merge(&lists);
+    let mut failed = run_merged(config, plan, owed).await;
+    revoke_after(config, owed, &mut failed).await;
+    settle_manifests(config, owed, &failed).await;
+}
+
+/// Runs each merged action once for the bridges that owe it (a bridge
+/// whose earlier action failed drops out of its later ones); which bridges
+/// had a failure.
+async fn run_merged(
+    config: &Config,
+    plan: Vec<(Action, Vec<usize>)>,
+    owed: &mut [Owed],
+) -> Vec<bool> {
     let mut failed = vec![false; owed.len()];
     for (action, who) in plan {
         let live: Vec<usize> = who.into_iter().filter(|&i| !failed[i]).collect();
@@ -62,6 +75,12 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
             owed[i].report.actions.push(outcome.clone());
         }
     }
+    failed
+}
+
+/// Puts back the nodes of devices whose grant is gone (see [`revoke`]),
+/// and checks the USB devices again where that changed them.
+async fn revoke_after(config: &Config, owed: &mut [Owed], failed: &mut [bool]) {
     for (o, failed) in owed.iter_mut().zip(failed.iter_mut()) {
         let Some(checks) = &o.bridge.rules else {
             continue;
@@ -95,10 +114,14 @@ pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
             Err(e) => o.report.errors.push(format!("revoking grants: {e:#}")),
         }
     }
+}
+
+/// A bridge whose actions all ran owes none any more: its manifest says so.
+async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
     let state = StateDir::new(&config.state_dir);
     for (o, failed) in owed.iter_mut().zip(failed) {
         // An action is only skipped after one of the bridge's actions failed.
-        if !failed {
+        if !*failed {
             o.manifest.actions_pending = false;
             let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
             let saved = tokio::task::spawn_blocking(move || st.save(&name, &m))

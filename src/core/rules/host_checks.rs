@@ -68,6 +68,31 @@ pub fn check(
     checks: &HostChecks,
     host: &dyn HostLookups,
 ) -> Vec<Finding> {
+    let mut out = names_exist(file, checks, host);
+    out.extend(masks_system_rules(name, checks, host));
+    if let Some(dev) = &checks.dev_root {
+        out.extend(symlink_targets(file, dev, host));
+    }
+    if let Some(dir) = &checks.etc_rules_dir
+        && host.exists(&dir.join(name))
+    {
+        out.push(Finding {
+            line: 0,
+            column: 0,
+            severity: Severity::Warning,
+            rule: "shadowed",
+            message: format!(
+                "{} exists and takes precedence: udevd ignores the copy hostbridge installs",
+                dir.join(name).display()
+            ),
+        });
+    }
+    out
+}
+
+/// Every literal GROUP= and OWNER= names a system group or user of this
+/// host (unless the bridge allows otherwise).
+fn names_exist(file: &RulesFile, checks: &HostChecks, host: &dyn HostLookups) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in file.rules.iter().flat_map(|r| &r.tokens) {
         let v = t.value.as_str();
@@ -106,9 +131,14 @@ pub fn check(
             _ => {}
         }
     }
+    out
+}
+
+/// A file named like one of the system's rules files replaces it.
+fn masks_system_rules(name: &str, checks: &HostChecks, host: &dyn HostLookups) -> Option<Finding> {
     for dir in &checks.system_rules_dirs {
         if host.exists(&dir.join(name)) && !checks.allow_override.iter().any(|n| n == name) {
-            out.push(Finding {
+            return Some(Finding {
                 line: 0,
                 column: 0,
                 severity: Severity::Error,
@@ -118,27 +148,9 @@ pub fn check(
                     dir.join(name).display()
                 ),
             });
-            break;
         }
     }
-    if let Some(dev) = &checks.dev_root {
-        out.extend(symlink_targets(file, dev, host));
-    }
-    if let Some(dir) = &checks.etc_rules_dir
-        && host.exists(&dir.join(name))
-    {
-        out.push(Finding {
-            line: 0,
-            column: 0,
-            severity: Severity::Warning,
-            rule: "shadowed",
-            message: format!(
-                "{} exists and takes precedence: udevd ignores the copy hostbridge installs",
-                dir.join(name).display()
-            ),
-        });
-    }
-    out
+    None
 }
 
 /// SYMLINK names that already exist under `dev` as something other than a
