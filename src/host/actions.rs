@@ -104,46 +104,8 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
 async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result<String, String> {
     let short = signal.trim_start_matches("SIG");
     match target {
-        Target::Pidfile { path, process } => {
-            let pid = targets::read_pidfile(path)?;
-            if !targets::alive(&ctx.proc_root, pid) {
-                return Err(format!("pid {pid} from {} is not running", path.display()));
-            }
-            if !targets::is_named(&ctx.proc_root, pid, process) {
-                let (comm, _) = targets::names(&ctx.proc_root, pid);
-                return Err(format!(
-                    "pid {pid} from {} is {:?}, not {process:?} (stale pid file?); not signalling it",
-                    path.display(),
-                    comm.unwrap_or_default()
-                ));
-            }
-            targets::send(pid, signal)?;
-            Ok(format!("sent {signal} to pid {pid}"))
-        }
-        Target::Process(name) => {
-            let pids = targets::find_by_name(&ctx.proc_root, name);
-            if pids.is_empty() {
-                return Err(format!("no process named {name:?} is running"));
-            }
-            // Every one of them: a short-lived namesake that is gone by now
-            // (ESRCH) must not keep the signal from the others.
-            let mut sent = Vec::new();
-            let mut failed = Vec::new();
-            for pid in &pids {
-                match targets::send(*pid, signal) {
-                    Ok(()) => sent.push(*pid),
-                    Err(targets::SendError::Gone) => {}
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            if let Some(e) = failed.first() {
-                return Err(format!("{e} (sent to pids {sent:?})"));
-            }
-            if sent.is_empty() {
-                return Err(format!("no process named {name:?} is running any more"));
-            }
-            Ok(format!("sent {signal} to {name} (pids {sent:?})"))
-        }
+        Target::Pidfile { path, process } => signal_pidfile(path, process, signal, ctx),
+        Target::Process(name) => signal_process(name, signal, ctx),
         Target::Unit(u) => {
             run_command(
                 &ctx.systemctl,
@@ -166,6 +128,55 @@ async fn signal_target(target: &Target, signal: &str, ctx: &ActionCtx) -> Result
             .await
         }
     }
+}
+
+/// The process a pid file names, only if it is alive and has the expected
+/// name.
+fn signal_pidfile(
+    path: &std::path::Path,
+    process: &str,
+    signal: &str,
+    ctx: &ActionCtx,
+) -> Result<String, String> {
+    let pid = targets::read_pidfile(path)?;
+    if !targets::alive(&ctx.proc_root, pid) {
+        return Err(format!("pid {pid} from {} is not running", path.display()));
+    }
+    if !targets::is_named(&ctx.proc_root, pid, process) {
+        let (comm, _) = targets::names(&ctx.proc_root, pid);
+        return Err(format!(
+            "pid {pid} from {} is {:?}, not {process:?} (stale pid file?); not signalling it",
+            path.display(),
+            comm.unwrap_or_default()
+        ));
+    }
+    targets::send(pid, signal)?;
+    Ok(format!("sent {signal} to pid {pid}"))
+}
+
+/// Every process of that name: a short-lived namesake that is gone by now
+/// (ESRCH) must not keep the signal from the others.
+fn signal_process(name: &str, signal: &str, ctx: &ActionCtx) -> Result<String, String> {
+    let pids = targets::find_by_name(&ctx.proc_root, name);
+    if pids.is_empty() {
+        return Err(format!("no process named {name:?} is running"));
+    }
+    let mut sent = Vec::new();
+    let mut failed = Vec::new();
+    for pid in &pids {
+        match targets::send(*pid, signal) {
+            Ok(()) => sent.push(*pid),
+            Err(targets::SendError::Gone) => {}
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if let Some(e) = failed.first() {
+        return Err(format!("{e} (sent to pids {sent:?})"));
+    }
+    if sent.is_empty() {
+        return Err(format!("no process named {name:?} is running any more"));
+    }
+    Ok(format!("sent {signal} to {name} (pids {sent:?})"))
 }
 
 /// Runs `argv` without a shell, with the changed files in the environment.
