@@ -55,6 +55,12 @@ pub async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::R
             results[i].1 = Ok(o.report);
         }
     }
+    Ok(print_results(results))
+}
+
+/// Prints each bridge's report; the exit code is a failure if any failed
+/// or met a conflict.
+fn print_results(results: Vec<(String, anyhow::Result<SyncReport>)>) -> u8 {
     let mut code = EXIT_OK;
     for (name, res) in results {
         match res {
@@ -70,7 +76,7 @@ pub async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::R
             }
         }
     }
-    Ok(code)
+    code
 }
 
 /// The text `hostbridge sync` prints for one bridge.
