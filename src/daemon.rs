@@ -16,6 +16,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Bridge, Config};
+use crate::core::act::Activity;
+use crate::core::hotplug::UsbChecks;
+use crate::core::settle::Retry;
 use crate::core::settle::{Input, Settle};
 use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;
@@ -166,14 +169,12 @@ impl Daemon {
             settle: Settle::new(b.settle),
             bridge: b,
             watch,
-            retry_at: None,
-            failures: 0,
+            retry: Retry::default(),
             batch: None,
             reader: Reader::Live(reader),
             sync: SyncState::Idle,
             status,
-            usb_checking: false,
-            usb_owed: Vec::new(),
+            usb: UsbChecks::default(),
         });
         let now = Instant::now();
         self.rewatch(id, now);
@@ -226,7 +227,7 @@ impl Daemon {
         let bridges = self
             .bridges
             .iter()
-            .flat_map(|b| [b.settle.deadline(), b.retry_at]);
+            .flat_map(|b| [b.settle.deadline(), b.retry.deadline()]);
         bridges.chain([self.watchdog.map(|w| w.1)]).flatten().min()
     }
 
@@ -241,8 +242,7 @@ impl Daemon {
         let ids: Vec<BridgeId> = self.bridges.iter().map(|b| b.id).collect();
         for id in ids {
             let Some(b) = self.find(id) else { continue };
-            if b.retry_at.is_some_and(|t| t <= now) {
-                b.retry_at = None;
+            if b.retry.take_due(now) {
                 self.rewatch(id, now);
                 self.observe(id, now, Input::Rescan);
             }
@@ -271,6 +271,15 @@ impl Daemon {
             task,
             told_dirty: false,
         };
+    }
+
+    /// Where bridge `b` stands: the one answer to "is it busy".
+    fn activity(&self, b: &BridgeRt) -> Activity {
+        Activity {
+            window_open: b.settle.pending().is_some(),
+            syncing: b.settle.is_syncing(),
+            owes_actions: self.owed.iter().any(|(id, _)| *id == b.id),
+        }
     }
 
     /// Syncs running now (derived, never counted by hand).
@@ -318,10 +327,7 @@ impl Daemon {
         let busy: Vec<&[crate::config::Action]> = self
             .bridges
             .iter()
-            .filter(|b| {
-                (b.settle.pending().is_some() || b.settle.is_syncing())
-                    && !self.owed.iter().any(|(id, _)| *id == b.id)
-            })
+            .filter(|b| self.activity(b).collecting())
             .map(|b| b.bridge.then.as_slice())
             .collect();
         let (ready, wait) = crate::core::act::ready_now(
@@ -373,19 +379,13 @@ impl Daemon {
             Ok(r) => !r.errors.is_empty(),
             Err(_) => true,
         };
-        b.failures = if files_failed {
-            b.failures.saturating_add(1)
-        } else {
-            0
-        };
-        if let Some(wait) = crate::core::settle::retry_backoff(b.failures) {
+        if let Some(wait) = b.retry.after_sync(files_failed, Instant::now()) {
             warn!(
                 "{}: sync failed {} time(s) in a row; trying again in {}",
                 b.bridge.name,
-                b.failures,
+                b.retry.failures(),
                 humantime::format_duration(wait)
             );
-            b.retry_at = Some(Instant::now() + wait);
         }
         match res {
             Ok(report) => {

@@ -202,24 +202,6 @@ pub fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
     if errors > 0 { EXIT_FAILURE } else { EXIT_OK }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn the_verify_stage_is_never_a_dir_that_was_already_there() {
-        let taken = std::env::temp_dir().join(format!("hostbridge-lint-{}-0", std::process::id()));
-        std::fs::create_dir_all(&taken).unwrap();
-        let stage = private_stage().unwrap();
-        assert_ne!(stage, taken);
-        let mode = std::fs::metadata(&stage).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        std::fs::remove_dir(&stage).unwrap();
-        std::fs::remove_dir(&taken).unwrap();
-    }
-}
-
 /// The findings, as text or JSON: on stdout, or on stderr with `--print`
 /// (stdout then carries the installed form).
 fn print_findings(args: &LintArgs, all: &[(String, Finding)], errors: usize) {
@@ -258,5 +240,23 @@ fn print_findings(args: &LintArgs, all: &[(String, Finding)], errors: usize) {
                 println!("{text}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_verify_stage_is_never_a_dir_that_was_already_there() {
+        let taken = std::env::temp_dir().join(format!("hostbridge-lint-{}-0", std::process::id()));
+        std::fs::create_dir_all(&taken).unwrap();
+        let stage = private_stage().unwrap();
+        assert_ne!(stage, taken);
+        let mode = std::fs::metadata(&stage).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::remove_dir(&stage).unwrap();
+        std::fs::remove_dir(&taken).unwrap();
     }
 }

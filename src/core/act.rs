@@ -34,6 +34,32 @@ pub fn ready_now<A: PartialEq, T>(
     })
 }
 
+/// Where a bridge stands, for scheduling actions and USB re-checks: one
+/// answer to "is it busy" for the whole daemon.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// A settle window is open.
+    pub window_open: bool,
+    /// Its sync is under way: its files, then its actions.
+    pub syncing: bool,
+    /// Its actions wait to run.
+    pub owes_actions: bool,
+}
+
+impl Activity {
+    /// Its files may still change and it owes no actions yet: other
+    /// bridges that share an action target wait for it ([`ready_now`]).
+    pub fn collecting(self) -> bool {
+        (self.window_open || self.syncing) && !self.owes_actions
+    }
+
+    /// A USB re-check now would race its sync or its actions (which end
+    /// with their own usb-check).
+    pub fn busy(self) -> bool {
+        self.syncing || self.owes_actions
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +104,28 @@ mod tests {
             let (r, w) = ready_now(owed.clone(), |(_, a)| a, &busy);
             let ids = |v: Vec<(u8, &[&str])>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
             assert_eq!((ids(r), ids(w)), (ready, wait), "{owed:?} {busy:?}");
+        }
+    }
+
+    #[test]
+    fn activity_says_collecting_and_busy() {
+        // (window open, syncing, owes actions) → (collecting, busy)
+        let table = [
+            ((false, false, false), (false, false)),
+            ((true, false, false), (true, false)),
+            ((false, true, false), (true, true)),
+            ((true, true, false), (true, true)),
+            ((false, true, true), (false, true)),
+            ((true, false, true), (false, true)),
+            ((false, false, true), (false, true)),
+        ];
+        for ((window_open, syncing, owes_actions), want) in table {
+            let a = Activity {
+                window_open,
+                syncing,
+                owes_actions,
+            };
+            assert_eq!((a.collecting(), a.busy()), want, "{a:?}");
         }
     }
 }

@@ -29,10 +29,55 @@ pub fn fate(ev: &UsbEvent, busy: bool, checking: bool) -> Fate {
 
 /// Adds `evs` to the owed events: each event once, at its latest place, so
 /// one re-check covers them all in the order they last happened.
-pub fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
+fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
     for ev in evs {
         owed.retain(|o| *o != ev);
         owed.push(ev);
+    }
+}
+
+/// A bridge's USB re-checks: whether one runs, and the events owed to the
+/// next one (those that came while it ran, or while the bridge was busy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsbChecks {
+    running: bool,
+    owed: Vec<UsbEvent>,
+}
+
+impl UsbChecks {
+    /// Whether a re-check runs.
+    pub fn running(&self) -> bool {
+        self.running
+    }
+
+    /// Owes `evs` to the next re-check ([`owe`]).
+    pub fn owe(&mut self, evs: Vec<UsbEvent>) {
+        owe(&mut self.owed, evs);
+    }
+
+    /// Starts a re-check for `evs`: `Some(evs)` to run now, `None` when one
+    /// runs already (they are owed to the next).
+    pub fn start(&mut self, evs: Vec<UsbEvent>) -> Option<Vec<UsbEvent>> {
+        if self.running {
+            self.owe(evs);
+            return None;
+        }
+        self.running = true;
+        Some(evs)
+    }
+
+    /// The running re-check is done.
+    pub fn finished(&mut self) {
+        self.running = false;
+    }
+
+    /// The owed events, taken, if the bridge is free for a re-check now
+    /// (not `busy`, none running) and some are owed.
+    pub fn take_owed(&mut self, busy: bool) -> Option<Vec<UsbEvent>> {
+        if busy || self.running || self.owed.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.owed))
     }
 }
 
@@ -85,5 +130,28 @@ mod tests {
                 ev("remove", 4, false)
             ]
         );
+    }
+
+    #[test]
+    fn usb_checks_run_one_at_a_time_and_owe_the_rest() {
+        let (a, b) = (ev("add", 2, false), ev("remove", 3, false));
+        let mut c = UsbChecks::default();
+        assert_eq!(c.take_owed(false), None, "nothing owed");
+        assert_eq!(
+            c.start(vec![a.clone()]),
+            Some(vec![a.clone()]),
+            "free: runs"
+        );
+        assert!(c.running());
+        assert_eq!(c.start(vec![b.clone()]), None, "one runs: owed");
+        assert_eq!(c.take_owed(false), None, "still running");
+        c.finished();
+        assert_eq!(c.take_owed(true), None, "bridge busy: keeps them");
+        assert_eq!(c.take_owed(false), Some(vec![b.clone()]));
+        assert_eq!(c.take_owed(false), None, "taken once");
+        // Owed while busy, then a repeat moves to its latest place.
+        c.owe(vec![a.clone(), b.clone()]);
+        c.owe(vec![a.clone()]);
+        assert_eq!(c.take_owed(false), Some(vec![b, a]));
     }
 }

@@ -2,13 +2,12 @@
 //! watch and reader, the sync in flight, and its status. The sync and the
 //! reader are explicit states, not flags. Glue.
 
-use std::time::Instant;
-
 use tokio::task::JoinHandle;
 
 use super::BridgeId;
 use crate::config::Bridge;
-use crate::core::settle::{Batch, Settle};
+use crate::core::hotplug::UsbChecks;
+use crate::core::settle::{Batch, Retry, Settle};
 use crate::core::status;
 use crate::host::watch::SourceWatch;
 
@@ -76,21 +75,16 @@ pub(super) struct BridgeRt {
     pub(super) bridge: Bridge,
     pub(super) settle: Settle,
     pub(super) watch: SourceWatch,
-    /// Retry time after a failed watch or sync; the only timer outside a
+    /// The next try after a failed watch or sync; the only timer outside a
     /// window.
-    pub(super) retry_at: Option<Instant>,
-    /// Syncs in a row that failed to put files in place (the backoff).
-    pub(super) failures: u32,
+    pub(super) retry: Retry,
     /// The window that started the running sync (for the log line).
     pub(super) batch: Option<Batch>,
     pub(super) reader: Reader,
     pub(super) sync: SyncState,
     pub(super) status: status::Bridge,
-    /// A USB re-check of this bridge is running.
-    pub(super) usb_checking: bool,
-    /// Hotplug events that arrived while the bridge was busy, in order and
-    /// without repeats; one re-check covers them once it is done.
-    pub(super) usb_owed: Vec<crate::core::usb::UsbEvent>,
+    /// Its USB re-checks: one at a time, the events meanwhile owed.
+    pub(super) usb: UsbChecks,
 }
 
 impl Drop for BridgeRt {

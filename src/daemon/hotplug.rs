@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use super::{BridgeId, Daemon};
 use crate::act::usb::UsbReport;
 use crate::config::{Action, Bridge};
-use crate::core::hotplug::{Fate, fate, owe};
+use crate::core::hotplug::{Fate, fate};
 use crate::core::status::Usb;
 use crate::core::usb::{UsbEvent, event_concerns};
 use crate::host::clock::unix_now;
@@ -148,12 +148,11 @@ impl Daemon {
                 .map(|b| b.id)
                 .collect();
             for id in ids {
-                let owed = self.owed.iter().any(|(o, _)| *o == id);
+                let Some(busy) = self.busy(id) else { continue };
                 let Some(b) = self.find(id) else { continue };
-                let busy = b.settle.is_syncing() || owed;
-                match fate(&ev, busy, b.usb_checking) {
+                match fate(&ev, busy, b.usb.running()) {
                     Fate::Check => self.start_usb_check(id, vec![ev.clone()]),
-                    Fate::Owe => owe(&mut b.usb_owed, vec![ev.clone()]),
+                    Fate::Owe => b.usb.owe(vec![ev.clone()]),
                     Fate::Echo => debug!(
                         "{}: USB {} during the sync: a trigger's echo",
                         b.bridge.name,
@@ -173,11 +172,9 @@ impl Daemon {
         let Some((user, expect, probe)) = usb_check_of(&b.bridge) else {
             return;
         };
-        if b.usb_checking {
-            owe(&mut b.usb_owed, evs);
+        let Some(evs) = b.usb.start(evs) else {
             return;
-        }
-        b.usb_checking = true;
+        };
         tokio::task::spawn_blocking(move || {
             let res = crate::act::usb::check(&config, &user, &expect, probe);
             let _ = tx.send((id, evs, expect, res));
@@ -186,21 +183,24 @@ impl Daemon {
 
     /// Runs the re-check owed to bridge `id`, if it is free now.
     pub(super) fn run_owed_usb_check(&mut self, id: BridgeId) {
-        let owed = self.owed.iter().any(|(o, _)| *o == id);
+        let Some(busy) = self.busy(id) else { return };
         let Some(b) = self.find(id) else { return };
-        if b.settle.is_syncing() || owed || b.usb_checking {
-            return;
-        }
-        if !b.usb_owed.is_empty() {
-            let evs = std::mem::take(&mut b.usb_owed);
+        if let Some(evs) = b.usb.take_owed(busy) {
             self.start_usb_check(id, evs);
         }
+    }
+
+    /// Whether bridge `id` is busy for a USB re-check (`None`: no such
+    /// bridge).
+    fn busy(&self, id: BridgeId) -> Option<bool> {
+        let b = self.bridges.iter().find(|b| b.id == id)?;
+        Some(self.activity(b).busy())
     }
 
     /// Records a finished re-check if one of its events concerns the bridge.
     pub(super) fn on_usb_checked(&mut self, (id, evs, expect, res): Checked) {
         let Some(b) = self.find(id) else { return };
-        b.usb_checking = false;
+        b.usb.finished();
         let name = b.bridge.name.clone();
         let labels = evs
             .iter()

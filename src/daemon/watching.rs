@@ -60,7 +60,7 @@ impl Daemon {
                 );
                 rt.reader = Reader::Dead;
                 rt.status.watching = format!("error: reading inotify events failed: {e}");
-                rt.retry_at = Some(now + WATCH_RETRY);
+                rt.retry.after_watch_failure(now, WATCH_RETRY);
             }
         }
     }
@@ -98,7 +98,7 @@ impl Daemon {
                         WATCH_RETRY.as_secs()
                     );
                     b.status.watching = format!("error: {e}");
-                    b.retry_at = Some(now + WATCH_RETRY);
+                    b.retry.after_watch_failure(now, WATCH_RETRY);
                     return;
                 }
             }
@@ -130,7 +130,7 @@ impl Daemon {
                     error!("{name}: {e}; retrying every {}s", WATCH_RETRY.as_secs());
                 }
                 b.status.watching = watching;
-                b.retry_at = Some(now + WATCH_RETRY);
+                b.retry.after_watch_failure(now, WATCH_RETRY);
             }
         }
     }
