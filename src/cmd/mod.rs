@@ -33,7 +33,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 
 /// Runs the subcommand; returns the exit code. Subcommands that need no
 /// valid config (status, reload, lint without `--bridge`, man, completions,
-/// probe-open) never load it.
+/// probe-open) never load it. One match, one arm per subcommand: long
+/// because there are that many subcommands.
 fn dispatch(cli: &Cli) -> u8 {
     let with_config = |run: &dyn Fn(crate::config::Config) -> u8| match load_config(cli) {
         Ok(c) => run(c),

@@ -71,6 +71,7 @@ pub(super) fn record_ops(report: &mut SyncReport, ops: &[Op]) {
 
 /// Applies a plan: intent manifest first (so a crash never leaves a file we
 /// wrote looking foreign), then the operations, then the final manifest.
+/// One function so the crash-safety order is visible in one place.
 pub(super) fn apply(
     t: &Target<'_>,
     plan: &Plan,

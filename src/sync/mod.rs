@@ -54,7 +54,9 @@ pub async fn sync_files_async(
 }
 
 /// The file part of a sync: scan → check → plan → apply, each a small step
-/// below. Returns the report and the manifest as saved.
+/// below. Returns the report and the manifest as saved. It is the one
+/// place where the whole order of a sync (lock, hold, dry run, grants
+/// before installs) can be read top to bottom, so it stays one function.
 pub fn sync_files(
     config: &Config,
     bridge: &Bridge,

@@ -216,6 +216,11 @@ impl LineMap {
 }
 
 /// Parses a rules file's bytes.
+///
+/// Long on purpose: the loop follows udev-rules.c `udev_rules_parse_file`
+/// step by step (line length, comments inside continuations, the over-long
+/// continuation swallowed, the continuation at EOF), so the two can be read
+/// side by side; cut into pieces it would no longer compare line for line.
 pub fn parse(bytes: &[u8]) -> RulesFile {
     let mut out = RulesFile::default();
     let Ok(text) = std::str::from_utf8(bytes) else {
@@ -361,6 +366,7 @@ fn parse_rule(line: &str, map: &LineMap, findings: &mut Vec<Finding>) -> Option<
 }
 
 /// Splits the next token starting at byte `pos`, as udevd's parse_line().
+/// One function, like udevd's, so the two compare line for line.
 fn split_token(line: &str, pos: usize) -> Result<Option<RawToken>, (usize, String)> {
     let b = line.as_bytes();
     let is_ws = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');

@@ -17,7 +17,8 @@ pub fn ago(now: u64, then: u64) -> String {
     }
 }
 
-/// The one-screen text of `hostbridge status`.
+/// The one-screen text of `hostbridge status`, written in the order it is
+/// read (one function, so the screen's layout is in one place).
 pub fn render(st: &Status, now: u64) -> String {
     let d = &st.daemon;
     let mut out = format!(
