@@ -18,7 +18,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Bridge, Config};
 use crate::core::act::Activity;
 use crate::core::hotplug::UsbChecks;
-use crate::core::settle::Retry;
+use crate::core::retry::Retry;
 use crate::core::settle::{Input, Settle};
 use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;

@@ -6,6 +6,7 @@ pub mod budget;
 pub mod hotplug;
 pub mod names;
 pub mod plan;
+pub mod retry;
 pub mod rules;
 pub mod settle;
 pub mod status;

@@ -7,7 +7,8 @@ use tokio::task::JoinHandle;
 use super::BridgeId;
 use crate::config::Bridge;
 use crate::core::hotplug::UsbChecks;
-use crate::core::settle::{Batch, Retry, Settle};
+use crate::core::retry::Retry;
+use crate::core::settle::{Batch, Settle};
 use crate::core::status;
 use crate::host::watch::SourceWatch;
 
