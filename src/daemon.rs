@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Bridge, Config};
-use crate::core::act::Activity;
 use crate::core::hotplug::UsbChecks;
 use crate::core::retry::Retry;
 use crate::core::settle::{Input, Settle};
@@ -25,8 +24,9 @@ use crate::host::clock::unix_now;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
-use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
+use crate::sync::{Owed, SyncOptions, SyncReport, sync_files_async};
 
+mod acting;
 mod bridge;
 mod hotplug;
 mod lifecycle;
@@ -273,15 +273,6 @@ impl Daemon {
         };
     }
 
-    /// Where bridge `b` stands: the one answer to "is it busy".
-    fn activity(&self, b: &BridgeRt) -> Activity {
-        Activity {
-            window_open: b.settle.pending().is_some(),
-            syncing: b.settle.is_syncing(),
-            owes_actions: self.owed.iter().any(|(id, _)| *id == b.id),
-        }
-    }
-
     /// Syncs running now (derived, never counted by hand).
     fn running(&self) -> usize {
         self.bridges.iter().filter(|b| b.sync.is_running()).count()
@@ -313,45 +304,6 @@ impl Daemon {
                 Ok((report, _)) => self.finish(id, Ok(report)),
                 Err(e) => self.finish(id, Err(e)),
             }
-        }
-        self.run_owed_actions();
-        self.ready_if_reconciled();
-    }
-
-    /// Starts the owed actions of every bridge that no other bridge naming
-    /// the same target is still collecting changes for.
-    fn run_owed_actions(&mut self) {
-        if self.actions_task.is_some() || self.owed.is_empty() {
-            return;
-        }
-        let busy: Vec<&[crate::config::Action]> = self
-            .bridges
-            .iter()
-            .filter(|b| self.activity(b).collecting())
-            .map(|b| b.bridge.then.as_slice())
-            .collect();
-        let (ready, wait) = crate::core::act::ready_now(
-            std::mem::take(&mut self.owed),
-            |(_, o)| o.bridge.then.as_slice(),
-            &busy,
-        );
-        self.owed = wait;
-        if ready.is_empty() {
-            return;
-        }
-        let config = Arc::clone(&self.config);
-        let tx = self.actions_tx.clone();
-        self.actions_task = Some(tokio::spawn(async move {
-            let (ids, mut owed): (Vec<BridgeId>, Vec<Owed>) = ready.into_iter().unzip();
-            run_owed(&config, &mut owed).await;
-            let _ = tx.send(ids.into_iter().zip(owed).collect());
-        }));
-    }
-
-    fn on_actions_done(&mut self, done: Vec<(BridgeId, Owed)>) {
-        self.actions_task = None;
-        for (id, o) in done {
-            self.finish(id, Ok(o.report));
         }
         self.run_owed_actions();
         self.ready_if_reconciled();
