@@ -49,7 +49,7 @@ enum Msg {
 }
 
 /// The running daemon.
-pub struct Daemon {
+pub(crate) struct Daemon {
     config: Arc<Config>,
     config_loaded_at: u64,
     started_at: u64,
@@ -72,7 +72,7 @@ pub struct Daemon {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<()> {
+pub(crate) async fn run(config: Config) -> Result<()> {
     let (listener, _bound) = socket::bind(&config.status_socket, config.status_group.as_deref())
         .with_context(|| {
             format!(

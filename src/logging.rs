@@ -26,7 +26,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::core::text::escape;
 
 /// Environment variable holding a tracing filter (e.g. `debug`, `hostbridge=debug`).
-pub const LOG_ENV: &str = "HOSTBRIDGE_LOG";
+pub(crate) const LOG_ENV: &str = "HOSTBRIDGE_LOG";
 
 /// journald's native protocol socket.
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -34,12 +34,12 @@ const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 
 /// Error events logged since start.
-pub fn errors_logged() -> u64 {
+pub(crate) fn errors_logged() -> u64 {
     ERRORS.load(Ordering::Relaxed)
 }
 
 /// `s` made safe to show on a terminal ([`crate::core::text::escape`]).
-pub fn escape_for_terminal(s: &str) -> String {
+pub(crate) fn escape_for_terminal(s: &str) -> String {
     escape(s).into_owned()
 }
 
@@ -152,7 +152,7 @@ impl<S: Subscriber> Layer<S> for Journal {
 }
 
 /// Installs the global subscriber. `verbose` raises the default level to debug.
-pub fn init(verbose: bool) {
+pub(crate) fn init(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();

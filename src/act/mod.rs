@@ -11,18 +11,18 @@ use crate::host::actions::{self, ActionOutcome};
 use crate::host::state::{Manifest, StateDir};
 use crate::sync::SyncReport;
 
-pub mod revoke;
-pub mod usb;
+pub(crate) mod revoke;
+pub(crate) mod usb;
 
 /// A bridge whose files changed and whose `then:` actions are owed.
 #[derive(Debug, Clone)]
-pub struct Owed {
+pub(crate) struct Owed {
     /// The bridge.
-    pub bridge: Bridge,
+    pub(crate) bridge: Bridge,
     /// Its sync report (actions get filled in).
-    pub report: SyncReport,
+    pub(crate) report: SyncReport,
     /// Its manifest, saved again once the actions succeeded.
-    pub manifest: Manifest,
+    pub(crate) manifest: Manifest,
 }
 
 /// Runs the owed actions of several bridges together: each distinct action
@@ -34,7 +34,7 @@ pub struct Owed {
 /// sync. Manifests of bridges whose actions all succeeded are saved with
 /// nothing owed; a manifest that cannot be saved is an error in that
 /// bridge's report (its actions run again at the next sync).
-pub async fn run_owed(config: &Config, owed: &mut [Owed]) {
+pub(crate) async fn run_owed(config: &Config, owed: &mut [Owed]) {
     // Indices in config order; `owed` itself keeps its order for the caller.
     let mut order: Vec<usize> = (0..owed.len()).collect();
     order.sort_by_key(|&i| {

@@ -40,30 +40,30 @@ use crate::host::usb as host;
 
 /// A node's state before hostbridge's rules first granted it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     /// The bridge whose rules granted it.
-    pub bridge: String,
+    pub(crate) bridge: String,
     /// sysfs name of the device.
-    pub sysname: String,
+    pub(crate) sysname: String,
     /// VID:PID.
-    pub id: String,
+    pub(crate) id: String,
     /// Owner uid, group gid and mode before the grant.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// See `uid`.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// See `uid`.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// The node's device number (`st_rdev`) when recorded: a restore
     /// touches only this very node. Absent in records of older versions.
     #[serde(default)]
-    pub rdev: Option<u64>,
+    pub(crate) rdev: Option<u64>,
     /// Plugged in after the grant: udev granted it on plug-in, before
     /// hostbridge could see its earlier state, so `uid`, `gid` and `mode`
     /// are what the rules gave. Revoking does what a fresh plug-in does:
     /// owner and group back to root (as the kernel creates nodes), then
     /// udev's `add` applies whatever rules remain.
     #[serde(default)]
-    pub fresh: bool,
+    pub(crate) fresh: bool,
 }
 
 fn path(config: &Config) -> PathBuf {
@@ -96,7 +96,7 @@ fn save(config: &Config, records: &BTreeMap<String, Record>) -> Result<()> {
 /// installed now already grant, unrecorded, was plugged in after the grant:
 /// it gets a `fresh` record. The caller holds the state lock (a per-file
 /// `flock`: taking it again here would deadlock).
-pub fn record(
+pub(crate) fn record(
     config: &Config,
     bridge: &str,
     files: &[(String, crate::core::rules::parse::RulesFile)],
@@ -142,7 +142,7 @@ type Present = (Device, Option<std::io::Result<()>>);
 /// The lock is not held while udevadm runs: the records are read, the
 /// add triggers run, and then, under the lock, the records are read again
 /// and only the ones handled here are restored and removed.
-pub async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<Vec<String>> {
+pub(crate) async fn revoke(config: &Config, bridge: &Bridge, restore: bool) -> Result<Vec<String>> {
     let mine: Vec<(String, Record)> = load(config)
         .into_iter()
         .filter(|(_, r)| r.bridge == bridge.name)

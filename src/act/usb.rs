@@ -15,33 +15,33 @@ use crate::host::usb as host;
 
 /// One device's result.
 #[derive(Debug, Clone, Serialize)]
-pub struct DeviceReport {
+pub(crate) struct DeviceReport {
     /// The device.
-    pub device: Device,
+    pub(crate) device: Device,
     /// Its node as `owner:group mode`, or "missing".
-    pub node: String,
+    pub(crate) node: String,
     /// What the installed rules ask for.
-    pub grant: Grant,
+    pub(crate) grant: Grant,
     /// The verdict.
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// The whole check.
 #[derive(Debug, Clone, Serialize)]
-pub struct UsbReport {
+pub(crate) struct UsbReport {
     /// The user checked.
-    pub user: String,
+    pub(crate) user: String,
     /// Present devices.
-    pub devices: Vec<DeviceReport>,
+    pub(crate) devices: Vec<DeviceReport>,
     /// Expected VID:PIDs that are not plugged in.
-    pub absent: Vec<String>,
+    pub(crate) absent: Vec<String>,
 }
 
 impl UsbReport {
     /// Whether every present device is ok and nothing expected is absent;
     /// devices no rule lists only count when they were expected.
-    pub fn ok(&self, expect: &[String]) -> bool {
+    pub(crate) fn ok(&self, expect: &[String]) -> bool {
         self.absent.is_empty()
             && self.devices.iter().all(|d| match &d.verdict {
                 Verdict::Ok => true,
@@ -51,7 +51,7 @@ impl UsbReport {
     }
 
     /// One line summary for logs and the action result.
-    pub fn summary(&self, expect: &[String]) -> String {
+    pub(crate) fn summary(&self, expect: &[String]) -> String {
         let mut parts: Vec<String> = self
             .devices
             .iter()
@@ -72,7 +72,7 @@ impl UsbReport {
 impl UsbReport {
     /// The status model's view: the devices that matter (granted by a rule,
     /// or expected), stamped with the time and what triggered the check.
-    pub fn to_status(&self, expect: &[String], trigger: &str, at: u64) -> status::Usb {
+    pub(crate) fn to_status(&self, expect: &[String], trigger: &str, at: u64) -> status::Usb {
         let mut devices: Vec<status::UsbDevice> = self
             .devices
             .iter()
@@ -131,7 +131,12 @@ fn verdict_text(v: &Verdict) -> String {
 }
 
 /// Runs the check for `user`, expecting the given VID:PIDs.
-pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Result<UsbReport> {
+pub(crate) fn check(
+    config: &Config,
+    user: &str,
+    expect: &[String],
+    probe: bool,
+) -> Result<UsbReport> {
     let who = crate::host::nss::user(user)
         .with_context(|| format!("user {user:?} does not exist on this host"))?;
     let files = installed_rules(config, None)?;
@@ -190,7 +195,10 @@ pub fn check(config: &Config, user: &str, expect: &[String], probe: bool) -> Res
 
 /// The rules files hostbridge installed (all udev-rules bridges, or only
 /// `only`), parsed, in udev's order (by file name).
-pub fn installed_rules(config: &Config, only: Option<&str>) -> Result<Vec<(String, RulesFile)>> {
+pub(crate) fn installed_rules(
+    config: &Config,
+    only: Option<&str>,
+) -> Result<Vec<(String, RulesFile)>> {
     let state = StateDir::new(&config.state_dir);
     let mut files = Vec::new();
     for b in config
@@ -210,7 +218,7 @@ pub fn installed_rules(config: &Config, only: Option<&str>) -> Result<Vec<(Strin
 }
 
 /// What `files` grant device `d`.
-pub fn grant_for(files: &[(String, RulesFile)], d: &Device) -> Grant {
+pub(crate) fn grant_for(files: &[(String, RulesFile)], d: &Device) -> Grant {
     let mut grant = Grant::default();
     for (name, file) in files {
         usb::grants(name, file, &d.vendor, &d.product, &mut grant);
@@ -221,7 +229,7 @@ pub fn grant_for(files: &[(String, RulesFile)], d: &Device) -> Grant {
 pub(crate) use crate::host::nss::{name_of_gid, name_of_uid};
 
 /// The one-screen table of `hostbridge usb`.
-pub fn render(r: &UsbReport) -> String {
+pub(crate) fn render(r: &UsbReport) -> String {
     let mut s = format!(
         "{:<8} {:<10} {:<28} {:<26} {:<18} verdict (user {})\n",
         "bus:dev", "VID:PID", "product", "rule", "node", r.user
@@ -256,7 +264,7 @@ pub fn render(r: &UsbReport) -> String {
 }
 /// The `usb-check` action: [`check`] on the blocking pool, as an action
 /// outcome whose `usb` carries the structured result for the status.
-pub async fn run_action(
+pub(crate) async fn run_action(
     config: &Config,
     user: &str,
     expect: &[String],

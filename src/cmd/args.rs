@@ -12,40 +12,40 @@ use clap::{Parser, Subcommand};
 use crate::config::{self, Config};
 
 /// Success.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Something failed (a sync error, an action failure, a conflict).
-pub const EXIT_FAILURE: u8 = 1;
+pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Bad command line.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// The config file is invalid (`EX_CONFIG`).
-pub const EXIT_CONFIG: u8 = 78;
+pub(crate) const EXIT_CONFIG: u8 = 78;
 
 /// Bridges containers and the host: carries files that containers export
 /// (udev rules, certificates) into host dirs, safely and atomically, and runs
 /// the host actions that make them take effect.
 #[derive(Debug, Parser)]
 #[command(name = "hostbridge", version, max_term_width = 100)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Config file.
     #[arg(long, short, global = true, value_name = "PATH", env = "HOSTBRIDGE_CONFIG", default_value = config::DEFAULT_PATH)]
-    pub config: PathBuf,
+    pub(crate) config: PathBuf,
     /// A drop-in dir of `*.yaml` fragments, lowest precedence first
     /// (repeatable; default /usr/lib/hostbridge/config.d, /etc/hostbridge/config.d,
     /// /run/hostbridge/config.d; or HOSTBRIDGE_CONFIG_DIRS, colon-separated,
     /// empty for none).
     #[arg(long = "config-dir", global = true, value_name = "DIR")]
-    pub config_dirs: Vec<PathBuf>,
+    pub(crate) config_dirs: Vec<PathBuf>,
     /// Log debug details (or set HOSTBRIDGE_LOG, e.g. HOSTBRIDGE_LOG=debug).
     #[arg(long, short, global = true)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the daemon: reconcile every bridge, then watch and sync on change.
     Run,
     /// Reconcile once and exit (for ExecStartPre= and scripts).
@@ -132,7 +132,7 @@ pub enum Command {
 
 /// `hostbridge rules ...`
 #[derive(Debug, Subcommand)]
-pub enum RulesCommand {
+pub(crate) enum RulesCommand {
     /// Check rules files against the parser and the security policy, with
     /// compiler-style output: FILE:LINE:COL: error[rule-id]: message.
     /// Exit codes: 0 clean (warnings allowed), 1 errors found, 2 usage.
@@ -141,67 +141,67 @@ pub enum RulesCommand {
 
 /// Options of `hostbridge rules lint`.
 #[derive(Debug, clap::Args)]
-pub struct LintArgs {
+pub(crate) struct LintArgs {
     /// The policy to apply.
     #[arg(long, value_enum, default_value = "permissions-only")]
-    pub policy: LintPolicy,
+    pub(crate) policy: LintPolicy,
     /// A group GROUP= may name (repeatable; default: any non-privileged group).
     #[arg(long = "allow-group", value_name = "GROUP")]
-    pub allow_groups: Vec<String>,
+    pub(crate) allow_groups: Vec<String>,
     /// A user OWNER= may name (repeatable; default: any user).
     #[arg(long = "allow-owner", value_name = "USER")]
-    pub allow_owners: Vec<String>,
+    pub(crate) allow_owners: Vec<String>,
     /// A subsystem permissions may be granted on (repeatable; replaces the default usb, usb_device, hidraw, tty, usbmisc).
     #[arg(long = "allow-subsystem", value_name = "SUBSYSTEM")]
-    pub allow_subsystems: Vec<String>,
+    pub(crate) allow_subsystems: Vec<String>,
     /// A device property ENV{...}= may set (repeatable).
     #[arg(long = "allow-env", value_name = "NAME")]
-    pub allow_env: Vec<String>,
+    pub(crate) allow_env: Vec<String>,
     /// A name prefix under /dev that SYMLINK+= may create, e.g. `ups/` (repeatable).
     #[arg(long = "allow-symlink", value_name = "PREFIX")]
-    pub allow_symlinks: Vec<String>,
+    pub(crate) allow_symlinks: Vec<String>,
     /// Check the files as the daemon checks this bridge of the config
     /// (--config): its policy, allow lists, host checks and udevadm verify.
     /// The policy flags below are then ignored.
     #[arg(long, value_name = "NAME")]
-    pub bridge: Option<String>,
+    pub(crate) bridge: Option<String>,
     /// Print what the daemon would install (the canonical form under
     /// permissions-only) to stdout; findings go to stderr.
     #[arg(long)]
-    pub print: bool,
+    pub(crate) print: bool,
     /// Check against this host: GROUP/OWNER names exist and are system ids,
     /// no same-named file in --etc-rules-dir shadows the file or in the
     /// system rules dirs is masked by it, SYMLINK names are not already
     /// nodes in /dev; and run `udevadm verify` where it exists. On by
     /// default when run as root.
     #[arg(long, conflicts_with = "no_host")]
-    pub host: bool,
+    pub(crate) host: bool,
     /// Skip the host checks (the default when not root).
     #[arg(long)]
-    pub no_host: bool,
+    pub(crate) no_host: bool,
     /// A file name that may mask a system rules file of the same name (repeatable).
     #[arg(long = "allow-override", value_name = "NAME")]
-    pub allow_override: Vec<String>,
+    pub(crate) allow_override: Vec<String>,
     /// With --host: the directory whose files shadow installed ones.
     #[arg(long, value_name = "DIR", default_value = config::DEFAULT_ETC_UDEV_RULES_DIR)]
-    pub etc_rules_dir: PathBuf,
+    pub(crate) etc_rules_dir: PathBuf,
     /// With --host: accept GROUP/OWNER names this host does not know.
     #[arg(long)]
-    pub allow_unknown_groups: bool,
+    pub(crate) allow_unknown_groups: bool,
     /// With --host: accept GROUP/OWNER names with ids >= 1000.
     #[arg(long)]
-    pub allow_non_system_groups: bool,
+    pub(crate) allow_non_system_groups: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
-    pub format: LintFormat,
+    pub(crate) format: LintFormat,
     /// Rules files to check.
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
 }
 
 /// `--policy` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LintPolicy {
+pub(crate) enum LintPolicy {
     /// Only MODE/GROUP/OWNER/TAG+="uaccess" on allowed, vendor-matched devices.
     PermissionsOnly,
     /// No policy: parser checks only.
@@ -210,7 +210,7 @@ pub enum LintPolicy {
 
 /// `--format` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LintFormat {
+pub(crate) enum LintFormat {
     /// `FILE:LINE:COL: severity[rule]: message`
     Text,
     /// A JSON array of findings.
@@ -220,7 +220,7 @@ pub enum LintFormat {
 /// Parses `args`, runs the command and returns the exit code.
 /// How `hostbridge status` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusFormat {
+pub(crate) enum StatusFormat {
     /// One screen for humans.
     Text,
     /// The status document.

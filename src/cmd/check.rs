@@ -6,7 +6,7 @@ use crate::config::{Action, Config};
 use super::args::{EXIT_CONFIG, EXIT_OK};
 
 /// Runs `check` on a loaded config; returns the exit code.
-pub fn run(config: &Config) -> u8 {
+pub(crate) fn run(config: &Config) -> u8 {
     // Names the config leaves to the host: they must exist here.
     let mut missing: Vec<String> = config
         .bridges
@@ -69,7 +69,7 @@ fn pidfile_problems(b: &crate::config::Bridge) -> Vec<String> {
 }
 
 /// The text `hostbridge check` prints.
-pub fn describe(c: &Config) -> String {
+pub(crate) fn describe(c: &Config) -> String {
     let mut s = format!("config {} is valid\n", c.path.display());
     for f in &c.fragments {
         s += &format!("drop-in {}\n", f.display());

@@ -31,7 +31,7 @@ struct JsonFinding<'a> {
 }
 
 /// The policy `args` describe.
-pub fn policy(args: &LintArgs) -> Policy {
+pub(crate) fn policy(args: &LintArgs) -> Policy {
     Policy {
         mode: match args.policy {
             LintPolicy::PermissionsOnly => PolicyMode::PermissionsOnly,
@@ -161,7 +161,7 @@ fn private_stage() -> Option<PathBuf> {
 
 /// Lints every file; prints findings; returns the exit code. `config` is
 /// the loaded config when `--bridge` is given.
-pub fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
+pub(crate) fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
     let checker = match (config, &args.bridge) {
         (Some(c), Some(name)) => match Checker::for_bridge(c, name) {
             Ok(ch) => ch,

@@ -69,7 +69,7 @@ security.md, nut.md, loki-cert.md, deploy-fcos.md).
 "#;
 
 /// Prints the completion script for `shell` to stdout.
-pub fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+pub(crate) fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
     let mut cmd = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "hostbridge", &mut script);
@@ -77,7 +77,7 @@ pub fn completions(shell: clap_complete::Shell) -> std::io::Result<()> {
 }
 
 /// hostbridge(1) with the extra sections.
-pub fn main_page(w: &mut dyn Write) -> std::io::Result<()> {
+pub(crate) fn main_page(w: &mut dyn Write) -> std::io::Result<()> {
     // As generate_to does: there is no page for clap's `help` subcommand.
     let cmd = Cli::command().disable_help_subcommand(true);
     let man = clap_mangen::Man::new(cmd).manual("hostbridge manual");
@@ -93,7 +93,7 @@ pub fn main_page(w: &mut dyn Write) -> std::io::Result<()> {
 
 /// Writes hostbridge.1 and a page per subcommand (hostbridge-status.1, ...)
 /// into `dir`.
-pub fn write_pages(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn write_pages(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     clap_mangen::generate_to(Cli::command(), dir)?;
     let mut f = std::fs::File::create(dir.join("hostbridge.1"))?;
@@ -103,7 +103,7 @@ pub fn write_pages(dir: &Path) -> std::io::Result<()> {
 
 /// The exit code for a finished write: a closed pipe (`| head`) is the
 /// reader's choice, not an error.
-pub fn finish(written: std::io::Result<()>) -> u8 {
+pub(crate) fn finish(written: std::io::Result<()>) -> u8 {
     match written {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::args::EXIT_OK,
         Ok(()) => super::args::EXIT_OK,

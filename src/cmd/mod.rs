@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-pub mod args;
-pub mod check;
-pub mod lint;
-pub mod man;
-pub mod status;
-pub mod sync;
-pub mod usb;
+pub(crate) mod args;
+pub(crate) mod check;
+pub(crate) mod lint;
+pub(crate) mod man;
+pub(crate) mod status;
+pub(crate) mod sync;
+pub(crate) mod usb;
 
 use args::{Cli, Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RulesCommand, StatusFormat};
 use args::{in_runtime, load_config, socket_path};

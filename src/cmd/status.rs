@@ -13,13 +13,13 @@ use crate::host::clock::unix_now as now;
 use crate::host::socket::{self, Wire};
 
 /// Healthy.
-pub const STATUS_OK: u8 = 0;
+pub(crate) const STATUS_OK: u8 = 0;
 /// Degraded (or failed).
-pub const STATUS_DEGRADED: u8 = 1;
+pub(crate) const STATUS_DEGRADED: u8 = 1;
 /// Not running.
-pub const STATUS_NOT_RUNNING: u8 = 3;
+pub(crate) const STATUS_NOT_RUNNING: u8 = 3;
 /// Anything else went wrong.
-pub const STATUS_UNKNOWN: u8 = 4;
+pub(crate) const STATUS_UNKNOWN: u8 = 4;
 
 /// Says the daemon closed the connection unanswered (all its slots for
 /// unprivileged clients were taken).
@@ -32,7 +32,7 @@ fn busy(sock: &Path) -> u8 {
 }
 
 /// Asks the daemon for its status and prints it.
-pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
+pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
     let text = match socket::query(sock, &Wire::Status) {
         Ok(t) => t,
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
@@ -89,7 +89,7 @@ pub fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
 }
 
 /// Asks the daemon to reload its config.
-pub fn reload(sock: &Path) -> u8 {
+pub(crate) fn reload(sock: &Path) -> u8 {
     let text = match socket::query(sock, &Wire::Reload) {
         Ok(t) => t,
         Err(e) => {

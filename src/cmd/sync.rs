@@ -7,7 +7,7 @@ use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 /// Syncs every bridge (or `only`) once; returns the exit code.
-pub async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
+pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
     if let Some(name) = only
         && !config.bridges.iter().any(|b| b.name == name)
     {
@@ -80,7 +80,7 @@ fn print_results(results: Vec<(String, anyhow::Result<SyncReport>)>) -> u8 {
 }
 
 /// The text `hostbridge sync` prints for one bridge.
-pub fn render_report(r: &SyncReport) -> String {
+pub(crate) fn render_report(r: &SyncReport) -> String {
     let mut s = String::new();
     let head = if r.dry_run { "plan" } else { "synced" };
     line(&mut s, &format!("{}: {head}: {}", r.bridge, r.summary()));

@@ -8,21 +8,21 @@ use crate::config::Config;
 use super::args::{EXIT_FAILURE, EXIT_OK};
 
 /// What `hostbridge usb` was asked.
-pub struct UsbArgs<'a> {
+pub(crate) struct UsbArgs<'a> {
     /// The user that must be able to open the devices.
-    pub user: &'a str,
+    pub(crate) user: &'a str,
     /// VID:PID pairs that must be present.
-    pub expect: &'a [String],
+    pub(crate) expect: &'a [String],
     /// JSON instead of the table.
-    pub json: bool,
+    pub(crate) json: bool,
     /// Other sysfs and /dev roots (tests, chroots).
-    pub roots: (Option<&'a PathBuf>, Option<&'a PathBuf>),
+    pub(crate) roots: (Option<&'a PathBuf>, Option<&'a PathBuf>),
     /// Also open each node as the user.
-    pub probe: bool,
+    pub(crate) probe: bool,
 }
 
 /// Runs `usb`; returns the exit code.
-pub fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
+pub(crate) fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
     if let Some(p) = args.roots.0 {
         config.sysfs_root = p.clone();
     }

@@ -11,13 +11,13 @@
 mod actions;
 mod bridge;
 mod model;
-pub mod raw;
+pub(crate) mod raw;
 mod validate;
-pub mod values;
+pub(crate) mod values;
 
 use std::path::{Path, PathBuf};
 
-pub use model::*;
+pub(crate) use model::*;
 use raw::RawConfig;
 use validate::Validator;
 
@@ -29,7 +29,7 @@ use validate::Validator;
 /// top-level keys a fragment sets replace earlier ones, and its bridges
 /// replace earlier bridges of the same name or are added. The main file
 /// may be missing when fragments exist.
-pub fn load(path: &Path, dirs: &[PathBuf]) -> Result<Config, ConfigError> {
+pub(crate) fn load(path: &Path, dirs: &[PathBuf]) -> Result<Config, ConfigError> {
     let fragments = list_fragments(dirs)?;
     let mut raw = match std::fs::read_to_string(path) {
         Ok(text) => parse_raw(&text, path)?,
@@ -49,7 +49,7 @@ pub fn load(path: &Path, dirs: &[PathBuf]) -> Result<Config, ConfigError> {
 }
 
 /// Default drop-in dirs, lowest precedence first.
-pub const DEFAULT_DROPIN_DIRS: &[&str] = &[
+pub(crate) const DEFAULT_DROPIN_DIRS: &[&str] = &[
     "/usr/lib/hostbridge/config.d",
     "/etc/hostbridge/config.d",
     "/run/hostbridge/config.d",
@@ -85,8 +85,10 @@ fn list_fragments(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(by_name.into_values().collect())
 }
 
-/// Parses and validates one config text (no drop-ins); `path` is used in messages.
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+/// Parses and validates one config text (no drop-ins); `path` is used in
+/// messages. The tests' way in.
+#[cfg(test)]
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw = parse_raw(text, path)?;
     Validator { path }.config(raw)
 }
@@ -123,7 +125,7 @@ fn strip_location_prefix(msg: &str) -> String {
 /// The status socket named by the config at `path`, read leniently so that
 /// `hostbridge status` still finds the daemon while the file on disk is
 /// broken (the daemon keeps running its previous config then).
-pub fn status_socket_hint(path: &Path) -> PathBuf {
+pub(crate) fn status_socket_hint(path: &Path) -> PathBuf {
     #[derive(serde::Deserialize)]
     struct Hint {
         state_dir: Option<PathBuf>,

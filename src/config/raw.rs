@@ -7,71 +7,71 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use super::values::{
-    AbsPath, BridgeName, Dur, FileMode, Pattern, SignalName, Size, Token, parse_size,
+pub(crate) use super::values::{
+    AbsPath, BridgeName, Dur, FileMode, Pattern, SignalName, Size, Token,
 };
 
 /// Top level of `config.yaml` (and of each drop-in fragment). Every field is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Where manifests (and later the status socket) live. Default `/run/hostbridge`.
-    pub state_dir: Option<AbsPath>,
+    pub(crate) state_dir: Option<AbsPath>,
     /// The `udevadm` binary. Default `/usr/bin/udevadm`.
-    pub udevadm: Option<AbsPath>,
+    pub(crate) udevadm: Option<AbsPath>,
     /// Default settle timing for all bridges.
-    pub settle: Option<RawSettle>,
+    pub(crate) settle: Option<RawSettle>,
     /// Default size cap for source files. Default 1 MiB.
-    pub max_file_size: Option<Size>,
+    pub(crate) max_file_size: Option<Size>,
     /// The status socket. Default `<state_dir>/status.sock`.
-    pub status_socket: Option<AbsPath>,
+    pub(crate) status_socket: Option<AbsPath>,
     /// Group allowed to read the status socket (mode 0660). Default: none (0600).
-    pub status_group: Option<Token>,
+    pub(crate) status_group: Option<Token>,
     /// Prometheus textfile written after each sync. Default: none.
-    pub metrics_file: Option<AbsPath>,
+    pub(crate) metrics_file: Option<AbsPath>,
     /// The sysfs root for USB checks. Default `/sys`.
-    pub sysfs_root: Option<AbsPath>,
+    pub(crate) sysfs_root: Option<AbsPath>,
     /// The /dev root for USB checks. Default `/dev`.
-    pub dev_root: Option<AbsPath>,
+    pub(crate) dev_root: Option<AbsPath>,
     /// The `setpriv` binary for `probe: true`. Default `/usr/bin/setpriv`.
-    pub setpriv: Option<AbsPath>,
+    pub(crate) setpriv: Option<AbsPath>,
     /// udevd's runtime dir; its `control` socket tells whether udevd runs
     /// (for USB hotplug re-checks). Default `/run/udev`.
-    pub udev_run_dir: Option<AbsPath>,
+    pub(crate) udev_run_dir: Option<AbsPath>,
     /// The proc filesystem, for `signal` targets. Default `/proc`.
-    pub proc_root: Option<AbsPath>,
+    pub(crate) proc_root: Option<AbsPath>,
     /// The `systemctl` binary. Default `/usr/bin/systemctl`.
-    pub systemctl: Option<AbsPath>,
+    pub(crate) systemctl: Option<AbsPath>,
     /// The `podman` binary. Default `/usr/bin/podman`.
-    pub podman: Option<AbsPath>,
+    pub(crate) podman: Option<AbsPath>,
     /// Where a same-named rules file would shadow ours. Default `/etc/udev/rules.d`.
-    pub etc_udev_rules_dir: Option<AbsPath>,
+    pub(crate) etc_udev_rules_dir: Option<AbsPath>,
     /// The system's own rules dirs: a file installed under the same name as
     /// one of theirs masks it. Default `[/usr/local/lib/udev/rules.d,
     /// /usr/lib/udev/rules.d, /lib/udev/rules.d]`.
-    pub system_udev_rules_dirs: Option<Vec<AbsPath>>,
+    pub(crate) system_udev_rules_dirs: Option<Vec<AbsPath>>,
     /// The bridges.
     #[serde(default)]
-    pub bridges: Vec<RawBridge>,
+    pub(crate) bridges: Vec<RawBridge>,
     /// The file the top-level `settle` came from (set after parsing).
     #[serde(skip)]
-    pub settle_origin: PathBuf,
+    pub(crate) settle_origin: PathBuf,
 }
 
 /// Settle timing; each field falls back to the level above.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSettle {
+pub(crate) struct RawSettle {
     /// Quiet period before a sync. Default 300ms.
-    pub quiet: Option<Spanned<Dur>>,
+    pub(crate) quiet: Option<Spanned<Dur>>,
     /// Hard cap from the first event to the sync. Default 10s.
-    pub max_wait: Option<Spanned<Dur>>,
+    pub(crate) max_wait: Option<Spanned<Dur>>,
 }
 
 /// What kind of files a bridge carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// udev rules files, installed into `/run/udev/rules.d` by default.
     UdevRules,
     /// Any files (certificates, keys, configs); `install_to` is required.
@@ -80,7 +80,7 @@ pub enum Kind {
 
 impl Kind {
     /// The name as written in the config.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::UdevRules => "udev-rules",
             Kind::Files => "files",
@@ -91,77 +91,77 @@ impl Kind {
 /// One bridge as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBridge {
+pub(crate) struct RawBridge {
     /// Unique name, `[a-z0-9_-]`, used in logs and state file names.
-    pub name: Spanned<BridgeName>,
+    pub(crate) name: Spanned<BridgeName>,
     /// The kind of files.
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The exported dir a container writes into.
-    pub source: Spanned<AbsPath>,
+    pub(crate) source: Spanned<AbsPath>,
     /// Glob patterns of names to sync. Default `["*.rules"]` for udev-rules.
-    pub include: Option<Spanned<Vec<Pattern>>>,
+    pub(crate) include: Option<Spanned<Vec<Pattern>>>,
     /// Destination dir. Default `/run/udev/rules.d` for udev-rules.
-    pub install_to: Option<Spanned<AbsPath>>,
+    pub(crate) install_to: Option<Spanned<AbsPath>>,
     /// Remove installed files whose source is gone. Default true.
-    pub prune: Option<bool>,
+    pub(crate) prune: Option<bool>,
     /// Per-bridge settle timing.
-    pub settle: Option<RawSettle>,
+    pub(crate) settle: Option<RawSettle>,
     /// Per-bridge size cap.
-    pub max_file_size: Option<Size>,
+    pub(crate) max_file_size: Option<Size>,
     /// Most files the source may export (default 64 for udev-rules, 1000
     /// for files).
-    pub max_files: Option<usize>,
+    pub(crate) max_files: Option<usize>,
     /// Most bytes all the source's files may hold together (default 1 MiB
     /// for udev-rules, 64 MiB for files).
-    pub max_bytes: Option<Size>,
+    pub(crate) max_bytes: Option<Size>,
     /// The uids a source file may be owned by. Default: any.
-    pub source_owner: Option<Vec<u32>>,
+    pub(crate) source_owner: Option<Vec<u32>>,
     /// Actions run after a sync that changed something.
     #[serde(default)]
-    pub then: Vec<RawAction>,
+    pub(crate) then: Vec<RawAction>,
     /// udev rules policy: `permissions-only` (default) or `trusted`.
-    pub policy: Option<RawPolicy>,
+    pub(crate) policy: Option<RawPolicy>,
     /// Subsystems on which rules may grant permissions.
-    pub allow_subsystems: Option<Vec<Token>>,
+    pub(crate) allow_subsystems: Option<Vec<Token>>,
     /// Groups GROUP= may name (empty: any non-privileged group).
-    pub allow_groups: Option<Vec<Token>>,
+    pub(crate) allow_groups: Option<Vec<Token>>,
     /// Users OWNER= may name (empty: any user).
-    pub allow_owners: Option<Vec<Token>>,
+    pub(crate) allow_owners: Option<Vec<Token>>,
     /// Device properties ENV{…}= may set.
-    pub allow_env: Option<Vec<Token>>,
+    pub(crate) allow_env: Option<Vec<Token>>,
     /// Name prefixes under /dev that SYMLINK+= may create (`ups/`: names
     /// under /dev/ups/; `ups`: /dev/ups itself). Default: none.
-    pub allow_symlinks: Option<Vec<Token>>,
+    pub(crate) allow_symlinks: Option<Vec<Token>>,
     /// Rules file names that may mask a system rules file of the same name.
-    pub allow_override: Option<Vec<Token>>,
+    pub(crate) allow_override: Option<Vec<Token>>,
     /// Accept GROUP/OWNER names unknown on this host.
-    pub allow_unknown_groups: Option<bool>,
+    pub(crate) allow_unknown_groups: Option<bool>,
     /// Accept GROUP/OWNER names with ids >= 1000.
-    pub allow_non_system_groups: Option<bool>,
+    pub(crate) allow_non_system_groups: Option<bool>,
     /// udev-rules: what to do when a removed rule leaves a device's grant
     /// behind: `restore` (default) or `report`.
-    pub revoke: Option<RawRevoke>,
+    pub(crate) revoke: Option<RawRevoke>,
     /// kind files: permission bits of installed files, e.g. "0640". Default "0644".
-    pub mode: Option<FileMode>,
+    pub(crate) mode: Option<FileMode>,
     /// kind files: owner of installed files. Default: root (unchanged).
-    pub owner: Option<Token>,
+    pub(crate) owner: Option<Token>,
     /// kind files: group of installed files. Default: root (unchanged).
-    pub group: Option<Token>,
+    pub(crate) group: Option<Token>,
     /// kind files: nothing is installed until every one of these is present.
-    pub require: Option<Vec<Pattern>>,
+    pub(crate) require: Option<Vec<Pattern>>,
     /// kind files: checks on the set of files.
-    pub validate: Option<RawValidate>,
+    pub(crate) validate: Option<RawValidate>,
     /// kind files: how a set is swapped in. Default symlink-dir with validate, else rename.
-    pub swap: Option<RawSwap>,
+    pub(crate) swap: Option<RawSwap>,
     /// The file this bridge came from (set after parsing).
     #[serde(skip)]
-    pub origin: PathBuf,
+    pub(crate) origin: PathBuf,
 }
 
 /// `revoke:` of a udev-rules bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawRevoke {
+pub(crate) enum RawRevoke {
     /// Put back the owner, group and mode recorded before the grant.
     Restore,
     /// Only report what was left behind.
@@ -171,28 +171,28 @@ pub enum RawRevoke {
 /// `validate:` of a files bridge.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawValidate {
+pub(crate) struct RawValidate {
     /// A certificate and its private key must match.
     #[serde(rename = "tls-pair")]
-    pub tls_pair: Option<RawTlsPair>,
+    pub(crate) tls_pair: Option<RawTlsPair>,
 }
 
 /// `validate: { tls-pair: … }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTlsPair {
+pub(crate) struct RawTlsPair {
     /// The certificate file name (PEM; a chain may follow the leaf).
-    pub cert: Pattern,
+    pub(crate) cert: Pattern,
     /// The private key file name (PEM).
-    pub key: Pattern,
+    pub(crate) key: Pattern,
     /// Warn when the certificate expires within this. Default 7 days.
-    pub expiry_warning: Option<Dur>,
+    pub(crate) expiry_warning: Option<Dur>,
 }
 
 /// `swap:` of a files bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawSwap {
+pub(crate) enum RawSwap {
     /// Each file is renamed into place on its own.
     Rename,
     /// Files are links into `..data`, one rename swaps the whole set.
@@ -202,7 +202,7 @@ pub enum RawSwap {
 /// The `policy:` of a udev-rules bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawPolicy {
+pub(crate) enum RawPolicy {
     /// Only permissions on allowed, vendor-matched devices.
     PermissionsOnly,
     /// No policy checks (logged at every sync).
@@ -211,7 +211,7 @@ pub enum RawPolicy {
 
 impl RawConfig {
     /// Records `path` as the origin of everything in this file.
-    pub fn set_origin(&mut self, path: &std::path::Path) {
+    pub(crate) fn set_origin(&mut self, path: &std::path::Path) {
         self.settle_origin = path.to_path_buf();
         for b in &mut self.bridges {
             b.origin = path.to_path_buf();
@@ -220,7 +220,7 @@ impl RawConfig {
 
     /// Applies a drop-in fragment: top-level keys it sets replace ours;
     /// its bridges replace ours of the same name, or are appended.
-    pub fn merge(&mut self, frag: RawConfig) {
+    pub(crate) fn merge(&mut self, frag: RawConfig) {
         if frag.settle.is_some() {
             self.settle_origin = frag.settle_origin.clone();
         }
@@ -266,7 +266,7 @@ impl RawConfig {
 /// An action in a bridge's `then:` list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum RawAction {
+pub(crate) enum RawAction {
     /// `udevadm control --reload`.
     UdevReload,
     /// `udevadm trigger …` then `udevadm settle`.
@@ -286,63 +286,63 @@ pub enum RawAction {
 /// `usb-check: { user, expect }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUsbCheck {
+pub(crate) struct RawUsbCheck {
     /// The user that must open the devices. Default `nut`.
-    pub user: Option<Token>,
+    pub(crate) user: Option<Token>,
     /// VID:PIDs that must be plugged in, e.g. "051d:0002".
     #[serde(default)]
-    pub expect: Vec<Token>,
+    pub(crate) expect: Vec<Token>,
     /// Also really open each node as the user. Default false.
-    pub probe: Option<bool>,
+    pub(crate) probe: Option<bool>,
 }
 
 /// `signal: { … }`: one target and a signal.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSignal {
+pub(crate) struct RawSignal {
     /// A pid file (regular file holding a decimal pid of a live process).
-    pub pidfile: Option<AbsPath>,
+    pub(crate) pidfile: Option<AbsPath>,
     /// A process name (`/proc/PID/comm` or the exe's name); with `pidfile`,
     /// the pid must be this program.
-    pub process: Option<Token>,
+    pub(crate) process: Option<Token>,
     /// A systemd unit: `systemctl kill --kill-whom=main`.
-    pub unit: Option<Token>,
+    pub(crate) unit: Option<Token>,
     /// A podman container: `podman kill --signal`.
-    pub container: Option<Token>,
+    pub(crate) container: Option<Token>,
     /// The signal, e.g. `HUP` or `SIGUSR1`.
-    pub signal: SignalName,
+    pub(crate) signal: SignalName,
 }
 
 /// `exec: { argv: [...], timeout: 30s }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawExec {
+pub(crate) struct RawExec {
     /// Program and arguments; the program is an absolute path.
-    pub argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
     /// Killed after this. Default 30s.
-    pub timeout: Option<Dur>,
+    pub(crate) timeout: Option<Dur>,
 }
 
 /// Arguments of `udev-trigger`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTrigger {
+pub(crate) struct RawTrigger {
     /// `--subsystem-match`. Default: none (all subsystems).
-    pub subsystem: Option<Token>,
+    pub(crate) subsystem: Option<Token>,
     /// `--action`. Default `change`.
-    pub action: Option<UeventAction>,
+    pub(crate) action: Option<UeventAction>,
     /// `--attr-match NAME=VALUE` pairs.
     #[serde(default)]
-    pub attrs: std::collections::BTreeMap<Token, Token>,
+    pub(crate) attrs: std::collections::BTreeMap<Token, Token>,
     /// Timeout of the following `udevadm settle`. Default 30s.
-    pub settle_timeout: Option<Dur>,
+    pub(crate) settle_timeout: Option<Dur>,
 }
 
 /// A uevent action udevadm accepts for `--action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[allow(missing_docs)]
-pub enum UeventAction {
+pub(crate) enum UeventAction {
     Add,
     Remove,
     Change,
@@ -355,7 +355,7 @@ pub enum UeventAction {
 
 impl UeventAction {
     /// The word udevadm expects.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UeventAction::Add => "add",
             UeventAction::Remove => "remove",
@@ -371,7 +371,7 @@ impl UeventAction {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use crate::config::values::parse_size;
 
     #[test]
     fn sizes() {

@@ -23,7 +23,7 @@ macro_rules! checked_string {
 
 /// An absolute, normalised path (no `.`/`..` components, no trailing slash issues).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AbsPath(pub PathBuf);
+pub(crate) struct AbsPath(pub PathBuf);
 checked_string!(AbsPath, PathBuf, |s| {
     let p = PathBuf::from(&s);
     if !p.is_absolute() {
@@ -44,7 +44,7 @@ checked_string!(AbsPath, PathBuf, |s| {
 
 /// A bridge name: 1–64 of `[a-z0-9_-]`, starting with a letter or digit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BridgeName(pub String);
+pub(crate) struct BridgeName(pub String);
 checked_string!(BridgeName, String, |s| {
     let ok = !s.is_empty()
         && s.len() <= 64
@@ -62,7 +62,7 @@ checked_string!(BridgeName, String, |s| {
 
 /// An `include` glob: the file-name charset plus `*` and `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(pub String);
+pub(crate) struct Pattern(pub String);
 checked_string!(Pattern, String, |s| {
     let ok = !s.is_empty()
         && !s.starts_with('.')
@@ -79,7 +79,7 @@ checked_string!(Pattern, String, |s| {
 
 /// A plain word for udevadm arguments (subsystem names, sysfs attributes).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Token(pub String);
+pub(crate) struct Token(pub String);
 checked_string!(Token, String, |s| {
     let ok = !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic() && c != '=');
     if ok {
@@ -93,7 +93,7 @@ checked_string!(Token, String, |s| {
 
 /// A duration written like `300ms`, `10s`, `2m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 checked_string!(Dur, Duration, |s| {
     humantime::parse_duration(&s)
         .map_err(|e| format!("bad duration {s:?}: {e} (write e.g. 300ms, 10s, 2m)"))
@@ -101,7 +101,7 @@ checked_string!(Dur, Duration, |s| {
 
 /// A byte size: an integer, or a string with a unit (`512KiB`, `1MiB`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size(pub u64);
+pub(crate) struct Size(pub u64);
 
 impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -129,7 +129,7 @@ impl<'de> Deserialize<'de> for Size {
 
 /// Parses `N`, `NB`, `NKiB`, `NMiB` or `NGiB` (binary units only, to avoid
 /// guessing whether "k" means 1000 or 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -153,7 +153,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// An octal permission mode written as a string, e.g. "0640" (at most 0777).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileMode(pub u32);
+pub(crate) struct FileMode(pub u32);
 checked_string!(FileMode, u32, |s| {
     let ok = !s.is_empty() && s.len() <= 4 && s.bytes().all(|c| (b'0'..=b'7').contains(&c));
     match u32::from_str_radix(&s, 8) {
@@ -166,7 +166,7 @@ checked_string!(FileMode, u32, |s| {
 
 /// A signal name: `HUP`, `SIGHUP`, `USR1`…; stored as `SIGHUP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignalName(pub String);
+pub(crate) struct SignalName(pub String);
 checked_string!(SignalName, String, |s| {
     let full = if s.starts_with("SIG") {
         s.clone()

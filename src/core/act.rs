@@ -5,7 +5,7 @@
 /// Merges the action lists of several bridges (given in the order they are
 /// to be taken) into each distinct action once, in the order first listed,
 /// with every bridge that names it.
-pub fn merge<A: PartialEq + Clone, I: Copy>(lists: &[(I, &[A])]) -> Vec<(A, Vec<I>)> {
+pub(crate) fn merge<A: PartialEq + Clone, I: Copy>(lists: &[(I, &[A])]) -> Vec<(A, Vec<I>)> {
     let mut plan: Vec<(A, Vec<I>)> = Vec::new();
     for (who, actions) in lists {
         for a in *actions {
@@ -23,7 +23,7 @@ pub fn merge<A: PartialEq + Clone, I: Copy>(lists: &[(I, &[A])]) -> Vec<(A, Vec<
 /// or syncing changes (and owes nothing yet) names one of its actions, so a
 /// target several bridges share is acted on once per burst. `actions_of`
 /// gives an owed bridge's actions; `busy` lists the busy bridges' actions.
-pub fn ready_now<A: PartialEq, T>(
+pub(crate) fn ready_now<A: PartialEq, T>(
     owed: Vec<T>,
     actions_of: impl Fn(&T) -> &[A],
     busy: &[&[A]],
@@ -37,25 +37,25 @@ pub fn ready_now<A: PartialEq, T>(
 /// Where a bridge stands, for scheduling actions and USB re-checks: one
 /// answer to "is it busy" for the whole daemon.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// A settle window is open.
-    pub window_open: bool,
+    pub(crate) window_open: bool,
     /// Its sync is under way: its files, then its actions.
-    pub syncing: bool,
+    pub(crate) syncing: bool,
     /// Its actions wait to run.
-    pub owes_actions: bool,
+    pub(crate) owes_actions: bool,
 }
 
 impl Activity {
     /// Its files may still change and it owes no actions yet: other
     /// bridges that share an action target wait for it ([`ready_now`]).
-    pub fn collecting(self) -> bool {
+    pub(crate) fn collecting(self) -> bool {
         (self.window_open || self.syncing) && !self.owes_actions
     }
 
     /// A USB re-check now would race its sync or its actions (which end
     /// with their own usb-check).
-    pub fn busy(self) -> bool {
+    pub(crate) fn busy(self) -> bool {
         self.syncing || self.owes_actions
     }
 }

@@ -10,16 +10,16 @@ use std::collections::BTreeSet;
 
 /// A bridge's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Most files read from the source.
-    pub max_files: usize,
+    pub(crate) max_files: usize,
     /// Most bytes read from the source, all files together.
-    pub max_bytes: u64,
+    pub(crate) max_bytes: u64,
 }
 
 /// The order in which `names` claim the budget: the installed ones, then
 /// the others, each by name.
-pub fn claim_order<'a>(names: &'a [String], installed: &BTreeSet<String>) -> Vec<&'a str> {
+pub(crate) fn claim_order<'a>(names: &'a [String], installed: &BTreeSet<String>) -> Vec<&'a str> {
     let mut order: Vec<&str> = names.iter().map(String::as_str).collect();
     order.sort_by_key(|n| (!installed.contains(*n), *n));
     order
@@ -27,7 +27,7 @@ pub fn claim_order<'a>(names: &'a [String], installed: &BTreeSet<String>) -> Vec
 
 /// A scan's running account against its [`Limits`].
 #[derive(Debug, Clone)]
-pub struct Budget {
+pub(crate) struct Budget {
     limits: Limits,
     files: usize,
     bytes: u64,
@@ -35,7 +35,7 @@ pub struct Budget {
 
 impl Budget {
     /// A fresh account.
-    pub fn new(limits: Limits) -> Budget {
+    pub(crate) fn new(limits: Limits) -> Budget {
         Budget {
             limits,
             files: 0,
@@ -44,7 +44,7 @@ impl Budget {
     }
 
     /// Takes a file's place; `Err(reason)` once `max_files` are taken.
-    pub fn take_file(&mut self) -> Result<(), String> {
+    pub(crate) fn take_file(&mut self) -> Result<(), String> {
         if self.files >= self.limits.max_files {
             return Err(format!(
                 "over the bridge's max_files limit of {}; not read (what is installed stays)",
@@ -58,7 +58,7 @@ impl Budget {
     /// Takes `n` bytes for the file whose place was just taken;
     /// `Err(reason)` (and the place given back) when they would pass
     /// `max_bytes`.
-    pub fn take_bytes(&mut self, n: u64) -> Result<(), String> {
+    pub(crate) fn take_bytes(&mut self, n: u64) -> Result<(), String> {
         match self.bytes.checked_add(n) {
             Some(total) if total <= self.limits.max_bytes => {
                 self.bytes = total;
@@ -77,7 +77,7 @@ impl Budget {
     /// Checks a file's size before it is read: `Err(reason)`, with its
     /// place given back, when `n` bytes cannot fit, so the read is skipped.
     /// ([`Budget::take_bytes`] still counts what was really read.)
-    pub fn precheck_bytes(&mut self, n: u64) -> Result<(), String> {
+    pub(crate) fn precheck_bytes(&mut self, n: u64) -> Result<(), String> {
         if self.bytes.saturating_add(n) <= self.limits.max_bytes {
             return Ok(());
         }

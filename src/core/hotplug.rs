@@ -6,7 +6,7 @@ use super::usb::UsbEvent;
 
 /// What to do with one event for one bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
+pub(crate) enum Fate {
     /// Re-check the bridge now.
     Check,
     /// Keep it for the re-check that follows the one running (or the sync).
@@ -19,7 +19,7 @@ pub enum Fate {
 
 /// The fate of `ev` for a bridge that is `busy` (syncing, or owing its
 /// actions) and/or `checking` (a re-check of it runs).
-pub fn fate(ev: &UsbEvent, busy: bool, checking: bool) -> Fate {
+pub(crate) fn fate(ev: &UsbEvent, busy: bool, checking: bool) -> Fate {
     match (busy, checking) {
         (true, _) if ev.synthetic => Fate::Echo,
         (true, _) | (false, true) => Fate::Owe,
@@ -39,25 +39,25 @@ fn owe(owed: &mut Vec<UsbEvent>, evs: Vec<UsbEvent>) {
 /// A bridge's USB re-checks: whether one runs, and the events owed to the
 /// next one (those that came while it ran, or while the bridge was busy).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsbChecks {
+pub(crate) struct UsbChecks {
     running: bool,
     owed: Vec<UsbEvent>,
 }
 
 impl UsbChecks {
     /// Whether a re-check runs.
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.running
     }
 
     /// Owes `evs` to the next re-check ([`owe`]).
-    pub fn owe(&mut self, evs: Vec<UsbEvent>) {
+    pub(crate) fn owe(&mut self, evs: Vec<UsbEvent>) {
         owe(&mut self.owed, evs);
     }
 
     /// Starts a re-check for `evs`: `Some(evs)` to run now, `None` when one
     /// runs already (they are owed to the next).
-    pub fn start(&mut self, evs: Vec<UsbEvent>) -> Option<Vec<UsbEvent>> {
+    pub(crate) fn start(&mut self, evs: Vec<UsbEvent>) -> Option<Vec<UsbEvent>> {
         if self.running {
             self.owe(evs);
             return None;
@@ -67,13 +67,13 @@ impl UsbChecks {
     }
 
     /// The running re-check is done.
-    pub fn finished(&mut self) {
+    pub(crate) fn finished(&mut self) {
         self.running = false;
     }
 
     /// The owed events, taken, if the bridge is free for a re-check now
     /// (not `busy`, none running) and some are owed.
-    pub fn take_owed(&mut self, busy: bool) -> Option<Vec<UsbEvent>> {
+    pub(crate) fn take_owed(&mut self, busy: bool) -> Option<Vec<UsbEvent>> {
         if busy || self.running || self.owed.is_empty() {
             return None;
         }

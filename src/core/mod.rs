@@ -1,16 +1,16 @@
 //! The pure core: no `std::fs`, no `std::process`, no tokio. Everything here
 //! is a function over data with the clock passed in, tested without I/O.
 
-pub mod act;
-pub mod budget;
-pub mod hotplug;
-pub mod names;
-pub mod plan;
-pub mod retry;
+pub(crate) mod act;
+pub(crate) mod budget;
+pub(crate) mod hotplug;
+pub(crate) mod names;
+pub(crate) mod plan;
+pub(crate) mod retry;
 pub mod rules;
-pub mod settle;
-pub mod status;
-pub mod text;
+pub(crate) mod settle;
+pub(crate) mod status;
+pub(crate) mod text;
 pub mod tls;
-pub mod trust;
-pub mod usb;
+pub(crate) mod trust;
+pub(crate) mod usb;

@@ -8,11 +8,11 @@
 
 /// Longest accepted source name, in bytes. Leaves room under Linux's 255-byte
 /// `NAME_MAX` for the temp-file prefix and suffix used during install.
-pub const MAX_NAME_LEN: usize = 200;
+pub(crate) const MAX_NAME_LEN: usize = 200;
 
 /// Why a directory entry's name is not a candidate for syncing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NameVerdict {
+pub(crate) enum NameVerdict {
     /// The name is safe and matches an `include` pattern.
     Candidate,
     /// The name is safe but matches no `include` pattern: silently ignored.
@@ -25,7 +25,7 @@ pub enum NameVerdict {
 
 /// Classifies a raw directory-entry name against the safe charset and the
 /// bridge's `include` patterns.
-pub fn classify(raw: &[u8], include: &[String]) -> NameVerdict {
+pub(crate) fn classify(raw: &[u8], include: &[String]) -> NameVerdict {
     let Ok(name) = std::str::from_utf8(raw) else {
         return NameVerdict::Rejected("name is not valid UTF-8");
     };
@@ -44,7 +44,7 @@ pub fn classify(raw: &[u8], include: &[String]) -> NameVerdict {
 
 /// Returns why `name` is not an acceptable file name, or `None` when it is.
 /// Accepts `[A-Za-z0-9._+@-]`, 1..=[`MAX_NAME_LEN`] bytes, no leading dot.
-pub fn unsafe_reason(name: &str) -> Option<&'static str> {
+pub(crate) fn unsafe_reason(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         return Some("empty name");
     }
@@ -63,7 +63,7 @@ pub fn unsafe_reason(name: &str) -> Option<&'static str> {
 
 /// Shell-style glob match supporting `*` (any run, possibly empty) and `?`
 /// (one character). No character classes: include patterns are simple.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
     let (mut pi, mut ni) = (0, 0);
@@ -94,7 +94,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// Whether some name could match both globs. Used by config validation to
 /// refuse two bridges that could install the same destination file.
-pub fn globs_overlap(a: &str, b: &str) -> bool {
+pub(crate) fn globs_overlap(a: &str, b: &str) -> bool {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     // reach[i][j]: prefixes a[..i] and b[..j] can match a common string.

@@ -17,11 +17,11 @@ use std::fmt;
 
 /// SHA-256 of a file's content.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(pub [u8; 32]);
+pub(crate) struct Digest(pub [u8; 32]);
 
 impl Digest {
     /// The SHA-256 of `bytes`.
-    pub fn of(bytes: &[u8]) -> Digest {
+    pub(crate) fn of(bytes: &[u8]) -> Digest {
         use sha2::Digest as _;
         Digest(sha2::Sha256::digest(bytes).into())
     }
@@ -55,7 +55,7 @@ impl std::str::FromStr for Digest {
 
 /// One source entry as read by the host layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceFile {
+pub(crate) enum SourceFile {
     /// A regular file within limits, with its content digest.
     Ready(Digest),
     /// Present but not usable; the reason names what is wrong.
@@ -64,29 +64,29 @@ pub enum SourceFile {
 
 /// The source directory as read by the host layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SourceView {
+pub(crate) struct SourceView {
     /// Whether the source directory exists (and could be opened).
-    pub present: bool,
+    pub(crate) present: bool,
     /// Candidate names (already filtered by [`crate::core::names`]).
-    pub files: BTreeMap<String, SourceFile>,
+    pub(crate) files: BTreeMap<String, SourceFile>,
 }
 
 /// What hostbridge recorded installing under a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owned {
+pub(crate) struct Owned {
     /// Digest of the content installed.
-    pub digest: Digest,
+    pub(crate) digest: Digest,
     /// Permission bits installed.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Owner uid hostbridge set (`None`: the config named none).
-    pub uid: Option<u32>,
+    pub(crate) uid: Option<u32>,
     /// Group gid hostbridge set (`None`: the config named none).
-    pub gid: Option<u32>,
+    pub(crate) gid: Option<u32>,
 }
 
 /// A destination entry as seen by the host layer (without following links).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DestFile {
+pub(crate) enum DestFile {
     /// Nothing under that name.
     Absent,
     /// A regular file; `digest` is `None` when it was too large to hash.
@@ -106,20 +106,20 @@ pub enum DestFile {
 
 /// Per-bridge settings the planner needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Desired {
+pub(crate) struct Desired {
     /// Permission bits of installed files.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Remove owned files whose source is gone.
-    pub prune: bool,
+    pub(crate) prune: bool,
     /// Owner uid of installed files, if the bridge sets one.
-    pub uid: Option<u32>,
+    pub(crate) uid: Option<u32>,
     /// Group gid of installed files, if the bridge sets one.
-    pub gid: Option<u32>,
+    pub(crate) gid: Option<u32>,
 }
 
 /// A change to make in the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     /// Write a file that is not there (new, or an owned file someone removed).
     Install {
         /// Destination file name.
@@ -143,7 +143,7 @@ pub enum Op {
 
 impl Op {
     /// The destination file name this operation concerns.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             Op::Install { name, .. } | Op::Replace { name, .. } | Op::Prune { name } => name,
         }
@@ -152,31 +152,31 @@ impl Op {
 
 /// The outcome of planning: operations plus everything worth reporting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// File operations, in name order.
-    pub ops: Vec<Op>,
+    pub(crate) ops: Vec<Op>,
     /// Names whose installed copy already matches.
-    pub unchanged: Vec<String>,
+    pub(crate) unchanged: Vec<String>,
     /// Source entries skipped, with the reason (an installed copy, if any, stays).
-    pub skipped: Vec<(String, String)>,
+    pub(crate) skipped: Vec<(String, String)>,
     /// Names hostbridge will not touch because it does not own them.
-    pub conflicts: Vec<(String, String)>,
+    pub(crate) conflicts: Vec<(String, String)>,
     /// Owned files kept although their source is gone, with the reason.
-    pub kept: Vec<(String, String)>,
+    pub(crate) kept: Vec<(String, String)>,
     /// The manifest after the operations succeed.
-    pub owned_after: BTreeMap<String, Owned>,
+    pub(crate) owned_after: BTreeMap<String, Owned>,
 }
 
 impl Plan {
     /// Whether applying this plan changes the destination.
-    pub fn changes(&self) -> bool {
+    pub(crate) fn changes(&self) -> bool {
         !self.ops.is_empty()
     }
 }
 
 /// Plans one sync. `dest` must describe every name in the source and in
 /// `owned`; a missing entry is treated as [`DestFile::Absent`].
-pub fn plan(
+pub(crate) fn plan(
     source: &SourceView,
     owned: &BTreeMap<String, Owned>,
     dest: &BTreeMap<String, DestFile>,

@@ -5,14 +5,14 @@
 use std::time::{Duration, Instant};
 
 /// First wait before a failed sync is tried again.
-pub const RETRY_FIRST: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest wait between tries of a sync that keeps failing.
-pub const RETRY_MAX: Duration = Duration::from_secs(300);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// How long to wait before trying again after `failures` failed syncs in a
 /// row (1 s, 2 s, 4 s, … capped at 5 min); no wait is armed before the
 /// first failure, so an idle bridge stays idle.
-pub fn retry_backoff(failures: u32) -> Option<Duration> {
+pub(crate) fn retry_backoff(failures: u32) -> Option<Duration> {
     let n = failures.checked_sub(1)?;
     let wait = RETRY_FIRST.saturating_mul(1u32.checked_shl(n.min(16)).unwrap_or(u32::MAX));
     Some(wait.min(RETRY_MAX))
@@ -23,7 +23,7 @@ pub fn retry_backoff(failures: u32) -> Option<Duration> {
 /// interval). The only timer an idle daemon may have, and only in those
 /// error states.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retry {
+pub(crate) struct Retry {
     /// Syncs in a row that failed to put files in place.
     failures: u32,
     /// When to try again, if a try is owed.
@@ -34,7 +34,7 @@ impl Retry {
     /// After a sync: a failure to put files in place arms the next try
     /// ([`retry_backoff`]) and returns the wait; success clears the count
     /// (an armed watch retry stays).
-    pub fn after_sync(&mut self, files_failed: bool, now: Instant) -> Option<Duration> {
+    pub(crate) fn after_sync(&mut self, files_failed: bool, now: Instant) -> Option<Duration> {
         self.failures = if files_failed {
             self.failures.saturating_add(1)
         } else {
@@ -46,12 +46,12 @@ impl Retry {
     }
 
     /// A watch could not be placed: try again after `wait`.
-    pub fn after_watch_failure(&mut self, now: Instant, wait: Duration) {
+    pub(crate) fn after_watch_failure(&mut self, now: Instant, wait: Duration) {
         self.at = Some(now + wait);
     }
 
     /// Whether a try is due at `now`; a due try is taken (disarmed).
-    pub fn take_due(&mut self, now: Instant) -> bool {
+    pub(crate) fn take_due(&mut self, now: Instant) -> bool {
         let due = self.at.is_some_and(|t| t <= now);
         if due {
             self.at = None;
@@ -60,12 +60,12 @@ impl Retry {
     }
 
     /// The next try, if one is armed (for the loop's timer).
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.at
     }
 
     /// Failed syncs in a row.
-    pub fn failures(&self) -> u32 {
+    pub(crate) fn failures(&self) -> u32 {
         self.failures
     }
 }

@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 
 /// Timing knobs of a settle window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SettleTiming {
+pub(crate) struct SettleTiming {
     /// How long the source must be quiet before a sync.
-    pub quiet: Duration,
+    pub(crate) quiet: Duration,
     /// Hard cap from the first event of a window to its sync.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
 }
 
 /// A filesystem observation, already filtered to names the bridge cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// Data was written to the file (`IN_MODIFY`): it is open for writing.
     Write(String),
     /// A writer closed the file (`IN_CLOSE_WRITE`).
@@ -42,19 +42,19 @@ pub enum Input {
 
 /// What a due window hands to the sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     /// Names that changed in this window (for logs; the sync always reads the
     /// whole source so nothing depends on this list being complete).
-    pub changed: BTreeSet<String>,
+    pub(crate) changed: BTreeSet<String>,
     /// Files still being written when `max_wait` forced the sync: keep their
     /// installed copies untouched.
-    pub still_open: BTreeSet<String>,
+    pub(crate) still_open: BTreeSet<String>,
     /// Whether the window saw a [`Input::Rescan`].
-    pub rescan: bool,
+    pub(crate) rescan: bool,
     /// Time from the first event of the window to the sync.
-    pub waited: Duration,
+    pub(crate) waited: Duration,
     /// Whether `max_wait` (rather than quiet) ended the window.
-    pub forced: bool,
+    pub(crate) forced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +76,7 @@ enum Phase {
 
 /// Settle state of one bridge.
 #[derive(Debug, Clone)]
-pub struct Settle {
+pub(crate) struct Settle {
     timing: SettleTiming,
     phase: Phase,
     open: BTreeSet<String>,
@@ -84,7 +84,7 @@ pub struct Settle {
 
 impl Settle {
     /// A bridge with nothing pending.
-    pub fn new(timing: SettleTiming) -> Self {
+    pub(crate) fn new(timing: SettleTiming) -> Self {
         Settle {
             timing,
             phase: Phase::Idle,
@@ -92,13 +92,8 @@ impl Settle {
         }
     }
 
-    /// Replaces the timing (config reload); an open window keeps its start.
-    pub fn set_timing(&mut self, timing: SettleTiming) {
-        self.timing = timing;
-    }
-
     /// Records one observation made at `now`.
-    pub fn observe(&mut self, now: Instant, input: Input) {
+    pub(crate) fn observe(&mut self, now: Instant, input: Input) {
         let name = match &input {
             Input::Write(n) => {
                 self.open.insert(n.clone());
@@ -148,7 +143,7 @@ impl Settle {
     }
 
     /// When the daemon must call [`Settle::poll`] next; `None` means no timer.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Waiting { first, last, .. } => {
                 let cap = *first + self.timing.max_wait;
@@ -163,7 +158,7 @@ impl Settle {
     }
 
     /// If the window is due at `now`, moves to `Syncing` and returns the batch.
-    pub fn poll(&mut self, now: Instant) -> Option<Batch> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<Batch> {
         let deadline = self.deadline()?;
         if now < deadline {
             return None;
@@ -194,7 +189,7 @@ impl Settle {
 
     /// Starts a sync without a window (startup reconcile, `hostbridge sync`).
     /// Returns `false` if a sync is already running.
-    pub fn begin_sync(&mut self) -> bool {
+    pub(crate) fn begin_sync(&mut self) -> bool {
         if matches!(self.phase, Phase::Syncing { .. }) {
             return false;
         }
@@ -209,7 +204,7 @@ impl Settle {
     /// The running sync ended at `now`. If events arrived meanwhile, a new
     /// window opens at once (timed from now, so writes still in flight get
     /// their quiet period); returns whether it did.
-    pub fn finish_sync(&mut self, now: Instant) -> bool {
+    pub(crate) fn finish_sync(&mut self, now: Instant) -> bool {
         match std::mem::replace(&mut self.phase, Phase::Idle) {
             Phase::Syncing {
                 dirty: true,
@@ -233,12 +228,12 @@ impl Settle {
     }
 
     /// Whether a sync is running.
-    pub fn is_syncing(&self) -> bool {
+    pub(crate) fn is_syncing(&self) -> bool {
         matches!(self.phase, Phase::Syncing { .. })
     }
 
     /// Whether a window is open; returns its start and the names seen so far.
-    pub fn pending(&self) -> Option<(Instant, &BTreeSet<String>)> {
+    pub(crate) fn pending(&self) -> Option<(Instant, &BTreeSet<String>)> {
         match &self.phase {
             Phase::Waiting { first, changed, .. } => Some((*first, changed)),
             _ => None,
@@ -246,7 +241,8 @@ impl Settle {
     }
 
     /// Files currently believed open for writing.
-    pub fn open_files(&self) -> &BTreeSet<String> {
+    #[cfg(test)]
+    pub(crate) fn open_files(&self) -> &BTreeSet<String> {
         &self.open
     }
 }

@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the JSON schema; bump on any incompatible change (the fixture
 /// test in tests/status.rs pins it).
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// Overall or per-bridge health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Health {
+pub(crate) enum Health {
     /// Everything as configured.
     Healthy,
     /// Running, but something needs attention (see `reason`).
@@ -22,193 +22,193 @@ pub enum Health {
 
 /// The whole status document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
+pub(crate) struct Status {
     /// [`SCHEMA_VERSION`].
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     /// Daemon-wide facts.
-    pub daemon: Daemon,
+    pub(crate) daemon: Daemon,
     /// One entry per bridge, in config order.
-    pub bridges: Vec<Bridge>,
+    pub(crate) bridges: Vec<Bridge>,
 }
 
 /// Daemon-wide facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Daemon {
+pub(crate) struct Daemon {
     /// hostbridge's version.
-    pub version: String,
+    pub(crate) version: String,
     /// Process id.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// Config file in use.
-    pub config_path: String,
+    pub(crate) config_path: String,
     /// When that config was loaded (Unix seconds).
-    pub config_loaded_at: u64,
+    pub(crate) config_loaded_at: u64,
     /// When the daemon started (Unix seconds).
-    pub started_at: u64,
+    pub(crate) started_at: u64,
     /// inotify watches in use.
-    pub watches: usize,
+    pub(crate) watches: usize,
     /// Errors logged since start.
-    pub errors_since_start: u64,
+    pub(crate) errors_since_start: u64,
     /// The last failed reload, if the latest reload failed.
-    pub reload_error: Option<String>,
+    pub(crate) reload_error: Option<String>,
     /// Overall health (worst of the bridges, degraded by a failed reload).
-    pub health: Health,
+    pub(crate) health: Health,
     /// USB hotplug re-checks: "on", `off: WHY`, or "not used" when no
     /// bridge has a `usb-check` action.
     #[serde(default)]
-    pub hotplug: String,
+    pub(crate) hotplug: String,
 }
 
 /// One bridge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bridge {
+pub(crate) struct Bridge {
     /// Bridge name.
-    pub name: String,
+    pub(crate) name: String,
     /// Source dir.
-    pub source: String,
+    pub(crate) source: String,
     /// Destination dir.
-    pub destination: String,
+    pub(crate) destination: String,
     /// Where the watch sits ("source", or the ancestor waited on).
-    pub watching: String,
+    pub(crate) watching: String,
     /// Health of this bridge.
-    pub health: Health,
+    pub(crate) health: Health,
     /// The first reason it is not healthy.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// The last completed sync.
-    pub last_sync: Option<Sync>,
+    pub(crate) last_sync: Option<Sync>,
     /// When the last successful sync finished (Unix seconds).
-    pub last_success_at: Option<u64>,
+    pub(crate) last_success_at: Option<u64>,
     /// An open settle window, if any.
-    pub pending: Option<Pending>,
+    pub(crate) pending: Option<Pending>,
     /// Counters since start.
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// The latest USB check of a bridge with a `usb-check` action (after a
     /// sync or on hotplug).
     #[serde(default)]
-    pub usb: Option<Usb>,
+    pub(crate) usb: Option<Usb>,
 }
 
 /// The latest USB check of a bridge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usb {
+pub(crate) struct Usb {
     /// When it ran (Unix seconds).
-    pub at: u64,
+    pub(crate) at: u64,
     /// "sync", or the hotplug event: "hotplug add 001:003".
-    pub trigger: String,
+    pub(crate) trigger: String,
     /// Whether every device that matters is ok.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// One line: "0627:0001 ok; 051d:0002 device-absent".
-    pub summary: String,
+    pub(crate) summary: String,
     /// The user checked.
-    pub user: String,
+    pub(crate) user: String,
     /// Every present device, and expected ones that are absent.
-    pub devices: Vec<UsbDevice>,
+    pub(crate) devices: Vec<UsbDevice>,
 }
 
 /// One device in a USB check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsbDevice {
+pub(crate) struct UsbDevice {
     /// `BBB:DDD`, or "-" for an absent expected device.
-    pub bus_dev: String,
+    pub(crate) bus_dev: String,
     /// `VID:PID`.
-    pub id: String,
+    pub(crate) id: String,
     /// The device's product string.
-    pub product: Option<String>,
+    pub(crate) product: Option<String>,
     /// The node as `owner:group mode`, or "missing".
-    pub node: String,
+    pub(crate) node: String,
     /// The last rule (`file:line`) that grants it something.
-    pub rule: Option<String>,
+    pub(crate) rule: Option<String>,
     /// ok, rules-not-applied, no-rule-matches, user-cannot-open, device-absent.
-    pub verdict: String,
+    pub(crate) verdict: String,
     /// Why, unless ok.
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// Counters of one bridge since the daemon started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Syncs that completed without error.
-    pub syncs_ok: u64,
+    pub(crate) syncs_ok: u64,
     /// Syncs that failed (I/O error or failed action).
-    pub syncs_failed: u64,
+    pub(crate) syncs_failed: u64,
     /// Files installed or replaced.
-    pub files_installed: u64,
+    pub(crate) files_installed: u64,
     /// Files pruned.
-    pub files_pruned: u64,
+    pub(crate) files_pruned: u64,
     /// Failed actions.
-    pub action_failures: u64,
+    pub(crate) action_failures: u64,
     /// inotify queue overflows.
-    pub overflows: u64,
+    pub(crate) overflows: u64,
 }
 
 /// An open settle window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// When the window opened (Unix milliseconds).
-    pub since_ms: u64,
+    pub(crate) since_ms: u64,
     /// Names seen so far.
-    pub files: Vec<String>,
+    pub(crate) files: Vec<String>,
 }
 
 /// A completed sync.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sync {
+pub(crate) struct Sync {
     /// When it finished (Unix seconds).
-    pub at: u64,
+    pub(crate) at: u64,
     /// Why it ran ("startup", "settled after 312 ms", …).
-    pub trigger: String,
+    pub(crate) trigger: String,
     /// "ok" or "failed".
-    pub result: String,
+    pub(crate) result: String,
     /// Newly installed files.
-    pub installed: Vec<String>,
+    pub(crate) installed: Vec<String>,
     /// Replaced files.
-    pub replaced: Vec<String>,
+    pub(crate) replaced: Vec<String>,
     /// Pruned files.
-    pub pruned: Vec<String>,
+    pub(crate) pruned: Vec<String>,
     /// Files already up to date.
-    pub unchanged: usize,
+    pub(crate) unchanged: usize,
     /// Skipped source entries.
-    pub skipped: Vec<Note>,
+    pub(crate) skipped: Vec<Note>,
     /// Destination names not owned by hostbridge.
-    pub conflicts: Vec<Note>,
+    pub(crate) conflicts: Vec<Note>,
     /// Rules checks findings.
-    pub findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
     /// Per-file errors and operator notes.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// Notes (trusted policy, changed destination).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Actions run.
-    pub actions: Vec<ActionRun>,
+    pub(crate) actions: Vec<ActionRun>,
 }
 
 /// A file with a reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Note {
+pub(crate) struct Note {
     /// File name.
-    pub file: String,
+    pub(crate) file: String,
     /// Why.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// A rules finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// File name.
-    pub file: String,
+    pub(crate) file: String,
     /// Line.
-    pub line: u32,
+    pub(crate) line: u32,
     /// Column.
-    pub column: u32,
+    pub(crate) column: u32,
     /// "error" or "warning".
-    pub severity: String,
+    pub(crate) severity: String,
     /// Rule id.
-    pub rule: String,
+    pub(crate) rule: String,
     /// Message.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl Finding {
     /// `FILE:LINE:COL: severity[rule]: message`.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         format!(
             "{}:{}:{}: {}[{}]: {}",
             self.file, self.line, self.column, self.severity, self.rule, self.message
@@ -218,18 +218,18 @@ impl Finding {
 
 /// An action that ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActionRun {
+pub(crate) struct ActionRun {
     /// Action label.
-    pub action: String,
+    pub(crate) action: String,
     /// Whether it succeeded.
-    pub ok: bool,
+    pub(crate) ok: bool,
     /// Output (on success) or error with stderr excerpt.
-    pub detail: String,
+    pub(crate) detail: String,
 }
 
 impl Sync {
     /// A sync that failed as a whole (before any file was handled).
-    pub fn failed_with(at: u64, trigger: String, error: String) -> Sync {
+    pub(crate) fn failed_with(at: u64, trigger: String, error: String) -> Sync {
         Sync {
             at,
             trigger,
@@ -248,18 +248,14 @@ impl Sync {
     }
 
     /// Whether the sync itself failed.
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.result != "ok"
     }
 
-    /// The first reason this sync leaves its bridge degraded.
-    pub fn first_problem(&self) -> Option<String> {
-        self.first_problem_except(None)
-    }
-
-    /// [`Sync::first_problem`], ignoring a failure of the action `skip`
-    /// (one whose result a newer check replaced).
-    pub fn first_problem_except(&self, skip: Option<&str>) -> Option<String> {
+    /// The first reason this sync leaves its bridge degraded, ignoring a
+    /// failure of the action `skip` (one whose result a newer check
+    /// replaced).
+    pub(crate) fn first_problem_except(&self, skip: Option<&str>) -> Option<String> {
         let failed = self
             .actions
             .iter()
@@ -287,7 +283,7 @@ impl Bridge {
     /// Folds a finished sync into the bridge: counters, last sync, last
     /// success, and the USB check the sync ran (stamped with the sync's
     /// time, so a newer hotplug check replaces it).
-    pub fn record(&mut self, sync: Sync, usb: Option<Usb>) {
+    pub(crate) fn record(&mut self, sync: Sync, usb: Option<Usb>) {
         let c = &mut self.counters;
         if sync.failed() {
             c.syncs_failed += 1;
@@ -308,7 +304,7 @@ impl Bridge {
     /// Sets `health` and `reason` from the watch, the last sync and the
     /// latest USB check. A USB check at or after the last sync supersedes
     /// that sync's `usb-check` action result (a device plugged in later).
-    pub fn assess(&mut self) {
+    pub(crate) fn assess(&mut self) {
         let watch_problem = self
             .watching
             .starts_with("error")
@@ -342,7 +338,7 @@ impl Bridge {
 
 impl Status {
     /// Sets the daemon's overall health from the bridges and the last reload.
-    pub fn assess(&mut self) {
+    pub(crate) fn assess(&mut self) {
         for b in &mut self.bridges {
             b.assess();
         }
@@ -360,14 +356,14 @@ impl Status {
     }
 
     /// Keeps only the bridge `name` (for `--bridge`); false if there is none.
-    pub fn narrow(&mut self, name: &str) -> bool {
+    pub(crate) fn narrow(&mut self, name: &str) -> bool {
         self.bridges.retain(|b| b.name == name);
         !self.bridges.is_empty()
     }
 }
 
 mod render;
-pub use render::{ago, metrics, render, summary};
+pub(crate) use render::{metrics, render, summary};
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 /// as a visible escape, so text from a container can neither start a
 /// forged log line, drive the terminal, nor reorder what is shown. Text
 /// without any is returned as it is.
-pub fn escape(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }

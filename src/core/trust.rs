@@ -12,21 +12,21 @@
 
 /// What is known of one directory on the way down a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DirStat {
+pub(crate) struct DirStat {
     /// Owner uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Group gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Permission bits (with sticky).
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Whether it carries a POSIX access ACL.
-    pub acl: bool,
+    pub(crate) acl: bool,
 }
 
 /// Why `dir` lets someone other than root (or `me`, the uid hostbridge
 /// runs as) change which inode its entry `child_uid` (the owner of the next
 /// component, `None` if it does not exist) is, or `None` if only they can.
-pub fn others_can_swap(dir: DirStat, child_uid: Option<u32>, me: u32) -> Option<String> {
+pub(crate) fn others_can_swap(dir: DirStat, child_uid: Option<u32>, me: u32) -> Option<String> {
     let ours = |uid: u32| uid == 0 || uid == me;
     if !ours(dir.uid) {
         return Some(format!("owned by uid {}", dir.uid));

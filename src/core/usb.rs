@@ -9,76 +9,76 @@ use crate::core::rules::parse::{Key, Op, RulesFile, parse_mode};
 
 /// A USB device as sysfs describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Device {
+pub(crate) struct Device {
     /// sysfs name, e.g. `1-1`.
-    pub sysname: String,
+    pub(crate) sysname: String,
     /// `idVendor`, 4 hex digits.
-    pub vendor: String,
+    pub(crate) vendor: String,
     /// `idProduct`, 4 hex digits.
-    pub product: String,
+    pub(crate) product: String,
     /// `busnum`.
-    pub busnum: u32,
+    pub(crate) busnum: u32,
     /// `devnum`.
-    pub devnum: u32,
+    pub(crate) devnum: u32,
     /// `manufacturer`, if any.
-    pub manufacturer: Option<String>,
+    pub(crate) manufacturer: Option<String>,
     /// `product`, if any.
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// `serial`, if any.
-    pub serial: Option<String>,
+    pub(crate) serial: Option<String>,
 }
 
 impl Device {
     /// `VID:PID`.
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}:{}", self.vendor, self.product)
     }
 }
 
 /// The device node as found under /dev.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Node {
+pub(crate) struct Node {
     /// Whether it is a character device.
-    pub is_char: bool,
+    pub(crate) is_char: bool,
     /// Owner uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Group gid.
-    pub gid: u32,
+    pub(crate) gid: u32,
     /// Permission bits.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Device number of a char device (for revocation; not reported).
     #[serde(skip)]
-    pub rdev: Option<u64>,
+    pub(crate) rdev: Option<u64>,
 }
 
 /// What the matching rules ask for (the last assignment of each wins).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Grant {
+pub(crate) struct Grant {
     /// `file:line` of each matching rule.
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// MODE, if set.
-    pub mode: Option<u32>,
+    pub(crate) mode: Option<u32>,
     /// GROUP, if set.
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// OWNER, if set.
-    pub owner: Option<String>,
+    pub(crate) owner: Option<String>,
 }
 
 /// A user as the host knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
+pub(crate) struct User {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// uid.
-    pub uid: u32,
+    pub(crate) uid: u32,
     /// Primary and supplementary gids.
-    pub gids: Vec<u32>,
+    pub(crate) gids: Vec<u32>,
 }
 
 /// The verdict for one device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", content = "reason", rename_all = "kebab-case")]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The rules apply and the user can open the node.
     Ok,
     /// Rules match but the node does not have what they ask for.
@@ -93,7 +93,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether this is [`Verdict::Ok`].
-    pub fn is_ok(&self) -> bool {
+    pub(crate) fn is_ok(&self) -> bool {
         matches!(self, Verdict::Ok)
     }
 }
@@ -108,7 +108,7 @@ fn value_matches(value: &str, actual: &str) -> bool {
 /// Collects what the rules in `file` (named `name`) grant a device with
 /// this vendor and product: rules that assign MODE/GROUP/OWNER and whose
 /// idVendor (and, if present, idProduct) matches select the device.
-pub fn grants(name: &str, file: &RulesFile, vendor: &str, product: &str, into: &mut Grant) {
+pub(crate) fn grants(name: &str, file: &RulesFile, vendor: &str, product: &str, into: &mut Grant) {
     for rule in &file.rules {
         let attr_is = |t: &&crate::core::rules::parse::Token, a: &str| {
             matches!(t.key, Key::Attr | Key::Attrs)
@@ -150,7 +150,7 @@ pub fn grants(name: &str, file: &RulesFile, vendor: &str, product: &str, into: &
 }
 
 /// Decides the verdict. `gid_of`/`uid_of` resolve names on the host.
-pub fn verdict(
+pub(crate) fn verdict(
     dev: &Device,
     node: Option<&Node>,
     grant: &Grant,
@@ -258,18 +258,18 @@ fn can_open(user: &User, node: &Node) -> Result<(), String> {
 /// A udev event for a USB device (devtype `usb_device`), as the monitor
 /// reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsbEvent {
+pub(crate) struct UsbEvent {
     /// `add`, `change`, `remove`, …
-    pub action: String,
+    pub(crate) action: String,
     /// `BUSNUM`.
-    pub busnum: u32,
+    pub(crate) busnum: u32,
     /// `DEVNUM`.
-    pub devnum: u32,
+    pub(crate) devnum: u32,
     /// `VID:PID` from `PRODUCT`, if the event carries it.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Made by `udevadm trigger` (or any write to a `uevent` file): the
     /// kernel marks such events with `SYNTH_UUID`; real plug-ins lack it.
-    pub synthetic: bool,
+    pub(crate) synthetic: bool,
 }
 
 /// The action of [`UsbEvent::lost`].
@@ -278,7 +278,7 @@ const LOST: &str = "lost";
 impl UsbEvent {
     /// Not a device event: the monitor's socket overflowed and events were
     /// dropped, so every device must be looked at again.
-    pub fn lost() -> UsbEvent {
+    pub(crate) fn lost() -> UsbEvent {
         UsbEvent {
             action: LOST.into(),
             busnum: 0,
@@ -289,17 +289,17 @@ impl UsbEvent {
     }
 
     /// Whether this is [`UsbEvent::lost`].
-    pub fn is_lost(&self) -> bool {
+    pub(crate) fn is_lost(&self) -> bool {
         self.action == LOST
     }
 
     /// `BBB:DDD`, as the status model shows devices.
-    pub fn bus_dev(&self) -> String {
+    pub(crate) fn bus_dev(&self) -> String {
         format!("{:03}:{:03}", self.busnum, self.devnum)
     }
 
     /// "add 001:003", for the status trigger and logs.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         if self.is_lost() {
             return "lost events".into();
         }
@@ -308,14 +308,14 @@ impl UsbEvent {
 
     /// Whether a re-check is worth running: devices appearing, changing or
     /// going away; not driver bind/unbind, which follow an add.
-    pub fn wants_check(&self) -> bool {
+    pub(crate) fn wants_check(&self) -> bool {
         matches!(self.action.as_str(), "add" | "change" | "remove" | LOST)
     }
 }
 
 /// Parses the `PRODUCT` property of a USB uevent (`vid/pid/bcdDevice` in
 /// hex without leading zeros, e.g. `51d/2/1`) into `051d:0002`.
-pub fn product_id(product: &str) -> Option<String> {
+pub(crate) fn product_id(product: &str) -> Option<String> {
     let mut parts = product.split('/');
     let vid = u16::from_str_radix(parts.next()?, 16).ok()?;
     let pid = u16::from_str_radix(parts.next()?, 16).ok()?;
@@ -326,7 +326,7 @@ pub fn product_id(product: &str) -> Option<String> {
 /// or its device is expected, or was or now is listed by the check (a rule
 /// grants it).
 /// `before` and `after` are the `BBB:DDD` of the devices listed.
-pub fn event_concerns(
+pub(crate) fn event_concerns(
     ev: &UsbEvent,
     expect: &[String],
     before: &[String],

@@ -20,37 +20,37 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The result of one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionOutcome {
+pub(crate) struct ActionOutcome {
     /// The action's label (`udev-reload`, …).
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     /// `Ok(output)` (stdout and stderr, trimmed, possibly empty) or the
     /// error, including stderr.
-    pub result: Result<String, String>,
+    pub(crate) result: Result<String, String>,
     /// The structured result of a `usb-check` action.
-    pub usb: Option<crate::core::status::Usb>,
+    pub(crate) usb: Option<crate::core::status::Usb>,
 }
 
 /// What actions need to know about the host and the sync.
 #[derive(Debug, Clone)]
-pub struct ActionCtx {
+pub(crate) struct ActionCtx {
     /// `udevadm` binary.
-    pub udevadm: PathBuf,
+    pub(crate) udevadm: PathBuf,
     /// `systemctl` binary.
-    pub systemctl: PathBuf,
+    pub(crate) systemctl: PathBuf,
     /// `podman` binary.
-    pub podman: PathBuf,
+    pub(crate) podman: PathBuf,
     /// The proc filesystem.
-    pub proc_root: PathBuf,
+    pub(crate) proc_root: PathBuf,
     /// The bridge's name (`HOSTBRIDGE_BRIDGE` for exec).
-    pub bridge: String,
+    pub(crate) bridge: String,
     /// Changed file names (`HOSTBRIDGE_CHANGED` for exec, space-separated).
-    pub changed: Vec<String>,
+    pub(crate) changed: Vec<String>,
 }
 
 /// Runs one action. The `usb-check` action is not a host command: `act`
 /// runs it (it reads the installed rules and the state dir too), so here it
 /// is an error.
-pub async fn run(action: &Action, ctx: &ActionCtx) -> ActionOutcome {
+pub(crate) async fn run(action: &Action, ctx: &ActionCtx) -> ActionOutcome {
     ActionOutcome {
         action: action.label(),
         result: run_one(action, ctx).await,
@@ -192,7 +192,7 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<Str
 }
 
 /// `udevadm trigger` arguments for a trigger action (pure).
-pub fn trigger_args(t: &Trigger) -> Vec<String> {
+pub(crate) fn trigger_args(t: &Trigger) -> Vec<String> {
     let mut args = vec!["trigger".to_string(), format!("--action={}", t.action)];
     if let Some(s) = &t.subsystem {
         args.push(format!("--subsystem-match={s}"));
@@ -225,7 +225,7 @@ fn excerpt(bytes: &[u8]) -> String {
 
 /// Runs `program args…` with no shell and no stdin, within `timeout`.
 /// Returns its output (stdout, then stderr) or an error with its stderr.
-pub async fn run_command(
+pub(crate) async fn run_command(
     program: &Path,
     args: &[String],
     timeout: Duration,

@@ -13,7 +13,7 @@ use std::ffi::OsStr;
 const SERVICE_ONLY: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"];
 
 /// `Command::new(program)` without the service-only variables.
-pub fn command(program: impl AsRef<OsStr>) -> std::process::Command {
+pub(crate) fn command(program: impl AsRef<OsStr>) -> std::process::Command {
     let mut cmd = std::process::Command::new(program);
     for v in SERVICE_ONLY {
         cmd.env_remove(v);

@@ -3,23 +3,23 @@
 //! pure core never reads a clock; times are passed in.
 
 /// Now, in Unix seconds (0 if the clock is before 1970).
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     since_epoch().as_secs()
 }
 
 /// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub fn unix_now_ms() -> u64 {
+pub(crate) fn unix_now_ms() -> u64 {
     since_epoch().as_millis() as u64
 }
 
 /// The wall-clock time of the monotonic instant `t` (in the past), in Unix
 /// milliseconds.
-pub fn unix_ms_at(t: std::time::Instant) -> u64 {
+pub(crate) fn unix_ms_at(t: std::time::Instant) -> u64 {
     unix_now_ms().saturating_sub(t.elapsed().as_millis() as u64)
 }
 
 /// Time since 1970 (zero if the clock is before it).
-pub fn since_epoch() -> std::time::Duration {
+pub(crate) fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

@@ -24,22 +24,22 @@ use super::fsx;
 use crate::core::plan::DestFile;
 
 /// Prefix of hostbridge's temp files; see the module docs.
-pub const TEMP_PREFIX: &str = ".hostbridge-";
+pub(crate) const TEMP_PREFIX: &str = ".hostbridge-";
 /// Suffix of hostbridge's temp files.
-pub const TEMP_SUFFIX: &str = ".tmp";
+pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// An open destination directory.
 #[derive(Debug)]
-pub struct DestDir {
+pub(crate) struct DestDir {
     fd: OwnedFd,
     path: PathBuf,
 }
 
 impl DestDir {
     /// Opens `path`, creating it (and missing parents) with mode 0755 first.
-    pub fn open_or_create(path: &Path) -> io::Result<DestDir> {
+    pub(crate) fn open_or_create(path: &Path) -> io::Result<DestDir> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -48,7 +48,7 @@ impl DestDir {
     }
 
     /// Opens an existing `path` (its last component must not be a symlink).
-    pub fn open(path: &Path) -> io::Result<DestDir> {
+    pub(crate) fn open(path: &Path) -> io::Result<DestDir> {
         Ok(DestDir {
             fd: fsx::open_dir_nofollow(path)?,
             path: path.to_path_buf(),
@@ -56,23 +56,23 @@ impl DestDir {
     }
 
     /// Wraps an already open directory.
-    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> DestDir {
+    pub(crate) fn from_fd(fd: OwnedFd, path: PathBuf) -> DestDir {
         DestDir { fd, path }
     }
 
     /// The directory's descriptor.
-    pub fn fd(&self) -> &OwnedFd {
+    pub(crate) fn fd(&self) -> &OwnedFd {
         &self.fd
     }
 
     /// The directory's path, for messages.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Describes the entry `name` without following links. Regular files up
     /// to `hash_limit` bytes are hashed; larger ones get no digest.
-    pub fn describe(&self, name: &str, hash_limit: u64) -> io::Result<DestFile> {
+    pub(crate) fn describe(&self, name: &str, hash_limit: u64) -> io::Result<DestFile> {
         let st = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::ENOENT) => return Ok(DestFile::Absent),
@@ -93,13 +93,13 @@ impl DestDir {
     }
 
     /// Atomically places `bytes` under `name` with permission bits `mode`.
-    pub fn install(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+    pub(crate) fn install(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
         self.install_owned(name, bytes, mode, (None, None))
     }
 
     /// Like [`DestDir::install`], also setting owner and group (before the
     /// rename, so the file never appears with the wrong owner).
-    pub fn install_owned(
+    pub(crate) fn install_owned(
         &self,
         name: &str,
         bytes: &[u8],
@@ -137,7 +137,7 @@ impl DestDir {
     }
 
     /// Removes `name`; a name that is already gone is success.
-    pub fn remove(&self, name: &str) -> io::Result<()> {
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
         match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(e) => Err(e.into()),
@@ -145,12 +145,12 @@ impl DestDir {
     }
 
     /// Flushes renames and unlinks in this directory to stable storage.
-    pub fn sync(&self) -> io::Result<()> {
+    pub(crate) fn sync(&self) -> io::Result<()> {
         Ok(fsync(&self.fd)?)
     }
 
     /// Removes temp files left by a crashed run; returns their names.
-    pub fn clean_stale_temps(&self) -> io::Result<Vec<String>> {
+    pub(crate) fn clean_stale_temps(&self) -> io::Result<Vec<String>> {
         let mut removed = Vec::new();
         let mut dir = Dir::from_fd(self.fd.try_clone()?)?;
         let names: Vec<String> = dir

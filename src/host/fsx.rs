@@ -13,7 +13,7 @@ use nix::sys::stat::{FileStat, Mode, SFlag, fstat};
 use crate::core::plan::Digest;
 
 /// Opens a directory without following a symlink in its last component.
-pub fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
     let fd = nix::fcntl::open(
         path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -31,7 +31,7 @@ pub fn open_dir_nofollow(path: &Path) -> io::Result<OwnedFd> {
 /// daemon at a directory of its choosing. (`openat2` with
 /// `RESOLVE_NO_SYMLINKS` does the same in one call but cannot say which
 /// component was the symlink, and needs Linux 5.6.)
-pub fn open_dir_strict(path: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_strict(path: &Path) -> io::Result<OwnedFd> {
     let path_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let start = if path.is_absolute() { "/" } else { "." };
     let mut fd = nix::fcntl::open(start, path_flags, Mode::empty())?;
@@ -83,7 +83,7 @@ pub fn open_dir_strict(path: &Path) -> io::Result<OwnedFd> {
 /// the next component ([`crate::core::trust`]), each with the reason. The
 /// walk ends at a component that does not exist or is not a directory;
 /// symlinks are not followed.
-pub fn swappable_ancestors(path: &Path) -> Vec<(PathBuf, String)> {
+pub(crate) fn swappable_ancestors(path: &Path) -> Vec<(PathBuf, String)> {
     use crate::core::trust::{DirStat, others_can_swap};
     let mut chain: Vec<&Path> = path.ancestors().collect();
     chain.reverse(); // "/", "/a", "/a/b", …, path
@@ -112,7 +112,7 @@ pub fn swappable_ancestors(path: &Path) -> Vec<(PathBuf, String)> {
 
 /// The first component of `path` that is a symlink, with where it points,
 /// among the components that exist (what [`open_dir_strict`] would refuse).
-pub fn symlink_on_path(path: &Path) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn symlink_on_path(path: &Path) -> Option<(PathBuf, PathBuf)> {
     let mut chain: Vec<&Path> = path.ancestors().collect();
     chain.reverse();
     chain.into_iter().skip(1).find_map(|p| {
@@ -128,7 +128,7 @@ const HOST_FILE_DIRS: [&str; 4] = ["/etc", "/root", "/var", "/"];
 /// The first of `/etc`, `/root`, `/var` and `/` on the same file system as
 /// `path` (or its nearest existing ancestor): files there can be
 /// hard-linked into it.
-pub fn shares_fs_with_host_files(path: &Path) -> Option<&'static str> {
+pub(crate) fn shares_fs_with_host_files(path: &Path) -> Option<&'static str> {
     let dev = path
         .ancestors()
         .find_map(|p| nix::sys::stat::stat(p).ok())?
@@ -170,7 +170,7 @@ fn not_a_dir(
 /// nothing is opened for real, so a device node or FIFO swapped in under the
 /// name is never opened. `fstat` it, then [`reopen_for_reading`] if it is
 /// what was wanted.
-pub fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     Ok(openat(dir, name, flags, Mode::empty())?)
 }
@@ -178,7 +178,7 @@ pub fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
 /// Opens the very inode behind an `O_PATH` descriptor for reading, through
 /// `/proc/self/fd` (non-blocking, no controlling terminal). Call it only
 /// after `fstat` said the descriptor is a regular file.
-pub fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
+pub(crate) fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
     let proc = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
     let fd = nix::fcntl::open(proc.as_str(), flags, Mode::empty()).map_err(|e| {
@@ -191,14 +191,14 @@ pub fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
 }
 
 /// Opens the directory `name` inside `dir` without following a symlink.
-pub fn open_dir_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     Ok(openat(dir, name, flags, Mode::empty())?)
 }
 
 /// Opens `name` in `dir` for reading without following symlinks and without
 /// blocking on FIFOs or acquiring a controlling terminal.
-pub fn open_file_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
+pub(crate) fn open_file_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
     let flags = OFlag::O_RDONLY
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
@@ -208,7 +208,7 @@ pub fn open_file_at(dir: &OwnedFd, name: &str) -> io::Result<File> {
 }
 
 /// Describes a non-regular file type for humans (`None` for regular files).
-pub fn odd_kind(st: &FileStat) -> Option<&'static str> {
+pub(crate) fn odd_kind(st: &FileStat) -> Option<&'static str> {
     let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
     match kind {
         SFlag::S_IFREG => None,
@@ -223,19 +223,19 @@ pub fn odd_kind(st: &FileStat) -> Option<&'static str> {
 }
 
 /// Permission bits (including setuid/setgid/sticky) of a stat result.
-pub fn perm_bits(st: &FileStat) -> u32 {
+pub(crate) fn perm_bits(st: &FileStat) -> u32 {
     st.st_mode & 0o7777
 }
 
 /// Reads at most `limit` bytes; returns `None` when the file holds more.
-pub fn read_limited(file: &mut File, limit: u64) -> io::Result<Option<Vec<u8>>> {
+pub(crate) fn read_limited(file: &mut File, limit: u64) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
     file.take(limit.saturating_add(1)).read_to_end(&mut buf)?;
     Ok((buf.len() as u64 <= limit).then_some(buf))
 }
 
 /// SHA-256 of a byte slice.
-pub fn digest(bytes: &[u8]) -> Digest {
+pub(crate) fn digest(bytes: &[u8]) -> Digest {
     Digest::of(bytes)
 }
 

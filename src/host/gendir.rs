@@ -19,7 +19,6 @@
 
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
@@ -32,19 +31,19 @@ use super::fsx;
 use crate::core::plan::DestFile;
 
 /// Name of the link to the current generation.
-pub const DATA: &str = "..data";
+pub(crate) const DATA: &str = "..data";
 
 /// The content of one file in a new generation.
-pub struct Entry<'a> {
+pub(crate) struct Entry<'a> {
     /// File name.
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// Content.
-    pub bytes: &'a [u8],
+    pub(crate) bytes: &'a [u8],
 }
 
 /// Describes `name` as readers see it: through its `..data` link. A regular
 /// file (from before symlink-dir was turned on) is described as itself.
-pub fn describe(dest: &DestDir, name: &str, hash_limit: u64) -> io::Result<DestFile> {
+pub(crate) fn describe(dest: &DestDir, name: &str, hash_limit: u64) -> io::Result<DestFile> {
     let fd = dest.fd();
     let st = match fstatat(fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
@@ -69,7 +68,7 @@ pub fn describe(dest: &DestDir, name: &str, hash_limit: u64) -> io::Result<DestF
 /// Writes `entries` as a new generation, swaps `..data` to it, points a
 /// top-level link at each entry, removes links in `gone`, and removes
 /// generations older than the previous one.
-pub fn publish(
+pub(crate) fn publish(
     dest: &DestDir,
     entries: &[Entry<'_>],
     gone: &[String],
@@ -182,15 +181,8 @@ fn remove_old_generations(dest: &DestDir, keep: &[Option<String>]) -> io::Result
     Ok(())
 }
 
-/// The generation dir `..data` points at, for tests and status.
-pub fn current(dest: &DestDir) -> Option<PathBuf> {
-    readlinkat(dest.fd(), DATA)
-        .ok()
-        .map(|t| dest.path().join(t))
-}
-
 /// Reads the current content of `name` (through `..data`, or a plain file).
-pub fn read_current(dest: &DestDir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_current(dest: &DestDir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
     let is_link = readlinkat(dest.fd(), name).is_ok();
     let mut file = if is_link {
         let data = open_current(dest)?;

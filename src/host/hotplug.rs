@@ -21,7 +21,7 @@ use crate::core::usb::{UsbEvent, product_id};
 
 /// Why hotplug cannot work, if udevd does not run: `run_dir/control` (the
 /// socket udevd listens on, `/run/udev/control`) is missing or no socket.
-pub fn udevd_missing(run_dir: &Path) -> Option<String> {
+pub(crate) fn udevd_missing(run_dir: &Path) -> Option<String> {
     let control = run_dir.join("control");
     match control.symlink_metadata() {
         Ok(m) if m.file_type().is_socket() => None,
@@ -36,7 +36,7 @@ pub fn udevd_missing(run_dir: &Path) -> Option<String> {
 /// A running monitor: a thread waits on udevd's netlink socket and passes
 /// events on, so the daemon's loop needs no unsafe fd registration. The
 /// daemon can also take queued events at once ([`Monitor::drain_now`]).
-pub struct Monitor {
+pub(crate) struct Monitor {
     sock: Arc<Mutex<udev::MonitorSocket>>,
     rx: mpsc::UnboundedReceiver<Result<UsbEvent, String>>,
     /// The thread's error, once taken off the channel behind events.
@@ -46,7 +46,7 @@ pub struct Monitor {
 impl Monitor {
     /// Opens a monitor for USB devices (devtype `usb_device`, not their
     /// interfaces) on udevd's netlink group, and starts its thread.
-    pub fn open(run_dir: &Path) -> Result<Monitor, String> {
+    pub(crate) fn open(run_dir: &Path) -> Result<Monitor, String> {
         if let Some(why) = udevd_missing(run_dir) {
             return Err(why);
         }
@@ -78,7 +78,7 @@ impl Monitor {
     }
 
     /// The next events, or an error after which the monitor is dead.
-    pub async fn recv(&mut self) -> Result<Vec<UsbEvent>, String> {
+    pub(crate) async fn recv(&mut self) -> Result<Vec<UsbEvent>, String> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -95,7 +95,7 @@ impl Monitor {
     /// Every event received so far, without waiting: those the thread
     /// passed on and those still in the socket. The thread sends under the
     /// lock, so once we hold it nothing received is in flight.
-    pub fn drain_now(&mut self) -> Vec<UsbEvent> {
+    pub(crate) fn drain_now(&mut self) -> Vec<UsbEvent> {
         let shared = Arc::clone(&self.sock);
         let Ok(sock) = shared.lock() else {
             return Vec::new();

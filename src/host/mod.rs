@@ -2,19 +2,19 @@
 //! what the core decides and holds no policy. Every host path it touches is
 //! passed in from the config, so tests run against temp dirs.
 
-pub mod actions;
-pub mod child;
-pub mod clock;
-pub mod dest;
-pub mod fsx;
-pub mod gendir;
-pub mod hotplug;
-pub mod notify;
-pub mod nss;
-pub mod preflight;
-pub mod socket;
-pub mod source;
-pub mod state;
-pub mod targets;
-pub mod usb;
-pub mod watch;
+pub(crate) mod actions;
+pub(crate) mod child;
+pub(crate) mod clock;
+pub(crate) mod dest;
+pub(crate) mod fsx;
+pub(crate) mod gendir;
+pub(crate) mod hotplug;
+pub(crate) mod notify;
+pub(crate) mod nss;
+pub(crate) mod preflight;
+pub(crate) mod socket;
+pub(crate) mod source;
+pub(crate) mod state;
+pub(crate) mod targets;
+pub(crate) mod usb;
+pub(crate) mod watch;

@@ -13,13 +13,13 @@ fn send(states: &[NotifyState]) {
 }
 
 /// Startup (or a reload) is complete.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     let status = one_line(status);
     send(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// A new human status line for `systemctl status`.
-pub fn status(line: &str) {
+pub(crate) fn status(line: &str) {
     let line = one_line(line);
     send(&[NotifyState::Status(&line)]);
 }
@@ -31,7 +31,7 @@ fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// A reload begins (followed by [`ready`] when it ends).
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(e) => tracing::debug!("reading the monotonic clock for RELOADING=1 failed: {e}"),
@@ -39,16 +39,16 @@ pub fn reloading() {
 }
 
 /// Shutdown begins.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
 }
 
 /// The loop is alive.
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
 /// How often to ping the watchdog (half its timeout), if systemd set one.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
 }

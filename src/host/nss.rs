@@ -8,18 +8,18 @@ use nix::unistd::{Gid, Group, Uid, User as NixUser, getgrouplist};
 use crate::core::usb::User;
 
 /// gid of a group name, if the host knows it.
-pub fn gid_of(name: &str) -> Option<u32> {
+pub(crate) fn gid_of(name: &str) -> Option<u32> {
     Group::from_name(name).ok()?.map(|g| g.gid.as_raw())
 }
 
 /// uid of a user name, if the host knows it.
-pub fn uid_of(name: &str) -> Option<u32> {
+pub(crate) fn uid_of(name: &str) -> Option<u32> {
     NixUser::from_name(name).ok()?.map(|u| u.uid.as_raw())
 }
 
 /// The group `name`, or an error saying it does not exist (or why the
 /// lookup failed).
-pub fn group(name: &str, what: &str) -> std::io::Result<Gid> {
+pub(crate) fn group(name: &str, what: &str) -> std::io::Result<Gid> {
     Group::from_name(name)?.map(|g| g.gid).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -29,7 +29,7 @@ pub fn group(name: &str, what: &str) -> std::io::Result<Gid> {
 }
 
 /// The user `name`, or an error saying it does not exist.
-pub fn user_id(name: &str, what: &str) -> std::io::Result<Uid> {
+pub(crate) fn user_id(name: &str, what: &str) -> std::io::Result<Uid> {
     NixUser::from_name(name)?.map(|u| u.uid).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::NotFound,
@@ -39,7 +39,7 @@ pub fn user_id(name: &str, what: &str) -> std::io::Result<Uid> {
 }
 
 /// A user with all their groups.
-pub fn user(name: &str) -> Option<User> {
+pub(crate) fn user(name: &str) -> Option<User> {
     let u = NixUser::from_name(name).ok()??;
     let cname = CString::new(name).ok()?;
     let gids = getgrouplist(&cname, u.gid)
@@ -55,7 +55,7 @@ pub fn user(name: &str) -> Option<User> {
 }
 
 /// The name of `uid`, or the number when the host has none.
-pub fn name_of_uid(uid: u32) -> String {
+pub(crate) fn name_of_uid(uid: u32) -> String {
     NixUser::from_uid(uid.into())
         .ok()
         .flatten()
@@ -63,7 +63,7 @@ pub fn name_of_uid(uid: u32) -> String {
 }
 
 /// The name of `gid`, or the number when the host has none.
-pub fn name_of_gid(gid: u32) -> String {
+pub(crate) fn name_of_gid(gid: u32) -> String {
     Group::from_gid(gid.into())
         .ok()
         .flatten()

@@ -10,11 +10,11 @@ use crate::core::rules::host_checks::{self, HostLookups};
 use crate::core::rules::parse::RulesFile;
 use crate::core::rules::{Finding, Severity};
 
-pub use crate::core::rules::host_checks::{FIRST_REGULAR_ID, HostChecks};
+pub(crate) use crate::core::rules::host_checks::HostChecks;
 
 /// The real host, for [`host_checks::check`]: users and groups through NSS
 /// (as udevd resolves them), paths not followed.
-pub struct Host;
+pub(crate) struct Host;
 
 impl HostLookups for Host {
     fn group_id(&self, name: &str) -> Option<u32> {
@@ -34,12 +34,12 @@ impl HostLookups for Host {
 
 /// Checks GROUP/OWNER names and shadowing for the rules file `name` against
 /// this host ([`host_checks::check`] with [`Host`]).
-pub fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> {
+pub(crate) fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> {
     host_checks::check(name, file, checks, &Host)
 }
 
 /// Whether `udevadm verify` exists (systemd ≥ 254).
-pub fn verify_available(udevadm: &Path) -> bool {
+pub(crate) fn verify_available(udevadm: &Path) -> bool {
     super::child::command(udevadm)
         .args(["verify", "--help"])
         .stdin(Stdio::null())
@@ -57,7 +57,7 @@ pub fn verify_available(udevadm: &Path) -> bool {
 /// `--resolve-names=never`, verify ignores every GROUP=/OWNER= by name and
 /// calls a line that only sets a group "no effect", which refused valid NUT
 /// rules on systemd >= 254 (found by the VM test, scenario 6).
-pub fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
+pub(crate) fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
     let output = super::child::command(udevadm)
         .args(["verify", "--resolve-names=early", "--no-summary"])
         .arg(path)
@@ -91,7 +91,7 @@ pub fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
 }
 
 /// Parses `udevadm verify` lines of the form `PATH:LINE MESSAGE` (pure).
-pub fn parse_verify_output(text: &str, path: &Path) -> Vec<Finding> {
+pub(crate) fn parse_verify_output(text: &str, path: &Path) -> Vec<Finding> {
     let prefix = format!("{}:", path.display());
     text.lines()
         .filter_map(|l| {

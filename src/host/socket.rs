@@ -23,7 +23,7 @@ const MAX_REQUEST: u64 = 4096;
 /// A client request, parsed.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "lowercase")]
-pub enum Wire {
+pub(crate) enum Wire {
     /// The status document.
     Status,
     /// Reload the config.
@@ -32,15 +32,15 @@ pub enum Wire {
 
 /// A request handed to the daemon loop, with the channel for its answer
 /// (a JSON document).
-pub struct Request {
+pub(crate) struct Request {
     /// What was asked.
-    pub what: Wire,
+    pub(crate) what: Wire,
     /// Where the JSON answer goes.
-    pub reply: oneshot::Sender<String>,
+    pub(crate) reply: oneshot::Sender<String>,
 }
 
 /// The bound socket; the file is removed on drop.
-pub struct Bound {
+pub(crate) struct Bound {
     path: PathBuf,
 }
 
@@ -52,7 +52,7 @@ impl Drop for Bound {
 
 /// Binds the socket at `path`, replacing a stale one; refuses if another
 /// daemon answers there. `group` makes it 0660 and owned by that group.
-pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound)> {
+pub(crate) fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound)> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
@@ -86,14 +86,14 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Bound
 /// nothing and closed at once, so a flood of connections costs a bounded
 /// number of descriptors, drains the listen backlog, and never keeps root
 /// (who is always answered) from asking.
-pub const MAX_CLIENTS: usize = 32;
+pub(crate) const MAX_CLIENTS: usize = 32;
 /// How long one client may take to send its request and read the answer.
-pub const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Accepts connections forever, handing each request to the loop.
-pub async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
+pub(crate) async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     let mut told = false;
     loop {
@@ -165,7 +165,7 @@ async fn answer(stream: tokio::net::UnixStream, to_loop: mpsc::Sender<Request>) 
 }
 
 /// Client side: sends `request` and returns the answer (blocking).
-pub fn query(path: &Path, request: &Wire) -> io::Result<String> {
+pub(crate) fn query(path: &Path, request: &Wire) -> io::Result<String> {
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     s.write_all(serde_json::to_string(request)?.as_bytes())?;

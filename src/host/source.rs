@@ -30,41 +30,41 @@ use crate::core::plan::{Digest, SourceFile, SourceView};
 
 /// What a scan of the source found.
 #[derive(Debug, Default)]
-pub struct SourceScan {
+pub(crate) struct SourceScan {
     /// The planner's view: candidate names and their digests or skip reasons.
-    pub view: SourceView,
+    pub(crate) view: SourceView,
     /// Entries whose names were rejected (not even candidates), with reasons.
-    pub rejected: Vec<(String, String)>,
+    pub(crate) rejected: Vec<(String, String)>,
     /// New files past the bridge's `max_files`/`max_bytes`: not read, not
     /// in the view (they are not installed, so nothing changes for them);
     /// how many, the first few names, and why.
-    pub over_budget: Option<OverBudget>,
+    pub(crate) over_budget: Option<OverBudget>,
     /// Set when the dir held more entries than a scan lists
     /// ([`listing_cap`]): the listing stopped, nothing was read, and the
     /// view is "no information" (nothing installed, nothing pruned).
-    pub overflow: Option<String>,
+    pub(crate) overflow: Option<String>,
     /// The bytes to install of the ready files the caller asked to keep
     /// ([`ScanSpec::keep`]): the source's bytes, or the form `accept`
     /// rewrote them to (the canonical form of a udev rules file, whose
     /// digest is then the view's). Installing these is installing exactly
     /// what was judged, without reading the source again.
-    pub content: BTreeMap<String, Vec<u8>>,
+    pub(crate) content: BTreeMap<String, Vec<u8>>,
 }
 
 /// New files a scan left out for the bridge's bounds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverBudget {
+pub(crate) struct OverBudget {
     /// How many.
-    pub count: usize,
+    pub(crate) count: usize,
     /// The first few, in claim order.
-    pub first: Vec<String>,
+    pub(crate) first: Vec<String>,
     /// Why (the first refusal's words).
-    pub why: String,
+    pub(crate) why: String,
 }
 
 impl OverBudget {
     /// One report entry for them all: (names, reason).
-    pub fn entry(&self) -> (String, String) {
+    pub(crate) fn entry(&self) -> (String, String) {
         let more = self.count - self.first.len();
         let names = if more == 0 {
             self.first.join(", ")
@@ -81,11 +81,11 @@ const LISTED: usize = 20;
 
 /// What makes a source file admissible, besides being a regular file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admit {
+pub(crate) struct Admit {
     /// Largest file read, in bytes (`max_file_size`).
-    pub max_size: u64,
+    pub(crate) max_size: u64,
     /// Owners a file may have (`source_owner`); `None`: any.
-    pub owners: Option<Vec<u32>>,
+    pub(crate) owners: Option<Vec<u32>>,
 }
 
 impl Admit {
@@ -116,33 +116,33 @@ impl Admit {
 }
 
 /// Opens a source dir: no symlink at any component ([`fsx::open_dir_strict`]).
-pub fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(dir: &Path) -> io::Result<OwnedFd> {
     fsx::open_dir_strict(dir)
 }
 
 /// Decides whether a readable file may be synced: `Err(reason)` skips it,
 /// `Ok(Some(bytes))` installs `bytes` in its place. Called with the name
 /// and the content.
-pub type Accept<'a> = dyn FnMut(&str, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
+pub(crate) type Accept<'a> = dyn FnMut(&str, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
 
 /// Which bytes a scan keeps: `keep(name, digest)` for a ready file, with
 /// the digest of the bytes to install.
-pub type Keep<'a> = dyn Fn(&str, &Digest) -> bool + 'a;
+pub(crate) type Keep<'a> = dyn Fn(&str, &Digest) -> bool + 'a;
 
 /// What a scan reads and how much.
-pub struct ScanSpec<'a> {
+pub(crate) struct ScanSpec<'a> {
     /// The bridge's `include` globs.
-    pub include: &'a [String],
+    pub(crate) include: &'a [String],
     /// What a file must be to be read.
-    pub admit: &'a Admit,
+    pub(crate) admit: &'a Admit,
     /// The bridge's export bounds.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     /// Names installed now: they claim places in the budget first.
-    pub installed: &'a BTreeSet<String>,
+    pub(crate) installed: &'a BTreeSet<String>,
     /// Names a writer is still on (skipped, their installed copy kept).
-    pub still_open: &'a BTreeSet<String>,
+    pub(crate) still_open: &'a BTreeSet<String>,
     /// Which ready files' bytes to keep in [`SourceScan::content`].
-    pub keep: &'a Keep<'a>,
+    pub(crate) keep: &'a Keep<'a>,
 }
 
 /// Scans `dir`, reading each admitted file once. Names in
@@ -151,7 +151,11 @@ pub struct ScanSpec<'a> {
 /// `limits.max_bytes` bytes are read, the `installed` ones first
 /// ([`crate::core::budget`]). A missing dir gives `present: false`, not an
 /// error.
-pub fn scan(dir: &Path, spec: &ScanSpec<'_>, accept: &mut Accept<'_>) -> io::Result<SourceScan> {
+pub(crate) fn scan(
+    dir: &Path,
+    spec: &ScanSpec<'_>,
+    accept: &mut Accept<'_>,
+) -> io::Result<SourceScan> {
     let ScanSpec {
         include,
         admit,
@@ -290,7 +294,7 @@ fn judge(
 /// How many directory entries a scan lists at most: four times
 /// `max_files`, and never fewer than 1000 (room for temp files, hidden
 /// names and names no pattern includes).
-pub fn listing_cap(limits: Limits) -> usize {
+pub(crate) fn listing_cap(limits: Limits) -> usize {
     limits.max_files.saturating_mul(4).max(1000)
 }
 
@@ -317,7 +321,7 @@ fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {
 /// Reads one entry: `Ok(Ok((digest, bytes)))` for a usable file,
 /// `Ok(Err(reason))` for one that must be skipped, `Err` for I/O failures
 /// that affect the whole scan.
-pub fn read_entry(
+pub(crate) fn read_entry(
     dirfd: &OwnedFd,
     name: &str,
     admit: &Admit,

@@ -23,13 +23,13 @@ const MANIFEST_VERSION: u32 = 1;
 
 /// What one bridge has installed, and whether its actions still owe a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The destination the files were installed into.
-    pub destination: PathBuf,
+    pub(crate) destination: PathBuf,
     /// Installed files by name.
-    pub files: BTreeMap<String, Owned>,
+    pub(crate) files: BTreeMap<String, Owned>,
     /// Files changed but the `then:` actions have not yet succeeded.
-    pub actions_pending: bool,
+    pub(crate) actions_pending: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,20 +54,20 @@ struct OnDiskFile {
 
 /// The state directory.
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     root: PathBuf,
 }
 
 impl StateDir {
     /// A state dir rooted at `root` (created on first write).
-    pub fn new(root: &Path) -> StateDir {
+    pub(crate) fn new(root: &Path) -> StateDir {
         StateDir {
             root: root.to_path_buf(),
         }
     }
 
     /// Takes the exclusive file-change lock, waiting for a holder to finish.
-    pub fn lock(&self) -> Result<Flock<File>> {
+    pub(crate) fn lock(&self) -> Result<Flock<File>> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("creating state dir {}", self.root.display()))?;
         let path = self.root.join("lock");
@@ -93,7 +93,7 @@ impl StateDir {
     }
 
     /// Loads a bridge's manifest; a missing file is an empty manifest.
-    pub fn load(&self, bridge: &str) -> Result<Manifest> {
+    pub(crate) fn load(&self, bridge: &str) -> Result<Manifest> {
         let path = self.manifest_path(bridge);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -139,7 +139,7 @@ impl StateDir {
     }
 
     /// Atomically replaces a bridge's manifest.
-    pub fn save(&self, bridge: &str, m: &Manifest) -> Result<()> {
+    pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<()> {
         let disk = OnDisk {
             version: MANIFEST_VERSION,
             destination: m.destination.clone(),

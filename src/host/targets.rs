@@ -22,7 +22,7 @@ use super::fsx;
 /// way that another user owns, can write or has an ACL on, and no symlink
 /// on the way (a dir that does not exist yet is no error here). Used by
 /// `hostbridge check` and by the action itself.
-pub fn check_place(path: &Path) -> Result<(), String> {
+pub(crate) fn check_place(path: &Path) -> Result<(), String> {
     let shown = path.display();
     if let Some((d, why)) = fsx::swappable_ancestors(path).into_iter().next() {
         return Err(format!(
@@ -40,7 +40,7 @@ pub fn check_place(path: &Path) -> Result<(), String> {
 }
 
 /// Reads a pid file safely; `Err` says what is wrong.
-pub fn read_pidfile(path: &Path) -> Result<i32, String> {
+pub(crate) fn read_pidfile(path: &Path) -> Result<i32, String> {
     let shown = path.display();
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return Err(format!("{shown} is not a file path"));
@@ -85,12 +85,12 @@ pub fn read_pidfile(path: &Path) -> Result<i32, String> {
 }
 
 /// Whether `pid` exists under the proc root.
-pub fn alive(proc_root: &Path, pid: i32) -> bool {
+pub(crate) fn alive(proc_root: &Path, pid: i32) -> bool {
     proc_root.join(pid.to_string()).is_dir()
 }
 
 /// `comm` and exe file name of `pid` (either may be missing).
-pub fn names(proc_root: &Path, pid: i32) -> (Option<String>, Option<String>) {
+pub(crate) fn names(proc_root: &Path, pid: i32) -> (Option<String>, Option<String>) {
     let dir = proc_root.join(pid.to_string());
     let comm = std::fs::read_to_string(dir.join("comm"))
         .ok()
@@ -103,14 +103,14 @@ pub fn names(proc_root: &Path, pid: i32) -> (Option<String>, Option<String>) {
 
 /// Whether `pid` is the program `name` (by comm, which the kernel truncates
 /// to 15 bytes, or by exe file name).
-pub fn is_named(proc_root: &Path, pid: i32, name: &str) -> bool {
+pub(crate) fn is_named(proc_root: &Path, pid: i32, name: &str) -> bool {
     let (comm, exe) = names(proc_root, pid);
     let short: String = name.chars().take(15).collect();
     comm.as_deref() == Some(short.as_str()) || exe.as_deref() == Some(name)
 }
 
 /// Every live pid named `name` under the proc root.
-pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
+pub(crate) fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
@@ -127,7 +127,7 @@ pub fn find_by_name(proc_root: &Path, name: &str) -> Vec<i32> {
 
 /// Why a signal was not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// The process is gone (ESRCH): it exited since it was found.
     Gone,
     /// Refused or failed, with the words.
@@ -150,7 +150,7 @@ impl From<SendError> for String {
 }
 
 /// Sends `signal` ("SIGHUP") to `pid`; never to hostbridge itself or init.
-pub fn send(pid: i32, signal: &str) -> Result<(), SendError> {
+pub(crate) fn send(pid: i32, signal: &str) -> Result<(), SendError> {
     if pid <= 1 || pid == std::process::id() as i32 {
         return Err(SendError::Failed(format!(
             "pid {pid} is hostbridge itself or init; not signalling it"

@@ -14,7 +14,7 @@ fn attr(dir: &Path, name: &str) -> Option<String> {
 }
 
 /// USB devices under `sysfs_root/bus/usb/devices` (interfaces skipped).
-pub fn devices(sysfs_root: &Path) -> Vec<Device> {
+pub(crate) fn devices(sysfs_root: &Path) -> Vec<Device> {
     let dir = sysfs_root.join("bus/usb/devices");
     let mut out: Vec<Device> = std::fs::read_dir(&dir)
         .into_iter()
@@ -43,7 +43,7 @@ pub fn devices(sysfs_root: &Path) -> Vec<Device> {
 }
 
 /// The node `dev_root/bus/usb/BBB/DDD`, without following links.
-pub fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
+pub(crate) fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
     let path = dev_root.join(format!("bus/usb/{:03}/{:03}", dev.busnum, dev.devnum));
     let m = path.symlink_metadata().ok()?;
     let is_char = m.file_type().is_char_device();
@@ -62,7 +62,7 @@ pub fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
 /// and then running `hostbridge __probe-open NODE`: std's `Command` cannot
 /// set supplementary groups on stable Rust without unsafe code, which this
 /// crate forbids.
-pub fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), String> {
+pub(crate) fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find hostbridge's own binary: {e}"))?;
     let groups: Vec<String> = user.gids.iter().map(u32::to_string).collect();
@@ -96,7 +96,7 @@ pub fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), String> {
 
 /// The child side of [`probe`]: open `path` read-write (no create, no
 /// controlling tty, non-blocking) and close it. Returns a message on failure.
-pub fn probe_open(path: &Path) -> Result<(), String> {
+pub(crate) fn probe_open(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)

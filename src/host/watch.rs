@@ -49,7 +49,7 @@ fn ancestor_mask() -> WatchMask {
 
 /// Where the watch currently sits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Watching {
+pub(crate) enum Watching {
     /// On the source dir.
     Source,
     /// On an ancestor, waiting for `next` (a child name) to appear.
@@ -65,7 +65,7 @@ pub enum Watching {
 
 /// What an inotify event means for the bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Meaning {
+pub(crate) enum Meaning {
     /// Feed this to the settle machine.
     Settle(Input),
     /// The watch must be re-established (then rescan).
@@ -78,7 +78,7 @@ pub enum Meaning {
 
 /// The watch of one bridge.
 #[derive(Debug)]
-pub struct SourceWatch {
+pub(crate) struct SourceWatch {
     source: PathBuf,
     include: Vec<String>,
     watches: Watches,
@@ -95,7 +95,7 @@ pub struct SourceWatch {
 impl SourceWatch {
     /// A watch for `source` using the inotify instance behind `watches`.
     /// Nothing is watched until [`SourceWatch::resolve`].
-    pub fn new(source: &Path, include: &[String], watches: Watches) -> SourceWatch {
+    pub(crate) fn new(source: &Path, include: &[String], watches: Watches) -> SourceWatch {
         SourceWatch {
             source: source.to_path_buf(),
             include: include.to_vec(),
@@ -107,14 +107,9 @@ impl SourceWatch {
         }
     }
 
-    /// Where the watch sits now.
-    pub fn watching(&self) -> &Watching {
-        &self.watching
-    }
-
     /// (Re-)places the watch on the source dir or its nearest existing
     /// ancestor. Errors carry an actionable message (inotify limits).
-    pub fn resolve(&mut self) -> io::Result<&Watching> {
+    pub(crate) fn resolve(&mut self) -> io::Result<&Watching> {
         if let Some(wd) = self.current.take() {
             // The watch may already be gone (dir deleted): that is fine.
             let _ = self.watches.remove(wd);
@@ -188,7 +183,7 @@ impl SourceWatch {
     /// Whether the source path no longer names the watched dir (it was
     /// renamed away, with an ancestor or on its own, and maybe replaced):
     /// then the watch must be placed again.
-    pub fn replaced(&self) -> bool {
+    pub(crate) fn replaced(&self) -> bool {
         let Some(watched) = self.identity else {
             return false;
         };
@@ -205,7 +200,7 @@ impl SourceWatch {
     }
 
     /// Interprets one event of this bridge's inotify instance.
-    pub fn interpret(&self, ev: &Event<OsString>) -> Meaning {
+    pub(crate) fn interpret(&self, ev: &Event<OsString>) -> Meaning {
         if ev.mask.contains(EventMask::Q_OVERFLOW) {
             return Meaning::Overflow;
         }
@@ -257,7 +252,7 @@ impl SourceWatch {
 }
 
 /// A new inotify instance for one bridge.
-pub fn new_instance() -> io::Result<Inotify> {
+pub(crate) fn new_instance() -> io::Result<Inotify> {
     Inotify::init().map_err(|e| match e.raw_os_error() {
         Some(nix::libc::EMFILE) => io::Error::new(
             e.kind(),

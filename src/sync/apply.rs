@@ -18,7 +18,7 @@ use crate::host::source;
 use crate::host::state::{Manifest, StateDir};
 
 /// Owner and group of installed files (`None`: the config names none).
-pub type Owner = (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>);
+pub(crate) type Owner = (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>);
 
 /// Where a plan is put in place.
 pub(super) struct Target<'a> {
@@ -32,7 +32,7 @@ pub(super) struct Target<'a> {
 type Content = BTreeMap<String, Vec<u8>>;
 
 /// Owner and group of installed files, looked up on the host now.
-pub fn owner_ids(bridge: &Bridge) -> Result<Owner> {
+pub(crate) fn owner_ids(bridge: &Bridge) -> Result<Owner> {
     let Some(f) = &bridge.files else {
         return Ok((None, None));
     };

@@ -92,7 +92,7 @@ pub(super) struct RulesChecker<'a> {
 
 /// The host checks the daemon runs for a rules bridge: the same for
 /// `hostbridge rules lint --bridge`.
-pub fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
+pub(crate) fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
     host_checks_in(
         checks,
         &config.etc_udev_rules_dir,
@@ -103,7 +103,7 @@ pub fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
 
 /// The host checks for `checks` against the given /etc rules dir, system
 /// rules dirs and /dev (the config's, or `rules lint`'s defaults).
-pub fn host_checks_in(
+pub(crate) fn host_checks_in(
     checks: &RulesChecks,
     etc_rules_dir: &Path,
     system_rules_dirs: &[PathBuf],
@@ -125,7 +125,7 @@ pub fn host_checks_in(
 /// on what would be installed (when `verifier`, `run_verify` says so for
 /// those bytes, and there is no error so far). Returns the rules as read,
 /// every finding, and the bytes to install (`None`: refused).
-pub fn vet_rules(
+pub(crate) fn vet_rules(
     verifier: Option<&Verifier>,
     checks: &RulesChecks,
     host: Option<&HostChecks>,
@@ -213,16 +213,16 @@ impl<'a> RulesChecker<'a> {
 
 /// Where and with what `udevadm verify` runs.
 #[derive(Debug, Clone)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     /// The udevadm binary.
-    pub udevadm: PathBuf,
+    pub(crate) udevadm: PathBuf,
     /// A root-owned dir to stage candidates in (`STATE_DIR/verify`).
-    pub stage: PathBuf,
+    pub(crate) stage: PathBuf,
 }
 
 impl Verifier {
     /// The daemon's: `udevadm` and a stage under `state_dir`.
-    pub fn of(config: &Config) -> Verifier {
+    pub(crate) fn of(config: &Config) -> Verifier {
         Verifier {
             udevadm: config.udevadm.clone(),
             stage: config.state_dir.join("verify"),
@@ -232,7 +232,7 @@ impl Verifier {
     /// Runs `udevadm verify` on a candidate staged in [`Verifier::stage`],
     /// if udevadm has the verb; the answer to that is probed once per
     /// process.
-    pub fn verify(&self, name: &str, bytes: &[u8]) -> Vec<Finding> {
+    pub(crate) fn verify(&self, name: &str, bytes: &[u8]) -> Vec<Finding> {
         let (udevadm, dir) = (&self.udevadm, &self.stage);
         static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         let available = *AVAILABLE.get_or_init(|| {
@@ -268,7 +268,7 @@ impl Verifier {
 /// What about a bridge's source the operator should know, said by `check`
 /// and at the daemon's start: dirs above it in others' hands, and a file
 /// system it shares with host files (hard links).
-pub fn source_warnings(b: &Bridge) -> Vec<String> {
+pub(crate) fn source_warnings(b: &Bridge) -> Vec<String> {
     let mut out: Vec<String> = crate::host::fsx::swappable_ancestors(&b.source)
         .into_iter()
         .map(|(dir, why)| {

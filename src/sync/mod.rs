@@ -21,27 +21,27 @@ mod apply;
 mod checks;
 mod report;
 
-pub use crate::act::{Owed, run_owed};
-pub use apply::owner_ids;
-pub use checks::{Verifier, host_checks, host_checks_in, source_warnings, vet_rules};
-pub use report::SyncReport;
+pub(crate) use crate::act::{Owed, run_owed};
+pub(crate) use apply::owner_ids;
+pub(crate) use checks::{Verifier, host_checks, host_checks_in, source_warnings, vet_rules};
+pub(crate) use report::SyncReport;
 
 use apply::{apply, open_existing, read_only_hint, record_ops};
 use checks::{RulesChecker, set_checks};
 
 /// Options of one sync.
 #[derive(Debug, Clone, Default)]
-pub struct SyncOptions {
+pub(crate) struct SyncOptions {
     /// Files still being written: keep their installed copies.
-    pub still_open: BTreeSet<String>,
+    pub(crate) still_open: BTreeSet<String>,
     /// Plan only.
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Remove stale temp files from the destination first (startup).
-    pub clean_temps: bool,
+    pub(crate) clean_temps: bool,
 }
 
 /// The file phase on a blocking thread.
-pub async fn sync_files_async(
+pub(crate) async fn sync_files_async(
     config: &Config,
     bridge: &Bridge,
     opts: SyncOptions,
@@ -57,7 +57,7 @@ pub async fn sync_files_async(
 /// below. Returns the report and the manifest as saved. It is the one
 /// place where the whole order of a sync (lock, hold, dry run, grants
 /// before installs) can be read top to bottom, so it stays one function.
-pub fn sync_files(
+pub(crate) fn sync_files(
     config: &Config,
     bridge: &Bridge,
     state: &StateDir,
@@ -339,7 +339,7 @@ fn unix_now() -> i64 {
 
 /// Waits until no sync of this process (or any other hostbridge using the
 /// same state dir) is changing files: file changes hold the state-dir lock.
-pub async fn wait_idle(state_dir: &Path) {
+pub(crate) async fn wait_idle(state_dir: &Path) {
     let state = StateDir::new(state_dir);
     let _ = tokio::task::spawn_blocking(move || state.lock().map(drop)).await;
 }

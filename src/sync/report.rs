@@ -6,53 +6,53 @@ use crate::host::actions::ActionOutcome;
 
 /// What a sync of one bridge did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SyncReport {
+pub(crate) struct SyncReport {
     /// The bridge.
-    pub bridge: String,
+    pub(crate) bridge: String,
     /// Whether this was a dry run (nothing written, no action run).
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Whether the source dir existed.
-    pub source_present: bool,
+    pub(crate) source_present: bool,
     /// Newly written files.
-    pub installed: Vec<String>,
+    pub(crate) installed: Vec<String>,
     /// Overwritten files.
-    pub replaced: Vec<String>,
+    pub(crate) replaced: Vec<String>,
     /// Removed files.
-    pub pruned: Vec<String>,
+    pub(crate) pruned: Vec<String>,
     /// Count of files already up to date.
-    pub unchanged: usize,
+    pub(crate) unchanged: usize,
     /// Source entries not synced, with reasons.
-    pub skipped: Vec<(String, String)>,
+    pub(crate) skipped: Vec<(String, String)>,
     /// Destination names hostbridge does not own, with reasons.
-    pub conflicts: Vec<(String, String)>,
+    pub(crate) conflicts: Vec<(String, String)>,
     /// Owned files kept although their source is gone.
-    pub kept: Vec<(String, String)>,
+    pub(crate) kept: Vec<(String, String)>,
     /// Stale temp files removed from the destination.
-    pub cleaned: Vec<String>,
+    pub(crate) cleaned: Vec<String>,
     /// Operator-facing notes (e.g. a changed destination).
-    pub notes: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// Findings of the udev rules checks, by file (errors and warnings).
-    pub findings: Vec<(String, Finding)>,
+    pub(crate) findings: Vec<(String, Finding)>,
     /// Per-file failures.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// Actions run, in order.
-    pub actions: Vec<ActionOutcome>,
+    pub(crate) actions: Vec<ActionOutcome>,
 }
 
 impl SyncReport {
     /// Whether the destination changed.
-    pub fn changed(&self) -> bool {
+    pub(crate) fn changed(&self) -> bool {
         !(self.installed.is_empty() && self.replaced.is_empty() && self.pruned.is_empty())
     }
 
     /// Whether everything went as planned (skips and conflicts are findings,
     /// not failures, but they make the bridge degraded).
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         !self.errors.is_empty() || self.actions.iter().any(|a| a.result.is_err())
     }
 
     /// One human line: "installed a.rules, b.rules; pruned c.rules".
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
         for (verb, names) in [
             ("installed", &self.installed),
@@ -82,7 +82,7 @@ impl SyncReport {
     }
 
     /// How many destination files changed.
-    pub fn change_count(&self) -> usize {
+    pub(crate) fn change_count(&self) -> usize {
         self.installed.len() + self.replaced.len() + self.pruned.len()
     }
 }
@@ -104,7 +104,7 @@ fn list(names: &[String]) -> String {
 
 impl SyncReport {
     /// Names installed, replaced or pruned.
-    pub fn changed_names(&self) -> Vec<String> {
+    pub(crate) fn changed_names(&self) -> Vec<String> {
         self.installed
             .iter()
             .chain(&self.replaced)
@@ -117,7 +117,7 @@ impl SyncReport {
 impl SyncReport {
     /// The status model's view of this report; `trigger` says why it ran
     /// and `at` is the Unix time it finished.
-    pub fn to_status(&self, trigger: &str, at: u64) -> crate::core::status::Sync {
+    pub(crate) fn to_status(&self, trigger: &str, at: u64) -> crate::core::status::Sync {
         use crate::core::status as st;
         let notes = |v: &[(String, String)]| -> Vec<st::Note> {
             v.iter()

@@ -7,7 +7,7 @@ use super::{Bridge, Health, Status, Sync};
 use crate::core::text::escape;
 
 /// "3 s", "4 min", "2 h", "5 d".
-pub fn ago(now: u64, then: u64) -> String {
+pub(crate) fn ago(now: u64, then: u64) -> String {
     let s = now.saturating_sub(then);
     match s {
         0..60 => format!("{s} s"),
@@ -19,7 +19,7 @@ pub fn ago(now: u64, then: u64) -> String {
 
 /// The one-screen text of `hostbridge status`, written in the order it is
 /// read (one function, so the screen's layout is in one place).
-pub fn render(st: &Status, now: u64) -> String {
+pub(crate) fn render(st: &Status, now: u64) -> String {
     let d = &st.daemon;
     let mut out = format!(
         "hostbridge {} (pid {}): {:?}, up {}, config {} loaded {} ago\n",
@@ -82,7 +82,7 @@ pub fn render(st: &Status, now: u64) -> String {
 }
 
 /// "installed 1 file, 3 unchanged; udev-reload ok".
-pub fn summary(s: &Sync) -> String {
+pub(crate) fn summary(s: &Sync) -> String {
     let mut parts = Vec::new();
     for (verb, list) in [
         ("installed", &s.installed),
@@ -120,7 +120,7 @@ fn plural(n: usize, word: &str) -> String {
 }
 
 /// Prometheus text exposition format (version 0.0.4) of the status.
-pub fn metrics(st: &Status) -> String {
+pub(crate) fn metrics(st: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

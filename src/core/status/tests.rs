@@ -1,6 +1,7 @@
 //! Status model tests: health, the screen, metrics (parsed with a real
 //! Prometheus text parser).
 
+use super::render::ago;
 use super::*;
 
 fn sync(at: u64) -> Sync {
