@@ -8,6 +8,9 @@
 //! permitted for main PID" for every try.
 
 use std::ffi::OsStr;
+use std::io::Read;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Variables of the service manager that children must not see.
 const SERVICE_ONLY: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"];
@@ -21,6 +24,72 @@ pub(crate) fn command(program: impl AsRef<OsStr>) -> std::process::Command {
     cmd
 }
 
+/// Runs `cmd` to completion with its output captured (stdin from
+/// /dev/null), or kills it once `timeout` has passed: a hung child (a
+/// `udevadm verify` stuck in an NSS lookup) must not hold a sync, and with
+/// it the state lock, for ever. For blocking contexts (a sync's thread);
+/// the wait polls `try_wait`, from 1 ms up to 50 ms apart, only while a
+/// child runs.
+pub(crate) fn output_within(
+    mut cmd: std::process::Command,
+    timeout: Duration,
+) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Pipes are drained on their own threads, so a chatty child never
+    // blocks on a full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // Killed before it is reaped: the pid cannot have been reused.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "did not finish within {}; killed",
+                    humantime::format_duration(timeout)
+                ),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -32,5 +101,28 @@ mod tests {
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
         assert_eq!(removed, ["NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"]);
+    }
+
+    #[test]
+    fn a_child_past_its_timeout_is_killed_and_reported() {
+        use std::time::{Duration, Instant};
+        let started = Instant::now();
+        let mut cmd = super::command("sleep");
+        cmd.arg("600");
+        let e = super::output_within(cmd, Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(e.to_string().contains("killed"), "{e}");
+        // Far below the child's own 600 s: it was killed, not waited for.
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_child_within_its_timeout_gives_its_output() {
+        let mut cmd = super::command("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let o = super::output_within(cmd, std::time::Duration::from_secs(60)).unwrap();
+        assert_eq!(o.status.code(), Some(3));
+        assert_eq!(o.stdout, b"out\n");
+        assert_eq!(o.stderr, b"err\n");
     }
 }

@@ -4,7 +4,6 @@
 //! exists. Host layer: the decisions are in the core.
 
 use std::path::Path;
-use std::process::Stdio;
 
 use crate::core::rules::host_checks::{self, HostLookups};
 use crate::core::rules::parse::RulesFile;
@@ -40,14 +39,14 @@ pub(crate) fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Fi
 
 /// Whether `udevadm verify` exists (systemd ≥ 254).
 pub(crate) fn verify_available(udevadm: &Path) -> bool {
-    super::child::command(udevadm)
-        .args(["verify", "--help"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let mut cmd = super::child::command(udevadm);
+    cmd.args(["verify", "--help"]);
+    super::child::output_within(cmd, VERIFY_TIMEOUT).is_ok_and(|o| o.status.success())
 }
+
+/// Longest a `udevadm verify` may take (it reads one small file; a hung NSS
+/// lookup under `--resolve-names=early` is what this guards against).
+pub(crate) const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs `udevadm verify --resolve-names=early` on a candidate file and
 /// turns its complaints into findings. The file must already be written to
@@ -58,11 +57,10 @@ pub(crate) fn verify_available(udevadm: &Path) -> bool {
 /// calls a line that only sets a group "no effect", which refused valid NUT
 /// rules on systemd >= 254 (found by the VM test, scenario 6).
 pub(crate) fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
-    let output = super::child::command(udevadm)
-        .args(["verify", "--resolve-names=early", "--no-summary"])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output();
+    let mut cmd = super::child::command(udevadm);
+    cmd.args(["verify", "--resolve-names=early", "--no-summary"])
+        .arg(path);
+    let output = super::child::output_within(cmd, VERIFY_TIMEOUT);
     let output = match output {
         Ok(o) => o,
         Err(e) => {

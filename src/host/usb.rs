@@ -56,6 +56,9 @@ pub(crate) fn node(dev_root: &Path, dev: &Device) -> Option<Node> {
     })
 }
 
+/// Longest the open probe of one node may take.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Really opens `node` read-write as `user` in a child process and reports
 /// the result (`--probe`). The child is `setpriv` (util-linux, on Debian and
 /// Fedora CoreOS) dropping to the user's uid, gid and supplementary groups
@@ -67,8 +70,8 @@ pub(crate) fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), Stri
         std::env::current_exe().map_err(|e| format!("cannot find hostbridge's own binary: {e}"))?;
     let groups: Vec<String> = user.gids.iter().map(u32::to_string).collect();
     let primary = user.gids.first().copied().unwrap_or(user.uid);
-    let out = super::child::command(setpriv)
-        .arg(format!("--reuid={}", user.uid))
+    let mut cmd = super::child::command(setpriv);
+    cmd.arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={primary}"))
         .arg(if groups.is_empty() {
             "--clear-groups".to_string()
@@ -83,9 +86,10 @@ pub(crate) fn probe(setpriv: &Path, user: &User, node: &Path) -> Result<(), Stri
         ])
         .arg(exe)
         .arg("__probe-open")
-        .arg(node)
-        .stdin(std::process::Stdio::null())
-        .output()
+        .arg(node);
+    // An open of a device node is non-blocking, but a driver can still
+    // stall it: the probe has a bound like every child.
+    let out = super::child::output_within(cmd, PROBE_TIMEOUT)
         .map_err(|e| format!("cannot run {}: {e}", setpriv.display()))?;
     if out.status.success() {
         Ok(())
