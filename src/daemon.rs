@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use inotify::EventOwned;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,10 +20,11 @@ use crate::core::retry::Retry;
 use crate::core::settle::{Input, Settle};
 use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;
+use crate::host::feed::Delivery;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
-use crate::sync::{Owed, SyncOptions, SyncReport, sync_files_async};
+use crate::sync::{Guard, Owed, SyncOptions, SyncReport, sync_files_async};
 
 mod acting;
 mod bridge;
@@ -33,7 +33,7 @@ mod lifecycle;
 mod report;
 mod watching;
 
-use bridge::{BridgeRt, Reader, SyncState};
+use bridge::{BridgeRt, SyncState, Watch};
 use report::{describe, log_report, trigger};
 
 /// How long to wait before retrying a watch that could not be added.
@@ -43,11 +43,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 type BridgeId = u64;
 
-enum Msg {
-    Event(BridgeId, EventOwned),
-    ReadFailed(BridgeId, std::io::Error),
-}
-
 /// The running daemon.
 pub(crate) struct Daemon {
     config: Arc<Config>,
@@ -56,8 +51,10 @@ pub(crate) struct Daemon {
     reload_error: Option<String>,
     bridges: Vec<BridgeRt>,
     next_id: BridgeId,
-    events_tx: mpsc::Sender<Msg>,
-    events: mpsc::Receiver<Msg>,
+    /// Every bridge's inotify events (unbounded: a feed forwards while it
+    /// holds its lock, and the kernel queue bounds what one read returns).
+    events_tx: mpsc::UnboundedSender<Delivery>,
+    events: mpsc::UnboundedReceiver<Delivery>,
     done_tx: mpsc::UnboundedSender<(BridgeId, Result<(SyncReport, Manifest)>)>,
     done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<(SyncReport, Manifest)>)>,
     /// Synced bridges whose actions wait until no bridge sharing a target
@@ -92,7 +89,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
 
 impl Daemon {
     fn new(config: Config) -> Daemon {
-        let (events_tx, events) = mpsc::channel(1024);
+        let (events_tx, events) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
         Daemon {
@@ -141,16 +138,9 @@ impl Daemon {
         for w in crate::sync::source_warnings(&b) {
             warn!("{}: {w}", b.name);
         }
-        let (watch, reader) = match self.open_watch(id, &b) {
-            Ok(w) => w,
-            Err(e) => {
-                error!(
-                    "{}: cannot set up inotify: {e}; this bridge is not watched",
-                    b.name
-                );
-                return;
-            }
-        };
+        // A bridge whose instance cannot be made now is still listed, synced
+        // and retried (rewatch says why in its status).
+        let watch = self.open_watch(id, &b).unwrap_or(Watch::Down);
         let status = status::Bridge {
             name: b.name.clone(),
             source: b.source.display().to_string(),
@@ -171,7 +161,6 @@ impl Daemon {
             watch,
             retry: Retry::default(),
             batch: None,
-            reader: Reader::Live(reader),
             sync: SyncState::Idle,
             status,
             usb: UsbChecks::default(),
@@ -207,7 +196,7 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                Some(msg) = self.events.recv() => self.on_message(msg),
+                Some(ev) = self.events.recv() => self.on_event(ev),
                 Some((id, res)) = self.done_rx.recv() => self.on_sync_done(id, res),
                 Some(done) = self.actions_rx.recv() => self.on_actions_done(done),
                 Some(req) = requests.recv() => self.on_request(req),
@@ -258,11 +247,17 @@ impl Daemon {
         }
     }
 
-    fn spawn_sync(&mut self, id: BridgeId, opts: SyncOptions) {
+    fn spawn_sync(&mut self, id: BridgeId, mut opts: SyncOptions) {
         let config = Arc::clone(&self.config);
         let done = self.done_tx.clone();
         let Some(b) = self.find(id) else { return };
         let bridge = b.bridge.clone();
+        // Taken before the sync reads anything: what happens after it holds
+        // the files it touched (core::fresh).
+        opts.guard = b.watch.feed().map(|feed| Guard {
+            mark: feed.mark(),
+            feed: Arc::clone(feed),
+        });
         let task = tokio::spawn(async move {
             let res = sync_files_async(&config, &bridge, opts).await;
             let _ = done.send((id, res));
@@ -351,7 +346,7 @@ impl Daemon {
                 b.status.record(failed, None);
             }
         }
-        if b.watch.replaced() {
+        if matches!(&b.watch, Watch::Live { watch, .. } if watch.replaced()) {
             warn!(
                 "{}: the source path {} names another dir than the one watched (renamed away?); watching it anew",
                 b.bridge.name,

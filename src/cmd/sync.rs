@@ -96,6 +96,7 @@ pub(crate) fn render_report(r: &SyncReport) -> String {
     }
     for (label, list) in [
         ("skip", &r.skipped),
+        ("hold", &r.held),
         ("conflict", &r.conflicts),
         ("keep", &r.kept),
     ] {

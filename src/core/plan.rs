@@ -172,6 +172,17 @@ impl Plan {
     pub(crate) fn changes(&self) -> bool {
         !self.ops.is_empty()
     }
+
+    /// Takes `name`'s operation out of the plan: the destination keeps what
+    /// it has, and the manifest after says what that is (`before`: what
+    /// hostbridge had installed under the name, if anything).
+    pub(crate) fn hold(&mut self, name: &str, before: Option<Owned>) {
+        self.ops.retain(|op| op.name() != name);
+        match before {
+            Some(o) => self.owned_after.insert(name.to_string(), o),
+            None => self.owned_after.remove(name),
+        };
+    }
 }
 
 /// Plans one sync. `dest` must describe every name in the source and in

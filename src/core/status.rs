@@ -168,6 +168,10 @@ pub(crate) struct Sync {
     pub(crate) unchanged: usize,
     /// Skipped source entries.
     pub(crate) skipped: Vec<Note>,
+    /// Files held out of the sync because they changed while it ran or
+    /// were open for writing (a later window installs them).
+    #[serde(default)]
+    pub(crate) held: Vec<Note>,
     /// Destination names not owned by hostbridge.
     pub(crate) conflicts: Vec<Note>,
     /// Rules checks findings.
@@ -239,6 +243,7 @@ impl Sync {
             pruned: vec![],
             unchanged: 0,
             skipped: vec![],
+            held: vec![],
             conflicts: vec![],
             findings: vec![],
             errors: vec![error],

@@ -2,6 +2,8 @@
 //! watch and reader, the sync in flight, and its status. The sync and the
 //! reader are explicit states, not flags. Glue.
 
+use std::sync::Arc;
+
 use tokio::task::JoinHandle;
 
 use super::BridgeId;
@@ -10,6 +12,7 @@ use crate::core::hotplug::UsbChecks;
 use crate::core::retry::Retry;
 use crate::core::settle::{Batch, Settle};
 use crate::core::status;
+use crate::host::feed::Feed;
 use crate::host::watch::SourceWatch;
 
 /// Where a bridge's file sync stands (the settle machine says when one is
@@ -61,13 +64,30 @@ impl SyncState {
     }
 }
 
-/// The task reading the bridge's inotify events.
-pub(super) enum Reader {
-    /// Reading.
-    Live(JoinHandle<()>),
-    /// Ended on a read error: the watch is rebuilt on a fresh inotify
-    /// instance before it is placed again.
-    Dead,
+/// The bridge's inotify instance, its watch and its reader task.
+pub(super) enum Watch {
+    /// Watching: events flow.
+    Live {
+        /// Where the watch sits and what its events mean.
+        watch: SourceWatch,
+        /// The instance (a sync drains it before it installs).
+        feed: Arc<Feed>,
+        /// The task reading it.
+        task: JoinHandle<()>,
+    },
+    /// No instance: it could not be created (`fs.inotify.max_user_instances`)
+    /// or its reader failed. Retried; the bridge still syncs.
+    Down,
+}
+
+impl Watch {
+    /// The instance, while live.
+    pub(super) fn feed(&self) -> Option<&Arc<Feed>> {
+        match self {
+            Watch::Live { feed, .. } => Some(feed),
+            Watch::Down => None,
+        }
+    }
 }
 
 /// A bridge as the daemon runs it.
@@ -75,13 +95,12 @@ pub(super) struct BridgeRt {
     pub(super) id: BridgeId,
     pub(super) bridge: Bridge,
     pub(super) settle: Settle,
-    pub(super) watch: SourceWatch,
     /// The next try after a failed watch or sync; the only timer outside a
     /// window.
     pub(super) retry: Retry,
     /// The window that started the running sync (for the log line).
     pub(super) batch: Option<Batch>,
-    pub(super) reader: Reader,
+    pub(super) watch: Watch,
     pub(super) sync: SyncState,
     pub(super) status: status::Bridge,
     /// Its USB re-checks: one at a time, the events meanwhile owed.
@@ -90,7 +109,7 @@ pub(super) struct BridgeRt {
 
 impl Drop for BridgeRt {
     fn drop(&mut self) {
-        if let Reader::Live(task) = &self.reader {
+        if let Watch::Live { task, .. } = &self.watch {
             task.abort();
         }
     }

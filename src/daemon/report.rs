@@ -177,6 +177,9 @@ fn log_files(r: &SyncReport) {
             "{name}: skipped {f}: {why}"
         );
     }
+    for (f, why) in &r.held {
+        info!(bridge = name, file = f.as_str(), "{name}: held {f}: {why}");
+    }
     for (f, why) in &r.conflicts {
         warn!(
             bridge = name,

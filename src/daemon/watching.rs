@@ -1,67 +1,66 @@
 //! The daemon's side of a bridge's watch: its inotify instance and reader
 //! task, what each event means, and placing the watch again. Glue over
-//! `host::watch`.
+//! `host::feed` and `host::watch`.
 
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use std::sync::Arc;
+
 use tracing::{debug, error, info, warn};
 
-use super::{BridgeId, Daemon, Msg, Reader, WATCH_RETRY, describe};
+use super::bridge::Watch;
+use super::{BridgeId, Daemon, WATCH_RETRY, describe};
 use crate::config::Bridge;
 use crate::core::settle::Input;
-use crate::host::watch::{self, Meaning, SourceWatch, Watching};
+use crate::host::feed::{Delivery, Feed};
+use crate::host::watch::{Meaning, SourceWatch, Watching};
 
 impl Daemon {
     /// A fresh inotify instance for bridge `id`, its watch (not placed yet)
     /// and the task reading its events.
-    pub(super) fn open_watch(
-        &self,
-        id: BridgeId,
-        b: &Bridge,
-    ) -> std::io::Result<(SourceWatch, JoinHandle<()>)> {
-        let stream = watch::new_instance()?.into_event_stream([0u8; 8192])?;
-        let watch = SourceWatch::new(&b.source, &b.include, stream.watches());
-        let reader = tokio::spawn(read_events(id, stream, self.events_tx.clone()));
-        Ok((watch, reader))
+    pub(super) fn open_watch(&self, id: BridgeId, b: &Bridge) -> std::io::Result<Watch> {
+        let (feed, watches) = Feed::new(id, self.events_tx.clone())?;
+        let watch = SourceWatch::new(&b.source, &b.include, watches);
+        let task = tokio::spawn(Arc::clone(&feed).read());
+        Ok(Watch::Live { watch, feed, task })
     }
 
-    pub(super) fn on_message(&mut self, msg: Msg) {
+    pub(super) fn on_event(&mut self, (id, ev): Delivery) {
         let now = Instant::now();
-        match msg {
-            Msg::Event(id, ev) => {
-                let Some(rt) = self.find(id) else { return };
-                match rt.watch.interpret(&ev) {
-                    Meaning::Settle(input) => self.observe(id, now, input),
-                    Meaning::Rewatch => {
-                        self.rewatch(id, now);
-                        self.observe(id, now, Input::Rescan);
-                    }
-                    Meaning::Overflow => {
-                        rt.status.counters.overflows += 1;
-                        warn!(
-                            "{}: inotify queue overflowed (fs.inotify.max_queued_events); events were lost, rescanning the source",
-                            rt.bridge.name
-                        );
-                        self.rewatch(id, now);
-                        self.observe(id, now, Input::Rescan);
-                    }
-                    Meaning::Ignore => {}
-                }
-            }
-            Msg::ReadFailed(id, e) => {
-                let Some(rt) = self.find(id) else { return };
+        let Some(rt) = self.find(id) else { return };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
                 error!(
                     "{}: reading inotify events failed: {e}; setting the watch up again in {}s",
                     rt.bridge.name,
                     WATCH_RETRY.as_secs()
                 );
-                rt.reader = Reader::Dead;
+                rt.watch = Watch::Down;
                 rt.status.watching = format!("error: reading inotify events failed: {e}");
                 rt.retry.after_watch_failure(now, WATCH_RETRY);
+                return;
             }
+        };
+        let Watch::Live { watch, .. } = &rt.watch else {
+            return; // an event of an instance already dropped
+        };
+        match watch.interpret(&ev) {
+            Meaning::Settle(input) => self.observe(id, now, input),
+            Meaning::Rewatch => {
+                self.rewatch(id, now);
+                self.observe(id, now, Input::Rescan);
+            }
+            Meaning::Overflow => {
+                rt.status.counters.overflows += 1;
+                warn!(
+                    "{}: inotify queue overflowed (fs.inotify.max_queued_events); events were lost, rescanning the source",
+                    rt.bridge.name
+                );
+                self.rewatch(id, now);
+                self.observe(id, now, Input::Rescan);
+            }
+            Meaning::Ignore => {}
         }
     }
 
@@ -80,24 +79,28 @@ impl Daemon {
 
     /// Re-places the watch of bridge `id`; on failure, schedules a retry.
     pub(super) fn rewatch(&mut self, id: BridgeId, now: Instant) {
-        let dead = self
+        let down = self
             .bridges
             .iter()
-            .find(|b| b.id == id && matches!(b.reader, Reader::Dead));
-        if let Some(b) = dead {
+            .find(|b| b.id == id && matches!(b.watch, Watch::Down));
+        if let Some(b) = down {
             match self.open_watch(id, &b.bridge) {
-                Ok((watch, reader)) => {
+                Ok(watch) => {
                     let Some(b) = self.find(id) else { return };
-                    (b.watch, b.reader) = (watch, Reader::Live(reader));
+                    b.watch = watch;
                 }
                 Err(e) => {
                     let Some(b) = self.find(id) else { return };
-                    error!(
-                        "{}: cannot set up inotify: {e}; retrying in {}s",
-                        b.bridge.name,
-                        WATCH_RETRY.as_secs()
-                    );
-                    b.status.watching = format!("error: {e}");
+                    let watching = format!("error: cannot set up inotify: {e}");
+                    // Said once per cause, not at every retry.
+                    if b.status.watching != watching {
+                        error!(
+                            "{}: cannot set up inotify: {e}; the bridge syncs without watching and retries every {}s",
+                            b.bridge.name,
+                            WATCH_RETRY.as_secs()
+                        );
+                    }
+                    b.status.watching = watching;
                     b.retry.after_watch_failure(now, WATCH_RETRY);
                     return;
                 }
@@ -105,7 +108,10 @@ impl Daemon {
         }
         let Some(b) = self.find(id) else { return };
         let name = &b.bridge.name;
-        match b.watch.resolve() {
+        let Watch::Live { watch, .. } = &mut b.watch else {
+            return;
+        };
+        match watch.resolve() {
             Ok(Watching::Source) => {
                 debug!("{name}: watching {}", b.bridge.source.display());
                 b.status.watching = "source".into();
@@ -134,26 +140,4 @@ impl Daemon {
             }
         }
     }
-}
-
-async fn read_events(
-    id: BridgeId,
-    mut stream: inotify::EventStream<[u8; 8192]>,
-    tx: mpsc::Sender<Msg>,
-) {
-    while let Some(ev) = stream.next().await {
-        let msg = match ev {
-            Ok(ev) => Msg::Event(id, ev),
-            Err(e) => {
-                let _ = tx.send(Msg::ReadFailed(id, e)).await;
-                return;
-            }
-        };
-        if tx.send(msg).await.is_err() {
-            return;
-        }
-    }
-    // The stream never ends on its own; if it does, the watch is set up anew.
-    let e = std::io::Error::other("the inotify event stream ended");
-    let _ = tx.send(Msg::ReadFailed(id, e)).await;
 }

@@ -6,6 +6,7 @@ pub(crate) mod actions;
 pub(crate) mod child;
 pub(crate) mod clock;
 pub(crate) mod dest;
+pub(crate) mod feed;
 pub(crate) mod fsx;
 pub(crate) mod gendir;
 pub(crate) mod hotplug;

@@ -1,7 +1,9 @@
 //! inotify watches for one bridge's source directory. Host layer.
 //!
-//! Each bridge gets its own inotify instance, so a queue overflow or a lost
-//! watch concerns exactly one bridge. The watch is on the source dir itself
+//! Each bridge gets its own inotify instance ([`super::feed`]), so a queue
+//! overflow or a lost watch concerns exactly one bridge. A file's or the
+//! dir's permission change (`IN_ATTRIB`) is a change too: a file that could
+//! not be read may be readable now. The watch is on the source dir itself
 //! when it exists; otherwise on its nearest existing ancestor, waiting for the
 //! next path component to appear (no polling). Every time the watch moves,
 //! the bridge rescans, since files may have appeared before the new watch.
@@ -34,6 +36,7 @@ fn source_mask() -> WatchMask {
         | WatchMask::MOVED_TO
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF
+        | WatchMask::ATTRIB
         | WatchMask::ONLYDIR
         | WatchMask::EXCL_UNLINK
 }
@@ -231,7 +234,13 @@ impl SourceWatch {
 
     fn source_event(&self, ev: &Event<OsString>) -> Meaning {
         let Some(name) = &ev.name else {
-            return Meaning::Ignore;
+            // The source dir's own mode or owner changed: what can be read
+            // may have changed with it.
+            return if ev.mask.contains(EventMask::ATTRIB) {
+                Meaning::Settle(Input::Rescan)
+            } else {
+                Meaning::Ignore
+            };
         };
         let raw = name.as_bytes();
         let name = match classify(raw, &self.include) {

@@ -120,9 +120,9 @@ pub(super) fn apply(
                     bridge.install_to.join(op.name()).display(),
                     e.message
                 ));
-                if let (Op::Prune { name }, Some(old)) = (op, manifest.files.get(op.name())) {
-                    after.insert(name.clone(), *old);
-                }
+                // The manifest says what is there: what was there before
+                // this op, since the op did not happen.
+                keep_previous(&mut after, manifest, op.name());
             }
         }
     }
@@ -133,6 +133,16 @@ pub(super) fn apply(
         actions_pending: true,
     };
     t.state.save(&bridge.name, manifest)
+}
+
+/// Records `name` in `after` as the manifest had it before a failed or
+/// held op: its previous install, or nothing if it had none (a manifest
+/// never lists a file that was not put in place).
+fn keep_previous(after: &mut BTreeMap<String, plan::Owned>, manifest: &Manifest, name: &str) {
+    match manifest.files.get(name) {
+        Some(old) => after.insert(name.to_string(), *old),
+        None => after.remove(name),
+    };
 }
 
 /// What to do when a destination is read-only: under the shipped unit

@@ -6,13 +6,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use crate::config::{Bridge, Config, Swap};
+use crate::core::fresh::Mark;
 use crate::core::plan::{self, Desired, DestFile};
 use crate::core::rules;
 use crate::host::dest::DestDir;
+use crate::host::feed::Feed;
 use crate::host::gendir;
 use crate::host::source;
 use crate::host::state::{Manifest, StateDir};
@@ -38,6 +41,19 @@ pub(crate) struct SyncOptions {
     pub(crate) dry_run: bool,
     /// Remove stale temp files from the destination first (startup).
     pub(crate) clean_temps: bool,
+    /// The daemon's: holds files that changed during the sync.
+    pub(crate) guard: Option<Guard>,
+}
+
+/// What keeps a file written during a sync out of its install set: the
+/// bridge's inotify feed and the mark taken before the sync read anything
+/// ([`crate::core::fresh`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Guard {
+    /// The bridge's inotify instance.
+    pub(crate) feed: Arc<Feed>,
+    /// Taken when the sync was started.
+    pub(crate) mark: Mark,
 }
 
 /// The file phase on a blocking thread.
@@ -90,7 +106,7 @@ pub(crate) fn sync_files(
         report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
     }
     let owner = owner_ids(bridge)?;
-    let plan = make_plan(
+    let mut plan = make_plan(
         bridge,
         &scan.view,
         &manifest,
@@ -101,6 +117,9 @@ pub(crate) fn sync_files(
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
+    }
+    if let Some(guard) = &opts.guard {
+        hold_changed(bridge, guard, &manifest, &mut plan, &mut report);
     }
     if !plan.changes() {
         return Ok((report, manifest));
@@ -122,6 +141,41 @@ pub(crate) fn sync_files(
     };
     apply(&target, &plan, &scan.content, &mut manifest, &mut report)?;
     Ok((report, manifest))
+}
+
+/// The barrier before installing: every file the plan touches that changed
+/// during the sync, or is open for writing, is held out of it (its last
+/// good copy stays; the event that changed it opens the next window). The
+/// two files of a TLS pair are held together: half a new pair is no pair.
+fn hold_changed(
+    bridge: &Bridge,
+    guard: &Guard,
+    manifest: &Manifest,
+    plan: &mut plan::Plan,
+    report: &mut SyncReport,
+) {
+    let names: Vec<String> = plan.ops.iter().map(|op| op.name().to_string()).collect();
+    let mut held = guard
+        .feed
+        .holds(guard.mark, names.iter().map(String::as_str));
+    let pair = bridge
+        .files
+        .as_ref()
+        .and_then(|f| f.tls_pair.as_ref())
+        .map(|p| [p.cert.as_str(), p.key.as_str()]);
+    if let Some(pair) = pair
+        && let Some(&(_, why)) = held.iter().find(|(n, _)| pair.contains(&n.as_str()))
+    {
+        for other in pair {
+            if names.iter().any(|n| n == other) && !held.iter().any(|(n, _)| n == other) {
+                held.push((other.to_string(), why));
+            }
+        }
+    }
+    for (name, why) in held {
+        plan.hold(&name, manifest.files.get(&name).copied());
+        report.held.push((name, why.reason().to_string()));
+    }
 }
 
 /// The bridge's manifest; a changed `install_to` starts a new one (the

@@ -27,6 +27,9 @@ pub(crate) struct SyncReport {
     pub(crate) conflicts: Vec<(String, String)>,
     /// Owned files kept although their source is gone.
     pub(crate) kept: Vec<(String, String)>,
+    /// Files held out of this sync (changed while it ran, or open for
+    /// writing): their last good copies stay, a later window installs them.
+    pub(crate) held: Vec<(String, String)>,
     /// Stale temp files removed from the destination.
     pub(crate) cleaned: Vec<String>,
     /// Operator-facing notes (e.g. a changed destination).
@@ -71,6 +74,7 @@ impl SyncReport {
         }
         for (label, n) in [
             ("skipped", self.skipped.len()),
+            ("held for the next window", self.held.len()),
             ("conflicts", self.conflicts.len()),
             ("errors", self.errors.len()),
         ] {
@@ -136,6 +140,7 @@ impl SyncReport {
             pruned: self.pruned.clone(),
             unchanged: self.unchanged,
             skipped: notes(&self.skipped),
+            held: notes(&self.held),
             conflicts: notes(&self.conflicts),
             findings: self
                 .findings

@@ -99,6 +99,12 @@ pub(crate) fn summary(s: &Sync) -> String {
     if s.unchanged > 0 {
         parts.push(format!("{} unchanged", s.unchanged));
     }
+    if !s.held.is_empty() {
+        parts.push(format!(
+            "{} held for the next window",
+            plural(s.held.len(), "file")
+        ));
+    }
     let mut text = parts.join(", ");
     if !s.actions.is_empty() {
         let acts: Vec<String> = s

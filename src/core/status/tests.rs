@@ -14,6 +14,7 @@ fn sync(at: u64) -> Sync {
         pruned: vec![],
         unchanged: 3,
         skipped: vec![],
+        held: vec![],
         conflicts: vec![],
         findings: vec![],
         errors: vec![],
