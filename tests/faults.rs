@@ -125,3 +125,112 @@ fn a_file_rewritten_in_place_during_a_slow_sync_is_held_not_installed_torn() {
         d.log()
     );
 }
+
+/// `hostbridge status --json` as a value (and the exit code).
+fn status_json(env: &Env) -> (Option<i32>, serde_json::Value) {
+    let out = env.run(&["status", "--json"]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.code(), v)
+}
+
+/// Whether private namespaces of `what` work here; under CI they must.
+fn namespaces_work(args: &[&str], what: &str) -> bool {
+    let ok = std::process::Command::new("unshare")
+        .args(args)
+        .arg("true")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must allow {what} (unshare {args:?})"
+        );
+        eprintln!("SKIP: no {what} here");
+    }
+    ok
+}
+
+/// Point 4: inotify instances run out (`max_user_instances`, here lowered
+/// to 1 in a private user namespace, the limit's own scope, so nothing else
+/// on the machine is starved). Every configured bridge is still listed,
+/// synced at start and, with the error in its status, retried; once the
+/// limit is raised the watches are placed and changes flow again.
+#[test]
+fn bridges_without_an_inotify_instance_are_listed_synced_and_retried() {
+    if !namespaces_work(&["--user", "--map-root-user"], "user namespaces") {
+        return;
+    }
+    let env = Env::new_files("");
+    let mut cfg = fs::read_to_string(&env.config).unwrap();
+    for n in ["two", "three"] {
+        cfg.push_str(&format!(
+            "  - name: {n}\n    kind: files\n    source: {src}\n    install_to: {dest}\n",
+            src = env.tmp.path().join(format!("src-{n}")).display(),
+            dest = env.tmp.path().join(format!("dest-{n}")).display(),
+        ));
+        fs::create_dir_all(env.tmp.path().join(format!("src-{n}"))).unwrap();
+        fs::write(env.tmp.path().join(format!("src-{n}/{n}.txt")), n).unwrap();
+    }
+    fs::write(&env.config, cfg).unwrap();
+    env.put("one.txt", "one");
+    let limit = "echo 1 > /proc/sys/user/max_inotify_instances && exec \"$@\"";
+    let d = env.spawn_daemon_via(
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            limit,
+            "sh",
+        ],
+        &[],
+    );
+    d.wait_log("ready:");
+    let (code, st) = status_json(&env);
+    let bridges = st["bridges"].as_array().cloned().unwrap_or_default();
+    assert_eq!(bridges.len(), 3, "every bridge is listed: {st}");
+    let down: Vec<&serde_json::Value> = bridges
+        .iter()
+        .filter(|b| {
+            b["watching"]
+                .as_str()
+                .is_some_and(|w| w.contains("max_user_instances"))
+        })
+        .collect();
+    assert_eq!(down.len(), 2, "two bridges have no instance: {st}");
+    assert!(down.iter().all(|b| b["health"] == "degraded"), "{st}");
+    assert_eq!(code, Some(1), "degraded, not healthy: {st}");
+    for n in ["two", "three"] {
+        let got = fs::read_to_string(env.tmp.path().join(format!("dest-{n}/{n}.txt")));
+        assert_eq!(got.ok().as_deref(), Some(n), "synced at start anyway");
+    }
+    // The fault clears: the retry (every 5 s) places the watches.
+    let raised = std::process::Command::new("nsenter")
+        .args(["--user", "-t", &d.pid().to_string()])
+        .args([
+            "sh",
+            "-c",
+            "echo 128 > /proc/sys/user/max_inotify_instances",
+        ])
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    wait_for(
+        "every bridge watching",
+        || {
+            let (code, st) = status_json(&env);
+            code == Some(0)
+                && st["bridges"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().all(|b| b["watching"] == "source"))
+        },
+        || format!("{:?}\n{}", status_json(&env), d.log()),
+    );
+    fs::write(env.tmp.path().join("src-three/new.txt"), "new").unwrap();
+    wait_for(
+        "a change in a retried bridge synced",
+        || env.tmp.path().join("dest-three/new.txt").exists(),
+        || d.log(),
+    );
+}
