@@ -24,7 +24,7 @@ use crate::host::feed::Delivery;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
-use crate::sync::{Guard, Owed, SyncOptions, SyncReport, sync_files_async};
+use crate::sync::{Guard, Owed, Progress, SyncOptions, SyncReport, sync_files_async};
 
 mod acting;
 mod bridge;
@@ -151,6 +151,7 @@ impl Daemon {
             last_sync: None,
             last_success_at: None,
             pending: None,
+            syncing: None,
             counters: status::Counters::default(),
             usb: None,
         };
@@ -258,6 +259,8 @@ impl Daemon {
             mark: feed.mark(),
             feed: Arc::clone(feed),
         });
+        let progress = Arc::new(Progress::default());
+        opts.progress = Some(Arc::clone(&progress));
         let task = tokio::spawn(async move {
             let res = sync_files_async(&config, &bridge, opts).await;
             let _ = done.send((id, res));
@@ -265,6 +268,8 @@ impl Daemon {
         b.sync = SyncState::Running {
             task,
             told_dirty: false,
+            since: unix_now(),
+            progress,
         };
     }
 

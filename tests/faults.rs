@@ -234,3 +234,115 @@ fn bridges_without_an_inotify_instance_are_listed_synced_and_retried() {
         || d.log(),
     );
 }
+
+/// Prepends top-level settings to the env's config.
+fn with_top_level(env: &Env, yaml: &str) {
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, format!("{yaml}{cfg}")).unwrap();
+}
+
+/// Adds a `files` bridge `name` (source `src-NAME`, destination
+/// `dest-NAME` in the env's temp dir); returns (source, destination).
+fn add_files_bridge(env: &Env, name: &str) -> (PathBuf, PathBuf) {
+    let (src, dest) = (
+        env.tmp.path().join(format!("src-{name}")),
+        env.tmp.path().join(format!("dest-{name}")),
+    );
+    let mut cfg = fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "  - name: {name}\n    kind: files\n    source: {}\n    install_to: {}\n    settle: {{ quiet: 100ms }}\n",
+        src.display(),
+        dest.display()
+    ));
+    fs::write(&env.config, cfg).unwrap();
+    fs::create_dir_all(&src).unwrap();
+    (src, dest)
+}
+
+/// Point 3: `udevadm verify` hangs (a stuck NSS lookup). Only its own
+/// bridge waits: another bridge syncs meanwhile; status shows the stuck
+/// sync and the step it is at ("syncing for N s: udevadm verify 10-x.rules",
+/// degraded, exit 1); at `verify_timeout` the child is killed and the file
+/// refused with that reason, and the bridge is no longer syncing.
+#[test]
+fn a_hanging_verify_holds_only_its_bridge_shows_as_stuck_and_is_killed() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    gated_udevadm(&env, "10-x.rules"); // the gate is never opened
+    let (other_src, other_dest) = add_files_bridge(&env, "other");
+    with_top_level(&env, "verify_timeout: 15s\nstuck_after: 1s\n");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+
+    env.put("10-x.rules", "# x\n");
+    wait_for(
+        "verify to hang",
+        || {
+            env.udevadm_calls()
+                .iter()
+                .any(|l| l == "verify-wait 10-x.rules")
+        },
+        || d.log(),
+    );
+    fs::write(other_src.join("a.txt"), "a").unwrap();
+    wait_for(
+        "the other bridge synced while verify hangs",
+        || other_dest.join("a.txt").exists(),
+        || d.log(),
+    );
+    wait_for(
+        "status to show the stuck sync",
+        || {
+            let (code, st) = status_json(&env);
+            let b = &st["bridges"][0];
+            code == Some(1)
+                && b["health"] == "degraded"
+                && b["reason"].as_str().is_some_and(|r| {
+                    r.starts_with("syncing for ") && r.ends_with(": udevadm verify 10-x.rules")
+                })
+        },
+        || format!("{:?}", status_json(&env)),
+    );
+    let text = String::from_utf8_lossy(&env.run(&["status"]).stdout).into_owned();
+    assert!(text.contains("udevadm verify 10-x.rules"), "{text}");
+    wait_for(
+        "the verify killed at verify_timeout and the file refused",
+        || {
+            let (_, st) = status_json(&env);
+            let b = &st["bridges"][0];
+            b["syncing"].is_null()
+                && b["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("did not finish within 15s; killed"))
+        },
+        || format!("{:?}\n{}", status_json(&env), d.log()),
+    );
+    assert_eq!(env.dest_content("10-x.rules"), None);
+}
+
+/// Point 3: SIGTERM while a sync waits on a hung child: the child is
+/// killed and the daemon exits 0 (before, it logged "stopped" and hung).
+#[test]
+fn stop_is_bounded_while_a_child_hangs() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    gated_udevadm(&env, "10-x.rules");
+    with_top_level(&env, "verify_timeout: 1h\n");
+    fs::create_dir_all(&env.src).unwrap();
+    let mut d = env.start();
+    env.put("10-x.rules", "# x\n");
+    wait_for(
+        "verify to hang",
+        || {
+            env.udevadm_calls()
+                .iter()
+                .any(|l| l == "verify-wait 10-x.rules")
+        },
+        || d.log(),
+    );
+    let log = d.log();
+    let status = d.stop_within_deadline();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "exits 0 within the deadline: {log}"
+    );
+}

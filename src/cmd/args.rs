@@ -256,6 +256,9 @@ pub(crate) fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// How long the runtime waits, at exit, for blocking tasks still running.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs `fut` on a current-thread runtime; maps errors to exit code 1.
 pub(crate) fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> u8 {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -264,7 +267,13 @@ pub(crate) fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fu
         .thread_keep_alive(std::time::Duration::from_secs(1))
         .build();
     let result = match rt {
-        Ok(rt) => rt.block_on(fut),
+        Ok(rt) => {
+            let result = rt.block_on(fut);
+            // A blocking task still running (a file sync's thread) is not
+            // waited for without end: exit is bounded.
+            rt.shutdown_timeout(SHUTDOWN_BOUND);
+            result
+        }
         Err(e) => Err(anyhow::Error::from(e).context("starting the async runtime")),
     };
     match result {

@@ -96,6 +96,7 @@ impl Checker {
         let verifier = host_on.then(private_stage).flatten().map(|stage| Verifier {
             udevadm: config::DEFAULT_UDEVADM.into(),
             stage,
+            timeout: config::DEFAULT_VERIFY_TIMEOUT,
         });
         Checker {
             checks,

@@ -76,7 +76,7 @@ pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) ->
         eprintln!("hostbridge status: no bridge named {name:?}");
         return STATUS_UNKNOWN;
     }
-    st.assess();
+    st.assess(now());
     match format {
         StatusFormat::Text => print!("{}", status::render(&st, now())),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&st).unwrap_or_default()),

@@ -26,6 +26,13 @@ pub(crate) const DEFAULT_QUIET: Duration = Duration::from_millis(300);
 /// Default `settle.max_wait`.
 pub(crate) const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 
+/// Longest a `udevadm verify` of one file may run (it reads one small
+/// file; a hung NSS lookup under `--resolve-names=early` must not hold a
+/// sync for ever): past it the child is killed and the file refused.
+pub(crate) const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A sync running longer than this is shown as stuck (its bridge degraded,
+/// with the step it is at).
+pub(crate) const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(60);
 /// Default `max_file_size`.
 pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
 
@@ -121,6 +128,10 @@ pub(crate) struct Config {
     pub(crate) status_group: Option<String>,
     /// Prometheus textfile written after each sync.
     pub(crate) metrics_file: Option<PathBuf>,
+    /// See [`DEFAULT_VERIFY_TIMEOUT`].
+    pub(crate) verify_timeout: Duration,
+    /// See [`DEFAULT_STUCK_AFTER`].
+    pub(crate) stuck_after: Duration,
     /// The bridges, in file order.
     pub(crate) bridges: Vec<Bridge>,
     /// Drop-in dirs searched (see [`crate::config::load`]).

@@ -50,6 +50,11 @@ pub(crate) struct RawConfig {
     /// one of theirs masks it. Default `[/usr/local/lib/udev/rules.d,
     /// /usr/lib/udev/rules.d, /lib/udev/rules.d]`.
     pub(crate) system_udev_rules_dirs: Option<Vec<AbsPath>>,
+    /// Longest a `udevadm verify` of one file may run. Default 30s.
+    pub(crate) verify_timeout: Option<Dur>,
+    /// A sync running longer than this makes its bridge degraded in
+    /// status. Default 60s.
+    pub(crate) stuck_after: Option<Dur>,
     /// The bridges.
     #[serde(default)]
     pub(crate) bridges: Vec<RawBridge>,
@@ -248,7 +253,9 @@ impl RawConfig {
             systemctl,
             podman,
             etc_udev_rules_dir,
-            system_udev_rules_dirs
+            system_udev_rules_dirs,
+            verify_timeout,
+            stuck_after
         );
         for b in bridges {
             match self

@@ -45,6 +45,8 @@ impl Validator<'_> {
                 .map_or_else(|| state_dir.join("status.sock"), |p| p.0),
             status_group: raw.status_group.map(|t| t.0),
             metrics_file: raw.metrics_file.map(|p| p.0),
+            verify_timeout: raw.verify_timeout.map_or(DEFAULT_VERIFY_TIMEOUT, |d| d.0),
+            stuck_after: raw.stuck_after.map_or(DEFAULT_STUCK_AFTER, |d| d.0),
             state_dir,
             udevadm: raw.udevadm.map_or_else(|| DEFAULT_UDEVADM.into(), |p| p.0),
             etc_udev_rules_dir: raw

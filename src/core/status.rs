@@ -79,6 +79,9 @@ pub(crate) struct Bridge {
     pub(crate) last_success_at: Option<u64>,
     /// An open settle window, if any.
     pub(crate) pending: Option<Pending>,
+    /// The sync running now, if any.
+    #[serde(default)]
+    pub(crate) syncing: Option<Syncing>,
     /// Counters since start.
     pub(crate) counters: Counters,
     /// The latest USB check of a bridge with a `usb-check` action (after a
@@ -147,6 +150,29 @@ pub(crate) struct Pending {
     pub(crate) since_ms: u64,
     /// Names seen so far.
     pub(crate) files: Vec<String>,
+}
+
+/// A sync that is running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Syncing {
+    /// When it started (Unix seconds).
+    pub(crate) since: u64,
+    /// The step it is at ("udevadm verify 10-x.rules").
+    pub(crate) doing: String,
+    /// Whether it has run longer than `stuck_after`: the bridge is then
+    /// degraded, whatever its last sync said.
+    pub(crate) stuck: bool,
+}
+
+impl Syncing {
+    /// A sync started at `since` and at step `doing`, seen at `now`.
+    pub(crate) fn at(since: u64, doing: String, now: u64, stuck_after: u64) -> Syncing {
+        Syncing {
+            since,
+            doing,
+            stuck: now.saturating_sub(since) > stuck_after,
+        }
+    }
 }
 
 /// A completed sync.
@@ -309,7 +335,7 @@ impl Bridge {
     /// Sets `health` and `reason` from the watch, the last sync and the
     /// latest USB check. A USB check at or after the last sync supersedes
     /// that sync's `usb-check` action result (a device plugged in later).
-    pub(crate) fn assess(&mut self) {
+    pub(crate) fn assess(&mut self, now: u64) {
         let watch_problem = self
             .watching
             .starts_with("error")
@@ -325,7 +351,13 @@ impl Bridge {
             .as_ref()
             .filter(|u| usb_newer && !u.ok)
             .map(|u| format!("usb-check: {}", u.summary));
+        let stuck = self
+            .syncing
+            .as_ref()
+            .filter(|s| s.stuck)
+            .map(|s| format!("syncing for {} s: {}", now.saturating_sub(s.since), s.doing));
         let reason = watch_problem
+            .or(stuck)
             .or_else(|| {
                 self.last_sync
                     .as_ref()
@@ -342,10 +374,11 @@ impl Bridge {
 }
 
 impl Status {
-    /// Sets the daemon's overall health from the bridges and the last reload.
-    pub(crate) fn assess(&mut self) {
+    /// Sets the daemon's overall health from the bridges and the last
+    /// reload, as of `now` (Unix seconds).
+    pub(crate) fn assess(&mut self, now: u64) {
         for b in &mut self.bridges {
-            b.assess();
+            b.assess(now);
         }
         let worst = self
             .bridges

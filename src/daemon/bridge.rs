@@ -14,6 +14,7 @@ use crate::core::settle::{Batch, Settle};
 use crate::core::status;
 use crate::host::feed::Feed;
 use crate::host::watch::SourceWatch;
+use crate::sync::Progress;
 
 /// Where a bridge's file sync stands (the settle machine says when one is
 /// due; this holds the task while it runs).
@@ -26,12 +27,18 @@ pub(super) enum SyncState {
         task: JoinHandle<()>,
         /// "change during sync" was logged for it (said once per sync).
         told_dirty: bool,
+        /// When it started (Unix seconds), for "syncing for 62 s".
+        since: u64,
+        /// The step it is at, as the sync's thread says it.
+        progress: Arc<Progress>,
     },
     /// Its files are done; its actions are owed or running. Changes now
     /// still count as "during the sync" (they open a window once it ends).
     Acting {
         /// As in `Running`.
         told_dirty: bool,
+        /// As in `Running`.
+        since: u64,
     },
 }
 
@@ -43,23 +50,37 @@ impl SyncState {
 
     /// The files of the running sync are done: its actions come next.
     pub(super) fn files_done(&mut self) {
-        let told_dirty = match self {
-            SyncState::Running { told_dirty, .. } | SyncState::Acting { told_dirty } => *told_dirty,
-            SyncState::Idle => false,
+        let (told_dirty, since) = match self {
+            SyncState::Running {
+                told_dirty, since, ..
+            }
+            | SyncState::Acting { told_dirty, since } => (*told_dirty, *since),
+            SyncState::Idle => (false, crate::host::clock::unix_now()),
         };
-        *self = SyncState::Acting { told_dirty };
+        *self = SyncState::Acting { told_dirty, since };
     }
 
     /// Marks a change during the sync; true the first time (to say so once).
     pub(super) fn tell_dirty(&mut self) -> bool {
         match self {
-            SyncState::Running { told_dirty, .. } | SyncState::Acting { told_dirty }
+            SyncState::Running { told_dirty, .. } | SyncState::Acting { told_dirty, .. }
                 if !*told_dirty =>
             {
                 *told_dirty = true;
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Since when and doing what, while a sync (or its actions) runs.
+    pub(super) fn doing(&self) -> Option<(u64, String)> {
+        match self {
+            SyncState::Idle => None,
+            SyncState::Running {
+                since, progress, ..
+            } => Some((*since, progress.get())),
+            SyncState::Acting { since, .. } => Some((*since, "running its actions".into())),
         }
     }
 }

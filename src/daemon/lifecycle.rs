@@ -108,6 +108,9 @@ impl Daemon {
     /// (bounded) for in-flight file installs, which always run to completion.
     pub(super) async fn shutdown(&mut self) {
         notify::stopping();
+        // A child a sync waits on (a hung `udevadm verify`) is killed; a
+        // sync that has not taken the state lock yet changes nothing.
+        crate::host::child::stop_all();
         // Owed actions are skipped: their manifests still say so, and the
         // next start runs them.
         if let Some(t) = self.actions_task.take() {

@@ -7,7 +7,7 @@ use tracing::{error, info, warn};
 use super::Daemon;
 use crate::core::settle::{Batch, Input};
 use crate::core::status::{self, Health, Status};
-use crate::host::clock::unix_ms_at;
+use crate::host::clock::{unix_ms_at, unix_now};
 use crate::host::dest::DestDir;
 use crate::sync::SyncReport;
 
@@ -41,6 +41,7 @@ impl Daemon {
 
     /// The status document as of now.
     pub(super) fn snapshot(&self) -> Status {
+        let now = unix_now();
         let mut st = Status {
             schema_version: status::SCHEMA_VERSION,
             daemon: status::Daemon {
@@ -68,11 +69,14 @@ impl Daemon {
                         since_ms: unix_ms_at(since),
                         files: files.iter().cloned().collect(),
                     });
+                    s.syncing = b.sync.doing().map(|(since, doing)| {
+                        status::Syncing::at(since, doing, now, self.config.stuck_after.as_secs())
+                    });
                     s
                 })
                 .collect(),
         };
-        st.assess();
+        st.assess(now);
         st
     }
 

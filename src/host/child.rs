@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Variables of the service manager that children must not see.
@@ -22,6 +23,21 @@ pub(crate) fn command(program: impl AsRef<OsStr>) -> std::process::Command {
         cmd.env_remove(v);
     }
     cmd
+}
+
+/// Set when the daemon stops: every child still waited on is killed, so
+/// shutdown is bounded whatever a child is stuck in.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// Kills the children [`output_within`] waits on, now and from now on (the
+/// daemon is stopping).
+pub(crate) fn stop_all() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`stop_all`] was called.
+pub(crate) fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
 }
 
 /// Runs `cmd` to completion with its output captured (stdin from
@@ -68,17 +84,27 @@ pub(crate) fn output_within(
         if let Some(status) = child.try_wait()? {
             break status;
         }
-        if Instant::now() >= deadline {
-            // Killed before it is reaped: the pid cannot have been reused.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
+        let why = if stopping() {
+            Some((
+                std::io::ErrorKind::Interrupted,
+                "hostbridge is stopping; killed".to_string(),
+            ))
+        } else if Instant::now() >= deadline {
+            Some((
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "did not finish within {}; killed",
                     humantime::format_duration(timeout)
                 ),
-            ));
+            ))
+        } else {
+            None
+        };
+        if let Some((kind, message)) = why {
+            // Killed before it is reaped: the pid cannot have been reused.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(kind, message));
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));

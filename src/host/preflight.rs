@@ -4,6 +4,7 @@
 //! exists. Host layer: the decisions are in the core.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::core::rules::host_checks::{self, HostLookups};
 use crate::core::rules::parse::RulesFile;
@@ -41,26 +42,24 @@ pub(crate) fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Fi
 pub(crate) fn verify_available(udevadm: &Path) -> bool {
     let mut cmd = super::child::command(udevadm);
     cmd.args(["verify", "--help"]);
-    super::child::output_within(cmd, VERIFY_TIMEOUT).is_ok_and(|o| o.status.success())
+    let probe = crate::config::DEFAULT_VERIFY_TIMEOUT;
+    super::child::output_within(cmd, probe).is_ok_and(|o| o.status.success())
 }
-
-/// Longest a `udevadm verify` may take (it reads one small file; a hung NSS
-/// lookup under `--resolve-names=early` is what this guards against).
-pub(crate) const VERIFY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs `udevadm verify --resolve-names=early` on a candidate file and
 /// turns its complaints into findings. The file must already be written to
-/// `path`.
+/// `path`. Past `timeout` (`verify_timeout`) it is killed, and that is a
+/// finding: the file is refused.
 ///
 /// Names are resolved as udevd resolves them (early, at parse time): with
 /// `--resolve-names=never`, verify ignores every GROUP=/OWNER= by name and
 /// calls a line that only sets a group "no effect", which refused valid NUT
 /// rules on systemd >= 254 (found by the VM test, scenario 6).
-pub(crate) fn verify(udevadm: &Path, path: &Path) -> Vec<Finding> {
+pub(crate) fn verify(udevadm: &Path, path: &Path, timeout: Duration) -> Vec<Finding> {
     let mut cmd = super::child::command(udevadm);
     cmd.args(["verify", "--resolve-names=early", "--no-summary"])
         .arg(path);
-    let output = super::child::output_within(cmd, VERIFY_TIMEOUT);
+    let output = super::child::output_within(cmd, timeout);
     let output = match output {
         Ok(o) => o,
         Err(e) => {

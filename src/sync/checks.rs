@@ -84,6 +84,8 @@ pub(super) struct RulesChecker<'a> {
     pub(super) checks: Option<&'a RulesChecks>,
     pub(super) host: HostChecks,
     pub(super) installed: &'a Manifest,
+    /// Where the step is said (the verify of a file can take long).
+    pub(super) progress: Option<&'a super::Progress>,
     pub(super) findings: Vec<(String, Finding)>,
     /// The accepted files as read, by name: what the grants recorded before
     /// an install are computed from (each file is parsed once per sync).
@@ -151,9 +153,15 @@ pub(crate) fn vet_rules(
 }
 
 impl<'a> RulesChecker<'a> {
-    pub(super) fn new(config: &'a Config, bridge: &'a Bridge, installed: &'a Manifest) -> Self {
+    pub(super) fn new(
+        config: &'a Config,
+        bridge: &'a Bridge,
+        installed: &'a Manifest,
+        progress: Option<&'a super::Progress>,
+    ) -> Self {
         let checks = bridge.rules.as_ref();
         RulesChecker {
+            progress,
             verifier: Verifier::of(config),
             checks,
             host: checks.map(|c| host_checks(config, c)).unwrap_or_default(),
@@ -177,7 +185,14 @@ impl<'a> RulesChecker<'a> {
         };
         // udevadm verify runs on content not installed before.
         let installed = self.installed.files.get(name).map(|o| o.digest);
-        let new_content = |b: &[u8]| installed.is_none_or(|d| d != crate::host::fsx::digest(b));
+        let progress = self.progress;
+        let new_content = |b: &[u8]| {
+            let new = installed.is_none_or(|d| d != crate::host::fsx::digest(b));
+            if let (true, Some(p)) = (new, progress) {
+                p.set(format!("udevadm verify {name}"));
+            }
+            new
+        };
         let vetted = vet_rules(
             Some(&self.verifier),
             checks,
@@ -218,6 +233,8 @@ pub(crate) struct Verifier {
     pub(crate) udevadm: PathBuf,
     /// A root-owned dir to stage candidates in (`STATE_DIR/verify`).
     pub(crate) stage: PathBuf,
+    /// Longest one verify may run (`verify_timeout`).
+    pub(crate) timeout: std::time::Duration,
 }
 
 impl Verifier {
@@ -226,6 +243,7 @@ impl Verifier {
         Verifier {
             udevadm: config.udevadm.clone(),
             stage: config.state_dir.join("verify"),
+            timeout: config.verify_timeout,
         }
     }
 
@@ -259,7 +277,7 @@ impl Verifier {
             }];
         }
         let path = dir.join(name);
-        let found = preflight::verify(udevadm, &path);
+        let found = preflight::verify(udevadm, &path, self.timeout);
         let _ = std::fs::remove_file(&path);
         found
     }

@@ -43,6 +43,33 @@ pub(crate) struct SyncOptions {
     pub(crate) clean_temps: bool,
     /// The daemon's: holds files that changed during the sync.
     pub(crate) guard: Option<Guard>,
+    /// The daemon's: where the sync says what it is doing, for status.
+    pub(crate) progress: Option<Arc<Progress>>,
+}
+
+/// What a running sync is doing now ("udevadm verify 10-x.rules"): set by
+/// the sync's thread at each step, read by the daemon for `status`, so a
+/// stuck sync shows where it is stuck.
+#[derive(Debug, Default)]
+pub(crate) struct Progress(std::sync::Mutex<String>);
+
+impl Progress {
+    /// The step now.
+    pub(crate) fn set(&self, doing: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = doing.into();
+    }
+
+    /// The step last set.
+    pub(crate) fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Says the step, if the sync has a [`Progress`].
+fn step(opts: &SyncOptions, doing: impl FnOnce() -> String) {
+    if let Some(p) = &opts.progress {
+        p.set(doing());
+    }
 }
 
 /// What keeps a file written during a sync out of its install set: the
@@ -73,24 +100,36 @@ pub(crate) async fn sync_files_async(
 /// below. Returns the report and the manifest as saved. It is the one
 /// place where the whole order of a sync (lock, hold, dry run, grants
 /// before installs) can be read top to bottom, so it stays one function.
+///
+/// The scan (reads, the rules checks, `udevadm verify`) runs before the
+/// state lock is taken: a slow or hung child holds up its own bridge, never
+/// another's file changes. The plan is made under the lock from the
+/// manifest as it is then.
 pub(crate) fn sync_files(
     config: &Config,
     bridge: &Bridge,
     state: &StateDir,
     opts: &SyncOptions,
 ) -> Result<(SyncReport, Manifest)> {
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        Some(state.lock()?)
-    };
     let mut report = SyncReport {
         bridge: bridge.name.clone(),
         dry_run: opts.dry_run,
         ..SyncReport::default()
     };
+    step(opts, || "reading the source".into());
+    let before = load_manifest(state, bridge, &mut SyncReport::default())?;
+    let (scan, accepted) = scan_source(config, bridge, &before, opts, &mut report)?;
+    step(opts, || "waiting for the state lock".into());
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(state.lock()?)
+    };
+    if crate::host::child::stopping() {
+        anyhow::bail!("hostbridge is stopping: nothing was changed");
+    }
+    step(opts, || "planning".into());
     let mut manifest = load_manifest(state, bridge, &mut report)?;
-    let (scan, accepted) = scan_source(config, bridge, &manifest, opts, &mut report)?;
     if let Some(files) = &bridge.files
         && let Some(why) = set_checks(files, &scan, &mut report)
     {
@@ -127,6 +166,7 @@ pub(crate) fn sync_files(
     if bridge.rules.is_some() {
         record_grants(config, bridge, &scan.view, accepted)?;
     }
+    step(opts, || format!("installing {} changes", plan.ops.len()));
     let dest = match dest {
         Some(d) => d,
         None => DestDir::open_or_create(&bridge.install_to)
@@ -209,7 +249,7 @@ fn scan_source(
     opts: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<(source::SourceScan, Accepted)> {
-    let mut checker = RulesChecker::new(config, bridge, manifest);
+    let mut checker = RulesChecker::new(config, bridge, manifest, opts.progress.as_deref());
     if checker.trusted() {
         report
             .notes

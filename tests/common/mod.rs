@@ -277,6 +277,26 @@ impl Daemon {
         child.wait().expect("wait daemon")
     }
 
+    /// Sends SIGTERM and waits for exit at most [`DEADLINE`]; `None` (and
+    /// SIGKILL) if it did not exit by then.
+    pub fn stop_within_deadline(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let end = Instant::now() + DEADLINE;
+        while Instant::now() < end {
+            if let Some(st) = child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Sends SIGKILL and waits for exit.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("running");

@@ -61,6 +61,15 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
                 (now * 1000).saturating_sub(p.since_ms)
             );
         }
+        // A stuck one is the bridge's reason, printed below.
+        if let Some(sy) = b.syncing.as_ref().filter(|s| !s.stuck) {
+            let _ = writeln!(
+                out,
+                "  syncing for {} s: {}",
+                now.saturating_sub(sy.since),
+                escape(&sy.doing)
+            );
+        }
         if let Some(u) = &b.usb {
             let _ = writeln!(
                 out,

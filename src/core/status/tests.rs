@@ -38,6 +38,7 @@ fn bridge(name: &str, last: Option<Sync>) -> Bridge {
         last_sync: last,
         last_success_at: Some(1000),
         pending: None,
+        syncing: None,
         counters: Counters {
             syncs_ok: 2,
             files_installed: 4,
@@ -64,7 +65,7 @@ fn doc(bridges: Vec<Bridge>) -> Status {
         },
         bridges,
     };
-    st.assess();
+    st.assess(1100);
     st
 }
 
@@ -110,8 +111,49 @@ fn health_follows_the_first_problem() {
 
     let mut st = doc(vec![bridge("ok", Some(sync(1000)))]);
     st.daemon.reload_error = Some("config.yaml:3:5: unknown field".into());
-    st.assess();
+    st.assess(1100);
     assert_eq!(st.daemon.health, Health::Degraded);
+}
+
+/// (started, seen at, stuck after) → degraded with the step, or healthy.
+#[test]
+fn a_sync_running_past_stuck_after_degrades_its_bridge_with_the_step() {
+    let table: &[(u64, u64, u64, Option<&str>)] = &[
+        (1000, 1010, 60, None),
+        (1000, 1060, 60, None),
+        (
+            1000,
+            1062,
+            60,
+            Some("syncing for 62 s: udevadm verify 10-x.rules"),
+        ),
+        (
+            1000,
+            1002,
+            1,
+            Some("syncing for 2 s: udevadm verify 10-x.rules"),
+        ),
+    ];
+    for &(since, now, after, want) in table {
+        let mut b = bridge("b", Some(sync(900)));
+        b.syncing = Some(Syncing::at(
+            since,
+            "udevadm verify 10-x.rules".into(),
+            now,
+            after,
+        ));
+        let mut st = doc(vec![b]);
+        st.assess(now);
+        let b = &st.bridges[0];
+        assert_eq!(b.reason.as_deref(), want, "since {since}, now {now}");
+        let health = if want.is_some() {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        };
+        assert_eq!(b.health, health);
+        assert_eq!(st.daemon.health, health);
+    }
 }
 
 fn usb(at: u64, trigger: &str, ok: bool, summary: &str) -> Usb {
@@ -175,7 +217,7 @@ fn a_newer_usb_check_supersedes_the_syncs_usb_check_action() {
 fn the_screen() {
     let mut st = doc(vec![bridge("nut-udev", Some(sync(1000)))]);
     st.bridges.push(bridge("certs", None));
-    st.assess();
+    st.assess(1100);
     let text = render(&st, 1002);
     assert_eq!(
         text,
