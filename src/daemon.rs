@@ -324,11 +324,13 @@ impl Daemon {
         }
         let trigger = trigger(b.batch.take().as_ref());
         // A sync that could not put its files in place (ENOSPC, EROFS, EIO,
-        // EMFILE, …) is tried again with backoff, not left until the next
-        // event; a failing action alone is not (it is retried with the next
-        // change, and a permanent one must not loop).
+        // EMFILE, …) or read one (EIO, EACCES from a FUSE source) is tried
+        // again with backoff, not left until the next event; a failing
+        // action alone is not (it is retried with the next change, and a
+        // permanent one must not loop), nor a refusal (it stays until the
+        // container changes the file, which is an event).
         let files_failed = match &res {
-            Ok(r) => !r.errors.is_empty(),
+            Ok(r) => r.needs_retry(),
             Err(_) => true,
         };
         if let Some(wait) = b.retry.after_sync(files_failed, Instant::now()) {

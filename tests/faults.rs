@@ -346,3 +346,187 @@ fn stop_is_bounded_while_a_child_hangs() {
         "exits 0 within the deadline: {log}"
     );
 }
+
+fn is_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the fault tests as root"
+        );
+        eprintln!("SKIP: needs root");
+    }
+    root
+}
+
+/// A tmpfs of `size` mounted on `dir` for the test's life (lazily
+/// unmounted when dropped, also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        let st = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        Tmpfs(dir.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The names the bridge's manifest lists.
+fn manifest_names(env: &Env, bridge: &str) -> Vec<String> {
+    let path = env.state.join(format!("bridges/{bridge}.json"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&fs::read(&path).unwrap_or_default()).unwrap_or_default();
+    v["files"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Point 2: the destination is full (ENOSPC on a 32 KiB tmpfs). The file
+/// that fits is installed, the one that does not is reported, never listed
+/// in the manifest, and tried again with backoff (no new event needed);
+/// once there is room, it is installed and the bridge is healthy.
+#[test]
+fn a_full_destination_is_reported_kept_out_of_the_manifest_and_retried() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new_files("    settle: { quiet: 100ms }\n");
+    let dest = Tmpfs::mount(&env.dest, "32k");
+    fs::create_dir_all(&env.src).unwrap();
+    fs::write(env.src.join("big.bin"), vec![7u8; 256 * 1024]).unwrap();
+    env.put("small.txt", "small");
+    let d = env.start();
+    wait_for(
+        "the failure retried",
+        || d.log().contains("sync failed 2 time(s) in a row"),
+        || d.log(),
+    );
+    let (code, st) = status_json(&env);
+    assert_eq!(code, Some(1), "{st}");
+    let reason = st["bridges"][0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("big.bin") && reason.contains("No space left on device"),
+        "{st}"
+    );
+    assert_eq!(env.dest_content("small.txt").as_deref(), Some("small"));
+    assert_eq!(
+        manifest_names(&env, "test"),
+        ["small.txt"],
+        "the manifest lists only what is there"
+    );
+    dest.resize("1m");
+    wait_for(
+        "healed once there is room",
+        || env.tmp.path().join("rules.d/big.bin").exists() && status_json(&env).0 == Some(0),
+        || format!("{:?}\n{}", status_json(&env), d.log()),
+    );
+    assert_eq!(manifest_names(&env, "test"), ["big.bin", "small.txt"]);
+}
+
+/// Point 2: a source file the daemon cannot read (EACCES: in a user
+/// namespace, root's override does not reach a file of an unmapped owner,
+/// as with a FUSE source that refuses it). The other files sync, the
+/// failure is retried without any event, and a permission change
+/// (IN_ATTRIB) heals it.
+#[test]
+fn an_unreadable_source_file_is_retried_and_a_permission_change_heals_it() {
+    if !is_root() || !namespaces_work(&["--user", "--map-root-user"], "user namespaces") {
+        return;
+    }
+    let env = Env::new_files("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("ok.txt", "ok");
+    env.put("locked.txt", "locked");
+    let locked = env.src.join("locked.txt");
+    std::os::unix::fs::chown(&locked, Some(12345), Some(12345)).unwrap();
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let d = env.spawn_daemon_via(&["unshare", "--user", "--map-root-user"], &[]);
+    d.wait_log("ready:");
+    wait_for(
+        "retried without an event",
+        || d.log().contains("sync failed 2 time(s) in a row"),
+        || d.log(),
+    );
+    assert!(
+        d.log().contains("skipped locked.txt: cannot open"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(env.dest_content("ok.txt").as_deref(), Some("ok"));
+    fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    wait_for(
+        "installed once readable",
+        || env.dest_content("locked.txt").as_deref() == Some("locked"),
+        || d.log(),
+    );
+    wait_for(
+        "healthy",
+        || status_json(&env).0 == Some(0),
+        || format!("{:?}", status_json(&env)),
+    );
+}
+
+/// Point 2: a refusal is not retried (it lasts until the container changes
+/// the file), but a change of owner is a change: IN_ATTRIB rescans, and the
+/// file, now owned by an allowed uid, is installed.
+#[test]
+fn a_change_of_owner_in_the_source_is_seen() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new_files("    settle: { quiet: 100ms }\n    source_owner: [4242]\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("a.txt", "a");
+    let d = env.start();
+    assert!(d.log().contains("is owned by uid 0"), "{}", d.log());
+    assert!(!d.log().contains("in a row"), "a refusal is not retried");
+    std::os::unix::fs::chown(env.src.join("a.txt"), Some(4242), None).unwrap();
+    wait_for(
+        "installed after the chown",
+        || env.dest_content("a.txt").as_deref() == Some("a"),
+        || d.log(),
+    );
+}
+
+/// Point 2: `hostbridge reload` with an unchanged config resyncs every
+/// bridge now (the operator's "try again"), without a source event.
+#[test]
+fn reload_resyncs_unchanged_bridges() {
+    let env = Env::new_files("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("a.txt", "a");
+    let d = env.start();
+    let before = d.log().matches("test: settled after").count();
+    assert!(env.run(&["reload"]).status.success());
+    d.wait_log_count("test: settled after", before + 1);
+}

@@ -14,7 +14,7 @@ use crate::host::notify;
 
 impl Daemon {
     /// Re-reads the config. A bad config keeps the old one running.
-    /// Unchanged bridges keep their watches and state; changed ones are
+    /// Unchanged bridges keep their state and resync; changed ones are
     /// replaced; new ones start; removed ones stop.
     pub(super) fn reload(&mut self, why: &str) -> Result<(), String> {
         notify::reloading();
@@ -58,6 +58,15 @@ impl Daemon {
         self.config_loaded_at = unix_now();
         self.reload_error = None;
         self.setup_hotplug();
+        // A reload is also the operator's "try again now": unchanged bridges
+        // place their watches again and resync (a fault that cleared is
+        // healed without waiting for a retry or an event).
+        let now = std::time::Instant::now();
+        let kept: Vec<_> = self.bridges.iter().map(|b| b.id).collect();
+        for id in kept {
+            self.rewatch(id, now);
+            self.observe(id, now, crate::core::settle::Input::Rescan);
+        }
         for b in to_add {
             self.add_bridge(b);
         }

@@ -49,6 +49,9 @@ pub(crate) struct SourceScan {
     /// digest is then the view's). Installing these is installing exactly
     /// what was judged, without reading the source again.
     pub(crate) content: BTreeMap<String, Vec<u8>>,
+    /// Files that could not be read ([`Skip::Unreadable`]): the sync is
+    /// tried again for them.
+    pub(crate) unreadable: BTreeSet<String>,
 }
 
 /// New files a scan left out for the bridge's bounds.
@@ -195,7 +198,14 @@ pub(crate) fn scan(
         let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else {
-            match judge(&dirfd, name, admit, &mut budget, accept)? {
+            match judge(
+                &dirfd,
+                name,
+                admit,
+                &mut budget,
+                accept,
+                &mut out.unreadable,
+            )? {
                 Ok((SourceFile::Ready(digest), Some(bytes))) if keep(name, &digest) => {
                     out.content.insert(name.to_string(), bytes);
                     SourceFile::Ready(digest)
@@ -270,6 +280,7 @@ fn judge(
     admit: &Admit,
     budget: &mut Budget,
     accept: &mut Accept<'_>,
+    unreadable: &mut BTreeSet<String>,
 ) -> io::Result<Result<Judged, String>> {
     if let Err(why) = budget.take_file() {
         return Ok(Err(why));
@@ -279,7 +290,12 @@ fn judge(
     }
     let (digest, bytes) = match read_entry(dirfd, name, admit)? {
         Ok(read) => read,
-        Err(why) => return Ok(Ok((SourceFile::Skipped(why), None))),
+        Err(skip) => {
+            if let Skip::Unreadable(_) = skip {
+                unreadable.insert(name.to_string());
+            }
+            return Ok(Ok((SourceFile::Skipped(skip.why()), None)));
+        }
     };
     if let Err(why) = budget.take_bytes(bytes.len() as u64) {
         return Ok(Err(why));
@@ -318,44 +334,74 @@ fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {
     }
 }
 
+/// Why an entry was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// What it is breaks a rule (kind, links, owner, size): it stays so
+    /// until the container changes it, which is an event.
+    Refused(String),
+    /// It could not be read (EIO, EACCES from a FUSE source, EMFILE…): may
+    /// pass by itself, so the sync is tried again.
+    Unreadable(String),
+    /// It was deleted while the scan read it: a race, and its event opens
+    /// the next window.
+    Vanished,
+}
+
+impl Skip {
+    /// The words for the report.
+    pub(crate) fn why(&self) -> String {
+        match self {
+            Skip::Refused(why) | Skip::Unreadable(why) => why.clone(),
+            Skip::Vanished => {
+                "vanished while it was read (a race; the next sync sees what is there)".into()
+            }
+        }
+    }
+}
+
 /// Reads one entry: `Ok(Ok((digest, bytes)))` for a usable file,
-/// `Ok(Err(reason))` for one that must be skipped, `Err` for I/O failures
+/// `Ok(Err(skip))` for one that must be skipped, `Err` for I/O failures
 /// that affect the whole scan.
 pub(crate) fn read_entry(
     dirfd: &OwnedFd,
     name: &str,
     admit: &Admit,
-) -> io::Result<Result<(Digest, Vec<u8>), String>> {
+) -> io::Result<Result<(Digest, Vec<u8>), Skip>> {
     // A cheap first look; the decision is made on the descriptor below.
     let st = match fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(nix::errno::Errno::ENOENT) => return Ok(Err("vanished while reading".into())),
-        Err(e) => return Ok(Err(format!("cannot stat: {e}"))),
+        Err(nix::errno::Errno::ENOENT) => return Ok(Err(Skip::Vanished)),
+        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot stat: {e}")))),
     };
     if let Some(why) = admit.refuse(&st) {
-        return Ok(Err(why));
+        return Ok(Err(Skip::Refused(why)));
     }
     // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: take
     // a descriptor that opens nothing, judge the inode it names, and open
     // only that inode, only if it is a plain file.
     let handle = match fsx::open_path_at(dirfd, name) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
-            return Ok(Err("vanished while reading".into()));
-        }
-        Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Err(Skip::Vanished)),
+        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
     let st = fstat(&handle)?;
     if let Some(why) = admit.refuse(&st) {
-        return Ok(Err(why));
+        return Ok(Err(Skip::Refused(why)));
     }
     let mut file = match fsx::reopen_for_reading(&handle) {
         Ok(f) => f,
-        Err(e) => return Ok(Err(format!("cannot open: {e}"))),
+        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
-    match fsx::read_limited(&mut file, admit.max_size)? {
-        Some(bytes) => Ok(Ok((fsx::digest(&bytes), bytes))),
-        None => Ok(Err(too_big(st.st_size as u64, admit.max_size))),
+    match fsx::read_limited(&mut file, admit.max_size) {
+        Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes))),
+        Ok(None) => Ok(Err(Skip::Refused(too_big(
+            st.st_size as u64,
+            admit.max_size,
+        )))),
+        // One file's read failing (EIO from a FUSE source) is that file's
+        // problem: the others are still synced, and it is tried again.
+        Err(e) => Ok(Err(Skip::Unreadable(format!("cannot read: {e}")))),
     }
 }
 

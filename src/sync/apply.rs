@@ -240,7 +240,7 @@ fn bytes_of<'c>(
     match source::read_entry(&src, name, &admit(bridge)) {
         Ok(Ok((digest, bytes))) if digest == want => Ok(Cow::Owned(bytes)),
         Ok(Ok(_)) => Err("source changed during sync; the next sync picks it up".into()),
-        Ok(Err(why)) => Err(why.into()),
+        Ok(Err(skip)) => Err(skip.why().into()),
         Err(e) => Err(OpError::from(&e)),
     }
 }

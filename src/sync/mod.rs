@@ -275,6 +275,7 @@ fn scan_source(
         report.skipped.push(("(source)".into(), why.clone()));
     }
     report.skipped.extend(scan.rejected.iter().cloned());
+    report.unreadable = scan.unreadable.iter().cloned().collect();
     report
         .skipped
         .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));

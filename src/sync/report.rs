@@ -38,11 +38,20 @@ pub(crate) struct SyncReport {
     pub(crate) findings: Vec<(String, Finding)>,
     /// Per-file failures.
     pub(crate) errors: Vec<String>,
+    /// Source files that could not be read (I/O errors, not verdicts):
+    /// the sync is tried again with backoff.
+    pub(crate) unreadable: Vec<String>,
     /// Actions run, in order.
     pub(crate) actions: Vec<ActionOutcome>,
 }
 
 impl SyncReport {
+    /// Whether the sync must be tried again without waiting for an event:
+    /// a file could not be put in place, or one could not be read.
+    pub(crate) fn needs_retry(&self) -> bool {
+        !self.errors.is_empty() || !self.unreadable.is_empty()
+    }
+
     /// Whether the destination changed.
     pub(crate) fn changed(&self) -> bool {
         !(self.installed.is_empty() && self.replaced.is_empty() && self.pruned.is_empty())
