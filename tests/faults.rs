@@ -530,3 +530,69 @@ fn reload_resyncs_unchanged_bridges() {
     assert!(env.run(&["reload"]).status.success());
     d.wait_log_count("test: settled after", before + 1);
 }
+
+/// Points 2 and 6: a sync whose every file operation failed changed
+/// nothing, so it runs no action; the retry that installs the file does.
+#[test]
+fn a_sync_that_changed_nothing_runs_no_action() {
+    if !is_root() {
+        return;
+    }
+    let env = Env::new_files("    settle: { quiet: 100ms }\n    then:\n      - udev-reload\n");
+    let dest = Tmpfs::mount(&env.dest, "32k");
+    fs::create_dir_all(&env.src).unwrap();
+    fs::write(env.src.join("big.bin"), vec![7u8; 256 * 1024]).unwrap();
+    let d = env.start();
+    wait_for(
+        "two failed syncs",
+        || d.log().contains("sync failed 2 time(s) in a row"),
+        || d.log(),
+    );
+    assert_eq!(env.reloads(), Vec::<String>::new(), "{}", d.log());
+    dest.resize("1m");
+    wait_for(
+        "installed and acted on once",
+        || env.reloads().len() == 1,
+        || d.log(),
+    );
+}
+
+/// Point 8: a file deleted while a slow sync reads the source is a race,
+/// not a fault: held (reported as such, with its source name), the bridge
+/// stays healthy, no sync counts as failed, and the next window settles it.
+#[test]
+fn a_file_vanishing_mid_sync_is_a_race_not_a_fault() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    let (_, gate) = gated_udevadm(&env, "10-first.rules");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    env.put("20-gone.rules", "# gone\n");
+    env.put("10-first.rules", "# first\n");
+    wait_for(
+        "the sync to block in verify",
+        || {
+            env.udevadm_calls()
+                .iter()
+                .any(|l| l.starts_with("verify-wait"))
+        },
+        || d.log(),
+    );
+    fs::remove_file(env.src.join("20-gone.rules")).unwrap();
+    open_gate(&gate);
+    d.wait_log("held 20-gone.rules: vanished while it was read");
+    wait_for(
+        "healthy, nothing failed",
+        || {
+            let (code, st) = status_json(&env);
+            code == Some(0) && st["bridges"][0]["counters"]["syncs_failed"] == 0
+        },
+        || format!("{:?}\n{}", status_json(&env), d.log()),
+    );
+    assert!(!d.log().contains("skipped 20-gone"), "{}", d.log());
+    let (_, st) = status_json(&env);
+    assert_eq!(
+        st["daemon"]["errors_since_start"], 0,
+        "nothing logged as an error: {st}"
+    );
+    assert_eq!(env.installed(), ["10-first.rules"]);
+}

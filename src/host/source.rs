@@ -49,9 +49,18 @@ pub(crate) struct SourceScan {
     /// digest is then the view's). Installing these is installing exactly
     /// what was judged, without reading the source again.
     pub(crate) content: BTreeMap<String, Vec<u8>>,
-    /// Files that could not be read ([`Skip::Unreadable`]): the sync is
-    /// tried again for them.
+    /// Files skipped for what may pass by itself (I/O errors, races).
+    pub(crate) transient: Transient,
+}
+
+/// Files a scan skipped for a passing reason, not a verdict.
+#[derive(Debug, Default)]
+pub(crate) struct Transient {
+    /// Could not be read ([`Skip::Unreadable`]): the sync is tried again.
     pub(crate) unreadable: BTreeSet<String>,
+    /// Vanished while read ([`Skip::Vanished`]): a race, not a fault; the
+    /// event that removed it opens the next window.
+    pub(crate) vanished: BTreeSet<String>,
 }
 
 /// New files a scan left out for the bridge's bounds.
@@ -198,14 +207,7 @@ pub(crate) fn scan(
         let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
         } else {
-            match judge(
-                &dirfd,
-                name,
-                admit,
-                &mut budget,
-                accept,
-                &mut out.unreadable,
-            )? {
+            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.transient)? {
                 Ok((SourceFile::Ready(digest), Some(bytes))) if keep(name, &digest) => {
                     out.content.insert(name.to_string(), bytes);
                     SourceFile::Ready(digest)
@@ -280,7 +282,7 @@ fn judge(
     admit: &Admit,
     budget: &mut Budget,
     accept: &mut Accept<'_>,
-    unreadable: &mut BTreeSet<String>,
+    races: &mut Transient,
 ) -> io::Result<Result<Judged, String>> {
     if let Err(why) = budget.take_file() {
         return Ok(Err(why));
@@ -291,9 +293,11 @@ fn judge(
     let (digest, bytes) = match read_entry(dirfd, name, admit)? {
         Ok(read) => read,
         Err(skip) => {
-            if let Skip::Unreadable(_) = skip {
-                unreadable.insert(name.to_string());
-            }
+            match skip {
+                Skip::Unreadable(_) => races.unreadable.insert(name.to_string()),
+                Skip::Vanished | Skip::Changed => races.vanished.insert(name.to_string()),
+                Skip::Refused(_) => false,
+            };
             return Ok(Ok((SourceFile::Skipped(skip.why()), None)));
         }
     };
@@ -346,6 +350,9 @@ pub(crate) enum Skip {
     /// It was deleted while the scan read it: a race, and its event opens
     /// the next window.
     Vanished,
+    /// It changed between the scan and the install (read again for an
+    /// install): a race, and its event opens the next window.
+    Changed,
 }
 
 impl Skip {
@@ -355,6 +362,9 @@ impl Skip {
             Skip::Refused(why) | Skip::Unreadable(why) => why.clone(),
             Skip::Vanished => {
                 "vanished while it was read (a race; the next sync sees what is there)".into()
+            }
+            Skip::Changed => {
+                "changed while the sync ran (a race; the next sync installs it)".into()
             }
         }
     }

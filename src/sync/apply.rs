@@ -14,7 +14,7 @@ use crate::config::{Bridge, Swap};
 use crate::core::plan::{self, Op, Plan};
 use crate::host::dest::DestDir;
 use crate::host::gendir;
-use crate::host::source;
+use crate::host::source::{self, Skip};
 use crate::host::state::{Manifest, StateDir};
 
 /// Owner and group of installed files (`None`: the config names none).
@@ -99,11 +99,18 @@ pub(super) fn apply(
     for op in &plan.ops {
         let result = match op {
             Op::Install { name, digest } | Op::Replace { name, digest } => {
-                bytes_of(bridge, content, name, *digest).and_then(|b| {
-                    t.dest
+                match bytes_of(bridge, content, name, *digest) {
+                    Ok(b) => t
+                        .dest
                         .install_owned(name, &b, bridge.mode, t.owner)
-                        .map_err(|e| OpError::from(&e))
-                })
+                        .map_err(|e| OpError::from(&e)),
+                    Err(skip) => {
+                        // The source side moved under the sync: held.
+                        source_race(report, name, &skip);
+                        keep_previous(&mut after, manifest, name);
+                        continue;
+                    }
+                }
             }
             Op::Prune { name } => t.dest.remove(name).map_err(|e| OpError::from(&e)),
         };
@@ -130,7 +137,9 @@ pub(super) fn apply(
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
         files: after,
-        actions_pending: true,
+        // Actions are owed for what changed (or were owed already): a sync
+        // whose every operation failed or was held changed nothing.
+        actions_pending: manifest.actions_pending || report.changed(),
     };
     t.state.save(&bridge.name, manifest)
 }
@@ -181,28 +190,46 @@ fn publish_generation(
 ) -> Result<()> {
     let bridge = t.bridge;
     let mut contents: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
+    let mut after = plan.owned_after.clone();
+    let mut ops: Vec<Op> = plan.ops.clone();
     for (name, owned) in &plan.owned_after {
         let changed = plan
             .ops
             .iter()
             .any(|op| op.name() == name && !matches!(op, Op::Prune { .. }));
-        let bytes = if changed {
-            bytes_of(bridge, content, name, owned.digest)
-                .map_err(|e| anyhow::anyhow!("{name}: {}", e.message))?
-        } else {
-            Cow::Owned(
+        let mut from_source = None;
+        if changed {
+            match bytes_of(bridge, content, name, owned.digest) {
+                Ok(b) => from_source = Some(b),
+                Err(skip) => {
+                    // Held: the generation keeps what it had under the name.
+                    source_race(report, name, &skip);
+                    keep_previous(&mut after, manifest, name);
+                    ops.retain(|op| op.name() != name);
+                    if !after.contains_key(name) {
+                        continue;
+                    }
+                }
+            }
+        }
+        let bytes = match from_source {
+            Some(b) => b,
+            None => Cow::Owned(
                 gendir::read_current(t.dest, name, bridge.max_file_size)
                     .with_context(|| format!("reading the installed {name}"))?,
-            )
+            ),
         };
         contents.push((name.clone(), bytes));
+    }
+    if ops.is_empty() {
+        // Everything was held: the manifest goes back to what is there.
+        return t.state.save(&bridge.name, manifest);
     }
     let entries: Vec<gendir::Entry> = contents
         .iter()
         .map(|(n, b)| gendir::Entry { name: n, bytes: b })
         .collect();
-    let gone: Vec<String> = plan
-        .ops
+    let gone: Vec<String> = ops
         .iter()
         .filter(|op| matches!(op, Op::Prune { .. }))
         .map(|op| op.name().to_string())
@@ -213,10 +240,10 @@ fn publish_generation(
             bridge.install_to.display()
         )
     })?;
-    record_ops(report, &plan.ops);
+    record_ops(report, &ops);
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
-        files: plan.owned_after.clone(),
+        files: after,
         actions_pending: true,
     };
     t.state.save(&bridge.name, manifest)
@@ -225,24 +252,35 @@ fn publish_generation(
 /// The bytes to install under `name`: the ones the scan read and judged,
 /// or (for a file whose bytes the scan did not keep: its installed copy
 /// was changed behind hostbridge's back) the source read again, if it
-/// still has the planned digest; a file that changed since the scan is
-/// left for the next window.
+/// still has the planned digest; a file that changed or vanished since the
+/// scan is left for the next window (its event opens it).
 fn bytes_of<'c>(
     bridge: &Bridge,
     content: &'c Content,
     name: &str,
     want: plan::Digest,
-) -> Result<Cow<'c, [u8]>, OpError> {
+) -> Result<Cow<'c, [u8]>, Skip> {
     if let Some(bytes) = content.get(name) {
         return Ok(Cow::Borrowed(bytes));
     }
-    let src = source::open_dir(&bridge.source).map_err(|e| OpError::from(&e))?;
+    let unreadable = |e: std::io::Error| Skip::Unreadable(format!("cannot read the source: {e}"));
+    let src = source::open_dir(&bridge.source).map_err(unreadable)?;
     match source::read_entry(&src, name, &admit(bridge)) {
         Ok(Ok((digest, bytes))) if digest == want => Ok(Cow::Owned(bytes)),
-        Ok(Ok(_)) => Err("source changed during sync; the next sync picks it up".into()),
-        Ok(Err(skip)) => Err(skip.why().into()),
-        Err(e) => Err(OpError::from(&e)),
+        Ok(Ok(_)) => Err(Skip::Changed),
+        Ok(Err(skip)) => Err(skip),
+        Err(e) => Err(unreadable(e)),
     }
+}
+
+/// Reports a file whose source moved under the sync (changed, vanished,
+/// unreadable on the second read) as held, under its source name; one
+/// that could not be read also asks for a retry.
+fn source_race(report: &mut SyncReport, name: &str, skip: &Skip) {
+    if let Skip::Unreadable(_) = skip {
+        report.unreadable.push(name.to_string());
+    }
+    report.held.push((name.to_string(), skip.why()));
 }
 
 /// Why one install or prune failed: the words, and the errno when the

@@ -153,6 +153,7 @@ pub(crate) fn sync_files(
         owner,
         &mut report,
     )?;
+    races_are_not_faults(&scan.transient, &mut report);
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
@@ -181,6 +182,17 @@ pub(crate) fn sync_files(
     };
     apply(&target, &plan, &scan.content, &mut manifest, &mut report)?;
     Ok((report, manifest))
+}
+
+/// A file that vanished while it was read is held (its last good copy
+/// stays, its removal's event opens the next window), not reported as a
+/// skip that makes the bridge degraded.
+fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) {
+    let (held, skipped) = std::mem::take(&mut report.skipped)
+        .into_iter()
+        .partition(|(name, _)| transient.vanished.contains(name));
+    report.skipped = skipped;
+    report.held.extend::<Vec<_>>(held);
 }
 
 /// The barrier before installing: every file the plan touches that changed
@@ -275,7 +287,7 @@ fn scan_source(
         report.skipped.push(("(source)".into(), why.clone()));
     }
     report.skipped.extend(scan.rejected.iter().cloned());
-    report.unreadable = scan.unreadable.iter().cloned().collect();
+    report.unreadable = scan.transient.unreadable.iter().cloned().collect();
     report
         .skipped
         .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));
