@@ -596,3 +596,49 @@ fn a_file_vanishing_mid_sync_is_a_race_not_a_fault() {
     );
     assert_eq!(env.installed(), ["10-first.rules"]);
 }
+
+/// Point 5: a kill -9 between the `..data` swap and the link updates of a
+/// symlink-dir destination. The state that crash leaves is made here on
+/// disk exactly (a new generation without `c.txt`, `..data` swapped to it,
+/// the old `c.txt -> ..data/c.txt` left dangling, the manifest still
+/// listing it), since no hook stops the daemon at that instruction. The
+/// next start removes the dangling link, says so, forgets it in the
+/// manifest, and is healthy.
+#[test]
+fn startup_reconciles_the_links_of_an_interrupted_symlink_dir_swap() {
+    let env = Env::new_files("    swap: symlink-dir\n    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    for n in ["a.txt", "b.txt", "c.txt"] {
+        env.put(n, n);
+    }
+    let mut d = env.start();
+    assert_eq!(env.dest_content("c.txt").as_deref(), Some("c.txt"));
+    assert!(d.stop().success());
+    // The crash: c.txt left the source; the new generation is written and
+    // swapped in; the daemon dies before removing the link.
+    fs::remove_file(env.src.join("c.txt")).unwrap();
+    let generation = "..1999999999.000000000";
+    fs::create_dir(env.dest.join(generation)).unwrap();
+    for n in ["a.txt", "b.txt"] {
+        fs::write(env.dest.join(generation).join(n), n).unwrap();
+    }
+    std::os::unix::fs::symlink(generation, env.dest.join("..data_tmp")).unwrap();
+    fs::rename(env.dest.join("..data_tmp"), env.dest.join("..data")).unwrap();
+    assert!(fs::symlink_metadata(env.dest.join("c.txt")).is_ok());
+    assert!(
+        !env.dest.join("c.txt").exists(),
+        "dangling, as the crash left it"
+    );
+    assert!(manifest_names(&env, "test").contains(&"c.txt".to_string()));
+
+    let d = env.start();
+    assert!(
+        fs::symlink_metadata(env.dest.join("c.txt")).is_err(),
+        "the dangling link is removed: {}",
+        d.log()
+    );
+    assert!(d.log().contains("removed the link c.txt"), "{}", d.log());
+    assert_eq!(env.dest_content("a.txt").as_deref(), Some("a.txt"));
+    assert_eq!(manifest_names(&env, "test"), ["a.txt", "b.txt"]);
+    assert_eq!(status_json(&env).0, Some(0));
+}

@@ -181,6 +181,67 @@ fn remove_old_generations(dest: &DestDir, keep: &[Option<String>]) -> io::Result
     Ok(())
 }
 
+/// Makes the top-level links agree with the current generation, as a crash
+/// between the `..data` swap and the link updates can leave them: a link
+/// `NAME -> ..data/NAME` whose file the generation lacks is removed, a
+/// file of the generation without its link gets one, and the temporary
+/// links of an interrupted swap are removed. Returns what it did, one line
+/// each. Nothing happens without a `..data` (not a symlink-dir destination
+/// yet).
+pub(crate) fn reconcile_links(dest: &DestDir) -> io::Result<Vec<String>> {
+    let data = match open_current(dest) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let in_generation: std::collections::BTreeSet<String> = names_in(&data)?.into_iter().collect();
+    let fd = dest.fd();
+    let mut done = Vec::new();
+    for name in names_in(fd)? {
+        let managed = readlinkat(fd, name.as_str())
+            .ok()
+            .and_then(|t| t.into_string().ok())
+            .and_then(|t| t.strip_prefix(&format!("{DATA}/")).map(str::to_owned));
+        let stale_tmp = name == "..data_tmp" || name.starts_with("..link-");
+        if stale_tmp && readlinkat(fd, name.as_str()).is_ok() {
+            unlinkat(fd, name.as_str(), UnlinkatFlags::NoRemoveDir)?;
+            done.push(format!("removed {name}, left by an interrupted swap"));
+        } else if managed.as_deref() == Some(name.as_str()) && !in_generation.contains(&name) {
+            unlinkat(fd, name.as_str(), UnlinkatFlags::NoRemoveDir)?;
+            done.push(format!(
+                "removed the link {name}: the current generation has no such file (an interrupted swap)"
+            ));
+        }
+    }
+    for name in &in_generation {
+        match fstatat(fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(Errno::ENOENT) => {
+                ensure_link(fd, name)?;
+                done.push(format!(
+                    "linked {name} to the current generation (an interrupted swap)"
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !done.is_empty() {
+        fsync(fd)?;
+    }
+    Ok(done)
+}
+
+/// The entries of a dir, without `.` and `..`.
+fn names_in(fd: &OwnedFd) -> io::Result<Vec<String>> {
+    let mut dir = Dir::from_fd(fd.try_clone()?)?;
+    Ok(dir
+        .iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+        .filter(|n| n != "." && n != "..")
+        .collect())
+}
+
 /// Reads the current content of `name` (through `..data`, or a plain file).
 pub(crate) fn read_current(dest: &DestDir, name: &str, limit: u64) -> io::Result<Vec<u8>> {
     let is_link = readlinkat(dest.fd(), name).is_ok();

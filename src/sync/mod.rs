@@ -143,6 +143,10 @@ pub(crate) fn sync_files(
     let dest = open_existing(&bridge.install_to)?;
     if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
         report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
+        if symlink_dir(bridge) {
+            let fixed = gendir::reconcile_links(d).context("reconciling the generation links")?;
+            report.notes.extend(fixed);
+        }
     }
     let owner = owner_ids(bridge)?;
     let mut plan = make_plan(
@@ -162,6 +166,12 @@ pub(crate) fn sync_files(
         hold_changed(bridge, guard, &manifest, &mut plan, &mut report);
     }
     if !plan.changes() {
+        if plan.owned_after != manifest.files {
+            // Entries for files already gone (removed behind hostbridge's
+            // back, or by an interrupted swap): the manifest forgets them.
+            manifest.files = plan.owned_after;
+            state.save(&bridge.name, &manifest)?;
+        }
         return Ok((report, manifest));
     }
     if bridge.rules.is_some() {
@@ -326,10 +336,7 @@ fn make_plan(
     owner: apply::Owner,
     report: &mut SyncReport,
 ) -> Result<plan::Plan> {
-    let symlink_dir = bridge
-        .files
-        .as_ref()
-        .is_some_and(|f| f.swap == Swap::SymlinkDir);
+    let symlink_dir = symlink_dir(bridge);
     let mut dest_state = BTreeMap::new();
     for name in view.files.keys().chain(manifest.files.keys()) {
         let d = match dest {
@@ -404,6 +411,14 @@ fn revoke_unsafe_copies(
         plan.ops.push(plan::Op::Prune { name });
     }
     plan.ops.sort_by(|a, b| a.name().cmp(b.name()));
+}
+
+/// Whether the bridge installs its set at once (`swap: symlink-dir`).
+fn symlink_dir(bridge: &Bridge) -> bool {
+    bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| f.swap == Swap::SymlinkDir)
 }
 
 /// What a source file must be to be read at all.
