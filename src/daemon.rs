@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Bridge, Config};
+use crate::core::grace::PruneGrace;
 use crate::core::hotplug::UsbChecks;
 use crate::core::retry::Retry;
 use crate::core::settle::{Input, Settle};
@@ -165,6 +166,8 @@ impl Daemon {
             sync: SyncState::Idle,
             status,
             usb: UsbChecks::default(),
+            source_identity: None,
+            grace: PruneGrace::default(),
         });
         let now = Instant::now();
         self.rewatch(id, now);
@@ -214,10 +217,13 @@ impl Daemon {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let bridges = self
-            .bridges
-            .iter()
-            .flat_map(|b| [b.settle.deadline(), b.retry.deadline()]);
+        let bridges = self.bridges.iter().flat_map(|b| {
+            [
+                b.settle.deadline(),
+                b.retry.deadline(),
+                b.grace.deadline(b.bridge.prune_grace),
+            ]
+        });
         bridges.chain([self.watchdog.map(|w| w.1)]).flatten().min()
     }
 
@@ -234,6 +240,15 @@ impl Daemon {
             let Some(b) = self.find(id) else { continue };
             if b.retry.take_due(now) {
                 self.rewatch(id, now);
+                self.observe(id, now, Input::Rescan);
+            }
+            let Some(b) = self.find(id) else { continue };
+            if b.grace.take_due(now, b.bridge.prune_grace) {
+                info!(
+                    "{}: the recreated source dir stayed empty for prune_grace ({}); pruning",
+                    b.bridge.name,
+                    humantime::format_duration(b.bridge.prune_grace)
+                );
                 self.observe(id, now, Input::Rescan);
             }
             let Some(b) = self.find(id) else { continue };
@@ -259,6 +274,7 @@ impl Daemon {
             mark: feed.mark(),
             feed: Arc::clone(feed),
         });
+        opts.prune_gate = b.grace.gate(Instant::now(), b.bridge.prune_grace);
         let progress = Arc::new(Progress::default());
         opts.progress = Some(Arc::clone(&progress));
         let task = tokio::spawn(async move {
@@ -343,6 +359,7 @@ impl Daemon {
         }
         match res {
             Ok(report) => {
+                b.grace.synced(report.source_files > 0, report.prune_held);
                 log_report(&report, &trigger);
                 let usb = report.actions.iter().find_map(|a| a.usb.clone());
                 b.status.record(report.to_status(&trigger, unix_now()), usb);
@@ -360,6 +377,7 @@ impl Daemon {
                 b.bridge.source.display()
             );
             let now = Instant::now();
+            b.source_identity = None;
             self.rewatch(id, now);
             self.observe(id, now, Input::Rescan);
         }

@@ -642,3 +642,49 @@ fn startup_reconciles_the_links_of_an_interrupted_symlink_dir_swap() {
     assert_eq!(manifest_names(&env, "test"), ["a.txt", "b.txt"]);
     assert_eq!(status_json(&env).0, Some(0));
 }
+
+/// Point 7: a container restart deletes its export dir, creates it again
+/// empty and refills it a moment later. Nothing is pruned meanwhile, udev
+/// is never reloaded with the rules gone, and the refill changes nothing.
+#[test]
+fn a_recreated_source_dir_refilled_soon_prunes_nothing() {
+    let env = Env::new("    settle: { quiet: 100ms }\n    then:\n      - udev-reload\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("a.rules", "# a\n");
+    env.put("b.rules", "# b\n");
+    let d = env.start();
+    assert_eq!(env.installed(), ["a.rules", "b.rules"]);
+    assert_eq!(env.reloads(), ["control --reload files=2"]);
+    fs::remove_dir_all(&env.src).unwrap();
+    fs::create_dir(&env.src).unwrap();
+    d.wait_log("pruning waits for its content or prune_grace");
+    assert_eq!(env.installed(), ["a.rules", "b.rules"], "{}", d.log());
+    env.put("a.rules", "# a\n");
+    env.put("b.rules", "# b\n");
+    d.wait_log_count("2 unchanged", 1);
+    assert_eq!(env.installed(), ["a.rules", "b.rules"]);
+    assert_eq!(env.reloads(), ["control --reload files=2"], "{}", d.log());
+}
+
+/// Point 7: a recreated source dir that stays empty prunes once
+/// `prune_grace` has passed (one timer, at its end).
+#[test]
+fn a_recreated_source_dir_left_empty_prunes_after_the_grace() {
+    let env = Env::new(
+        "    settle: { quiet: 100ms }\n    prune_grace: 2s\n    then:\n      - udev-reload\n",
+    );
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("a.rules", "# a\n");
+    let d = env.start();
+    fs::remove_dir_all(&env.src).unwrap();
+    fs::create_dir(&env.src).unwrap();
+    d.wait_log("pruning waits for its content or prune_grace");
+    assert_eq!(env.installed(), ["a.rules"]);
+    d.wait_log("stayed empty for prune_grace (2s); pruning");
+    wait_for(
+        "pruned and reloaded",
+        || env.installed().is_empty() && env.reloads().len() == 2,
+        || d.log(),
+    );
+    assert_eq!(env.reloads()[1], "control --reload files=0");
+}

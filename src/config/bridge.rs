@@ -55,6 +55,7 @@ impl Validator<'_> {
             include,
             install_to,
             prune: rb.prune.unwrap_or(true),
+            prune_grace: rb.prune_grace.map_or(DEFAULT_PRUNE_GRACE, |d| d.0),
             mode: match rb.kind {
                 Kind::UdevRules => UDEV_RULES_MODE,
                 Kind::Files => rb.mode.map_or(DEFAULT_FILES_MODE, |m| m.0),

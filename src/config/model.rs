@@ -33,6 +33,11 @@ pub(crate) const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A sync running longer than this is shown as stuck (its bridge degraded,
 /// with the step it is at).
 pub(crate) const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(60);
+/// How long a source dir that was just (re)created and is still empty
+/// waits for content before the files it no longer holds are pruned: a
+/// container that recreates its export dir and refills it a moment later
+/// must not empty the destination (and reload udev with no rules) between.
+pub(crate) const DEFAULT_PRUNE_GRACE: Duration = Duration::from_secs(30);
 /// Default `max_file_size`.
 pub(crate) const DEFAULT_MAX_FILE_SIZE: u64 = 1 << 20;
 
@@ -157,6 +162,8 @@ pub(crate) struct Bridge {
     pub(crate) install_to: PathBuf,
     /// Remove installed files whose source is gone.
     pub(crate) prune: bool,
+    /// See [`DEFAULT_PRUNE_GRACE`].
+    pub(crate) prune_grace: Duration,
     /// Permission bits of installed files.
     pub(crate) mode: u32,
     /// Settle timing.

@@ -109,6 +109,9 @@ pub(crate) struct RawBridge {
     pub(crate) install_to: Option<Spanned<AbsPath>>,
     /// Remove installed files whose source is gone. Default true.
     pub(crate) prune: Option<bool>,
+    /// How long a just (re)created, still empty source dir waits for
+    /// content before its absence prunes. Default 30s.
+    pub(crate) prune_grace: Option<Dur>,
     /// Per-bridge settle timing.
     pub(crate) settle: Option<RawSettle>,
     /// Per-bridge size cap.

@@ -4,6 +4,7 @@
 pub(crate) mod act;
 pub(crate) mod budget;
 pub(crate) mod fresh;
+pub(crate) mod grace;
 pub(crate) mod hotplug;
 pub(crate) mod names;
 pub(crate) mod plan;

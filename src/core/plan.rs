@@ -111,6 +111,9 @@ pub(crate) struct Desired {
     pub(crate) mode: u32,
     /// Remove owned files whose source is gone.
     pub(crate) prune: bool,
+    /// The source dir was just (re)created and holds nothing yet: its
+    /// absences prune nothing for now ([`crate::core::grace`]).
+    pub(crate) wait_for_content: bool,
     /// Owner uid of installed files, if the bridge sets one.
     pub(crate) uid: Option<u32>,
     /// Group gid of installed files, if the bridge sets one.
@@ -165,6 +168,9 @@ pub(crate) struct Plan {
     pub(crate) kept: Vec<(String, String)>,
     /// The manifest after the operations succeed.
     pub(crate) owned_after: BTreeMap<String, Owned>,
+    /// Whether a prune was held back because the source dir is new and
+    /// empty ([`Desired::wait_for_content`]).
+    pub(crate) prune_held: bool,
 }
 
 impl Plan {
@@ -278,6 +284,12 @@ fn plan_gone(p: &mut Plan, name: &str, source_present: bool, d: &DestFile, want:
             name.into(),
             "source directory is missing; keeping installed copy".into(),
         ));
+    } else if want.wait_for_content {
+        p.kept.push((
+            name.into(),
+            "the source dir was just recreated and is empty; pruning waits for its content or prune_grace".into(),
+        ));
+        p.prune_held = true;
     } else {
         match d {
             DestFile::File { .. } => p.ops.push(Op::Prune { name: name.into() }),

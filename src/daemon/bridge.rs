@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 use super::BridgeId;
 use crate::config::Bridge;
+use crate::core::grace::PruneGrace;
 use crate::core::hotplug::UsbChecks;
 use crate::core::retry::Retry;
 use crate::core::settle::{Batch, Settle};
@@ -126,6 +127,11 @@ pub(super) struct BridgeRt {
     pub(super) status: status::Bridge,
     /// Its USB re-checks: one at a time, the events meanwhile owed.
     pub(super) usb: UsbChecks,
+    /// The source dir last watched, (st_dev, st_ino): another one is a
+    /// recreated dir, which starts a prune grace.
+    pub(super) source_identity: Option<(u64, u64)>,
+    /// Whether absences may prune yet.
+    pub(super) grace: PruneGrace,
 }
 
 impl Drop for BridgeRt {

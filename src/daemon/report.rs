@@ -139,6 +139,13 @@ pub(super) fn log_report(r: &SyncReport, why: &str) {
     for n in &r.notes {
         warn!(bridge = name, "{name}: {n}");
     }
+    if r.prune_held {
+        info!(
+            bridge = name,
+            "{name}: the source dir was just recreated and is empty; pruning waits for its content or prune_grace ({} installed files kept)",
+            r.kept.len()
+        );
+    }
     log_files(r);
     for e in &r.errors {
         error!(bridge = name, "{name}: {e}");

@@ -48,6 +48,10 @@ impl Daemon {
         match watch.interpret(&ev) {
             Meaning::Settle(input) => self.observe(id, now, input),
             Meaning::Rewatch => {
+                // The dir went away, moved, or appeared: whatever the path
+                // names next is a new dir (inode numbers are reused, so its
+                // identity alone cannot say so).
+                rt.source_identity = None;
                 self.rewatch(id, now);
                 self.observe(id, now, Input::Rescan);
             }
@@ -115,6 +119,13 @@ impl Daemon {
             Ok(Watching::Source) => {
                 debug!("{name}: watching {}", b.bridge.source.display());
                 b.status.watching = "source".into();
+                let identity = watch.identity();
+                if identity != b.source_identity {
+                    // A dir not seen before (start, or recreated): its
+                    // emptiness prunes nothing until content or the grace.
+                    b.source_identity = identity;
+                    b.grace.appeared(now);
+                }
             }
             Ok(Watching::Ancestor { dir, next }) => {
                 info!(

@@ -183,6 +183,11 @@ impl SourceWatch {
         }
     }
 
+    /// (st_dev, st_ino) of the watched source dir, while it is watched.
+    pub(crate) fn identity(&self) -> Option<(u64, u64)> {
+        self.identity
+    }
+
     /// Whether the source path no longer names the watched dir (it was
     /// renamed away, with an ancestor or on its own, and maybe replaced):
     /// then the watch must be placed again.

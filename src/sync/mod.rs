@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::config::{Bridge, Config, Swap};
 use crate::core::fresh::Mark;
+use crate::core::grace::PruneGate;
 use crate::core::plan::{self, Desired, DestFile};
 use crate::core::rules;
 use crate::host::dest::DestDir;
@@ -45,6 +46,8 @@ pub(crate) struct SyncOptions {
     pub(crate) guard: Option<Guard>,
     /// The daemon's: where the sync says what it is doing, for status.
     pub(crate) progress: Option<Arc<Progress>>,
+    /// Whether absences may prune ([`crate::core::grace`]).
+    pub(crate) prune_gate: PruneGate,
 }
 
 /// What a running sync is doing now ("udevadm verify 10-x.rules"): set by
@@ -151,6 +154,7 @@ pub(crate) fn sync_files(
     let owner = owner_ids(bridge)?;
     let mut plan = make_plan(
         bridge,
+        opts.prune_gate,
         &scan.view,
         &manifest,
         dest.as_ref(),
@@ -330,6 +334,7 @@ fn keep(bridge: &Bridge, manifest: &Manifest, name: &str, digest: &plan::Digest)
 /// knows, then the plan (and the re-judging of kept rules copies).
 fn make_plan(
     bridge: &Bridge,
+    gate: PruneGate,
     view: &plan::SourceView,
     manifest: &Manifest,
     dest: Option<&DestDir>,
@@ -350,6 +355,7 @@ fn make_plan(
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
+        wait_for_content: gate == PruneGate::UntilContent && view.files.is_empty(),
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
@@ -361,6 +367,8 @@ fn make_plan(
     report.skipped.extend(plan.skipped.iter().cloned());
     report.conflicts.clone_from(&plan.conflicts);
     report.kept.clone_from(&plan.kept);
+    report.prune_held = plan.prune_held;
+    report.source_files = view.files.len();
     Ok(plan)
 }
 

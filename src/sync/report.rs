@@ -38,6 +38,10 @@ pub(crate) struct SyncReport {
     pub(crate) findings: Vec<(String, Finding)>,
     /// Per-file failures.
     pub(crate) errors: Vec<String>,
+    /// Whether a prune was held back: the source dir is new and empty.
+    pub(crate) prune_held: bool,
+    /// Candidate files the source held (0: empty, or missing).
+    pub(crate) source_files: usize,
     /// Source files that could not be read (I/O errors, not verdicts):
     /// the sync is tried again with backoff.
     pub(crate) unreadable: Vec<String>,

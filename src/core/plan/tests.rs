@@ -7,6 +7,7 @@ fn dg(b: u8) -> Digest {
 const WANT: Desired = Desired {
     mode: 0o644,
     prune: true,
+    wait_for_content: false,
     uid: None,
     gid: None,
 };
@@ -216,8 +217,24 @@ fn cases() -> Vec<Case> {
         },
         Case {
             want: Desired {
+                wait_for_content: true,
+                ..WANT
+            },
+            ..base(
+                "source dir just recreated and empty: keep until content or grace",
+                None,
+                own(1),
+                file(1, 0o644),
+                vec![],
+                own(1),
+                "kept",
+            )
+        },
+        Case {
+            want: Desired {
                 mode: 0o644,
                 prune: false,
+                wait_for_content: false,
                 uid: None,
                 gid: None,
             },
