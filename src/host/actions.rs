@@ -1,11 +1,12 @@
 //! Runs a bridge's `then:` actions as child processes. Host layer.
 //!
 //! One small function per external command: build the argv, run it with a
-//! timeout (the child is killed if it overruns), and turn a non-zero exit into
-//! an error that carries the command's stderr.
+//! timeout, and turn a non-zero exit into an error that carries the
+//! command's stderr. Every child leads its own process group: one that
+//! overruns is killed with everything it started.
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -236,18 +237,41 @@ pub(crate) async fn run_command(
     output_of(cmd, &shown, timeout).await
 }
 
-/// Runs a prepared command (no stdin, output captured, killed on timeout).
+/// Runs a prepared command (no stdin, output captured). The child leads a
+/// process group of its own; once `timeout` has passed, the whole group is
+/// killed (`SIGKILL` to the group) and the child reaped. The timeout covers
+/// the output too: a grandchild that keeps the pipes open is killed with
+/// the rest.
 async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<String, String> {
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let group = child.id();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    // The child is reaped last, once its pipes are closed: until then its
+    // pid, and so its group's id, cannot have been reused.
+    let run = async {
+        let (stdout, stderr) = tokio::join!(read_all(stdout), read_all(stderr));
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    };
+    let done = tokio::time::timeout(timeout, run).await;
+    let output = match done {
         Ok(r) => r.map_err(|e| format!("{shown}: {e}"))?,
         Err(_) => {
+            if let Some(pgid) = group {
+                super::child::kill_group(pgid);
+            }
+            let _ = child.kill().await;
             return Err(format!(
                 "{shown}: timed out after {}",
                 humantime::format_duration(timeout)
@@ -267,26 +291,15 @@ async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<S
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trigger_argv() {
-        let t = Trigger {
-            subsystem: Some("usb".into()),
-            action: "change",
-            attrs: vec![("idVendor".into(), "051d".into())],
-            settle_timeout: Duration::from_secs(30),
-        };
-        assert_eq!(
-            trigger_args(&t),
-            [
-                "trigger",
-                "--action=change",
-                "--subsystem-match=usb",
-                "--attr-match=idVendor=051d"
-            ]
-        );
+/// Reads a child's pipe to its end.
+async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut buf).await;
     }
+    buf
 }
+
+#[cfg(test)]
+mod tests;

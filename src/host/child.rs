@@ -6,9 +6,15 @@
 //! action's script calling `systemd-notify`) could speak for hostbridge, and
 //! systemd logs "Got notification message from PID …, but reception only
 //! permitted for main PID" for every try.
+//!
+//! Every child hostbridge waits on with a timeout leads a process group of
+//! its own, and a child that overruns is killed with its whole group: a
+//! shell action's background `sleep` (or a script's helpers) must not
+//! outlive the timeout that killed the shell.
 
 use std::ffi::OsStr;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -43,9 +49,12 @@ pub(crate) fn stopping() -> bool {
 /// Runs `cmd` to completion with its output captured (stdin from
 /// /dev/null), or kills it once `timeout` has passed: a hung child (a
 /// `udevadm verify` stuck in an NSS lookup) must not hold a sync, and with
-/// it the state lock, for ever. For blocking contexts (a sync's thread);
-/// the wait polls `try_wait`, from 1 ms up to 50 ms apart, only while a
-/// child runs.
+/// it the state lock, for ever. The child leads its own process group,
+/// and the timeout (or [`stop_all`]) kills the whole group
+/// ([`kill_group`]); the deadline covers the child's pipes too, so a
+/// grandchild holding them open cannot stall it either. For blocking
+/// contexts (a sync's thread); the wait polls, from 1 ms up to 50 ms
+/// apart, only while a child runs.
 pub(crate) fn output_within(
     mut cmd: std::process::Command,
     timeout: Duration,
@@ -54,6 +63,7 @@ pub(crate) fn output_within(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()?;
     // Pipes are drained on their own threads, so a chatty child never
     // blocks on a full pipe while we wait for it.
@@ -81,7 +91,13 @@ pub(crate) fn output_within(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        // Reaped only once its pipes are closed: a grandchild that keeps
+        // them open is still under the deadline, and until the child is
+        // reaped its group can be killed.
+        if out.is_finished()
+            && err.is_finished()
+            && let Some(status) = child.try_wait()?
+        {
             break status;
         }
         let why = if stopping() {
@@ -101,7 +117,9 @@ pub(crate) fn output_within(
             None
         };
         if let Some((kind, message)) = why {
-            // Killed before it is reaped: the pid cannot have been reused.
+            // Killed before it is reaped: the pid, and with it the group's
+            // id, cannot have been reused.
+            kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
             return Err(std::io::Error::new(kind, message));
@@ -114,6 +132,22 @@ pub(crate) fn output_within(
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     })
+}
+
+/// Sends SIGKILL to the process group that the child `pid` leads (it was
+/// spawned with `process_group(0)`), so its children die with it. Call it
+/// only while the child is not yet reaped: until then its pid, and so the
+/// group id, cannot name anyone else.
+pub(crate) fn kill_group(pid: u32) {
+    // Never 0 or negative: killpg(0) would be hostbridge's own group.
+    if let Ok(pgid) = i32::try_from(pid)
+        && pgid > 0
+    {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +174,34 @@ mod tests {
         assert!(e.to_string().contains("killed"), "{e}");
         // Far below the child's own 600 s: it was killed, not waited for.
         assert!(started.elapsed() < Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_child_past_its_timeout_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let mut cmd = super::command("sh");
+        cmd.arg("-c").arg(format!(
+            "sleep 1000 & echo $! > {}; wait",
+            pidfile.display()
+        ));
+        let e = super::output_within(cmd, std::time::Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        let pid = std::fs::read_to_string(&pidfile)
+            .expect("the shell wrote its grandchild's pid within 2 s");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let start = std::time::Instant::now();
+        // Gone, or a zombie nobody reaped yet: dead all the same.
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.starts_with(" Z"))
+        }) {
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "grandchild {pid} still runs"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]
