@@ -6,13 +6,14 @@
 //! overruns is killed with everything it started.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Command;
 
 use std::path::PathBuf;
 
+use super::child::{Capture, capture};
 use super::targets;
 use crate::config::{Action, Target, Trigger};
 
@@ -213,15 +214,35 @@ fn join_output(a: &str, b: &str) -> String {
         .join(" / ")
 }
 
-/// Longest excerpt of a command's output kept for logs.
+/// Most bytes of one output stream shown in a log line and the status.
 const OUTPUT_EXCERPT: usize = 500;
 
-fn excerpt(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .trim()
-        .chars()
-        .take(OUTPUT_EXCERPT)
-        .collect()
+/// What a log line and the status show of one output stream (pure): its
+/// first [`OUTPUT_EXCERPT`] bytes with the white space around them
+/// trimmed, never split inside a UTF-8 sequence, then `… N bytes cut` when
+/// the stream carried more than that (N counts every byte of the stream
+/// not shown, those past the capture's cap,
+/// [`CAPTURE_CAP`](super::child::CAPTURE_CAP), too).
+fn excerpt(c: &Capture) -> String {
+    let whole = c.head.trim_ascii();
+    let mut shown = &whole[..whole.len().min(OUTPUT_EXCERPT)];
+    if shown.len() < whole.len()
+        && let Err(e) = std::str::from_utf8(shown)
+        && e.error_len().is_none()
+    {
+        shown = &shown[..e.valid_up_to()];
+    }
+    if shown.len() == whole.len() && c.total == c.head.len() as u64 {
+        return String::from_utf8_lossy(shown).into_owned();
+    }
+    let shown = shown.trim_ascii_end();
+    let text = String::from_utf8_lossy(shown);
+    let cut = c.total.saturating_sub(shown.len() as u64);
+    if text.is_empty() {
+        format!("… {cut} bytes cut")
+    } else {
+        format!("{text} … {cut} bytes cut")
+    }
 }
 
 /// Runs `program args…` with no shell and no stdin, within `timeout`.
@@ -237,7 +258,9 @@ pub(crate) async fn run_command(
     output_of(cmd, &shown, timeout).await
 }
 
-/// Runs a prepared command (no stdin, output captured). The child leads a
+/// Runs a prepared command (no stdin, output captured: the first
+/// [`CAPTURE_CAP`](super::child::CAPTURE_CAP) bytes of each stream are kept,
+/// the rest drained and counted, see [`excerpt`]). The child leads a
 /// process group of its own; once `timeout` has passed, the whole group is
 /// killed (`SIGKILL` to the group) and the child reaped. The timeout covers
 /// the output too: a grandchild that keeps the pipes open is killed with
@@ -256,16 +279,12 @@ async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<S
     // The child is reaped last, once its pipes are closed: until then its
     // pid, and so its group's id, cannot have been reused.
     let run = async {
-        let (stdout, stderr) = tokio::join!(read_all(stdout), read_all(stderr));
+        let (stdout, stderr) = tokio::join!(capture(stdout), capture(stderr));
         let status = child.wait().await?;
-        Ok::<_, std::io::Error>(Output {
-            status,
-            stdout,
-            stderr,
-        })
+        Ok::<_, std::io::Error>((status, stdout, stderr))
     };
     let done = tokio::time::timeout(timeout, run).await;
-    let output = match done {
+    let (status, stdout, stderr) = match done {
         Ok(r) => r.map_err(|e| format!("{shown}: {e}"))?,
         Err(_) => {
             if let Some(pgid) = group {
@@ -278,27 +297,10 @@ async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<S
             ));
         }
     };
-    if output.status.success() {
-        return Ok(join_output(
-            &excerpt(&output.stdout),
-            &excerpt(&output.stderr),
-        ));
+    if status.success() {
+        return Ok(join_output(&excerpt(&stdout), &excerpt(&stderr)));
     }
-    Err(format!(
-        "{shown}: {}: {}",
-        output.status,
-        excerpt(&output.stderr)
-    ))
-}
-
-/// Reads a child's pipe to its end.
-async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = Vec::new();
-    if let Some(mut p) = pipe {
-        let _ = p.read_to_end(&mut buf).await;
-    }
-    buf
+    Err(format!("{shown}: {status}: {}", excerpt(&stderr)))
 }
 
 #[cfg(test)]

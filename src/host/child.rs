@@ -134,6 +134,51 @@ pub(crate) fn output_within(
     })
 }
 
+/// Most bytes of one output stream (stdout or stderr) of an action's child
+/// kept in memory: the first 32 KiB. The rest is read and counted, not
+/// kept, so the child never blocks on a full pipe and a child that writes
+/// without end costs 32 KiB, not its output (500 MB of stderr once took
+/// 517 MB of the daemon's memory).
+pub(crate) const CAPTURE_CAP: usize = 32 * 1024;
+
+/// The head of one output stream of a child, and how long it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Capture {
+    /// The first bytes, at most [`CAPTURE_CAP`].
+    pub(crate) head: Vec<u8>,
+    /// Every byte the stream carried.
+    pub(crate) total: u64,
+}
+
+impl Capture {
+    /// Counts `chunk`, keeping what still fits under the cap.
+    pub(crate) fn push(&mut self, chunk: &[u8]) {
+        let room = CAPTURE_CAP.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        self.total += chunk.len() as u64;
+    }
+}
+
+/// Reads a child's pipe to its end in 16 KiB steps, keeping its first
+/// [`CAPTURE_CAP`] bytes.
+pub(crate) async fn capture(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Capture {
+    use tokio::io::AsyncReadExt;
+    let mut c = Capture::default();
+    let Some(mut pipe) = pipe else {
+        return c;
+    };
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => c.push(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    c
+}
+
 /// Sends SIGKILL to the process group that the child `pid` leads (it was
 /// spawned with `process_group(0)`), so its children die with it. Call it
 /// only while the child is not yet reaped: until then its pid, and so the
