@@ -343,3 +343,108 @@ fn hostbridge_sync_by_hand_acts_once_for_bridges_sharing_an_action() {
     );
     assert!(dest_b.join("b.pem").exists() && env.dest.join("a.pem").exists());
 }
+
+/// A files bridge whose one exec action appends "$HOSTBRIDGE_CHANGED" to
+/// `runs` and fails until the file `ok` exists (both in `dir`). Returns the
+/// env and both paths.
+fn changed_log_env(dir: &Path) -> (Env, PathBuf, PathBuf) {
+    let (runs, ok) = (dir.join("runs.log"), dir.join("ok"));
+    let env = files_env(&format!(
+        "      - exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_CHANGED\" >> {}; test -e {}'] }}\n",
+        runs.display(),
+        ok.display()
+    ));
+    (env, runs, ok)
+}
+
+/// The lines of `runs` (none if it does not exist).
+fn runs_of(runs: &Path) -> Vec<String> {
+    fs::read_to_string(runs)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_failed_action_is_retried_with_the_changed_names_it_is_owed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (env, runs, ok) = changed_log_env(dir.path());
+    let sync = || {
+        let out = env.run(&["sync"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    env.put("a.conf", "a\n");
+    assert_eq!(sync().0, Some(1), "the action fails");
+    assert_eq!(runs_of(&runs), ["a.conf"]);
+    // Nothing changed, but the action is owed: it runs again, for a.conf.
+    assert_eq!(sync().0, Some(1));
+    assert_eq!(runs_of(&runs), ["a.conf", "a.conf"]);
+    // A new change while it is owed: the names are merged.
+    env.put("b.conf", "b\n");
+    assert_eq!(sync().0, Some(1));
+    assert_eq!(runs_of(&runs)[2], "a.conf b.conf");
+    fs::write(&ok, "").unwrap();
+    let (code, text) = sync();
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(runs_of(&runs)[3], "a.conf b.conf");
+    // Done: nothing is owed, and the next changes (a.conf pruned, c.conf
+    // installed) are alone.
+    assert_eq!(sync().0, Some(0));
+    assert_eq!(runs_of(&runs).len(), 4, "nothing owed, nothing run");
+    fs::remove_file(env.src.join("a.conf")).unwrap();
+    env.put("c.conf", "c\n");
+    assert_eq!(sync().0, Some(0));
+    assert_eq!(runs_of(&runs)[4..], ["a.conf c.conf"]);
+}
+
+#[test]
+fn actions_do_not_run_when_every_file_operation_failed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root for a private read-only mount");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (env, runs, ok) = changed_log_env(dir.path());
+    fs::write(&ok, "").unwrap();
+    env.put("a.conf", "a\n");
+    env.put("b.conf", "b\n");
+    fs::create_dir_all(&env.dest).unwrap();
+    // Every install fails: the destination is a read-only mount (what
+    // ProtectSystem=strict does to a dir missing from ReadWritePaths=).
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$@\"",
+        d = env.dest.display()
+    );
+    let out = env
+        .cmd_via(
+            &["unshare", "--mount", "sh", "-c", &script, "sh"],
+            &["sync"],
+        )
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    if text.contains("unshare: ") || text.contains("mount: ") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must allow private mounts: {text}"
+        );
+        eprintln!("SKIP: no private read-only mount here: {text}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Read-only file system"), "{text}");
+    assert!(env.installed().is_empty(), "{:?}", env.installed());
+    assert!(
+        runs_of(&runs).is_empty(),
+        "nothing changed, nothing run: {text}"
+    );
+    // Writable again: the files go in and the action runs, once.
+    let out = env.run(&["sync"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(env.installed(), ["a.conf", "b.conf"]);
+    assert_eq!(runs_of(&runs), ["a.conf b.conf"]);
+}

@@ -25,6 +25,17 @@ pub(crate) struct Owed {
     pub(crate) manifest: Manifest,
 }
 
+impl Owed {
+    /// The names the actions are owed for (`HOSTBRIDGE_CHANGED`), sorted:
+    /// those of this sync and those still owed from an earlier sync whose
+    /// actions failed (the manifest keeps them until the actions succeed).
+    pub(crate) fn changed_names(&self) -> Vec<String> {
+        let mut names = self.manifest.changed.clone();
+        names.extend(self.report.changed_names());
+        names.into_iter().collect()
+    }
+}
+
 /// Runs the owed actions of several bridges together: each distinct action
 /// once, in the order first listed, even when several bridges name it.
 /// Bridges are taken in config order, whichever settled first, so the
@@ -123,6 +134,7 @@ async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
         // An action is only skipped after one of the bridge's actions failed.
         if !*failed {
             o.manifest.actions_pending = false;
+            o.manifest.changed.clear();
             let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
             let saved = tokio::task::spawn_blocking(move || st.save(&name, &m))
                 .await
@@ -158,7 +170,7 @@ async fn run_one(config: &Config, action: &Action, who: &[&Owed]) -> ActionOutco
             .map(|o| o.bridge.name.as_str())
             .collect::<Vec<_>>()
             .join(","),
-        changed: who.iter().flat_map(|o| o.report.changed_names()).collect(),
+        changed: who.iter().flat_map(|o| o.changed_names()).collect(),
     };
     actions::run(action, &ctx).await
 }

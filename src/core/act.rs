@@ -2,6 +2,8 @@
 //! actions across bridges and the rule for when they may start. Pure,
 //! generic over the action and the bridge id.
 
+use std::collections::BTreeSet;
+
 /// Merges the action lists of several bridges (given in the order they are
 /// to be taken) into each distinct action once, in the order first listed,
 /// with every bridge that names it.
@@ -32,6 +34,28 @@ pub(crate) fn ready_now<A: PartialEq, T>(
         let actions = actions_of(t);
         !busy.iter().any(|b| b.iter().any(|a| actions.contains(a)))
     })
+}
+
+/// What a bridge's `then:` actions are owed once its sync put files in
+/// place: `before` is what was owed (whether, and for which names), `now`
+/// the names the sync installed, replaced or pruned. The actions stay owed
+/// if they were (an earlier run failed) and become owed only if a file
+/// changed: a sync whose every operation failed changed nothing, so
+/// nothing runs. The names they are owed for (their `HOSTBRIDGE_CHANGED`)
+/// are the earlier ones and these, merged, so a retry still names what
+/// changed; a bridge without actions keeps none.
+pub(crate) fn owed_after(
+    has_actions: bool,
+    before: (bool, &BTreeSet<String>),
+    now: &[String],
+) -> (bool, BTreeSet<String>) {
+    let (was_owed, names) = before;
+    let mut owed_for = BTreeSet::new();
+    if has_actions {
+        owed_for.clone_from(names);
+        owed_for.extend(now.iter().cloned());
+    }
+    (was_owed || !now.is_empty(), owed_for)
 }
 
 /// Where a bridge stands, for scheduling actions and USB re-checks: one
@@ -104,6 +128,42 @@ mod tests {
             let (r, w) = ready_now(owed.clone(), |(_, a)| a, &busy);
             let ids = |v: Vec<(u8, &[&str])>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
             assert_eq!((ids(r), ids(w)), (ready, wait), "{owed:?} {busy:?}");
+        }
+    }
+
+    #[test]
+    fn owed_after_table() {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // (has actions, was owed, owed for, changed now) -> (owed, owed for)
+        type Row<'a> = (
+            bool,
+            bool,
+            &'a [&'a str],
+            &'a [&'a str],
+            bool,
+            &'a [&'a str],
+        );
+        let table: [Row; 6] = [
+            // Nothing changed (or every operation failed), nothing owed:
+            // nothing runs.
+            (true, false, &[], &[], false, &[]),
+            (true, false, &[], &["a"], true, &["a"]),
+            // A failed run is owed again, for the names it had.
+            (true, true, &["a"], &[], true, &["a"]),
+            // … merged with the new ones.
+            (true, true, &["a", "c"], &["b", "a"], true, &["a", "b", "c"]),
+            // A bridge without actions keeps no names.
+            (false, false, &[], &["a"], true, &[]),
+            (false, true, &["a"], &["b"], true, &[]),
+        ];
+        for (has, was, before, now, owed, owed_for) in table {
+            let before = set(before);
+            assert_eq!(
+                owed_after(has, (was, &before), &names(now)),
+                (owed, set(owed_for)),
+                "{has} {was} {before:?} {now:?}"
+            );
         }
     }
 

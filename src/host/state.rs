@@ -6,7 +6,7 @@
 //!   by hand and the daemon never interleave;
 //! - `bridges/<name>.json`: the manifest of one bridge (see [`Manifest`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -30,6 +30,9 @@ pub(crate) struct Manifest {
     pub(crate) files: BTreeMap<String, Owned>,
     /// Files changed but the `then:` actions have not yet succeeded.
     pub(crate) actions_pending: bool,
+    /// The names installed, replaced or pruned since the actions last
+    /// succeeded: what a retry's `HOSTBRIDGE_CHANGED` says.
+    pub(crate) changed: BTreeSet<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -37,6 +40,9 @@ struct OnDisk {
     version: u32,
     destination: PathBuf,
     actions_pending: bool,
+    /// Absent in manifests of versions before it was kept (and when empty).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    changed: BTreeSet<String>,
     files: BTreeMap<String, OnDiskFile>,
 }
 
@@ -135,6 +141,7 @@ impl StateDir {
             destination: disk.destination,
             files,
             actions_pending: disk.actions_pending,
+            changed: disk.changed,
         })
     }
 
@@ -144,6 +151,7 @@ impl StateDir {
             version: MANIFEST_VERSION,
             destination: m.destination.clone(),
             actions_pending: m.actions_pending,
+            changed: m.changed.clone(),
             files: m
                 .files
                 .iter()

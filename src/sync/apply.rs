@@ -3,7 +3,7 @@
 //! Glue over host/dest.rs and host/gendir.rs.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -85,6 +85,12 @@ pub(super) fn apply(
         .files
         .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
     intent.actions_pending = true;
+    // Should it crash midway, the next run owes the actions for all of them.
+    if !bridge.then.is_empty() {
+        intent
+            .changed
+            .extend(plan.ops.iter().map(|op| op.name().to_string()));
+    }
     t.state.save(&bridge.name, &intent)?;
 
     if bridge
@@ -134,12 +140,14 @@ pub(super) fn apply(
         }
     }
     t.dest.sync().context("syncing destination dir")?;
+    let (actions_pending, changed) = owed_after(bridge, manifest, report);
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
         files: after,
         // Actions are owed for what changed (or were owed already): a sync
         // whose every operation failed or was held changed nothing.
-        actions_pending: manifest.actions_pending || report.changed(),
+        actions_pending,
+        changed,
     };
     t.state.save(&bridge.name, manifest)
 }
@@ -152,6 +160,16 @@ fn keep_previous(after: &mut BTreeMap<String, plan::Owned>, manifest: &Manifest,
         Some(old) => after.insert(name.to_string(), *old),
         None => after.remove(name),
     };
+}
+
+/// What the `then:` actions are owed once the plan was applied
+/// ([`crate::core::act::owed_after`]), from the manifest before it.
+fn owed_after(bridge: &Bridge, before: &Manifest, report: &SyncReport) -> (bool, BTreeSet<String>) {
+    crate::core::act::owed_after(
+        !bridge.then.is_empty(),
+        (before.actions_pending, &before.changed),
+        &report.changed_names(),
+    )
 }
 
 /// What to do when a destination is read-only: under the shipped unit
@@ -241,10 +259,12 @@ fn publish_generation(
         )
     })?;
     record_ops(report, &ops);
+    let (actions_pending, changed) = owed_after(bridge, manifest, report);
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
         files: after,
-        actions_pending: true,
+        actions_pending,
+        changed,
     };
     t.state.save(&bridge.name, manifest)
 }
