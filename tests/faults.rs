@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use common::{Env, make_executable, wait_for};
 
-/// A udevadm that has `verify`, blocks the verify of `blocked` on the FIFO
-/// `gate` (logging "verify-wait NAME" first), and passes every other call
-/// to the recording stand-in.
+/// A udevadm that has `verify` (each call logged as "verify NAME"), blocks
+/// the verify of `blocked` on the FIFO `gate` (logging "verify-wait NAME"
+/// first), and passes every other call to the recording stand-in.
 fn gated_udevadm(env: &Env, blocked: &str) -> (PathBuf, PathBuf) {
     let dir = env.tmp.path();
     let gate = dir.join("verify-gate");
@@ -34,6 +34,7 @@ fn gated_udevadm(env: &Env, blocked: &str) -> (PathBuf, PathBuf) {
              \x20 case \"$*\" in *--help*) exit 0;; esac\n\
              \x20 for a; do last=$a; done\n\
              \x20 name=$(basename \"$last\")\n\
+             \x20 echo \"verify $name\" >> {log}\n\
              \x20 if [ \"$name\" = {blocked} ]; then\n\
              \x20   echo \"verify-wait $name\" >> {log}\n\
              \x20   read -r _ < {gate}\n\
@@ -687,4 +688,34 @@ fn a_recreated_source_dir_left_empty_prunes_after_the_grace() {
         || d.log(),
     );
     assert_eq!(env.reloads()[1], "control --reload files=0");
+}
+
+/// Point 9: a file that passed `udevadm verify` is not verified again by
+/// the next process (a restart, a crash loop, a `sync` by hand): the pass
+/// is remembered by content digest in the state dir. New content is.
+#[test]
+fn verify_passes_are_remembered_across_restarts() {
+    let env = Env::new("");
+    gated_udevadm(&env, "none");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..5 {
+        env.put(&format!("{i}.rules"), &format!("# {i}\n"));
+    }
+    let verifies = || {
+        env.udevadm_calls()
+            .iter()
+            .filter(|l| l.starts_with("verify "))
+            .count()
+    };
+    // A dry run verifies but installs nothing: each run is a fresh process
+    // facing five not-yet-installed files, as a daemon in a crash loop is.
+    let out = env.run(&["sync", "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(verifies(), 5);
+    let out = env.run(&["sync", "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(verifies(), 5, "nothing verified twice");
+    env.put("3.rules", "# changed\n");
+    assert!(env.run(&["sync", "--dry-run"]).status.success());
+    assert_eq!(verifies(), 6, "new content is verified");
 }

@@ -97,6 +97,7 @@ impl Checker {
             udevadm: config::DEFAULT_UDEVADM.into(),
             stage,
             timeout: config::DEFAULT_VERIFY_TIMEOUT,
+            verified: None,
         });
         Checker {
             checks,

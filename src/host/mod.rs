@@ -18,4 +18,5 @@ pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod targets;
 pub(crate) mod usb;
+pub(crate) mod verified;
 pub(crate) mod watch;

@@ -235,6 +235,9 @@ pub(crate) struct Verifier {
     pub(crate) stage: PathBuf,
     /// Longest one verify may run (`verify_timeout`).
     pub(crate) timeout: std::time::Duration,
+    /// The clean passes remembered (the daemon's and `sync`'s; `lint`
+    /// keeps none).
+    pub(crate) verified: Option<std::sync::Arc<crate::host::verified::Verified>>,
 }
 
 impl Verifier {
@@ -244,6 +247,10 @@ impl Verifier {
             udevadm: config.udevadm.clone(),
             stage: config.state_dir.join("verify"),
             timeout: config.verify_timeout,
+            verified: Some(std::sync::Arc::new(crate::host::verified::Verified::new(
+                config.state_dir.join("verified"),
+                &config.udevadm,
+            ))),
         }
     }
 
@@ -263,6 +270,10 @@ impl Verifier {
         if !available {
             return Vec::new();
         }
+        let digest = crate::host::fsx::digest(bytes);
+        if self.verified.as_ref().is_some_and(|v| v.passed(&digest)) {
+            return Vec::new();
+        }
         let written = DestDir::open_or_create(dir).and_then(|d| d.install(name, bytes, 0o600));
         if let Err(e) = written {
             return vec![Finding {
@@ -279,6 +290,9 @@ impl Verifier {
         let path = dir.join(name);
         let found = preflight::verify(udevadm, &path, self.timeout);
         let _ = std::fs::remove_file(&path);
+        if let (true, Some(v)) = (found.is_empty(), &self.verified) {
+            v.remember(&digest);
+        }
         found
     }
 }
