@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Bridge, Config};
@@ -63,7 +62,9 @@ pub(crate) struct Daemon {
     owed: Vec<(BridgeId, Owed)>,
     actions_tx: mpsc::UnboundedSender<Vec<(BridgeId, Owed)>>,
     actions_rx: mpsc::UnboundedReceiver<Vec<(BridgeId, Owed)>>,
-    actions_task: Option<JoinHandle<()>>,
+    /// Owed actions running now, one task per group of bridges that share
+    /// a target.
+    acting: Vec<acting::ActionGroup>,
     starting: bool,
     watchdog: Option<(Duration, Instant)>,
     hotplug: hotplug::Hotplug,
@@ -97,7 +98,7 @@ impl Daemon {
             owed: Vec::new(),
             actions_tx,
             actions_rx,
-            actions_task: None,
+            acting: Vec::new(),
             config: Arc::new(config),
             config_loaded_at: unix_now(),
             started_at: unix_now(),

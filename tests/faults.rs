@@ -719,3 +719,38 @@ fn verify_passes_are_remembered_across_restarts() {
     assert!(env.run(&["sync", "--dry-run"]).status.success());
     assert_eq!(verifies(), 6, "new content is verified");
 }
+
+/// Point 6: one bridge's action hangs; another bridge's action, on another
+/// target, runs meanwhile (actions run in groups by target), and stopping
+/// the daemon kills the hung one.
+#[test]
+fn a_hung_action_holds_up_only_its_own_target() {
+    let env = Env::new_files("    settle: { quiet: 100ms }\n");
+    let started = env.tmp.path().join("hang-started");
+    let marker = env.tmp.path().join("other-acted");
+    let mut cfg = fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "    then:\n      - exec: {{ argv: [/bin/sh, -c, \"touch {} && exec sleep 3600\"], timeout: 1h }}\n",
+        started.display()
+    ));
+    fs::write(&env.config, cfg).unwrap();
+    let (other_src, _) = add_files_bridge(&env, "other");
+    let mut cfg = fs::read_to_string(&env.config).unwrap();
+    cfg.push_str(&format!(
+        "    then:\n      - exec: {{ argv: [/usr/bin/touch, {}] }}\n",
+        marker.display()
+    ));
+    fs::write(&env.config, cfg).unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    let mut d = env.start();
+    env.put("a.txt", "a");
+    wait_for("the first action to hang", || started.exists(), || d.log());
+    fs::write(other_src.join("b.txt"), "b").unwrap();
+    wait_for(
+        "the other bridge's action to run meanwhile",
+        || marker.exists(),
+        || d.log(),
+    );
+    let status = d.stop_within_deadline();
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}

@@ -276,6 +276,24 @@ pub(crate) enum Action {
     },
 }
 
+impl Action {
+    /// Whether two actions act on the same thing, so they never run at once
+    /// (the daemon runs actions on different targets side by side): every
+    /// udev action acts on udevd (a USB check reads what its trigger did);
+    /// a reload and a restart of one unit act on that unit.
+    pub(crate) fn same_target(&self, other: &Action) -> bool {
+        use Action::*;
+        match (self, other) {
+            (
+                UdevReload | UdevTrigger(_) | UsbCheck { .. },
+                UdevReload | UdevTrigger(_) | UsbCheck { .. },
+            ) => true,
+            (RestartUnit(a) | ReloadUnit(a), RestartUnit(b) | ReloadUnit(b)) => a == b,
+            _ => self == other,
+        }
+    }
+}
+
 /// Whom a `signal` action signals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Target {

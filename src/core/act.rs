@@ -36,6 +36,34 @@ pub(crate) fn ready_now<A: PartialEq, T>(
     })
 }
 
+/// Splits the bridges whose actions may run into groups that run at once,
+/// each as one task (one hung action holds up only its own target): bridges
+/// whose actions share a target (`same_target`) are in one group, where
+/// each distinct action runs once ([`merge`]); a bridge sharing a target
+/// with a group still running (`running`) waits for it.
+pub(crate) fn start_groups<A, T>(
+    ready: Vec<T>,
+    actions_of: impl Fn(&T) -> &[A],
+    same_target: impl Fn(&A, &A) -> bool,
+    running: &[&[A]],
+) -> (Vec<Vec<T>>, Vec<T>) {
+    let shares = |x: &[A], y: &[A]| x.iter().any(|a| y.iter().any(|b| same_target(a, b)));
+    let (wait, free): (Vec<T>, Vec<T>) = ready
+        .into_iter()
+        .partition(|t| running.iter().any(|r| shares(actions_of(t), r)));
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    for t in free {
+        let (mut joined, rest): (Vec<Vec<T>>, Vec<Vec<T>>) = groups
+            .into_iter()
+            .partition(|g| g.iter().any(|u| shares(actions_of(u), actions_of(&t))));
+        let mut group: Vec<T> = joined.drain(..).flatten().collect();
+        group.push(t);
+        groups = rest;
+        groups.push(group);
+    }
+    (groups, wait)
+}
+
 /// What a bridge's `then:` actions are owed once its sync put files in
 /// place: `before` is what was owed (whether, and for which names), `now`
 /// the names the sync installed, replaced or pruned. The actions stay owed
@@ -87,6 +115,51 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// (ready bridges with their targets, targets running) → the groups
+    /// started (bridge ids) and who waits. 'u' stands for udevd: every
+    /// udev action is one target.
+    #[test]
+    fn start_groups_table() {
+        type Row = (
+            &'static [(u8, &'static str)],
+            &'static [&'static str],
+            &'static [&'static [u8]],
+            &'static [u8],
+        );
+        let table: &[Row] = &[
+            (&[], &[], &[], &[]),
+            // Different targets: one group each, all at once.
+            (&[(1, "a"), (2, "b")], &[], &[&[1], &[2]], &[]),
+            // A shared target: one group.
+            (&[(1, "ab"), (2, "b"), (3, "c")], &[], &[&[1, 2], &[3]], &[]),
+            // A bridge that links two groups joins them.
+            (&[(1, "a"), (2, "b"), (3, "ab")], &[], &[&[1, 2, 3]], &[]),
+            // A target already running: that bridge waits, the others go.
+            (&[(1, "a"), (2, "b")], &["b"], &[&[1]], &[2]),
+            (&[(1, "u")], &["cu"], &[], &[1]),
+        ];
+        for (i, (ready, running, groups, wait)) in table.iter().enumerate() {
+            let running: Vec<Vec<char>> = running.iter().map(|r| r.chars().collect()).collect();
+            let running: Vec<&[char]> = running.iter().map(Vec::as_slice).collect();
+            let ready: Vec<(u8, Vec<char>)> = ready
+                .iter()
+                .map(|(id, t)| (*id, t.chars().collect()))
+                .collect();
+            let (g, w) = start_groups(ready, |(_, a)| a.as_slice(), |a, b| a == b, &running);
+            let g: Vec<Vec<u8>> = g
+                .iter()
+                .map(|g| g.iter().map(|(id, _)| *id).collect())
+                .collect();
+            let w: Vec<u8> = w.iter().map(|(id, _)| *id).collect();
+            assert_eq!(
+                g,
+                groups.iter().map(|g| g.to_vec()).collect::<Vec<_>>(),
+                "row {i}"
+            );
+            assert_eq!(w, wait.to_vec(), "row {i}");
+        }
+    }
 
     #[test]
     fn merge_keeps_first_order_and_lists_every_bridge() {

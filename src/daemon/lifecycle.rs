@@ -94,11 +94,7 @@ impl Daemon {
 
     /// Sends READY=1 once the startup reconcile (syncs and actions) is done.
     pub(super) fn ready_if_reconciled(&mut self) {
-        if self.starting
-            && self.running() == 0
-            && self.owed.is_empty()
-            && self.actions_task.is_none()
-        {
+        if self.starting && self.running() == 0 && self.owed.is_empty() && self.acting.is_empty() {
             self.ready();
         }
     }
@@ -122,8 +118,8 @@ impl Daemon {
         crate::host::child::stop_all();
         // Owed actions are skipped: their manifests still say so, and the
         // next start runs them.
-        if let Some(t) = self.actions_task.take() {
-            t.abort();
+        for g in self.acting.drain(..) {
+            g.task.abort();
         }
         self.owed.clear();
         let tasks: Vec<JoinHandle<()>> = self
