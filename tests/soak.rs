@@ -47,7 +47,11 @@ struct Side {
 /// What every complete content holds at its end, and a torn one (the
 /// first half of an in-place write) lacks.
 fn marker(side: &Side) -> &'static str {
-    if side.rules { "MODE=\"0660\"" } else { " end\n" }
+    if side.rules {
+        "MODE=\"0660\""
+    } else {
+        " end\n"
+    }
 }
 
 fn content(side: &Side, rng: &mut Rng) -> String {
@@ -160,7 +164,11 @@ fn a_random_soak_on_three_bridge_kinds_ends_equal_with_nothing_torn_and_flat_rss
     let secs: u64 = std::env::var("SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if std::env::var_os("CI").is_some() { 120 } else { 20 });
+        .unwrap_or(if std::env::var_os("CI").is_some() {
+            120
+        } else {
+            20
+        });
     let seed: u64 = std::env::var("SOAK_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -253,5 +261,8 @@ fn a_random_soak_on_three_bridge_kinds_ends_equal_with_nothing_torn_and_flat_rss
             .map(str::to_owned)
             .collect::<Vec<_>>(),
     );
-    assert!(errors.is_empty(), "errors logged in a fault-free soak: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "errors logged in a fault-free soak: {errors:?}"
+    );
 }

@@ -121,7 +121,13 @@ pub(crate) fn sync_files(
     };
     step(opts, || "reading the source".into());
     let before = load_manifest(state, bridge, &mut SyncReport::default())?;
-    let (scan, accepted) = scan_source(config, bridge, &before, opts, &mut report)?;
+    let (scan, mut accepted) = scan_source(config, bridge, &before, opts, &mut report)?;
+    // Every read is done: what changed meanwhile is known now.
+    let held = opts
+        .guard
+        .as_ref()
+        .map(|g| barrier(g, &scan.view, &mut report))
+        .unwrap_or_default();
     step(opts, || "waiting for the state lock".into());
     let _lock = if opts.dry_run {
         None
@@ -133,6 +139,13 @@ pub(crate) fn sync_files(
     }
     step(opts, || "planning".into());
     let mut manifest = load_manifest(state, bridge, &mut report)?;
+    if let Some(name) = held_set_member(bridge, &held) {
+        // A set is installed whole or not at all.
+        report.notes.push(format!(
+            "holding the set: {name} changed while the sync ran; nothing was changed"
+        ));
+        return Ok((report, manifest));
+    }
     if let Some(files) = &bridge.files
         && let Some(why) = set_checks(files, &scan, &mut report)
     {
@@ -166,8 +179,9 @@ pub(crate) fn sync_files(
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
     }
-    if let Some(guard) = &opts.guard {
-        hold_changed(bridge, guard, &manifest, &mut plan, &mut report);
+    for name in &held {
+        plan.hold(name, manifest.files.get(name).copied());
+        accepted.remove(name);
     }
     if !plan.changes() {
         if plan.owned_after != manifest.files {
@@ -209,39 +223,33 @@ fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) 
     report.held.extend::<Vec<_>>(held);
 }
 
-/// The barrier before installing: every file the plan touches that changed
-/// during the sync, or is open for writing, is held out of it (its last
-/// good copy stays; the event that changed it opens the next window). The
-/// two files of a TLS pair are held together: half a new pair is no pair.
-fn hold_changed(
-    bridge: &Bridge,
-    guard: &Guard,
-    manifest: &Manifest,
-    plan: &mut plan::Plan,
-    report: &mut SyncReport,
-) {
-    let names: Vec<String> = plan.ops.iter().map(|op| op.name().to_string()).collect();
-    let mut held = guard
-        .feed
-        .holds(guard.mark, names.iter().map(String::as_str));
-    let pair = bridge
-        .files
-        .as_ref()
-        .and_then(|f| f.tls_pair.as_ref())
-        .map(|p| [p.cert.as_str(), p.key.as_str()]);
-    if let Some(pair) = pair
-        && let Some(&(_, why)) = held.iter().find(|(n, _)| pair.contains(&n.as_str()))
-    {
-        for other in pair {
-            if names.iter().any(|n| n == other) && !held.iter().any(|(n, _)| n == other) {
-                held.push((other.to_string(), why));
-            }
-        }
-    }
-    for (name, why) in held {
-        plan.hold(&name, manifest.files.get(&name).copied());
-        report.held.push((name, why.reason().to_string()));
-    }
+/// The barrier, once every read is done: each source file that changed
+/// during the sync, or is open for writing, is held (its last good copy
+/// stays; the event that changed it opens the next window). What was read
+/// of it may be torn, so it is not judged either: its findings and skip
+/// are dropped, and the report lists it as held. Returns the held names.
+fn barrier(guard: &Guard, view: &plan::SourceView, report: &mut SyncReport) -> BTreeSet<String> {
+    let names = view.files.keys().map(String::as_str);
+    let held = guard.feed.holds(guard.mark, names);
+    let names: BTreeSet<String> = held.iter().map(|(n, _)| n.clone()).collect();
+    report.findings.retain(|(n, _)| !names.contains(n));
+    report.skipped.retain(|(n, _)| !names.contains(n));
+    report.unreadable.retain(|n| !names.contains(n));
+    report.held.extend(
+        held.into_iter()
+            .map(|(n, why)| (n, why.reason().to_string())),
+    );
+    names
+}
+
+/// A held file that belongs to the bridge's set (`require:`, the TLS pair),
+/// if any: the set is then held whole.
+fn held_set_member<'h>(bridge: &Bridge, held: &'h BTreeSet<String>) -> Option<&'h String> {
+    let files = bridge.files.as_ref()?;
+    let pair = files.tls_pair.as_ref();
+    held.iter().find(|n| {
+        files.require.iter().any(|r| r == *n) || pair.is_some_and(|p| p.cert == **n || p.key == **n)
+    })
 }
 
 /// The bridge's manifest; a changed `install_to` starts a new one (the
