@@ -57,6 +57,22 @@ fn gated_udevadm(env: &Env, blocked: &str) -> (PathBuf, PathBuf) {
     (script, gate)
 }
 
+/// Writes `first` (with [`gated_udevadm`] blocking its verify) and waits
+/// until the sync that reads it is blocked there; files written before it
+/// in the same window are read after it (name order) once the gate opens.
+fn block_in_verify(env: &Env, d: &common::Daemon, first: &str) {
+    env.put(first, "# first\n");
+    wait_for(
+        "the sync to block in verify",
+        || {
+            env.udevadm_calls()
+                .iter()
+                .any(|l| l == &format!("verify-wait {first}"))
+        },
+        || d.log(),
+    );
+}
+
 fn open_gate(gate: &Path) {
     let mut f = fs::OpenOptions::new().write(true).open(gate).unwrap();
     writeln!(f, "go").unwrap();
@@ -76,16 +92,7 @@ fn a_file_rewritten_in_place_during_a_slow_sync_is_held_not_installed_torn() {
     // One window with both files, new: the scan reads 10-first.rules first
     // (name order) and its verify blocks; 20-victim.rules is read after.
     env.put("20-victim.rules", "# line 1\n# line 2\n");
-    env.put("10-first.rules", "# first\n");
-    wait_for(
-        "the sync to block in verify",
-        || {
-            env.udevadm_calls()
-                .iter()
-                .any(|l| l.starts_with("verify-wait"))
-        },
-        || d.log(),
-    );
+    block_in_verify(&env, &d, "10-first.rules");
     // The non-atomic writer: truncate, write half, keep the file open.
     let mut w = fs::OpenOptions::new()
         .write(true)
@@ -117,7 +124,9 @@ fn a_file_rewritten_in_place_during_a_slow_sync_is_held_not_installed_torn() {
         || d.log(),
     );
     // No reload ever saw the torn file: each reload's count of files is one
-    // the destination had with whole files only (1, then 2).
+    // the destination had with whole files only (1, then 2). The second
+    // reload runs after the install: waited for.
+    wait_for("the second reload", || env.reloads().len() >= 2, || d.log());
     let reloads = env.reloads();
     assert_eq!(
         reloads,
@@ -274,16 +283,7 @@ fn a_hanging_verify_holds_only_its_bridge_shows_as_stuck_and_is_killed() {
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
 
-    env.put("10-x.rules", "# x\n");
-    wait_for(
-        "verify to hang",
-        || {
-            env.udevadm_calls()
-                .iter()
-                .any(|l| l == "verify-wait 10-x.rules")
-        },
-        || d.log(),
-    );
+    block_in_verify(&env, &d, "10-x.rules");
     fs::write(other_src.join("a.txt"), "a").unwrap();
     wait_for(
         "the other bridge synced while verify hangs",
@@ -329,16 +329,7 @@ fn stop_is_bounded_while_a_child_hangs() {
     with_top_level(&env, "verify_timeout: 1h\n");
     fs::create_dir_all(&env.src).unwrap();
     let mut d = env.start();
-    env.put("10-x.rules", "# x\n");
-    wait_for(
-        "verify to hang",
-        || {
-            env.udevadm_calls()
-                .iter()
-                .any(|l| l == "verify-wait 10-x.rules")
-        },
-        || d.log(),
-    );
+    block_in_verify(&env, &d, "10-x.rules");
     let log = d.log();
     let status = d.stop_within_deadline();
     assert_eq!(
@@ -568,16 +559,7 @@ fn a_file_vanishing_mid_sync_is_a_race_not_a_fault() {
     fs::create_dir_all(&env.src).unwrap();
     let d = env.start();
     env.put("20-gone.rules", "# gone\n");
-    env.put("10-first.rules", "# first\n");
-    wait_for(
-        "the sync to block in verify",
-        || {
-            env.udevadm_calls()
-                .iter()
-                .any(|l| l.starts_with("verify-wait"))
-        },
-        || d.log(),
-    );
+    block_in_verify(&env, &d, "10-first.rules");
     fs::remove_file(env.src.join("20-gone.rules")).unwrap();
     open_gate(&gate);
     d.wait_log("held 20-gone.rules: vanished while it was read");

@@ -316,6 +316,36 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `hostbridge sync` with the destination a read-only mount (what
+/// `ProtectSystem=strict` does to a dir missing from `ReadWritePaths=`),
+/// in a private mount namespace; its exit code and output, or `None` (a
+/// skip, said why) where private mounts are not allowed (never under CI).
+pub fn sync_with_read_only_dest(env: &Env) -> Option<(Option<i32>, String)> {
+    fs::create_dir_all(&env.dest).expect("mkdir dest");
+    let script = format!(
+        "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec \"$@\"",
+        d = env.dest.display()
+    );
+    let out = env
+        .cmd_via(
+            &["unshare", "--mount", "sh", "-c", &script, "sh"],
+            &["sync"],
+        )
+        .output()
+        .expect("run hostbridge sync");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    if text.contains("unshare: ") || text.contains("mount: ") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must allow private mounts: {text}"
+        );
+        eprintln!("SKIP: no private read-only mount here: {text}");
+        return None;
+    }
+    Some((out.status.code(), text))
+}
+
 /// Polls `cond` until true or [`DEADLINE`]; on timeout panics with `what` and
 /// the output of `context`.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
