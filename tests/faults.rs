@@ -736,3 +736,55 @@ fn a_hung_action_holds_up_only_its_own_target() {
     let status = d.stop_within_deadline();
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
+
+/// Review finding: a hold never shields an installed copy from today's
+/// policy. A rules file installed under `allow_symlinks: ["ups/"]`; the
+/// daemon restarts with that permission gone, and while its startup sync
+/// is held up (in the verify of another file) the container rewrites the
+/// file in place and keeps it open, so the sync holds it. The installed
+/// copy breaks today's policy: it is removed anyway.
+#[test]
+fn a_held_file_is_still_revoked_when_its_installed_copy_breaks_the_policy() {
+    let rule = "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", SYMLINK+=\"ups/apc\"\n";
+    let settle = "    settle: { quiet: 50ms }\n";
+    let env = Env::new(&format!("{settle}    allow_symlinks: [\"ups/\"]\n"));
+    let (_, gate) = gated_udevadm(&env, "10-first.rules");
+    env.put("62-ups.rules", rule);
+    let mut d = env.start();
+    assert!(env.dest_content("62-ups.rules").is_some(), "{}", d.log());
+    assert!(d.stop().success());
+
+    let udevadm = fs::read_to_string(&env.config).unwrap();
+    env.write_config(settle);
+    // Keep the gated udevadm of the first config.
+    let line = udevadm.lines().find(|l| l.starts_with("udevadm:")).unwrap();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .map(|l| if l.starts_with("udevadm:") { line } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(&env.config, cfg + "\n").unwrap();
+    env.put("10-first.rules", "# first\n");
+    let d = env.spawn_daemon(&[]);
+    wait_for(
+        "the startup sync to block in verify",
+        || {
+            env.udevadm_calls()
+                .iter()
+                .any(|l| l == "verify-wait 10-first.rules")
+        },
+        || d.log(),
+    );
+    let mut w = fs::OpenOptions::new()
+        .write(true)
+        .open(env.src.join("62-ups.rules"))
+        .unwrap();
+    w.write_all(rule.as_bytes()).unwrap();
+    w.flush().unwrap();
+    open_gate(&gate);
+    d.wait_log("held 62-ups.rules");
+    d.wait_log("removing the installed 62-ups.rules: it breaks the bridge's current policy");
+    assert_eq!(env.dest_content("62-ups.rules"), None, "{}", d.log());
+    drop(w);
+}

@@ -165,9 +165,13 @@ pub(crate) fn sync_files(
         }
     }
     let owner = owner_ids(bridge)?;
-    let mut plan = make_plan(
+    let holding = Holding {
+        gate: opts.prune_gate,
+        held: &held,
+    };
+    let plan = make_plan(
         bridge,
-        opts.prune_gate,
+        &holding,
         &scan.view,
         &manifest,
         dest.as_ref(),
@@ -180,7 +184,6 @@ pub(crate) fn sync_files(
         return Ok((report, manifest));
     }
     for name in &held {
-        plan.hold(name, manifest.files.get(name).copied());
         accepted.remove(name);
     }
     if !plan.changes() {
@@ -340,9 +343,16 @@ fn keep(bridge: &Bridge, manifest: &Manifest, name: &str, digest: &plan::Digest)
 
 /// What the destination holds under every name the source or the manifest
 /// knows, then the plan (and the re-judging of kept rules copies).
+/// What keeps files out of a plan: the prune gate of a new source dir and
+/// the files the barrier held.
+struct Holding<'a> {
+    gate: PruneGate,
+    held: &'a BTreeSet<String>,
+}
+
 fn make_plan(
     bridge: &Bridge,
-    gate: PruneGate,
+    holding: &Holding<'_>,
     view: &plan::SourceView,
     manifest: &Manifest,
     dest: Option<&DestDir>,
@@ -363,13 +373,18 @@ fn make_plan(
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
-        wait_for_content: gate == PruneGate::UntilContent && view.files.is_empty(),
+        wait_for_content: holding.gate == PruneGate::UntilContent && view.files.is_empty(),
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
     let mut plan = plan::plan(view, &manifest.files, &dest_state, desired);
+    // Held files keep their installed copies, which are then judged under
+    // today's policy like any other kept copy (a hold never shields one).
+    for name in holding.held {
+        plan.hold(name, manifest.files.get(name).copied());
+    }
     if let (Some(checks), Some(d)) = (&bridge.rules, dest) {
-        revoke_unsafe_copies(bridge, checks, d, view, &mut plan, report);
+        revoke_unsafe_copies(bridge, checks, d, view, holding.held, &mut plan, report);
     }
     report.unchanged = plan.unchanged.len();
     report.skipped.extend(plan.skipped.iter().cloned());
@@ -391,6 +406,7 @@ fn revoke_unsafe_copies(
     checks: &crate::config::RulesChecks,
     dest: &DestDir,
     view: &plan::SourceView,
+    held: &BTreeSet<String>,
     plan: &mut plan::Plan,
     report: &mut SyncReport,
 ) {
@@ -400,7 +416,9 @@ fn revoke_unsafe_copies(
     let kept: Vec<String> = plan
         .owned_after
         .keys()
-        .filter(|n| !matches!(view.files.get(*n), Some(plan::SourceFile::Ready(_))))
+        .filter(|n| {
+            held.contains(*n) || !matches!(view.files.get(*n), Some(plan::SourceFile::Ready(_)))
+        })
         .filter(|n| !plan.ops.iter().any(|op| op.name() == n.as_str()))
         .cloned()
         .collect();
