@@ -51,10 +51,10 @@ pub(crate) struct Daemon {
     reload_error: Option<String>,
     bridges: Vec<BridgeRt>,
     next_id: BridgeId,
-    /// Every bridge's inotify events (unbounded: a feed forwards while it
-    /// holds its lock, and the kernel queue bounds what one read returns).
-    events_tx: mpsc::UnboundedSender<Delivery>,
-    events: mpsc::UnboundedReceiver<Delivery>,
+    /// Every bridge's inotify events (bounded: a full channel leaves them
+    /// in the kernel's queue, whose overflow makes the bridge rescan).
+    events_tx: mpsc::Sender<Delivery>,
+    events: mpsc::Receiver<Delivery>,
     done_tx: mpsc::UnboundedSender<(BridgeId, Result<(SyncReport, Manifest)>)>,
     done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<(SyncReport, Manifest)>)>,
     /// Synced bridges whose actions wait until no bridge sharing a target
@@ -91,7 +91,7 @@ pub(crate) async fn run(config: Config) -> Result<()> {
 
 impl Daemon {
     fn new(config: Config) -> Daemon {
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
         Daemon {

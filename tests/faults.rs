@@ -788,3 +788,42 @@ fn a_held_file_is_still_revoked_when_its_installed_copy_breaks_the_policy() {
     assert_eq!(env.dest_content("62-ups.rules"), None, "{}", d.log());
     drop(w);
 }
+
+/// Review finding: a container creating and deleting names the bridge
+/// never syncs (hidden ones), as fast as it can, costs the daemon no
+/// memory that grows with them, and the bridge still syncs afterwards.
+#[test]
+fn a_flood_of_ignored_names_costs_no_memory() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    let rss = || {
+        let status = fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut n = 0u64;
+    while std::time::Instant::now() < end {
+        let p = env.src.join(format!(".flood-{n:012}"));
+        fs::write(&p, b"").unwrap();
+        fs::remove_file(&p).unwrap();
+        n += 1;
+    }
+    let after = rss();
+    eprintln!("flood: {n} names, RSS {before} kB -> {after} kB");
+    assert!(
+        after < before + 32 * 1024,
+        "RSS grew from {before} kB to {after} kB over {n} names"
+    );
+    env.put("a.rules", "# a\n");
+    wait_for(
+        "a change synced after the flood",
+        || env.dest_content("a.rules").is_some(),
+        || d.log(),
+    );
+}

@@ -25,6 +25,11 @@ use std::collections::{HashMap, HashSet};
 
 use super::settle::Input;
 
+/// Most names [`Seen`] tracks between two marks; past it, it forgets them
+/// and counts a loss (every file of the running sync is held), so a
+/// container creating names without end costs no memory.
+pub(crate) const TRACKED: usize = 16 * 1024;
+
 /// A point in a bridge's event stream, taken when a sync starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Mark(u64);
@@ -72,6 +77,11 @@ impl Seen {
     /// Records one event.
     pub(crate) fn record(&mut self, input: &Input) {
         self.count += 1;
+        if self.last.len() >= TRACKED || self.open.len() >= TRACKED {
+            self.last.clear();
+            self.open.clear();
+            self.lost_at = Some(self.count);
+        }
         match input {
             Input::Write(n) => {
                 self.open.insert(n.clone());
@@ -158,6 +168,17 @@ mod tests {
             after.iter().for_each(|e| s.record(e));
             assert_eq!(s.hold(mark, "a"), *want, "row {i}");
         }
+    }
+
+    #[test]
+    fn too_many_names_count_as_a_loss_not_as_memory() {
+        let mut s = Seen::default();
+        let mark = s.mark();
+        for i in 0..3 * TRACKED {
+            s.record(&w(&format!("f{i}")));
+        }
+        assert!(s.last.len() <= TRACKED && s.open.len() <= TRACKED);
+        assert_eq!(s.hold(mark, "other"), Some(Hold::EventsLost));
     }
 
     #[test]

@@ -19,9 +19,9 @@ impl Daemon {
     /// A fresh inotify instance for bridge `id`, its watch (not placed yet)
     /// and the task reading its events.
     pub(super) fn open_watch(&self, id: BridgeId, b: &Bridge) -> std::io::Result<Watch> {
-        let (feed, watches) = Feed::new(id, self.events_tx.clone())?;
+        let (feed, watches) = Feed::new(id, &b.include)?;
         let watch = SourceWatch::new(&b.source, &b.include, watches);
-        let task = tokio::spawn(Arc::clone(&feed).read());
+        let task = tokio::spawn(Arc::clone(&feed).read(self.events_tx.clone()));
         Ok(Watch::Live { watch, feed, task })
     }
 
