@@ -315,6 +315,7 @@ impl Daemon {
                             bridge,
                             report,
                             manifest,
+                            since: Instant::now(),
                         },
                     ));
                 }
@@ -358,6 +359,10 @@ impl Daemon {
                 humantime::format_duration(wait)
             );
         }
+        let recheck = match &res {
+            Ok(report) => report.recheck.clone(),
+            Err(_) => Vec::new(),
+        };
         match res {
             Ok(report) => {
                 b.grace.synced(report.source_files > 0, report.prune_held);
@@ -381,6 +386,10 @@ impl Daemon {
             b.source_identity = None;
             self.rewatch(id, now);
             self.observe(id, now, Input::Rescan);
+        }
+        let now = Instant::now();
+        for input in recheck {
+            self.observe(id, now, input);
         }
         if !self.starting {
             notify::status(&self.status_line());

@@ -704,15 +704,17 @@ fn verify_passes_are_remembered_across_restarts() {
 
 /// Point 6: one bridge's action hangs; another bridge's action, on another
 /// target, runs meanwhile (actions run in groups by target), and stopping
-/// the daemon kills the hung one.
+/// the daemon kills the hung one with its whole process group.
 #[test]
 fn a_hung_action_holds_up_only_its_own_target() {
     let env = Env::new_files("    settle: { quiet: 100ms }\n");
     let started = env.tmp.path().join("hang-started");
     let marker = env.tmp.path().join("other-acted");
     let mut cfg = fs::read_to_string(&env.config).unwrap();
+    let pidfile = env.tmp.path().join("grandchild.pid");
     cfg.push_str(&format!(
-        "    then:\n      - exec: {{ argv: [/bin/sh, -c, \"touch {} && exec sleep 3600\"], timeout: 1h }}\n",
+        "    then:\n      - exec: {{ argv: [/bin/sh, -c, \"sleep 3600 & echo $! > {}; touch {}; wait\"], timeout: 1h }}\n",
+        pidfile.display(),
         started.display()
     ));
     fs::write(&env.config, cfg).unwrap();
@@ -733,8 +735,19 @@ fn a_hung_action_holds_up_only_its_own_target() {
         || marker.exists(),
         || d.log(),
     );
+    let grandchild: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let status = d.stop_within_deadline();
     assert_eq!(status.and_then(|s| s.code()), Some(0));
+    // The hung action's whole process group went with the daemon.
+    wait_for(
+        "the action's grandchild killed at stop",
+        || nix::sys::signal::kill(nix::unistd::Pid::from_raw(grandchild), None).is_err(),
+        || format!("pid {grandchild} still there"),
+    );
 }
 
 /// Review finding: a hold never shields an installed copy from today's

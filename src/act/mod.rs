@@ -23,6 +23,9 @@ pub(crate) struct Owed {
     pub(crate) report: SyncReport,
     /// Its manifest, saved again once the actions succeeded.
     pub(crate) manifest: Manifest,
+    /// When its files were done: it waits for peers sharing a target at
+    /// most twice its `max_wait` from then.
+    pub(crate) since: std::time::Instant,
 }
 
 impl Owed {
@@ -136,10 +139,20 @@ async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
             o.manifest.actions_pending = false;
             o.manifest.changed.clear();
             let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
-            let saved = tokio::task::spawn_blocking(move || st.save(&name, &m))
-                .await
-                .context("manifest task failed")
-                .and_then(|r| r);
+            let saved = tokio::task::spawn_blocking(move || {
+                // Under the lock, and only over the manifest this sync left:
+                // a newer sync (a bridge replaced by a reload while these
+                // actions ran) wrote one that owes its own actions.
+                let _lock = st.lock()?;
+                let now = st.load(&name)?;
+                if now.destination == m.destination && now.files == m.files {
+                    st.save(&name, &m)?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+            .await
+            .context("manifest task failed")
+            .and_then(|r| r);
             if let Err(e) = saved {
                 // Its actions ran; they run again at the next sync.
                 o.report.errors.push(format!("{e:#}"));

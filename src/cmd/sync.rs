@@ -39,6 +39,7 @@ pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> an
                         bridge: b.clone(),
                         report,
                         manifest,
+                        since: std::time::Instant::now(),
                     },
                 ));
                 // Filled in once the actions ran.

@@ -23,16 +23,19 @@ pub(crate) fn merge<A: PartialEq + Clone, I: Copy>(lists: &[(I, &[A])]) -> Vec<(
 /// Splits the owed bridges into those whose actions may run now and those
 /// that wait: a bridge waits while another bridge that is still collecting
 /// or syncing changes (and owes nothing yet) names one of its actions, so a
-/// target several bridges share is acted on once per burst. `actions_of`
-/// gives an owed bridge's actions; `busy` lists the busy bridges' actions.
+/// target several bridges share is acted on once per burst; but not for
+/// ever: one that has waited its fill (`waited_enough`) runs, so a peer
+/// that never stops changing cannot starve it. `actions_of` gives an owed
+/// bridge's actions; `busy` lists the busy bridges' actions.
 pub(crate) fn ready_now<A: PartialEq, T>(
     owed: Vec<T>,
     actions_of: impl Fn(&T) -> &[A],
+    waited_enough: impl Fn(&T) -> bool,
     busy: &[&[A]],
 ) -> (Vec<T>, Vec<T>) {
     owed.into_iter().partition(|t| {
         let actions = actions_of(t);
-        !busy.iter().any(|b| b.iter().any(|a| actions.contains(a)))
+        waited_enough(t) || !busy.iter().any(|b| b.iter().any(|a| actions.contains(a)))
     })
 }
 
@@ -183,7 +186,7 @@ mod tests {
         let reload: &[&str] = &["reload"];
         let hup: &[&str] = &["hup"];
         let both: &[&str] = &["reload", "hup"];
-        // (owed, busy) -> (ready, wait)
+        // (owed, busy) -> (ready, wait); bridge 9 has waited its fill.
         type Case<'a> = (
             Vec<(u8, &'a [&'a str])>,
             Vec<&'a [&'a str]>,
@@ -196,9 +199,15 @@ mod tests {
             (vec![(1, reload), (2, hup)], vec![reload], vec![2], vec![1]),
             (vec![(1, both)], vec![hup], vec![], vec![1]),
             (vec![(1, hup)], vec![&[]], vec![1], vec![]),
+            (
+                vec![(1, reload), (9, reload)],
+                vec![reload],
+                vec![9],
+                vec![1],
+            ),
         ];
         for (owed, busy, ready, wait) in cases {
-            let (r, w) = ready_now(owed.clone(), |(_, a)| a, &busy);
+            let (r, w) = ready_now(owed.clone(), |(_, a)| a, |(id, _)| *id == 9, &busy);
             let ids = |v: Vec<(u8, &[&str])>| v.into_iter().map(|(i, _)| i).collect::<Vec<_>>();
             assert_eq!((ids(r), ids(w)), (ready, wait), "{owed:?} {busy:?}");
         }

@@ -3,20 +3,22 @@
 //! inotify events in kernel order; the clock plays no part.
 //!
 //! The rule (issue 16): a sync takes a [`Mark`] before it reads anything.
-//! Right before it installs, the host layer drains every event the kernel
+//! Once every read is done, the host layer drains every event the kernel
 //! queued until then into [`Seen`] (the barrier: an event is queued by the
 //! write that causes it, before that write returns). A file is then held
 //! out of the install set, its last good copy kept, when
-//! - an event for its name came after the mark (it changed during the
-//!   sync: what was read may be a torn state; the event opens the next
-//!   window, which installs it), or
+//! - its content changed after the mark (a write, or the name coming to
+//!   name another file: what was read may be a torn state; the event opens
+//!   the next window, which installs it); a writer's close alone changes
+//!   nothing (all it wrote came before), nor does a change of mode, owner
+//!   or times, or
 //! - it is open for writing: an `IN_MODIFY` with no `IN_CLOSE_WRITE` (nor a
 //!   delete or rename of the name) since: a writer is mid-file, or
 //! - events were lost (queue overflow, the watched dir replaced) after the
 //!   mark: nothing can be proven, every file is held.
 //!
-//! So a file is installed only if the last event for it predates the read
-//! and left it closed. What this cannot see: a writer that opened the file
+//! So a file is installed only if its last change predates the read and
+//! left it closed. What this cannot see: a writer that opened the file
 //! before the watch was placed and never writes again, and the instant
 //! between a write's data landing and its event being queued (the kernel
 //! queues the event right after the copy, in the same system call).
@@ -87,7 +89,13 @@ impl Seen {
                 self.open.insert(n.clone());
                 self.last.insert(n.clone(), self.count);
             }
-            Input::Close(n) | Input::Change(n) => {
+            // The writer is done; its data came with its writes. (A stray
+            // close, of a descriptor a forked child inherited, is no
+            // change either.)
+            Input::Close(n) => {
+                self.open.remove(n);
+            }
+            Input::Change(n) => {
                 self.open.remove(n);
                 self.last.insert(n.clone(), self.count);
             }
@@ -149,6 +157,10 @@ mod tests {
             // Truncated and rewritten during the sync: the issue's case.
             (&[w("a"), c("a")], &[w("a")], Some(Hold::ChangedDuringSync)),
             (&[], &[w("a"), c("a")], Some(Hold::ChangedDuringSync)),
+            // Written before the read, closed after it: the read was whole.
+            (&[ch("a"), w("a")], &[c("a")], None),
+            // A stray close (a forked child's inherited descriptor).
+            (&[w("a"), c("a")], &[c("a")], None),
             (&[], &[ch("a")], Some(Hold::ChangedDuringSync)),
             // A rename over it or a delete during the sync.
             (&[w("a")], &[ch("a")], Some(Hold::ChangedDuringSync)),

@@ -48,9 +48,11 @@ impl Daemon {
             .filter(|b| self.activity(b).collecting())
             .map(|b| b.bridge.then.as_slice())
             .collect();
+        let now = std::time::Instant::now();
         let (ready, wait) = crate::core::act::ready_now(
             std::mem::take(&mut self.owed),
             |(_, o)| o.bridge.then.as_slice(),
+            |(_, o)| now >= o.since + 2 * o.bridge.settle.max_wait,
             &busy,
         );
         let running: Vec<&[Action]> = self.acting.iter().map(|g| g.actions.as_slice()).collect();

@@ -274,20 +274,23 @@ async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<S
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    let group = child.id();
+    // Declared after the child, so dropped before it: a task aborted (the
+    // daemon stopping) kills the whole group while the child is unreaped.
+    let mut group = GroupKill(child.id());
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     // The child is reaped last, once its pipes are closed: until then its
     // pid, and so its group's id, cannot have been reused.
     let run = async {
         let (stdout, stderr) = tokio::join!(capture(stdout), capture(stderr));
         let status = child.wait().await?;
+        group.0 = None; // reaped: its group id is free for reuse
         Ok::<_, std::io::Error>((status, stdout, stderr))
     };
     let done = tokio::time::timeout(timeout, run).await;
     let (status, stdout, stderr) = match done {
         Ok(r) => r.map_err(|e| format!("{shown}: {e}"))?,
         Err(_) => {
-            if let Some(pgid) = group {
+            if let Some(pgid) = group.0.take() {
                 super::child::kill_group(pgid);
             }
             let _ = child.kill().await;
@@ -301,6 +304,17 @@ async fn output_of(mut cmd: Command, shown: &str, timeout: Duration) -> Result<S
         return Ok(join_output(&excerpt(&stdout), &excerpt(&stderr)));
     }
     Err(format!("{shown}: {status}: {}", excerpt(&stderr)))
+}
+
+/// Kills the process group it names when dropped, unless disarmed.
+struct GroupKill(Option<u32>);
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            super::child::kill_group(pgid);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,9 @@ fn input_of(ev: &inotify::Event<&std::ffi::OsStr>, include: &[String]) -> Option
         Input::Write(name)
     } else if ev.mask.contains(EventMask::CLOSE_WRITE) {
         Input::Close(name)
+    } else if ev.mask.contains(EventMask::ATTRIB) {
+        // Mode, owner, times or links: the content is what was read.
+        return None;
     } else {
         Input::Change(name)
     })

@@ -350,8 +350,8 @@ pub(crate) enum Skip {
     /// It was deleted while the scan read it: a race, and its event opens
     /// the next window.
     Vanished,
-    /// It changed between the scan and the install (read again for an
-    /// install): a race, and its event opens the next window.
+    /// It changed while it was read, or between the scan and a second
+    /// read for an install: a race, and its event opens the next window.
     Changed,
 }
 
@@ -404,6 +404,11 @@ pub(crate) fn read_entry(
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
     match fsx::read_limited(&mut file, admit.max_size) {
+        // Written to while it was read (also without a watch, or through a
+        // mapping that sends no event): what was read may be torn.
+        Ok(Some(_)) if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now)) => {
+            Ok(Err(Skip::Changed))
+        }
         Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes))),
         Ok(None) => Ok(Err(Skip::Refused(too_big(
             st.st_size as u64,
@@ -413,6 +418,24 @@ pub(crate) fn read_entry(
         // problem: the others are still synced, and it is tried again.
         Err(e) => Ok(Err(Skip::Unreadable(format!("cannot read: {e}")))),
     }
+}
+
+/// Whether two stats of one file show the same content: size, and the
+/// modification and change times to the nanosecond.
+fn same_content_stamp(a: &FileStat, b: &FileStat) -> bool {
+    (
+        a.st_size,
+        a.st_mtime,
+        a.st_mtime_nsec,
+        a.st_ctime,
+        a.st_ctime_nsec,
+    ) == (
+        b.st_size,
+        b.st_mtime,
+        b.st_mtime_nsec,
+        b.st_ctime,
+        b.st_ctime_nsec,
+    )
 }
 
 fn too_big(size: u64, max: u64) -> String {

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use crate::config::{Bridge, Config, Swap};
-use crate::core::fresh::Mark;
+use crate::core::fresh::{Hold, Mark};
 use crate::core::grace::PruneGate;
 use crate::core::plan::{self, Desired, DestFile};
 use crate::core::rules;
+use crate::core::settle::Input;
 use crate::host::dest::DestDir;
 use crate::host::feed::Feed;
 use crate::host::gendir;
@@ -139,6 +140,16 @@ pub(crate) fn sync_files(
     }
     step(opts, || "planning".into());
     let mut manifest = load_manifest(state, bridge, &mut report)?;
+    // The destination is created only when there is something to install.
+    // What a crash left in it is cleared first, whatever this sync holds.
+    let dest = open_existing(&bridge.install_to)?;
+    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
+        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
+        if symlink_dir(bridge) {
+            let fixed = gendir::reconcile_links(d).context("reconciling the generation links")?;
+            report.notes.extend(fixed);
+        }
+    }
     if let Some(name) = held_set_member(bridge, &held) {
         // A set is installed whole or not at all.
         report.notes.push(format!(
@@ -154,15 +165,6 @@ pub(crate) fn sync_files(
             .notes
             .push(format!("holding: {why}; nothing was changed"));
         return Ok((report, manifest));
-    }
-    // The destination is created only when there is something to install.
-    let dest = open_existing(&bridge.install_to)?;
-    if let (Some(d), true) = (&dest, opts.clean_temps && !opts.dry_run) {
-        report.cleaned = d.clean_stale_temps().context("removing stale temp files")?;
-        if symlink_dir(bridge) {
-            let fixed = gendir::reconcile_links(d).context("reconciling the generation links")?;
-            report.notes.extend(fixed);
-        }
     }
     let owner = owner_ids(bridge)?;
     let holding = Holding {
@@ -234,6 +236,16 @@ fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) 
 fn barrier(guard: &Guard, view: &plan::SourceView, report: &mut SyncReport) -> BTreeSet<String> {
     let names = view.files.keys().map(String::as_str);
     let held = guard.feed.holds(guard.mark, names);
+    // The daemon opens a window for these, whatever it made of their events
+    // (one on a watch it already replaced is not interpreted).
+    for (name, why) in &held {
+        match why {
+            Hold::ChangedDuringSync => report.recheck.push(Input::Change(name.clone())),
+            Hold::EventsLost => report.recheck.push(Input::Rescan),
+            Hold::StillOpen => {} // its close is the event
+        }
+    }
+    report.recheck.dedup();
     let names: BTreeSet<String> = held.iter().map(|(n, _)| n.clone()).collect();
     report.findings.retain(|(n, _)| !names.contains(n));
     report.skipped.retain(|(n, _)| !names.contains(n));

@@ -38,6 +38,9 @@ pub(crate) struct SyncReport {
     pub(crate) findings: Vec<(String, Finding)>,
     /// Per-file failures.
     pub(crate) errors: Vec<String>,
+    /// What the daemon must look at again after this sync: files held
+    /// because they changed during it, or a rescan if events were lost.
+    pub(crate) recheck: Vec<crate::core::settle::Input>,
     /// Whether a prune was held back: the source dir is new and empty.
     pub(crate) prune_held: bool,
     /// Candidate files the source held (0: empty, or missing).
