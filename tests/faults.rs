@@ -840,3 +840,26 @@ fn a_flood_of_ignored_names_costs_no_memory() {
         || d.log(),
     );
 }
+
+/// Found by the soak in CI: a file just created by its writer, empty until
+/// the first write, is held while the writer has it open (not installed
+/// empty), and installed whole once it closes.
+#[test]
+fn a_file_created_and_not_yet_written_is_held_until_closed() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    let mut w = fs::File::create(env.src.join("20-new.rules")).unwrap();
+    env.put("10-other.rules", "# other\n");
+    d.wait_log("held 20-new.rules: still open for writing");
+    assert!(env.dest_content("10-other.rules").is_some(), "{}", d.log());
+    assert_eq!(env.dest_content("20-new.rules"), None, "{}", d.log());
+    w.write_all(b"# new\n").unwrap();
+    drop(w);
+    let whole = common::canonical("20-new.rules", "# new\n");
+    wait_for(
+        "installed whole once closed",
+        || env.dest_content("20-new.rules").as_deref() == Some(whole.as_str()),
+        || d.log(),
+    );
+}

@@ -12,8 +12,9 @@
 //!   the next window, which installs it); a writer's close alone changes
 //!   nothing (all it wrote came before), nor does a change of mode, owner
 //!   or times, or
-//! - it is open for writing: an `IN_MODIFY` with no `IN_CLOSE_WRITE` (nor a
-//!   delete or rename of the name) since: a writer is mid-file, or
+//! - it is open for writing: an `IN_MODIFY` or `IN_CREATE` with no
+//!   `IN_CLOSE_WRITE` (nor a delete or rename of the name) since: a writer
+//!   is mid-file, or has created it and not written yet, or
 //! - events were lost (queue overflow, the watched dir replaced) after the
 //!   mark: nothing can be proven, every file is held.
 //!

@@ -225,7 +225,12 @@ fn input_of(ev: &inotify::Event<&std::ffi::OsStr>, include: &[String]) -> Option
         return None;
     }
     let name = name.to_string_lossy().into_owned();
-    Some(if ev.mask.contains(EventMask::MODIFY) {
+    // A file just created (by an open for writing) is empty until its
+    // writer writes, and may stay so for a while: it counts as open until
+    // its close, like a file being written. (A hard link, created with no
+    // open, stays held until its next event; it is refused anyway.)
+    let created = ev.mask.contains(EventMask::CREATE) && !ev.mask.contains(EventMask::ISDIR);
+    Some(if created || ev.mask.contains(EventMask::MODIFY) {
         Input::Write(name)
     } else if ev.mask.contains(EventMask::CLOSE_WRITE) {
         Input::Close(name)
