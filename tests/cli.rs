@@ -27,8 +27,7 @@ fn missing_config_exits_78() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("/nonexistent/x.yaml:0:0: cannot read config")
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml: cannot read config")
     );
 }
 
@@ -119,7 +118,7 @@ fn sync_dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("test: plan: installed a.rules, b.rules"),
+        text.contains("test: plan: would install a.rules, b.rules"),
         "{text}"
     );
     assert!(
@@ -165,6 +164,41 @@ fn sync_installs_runs_actions_once_and_is_idempotent() {
         3,
         "no action when nothing changed"
     );
+}
+
+/// Issue 17: `sync` is for scripts and `ExecStartPre=`: a file refused by
+/// the policy, or a set held back for failing validation, is exit 65
+/// (EX_DATAERR), dry run or not; 0 stays "everything in place".
+#[test]
+fn sync_exits_65_when_something_is_refused_or_held_back() {
+    let env = Env::new("");
+    env.put("a.rules", "# a\n");
+    env.put("b.rules", "RUN+=\"/tmp/x\"\n");
+    for args in [&["sync", "--dry-run"][..], &["sync"][..]] {
+        let out = env.run(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(65), "{args:?}: {text}");
+        assert!(
+            text.contains("! skip b.rules: rejected by the rules checks (1 error;"),
+            "{text}"
+        );
+    }
+    assert!(
+        env.dest_content("a.rules").is_some(),
+        "the good file is installed"
+    );
+    fs::remove_file(env.src.join("b.rules")).unwrap();
+    assert_eq!(env.run(&["sync"]).status.code(), Some(0));
+
+    let files = Env::new_files(
+        "    require: [tls.crt, tls.key]\n    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n",
+    );
+    files.put("tls.crt", "not a certificate");
+    files.put("tls.key", "not a key");
+    let out = files.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    assert!(text.contains("holding: "), "{text}");
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn a_valid_pair_is_installed_a_mismatch_is_held_and_require_waits() {
 
     // Cert B with key A: a mismatch. Nothing changes; the finding names both files.
     env.put_renamed("tls.crt", &crt_b);
-    d.wait_log("tls.crt:0:0: error[tls-pair]: tls.crt and tls.key: the private key does not match the certificate's public key");
+    d.wait_log("tls.crt: error[tls-pair]: tls.crt and tls.key: the private key does not match the certificate's public key");
     assert!(
         d.log()
             .contains("holding: tls.crt and tls.key failed validation; nothing was changed"),

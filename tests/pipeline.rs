@@ -15,7 +15,7 @@ use common::{Env, list, wait_for};
 const RELOAD_THEN: &str = "    then:\n      - udev-reload\n";
 
 /// The log line of a sync that installed only the marker.
-const MARKER_SYNC: &str = "1 files changed: installed zz-marker.rules";
+const MARKER_SYNC: &str = "1 file changed: installed zz-marker.rules";
 
 /// Writes `zz-marker.rules` after the writes under test and waits until the
 /// sync that installed it has logged: every sync the earlier writes caused
@@ -29,7 +29,7 @@ fn flush_with_marker(env: &Env, d: &common::Daemon) {
 fn syncs_before_marker(d: &common::Daemon) -> usize {
     d.log()
         .lines()
-        .filter(|l| l.contains(" files changed: ") && !l.contains(MARKER_SYNC))
+        .filter(|l| common::is_changing_sync(l) && !l.contains(MARKER_SYNC))
         .count()
 }
 

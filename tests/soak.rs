@@ -244,7 +244,11 @@ fn a_random_soak_on_three_bridge_kinds_ends_equal_with_nothing_torn_and_flat_rss
     let (first, second) = rss.split_at(half.max(1).min(rss.len()));
     let first_peak = first.iter().max().copied().unwrap_or(0);
     let second_peak = second.iter().max().copied().unwrap_or(0);
-    let syncs = d.log().matches(" files changed: ").count();
+    let syncs = d
+        .log()
+        .lines()
+        .filter(|l| common::is_changing_sync(l))
+        .count();
     eprintln!(
         "soak: {secs} s, seed {seed}, {ops} operations, {syncs} changing syncs, RSS first half peak {first_peak} kB, second half peak {second_peak} kB"
     );

@@ -51,8 +51,13 @@ fn status_exit_codes_healthy_degraded_not_running() {
         "{text}"
     );
 
-    let (code, _) = status(&env, &["--bridge", "nope"]);
-    assert_eq!(code, Some(4));
+    // A typo is a usage error that names the bridges there are.
+    let (code, text) = status(&env, &["--bridge", "nope"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("no bridge named \"nope\"; the daemon runs test"),
+        "{text}"
+    );
 
     assert!(d.stop().success());
     assert!(
@@ -158,14 +163,14 @@ fn sd_notify_messages_arrive_in_order() {
     };
     let ready = next();
     assert!(
-        ready.starts_with("READY=1\nSTATUS=1 bridges ok; last: test installed 1 file"),
+        ready.starts_with("READY=1\nSTATUS=1 bridge ok; last: test installed 1 file"),
         "{ready:?}"
     );
     env.put("b.rules", "# b\n");
     let st = next();
     assert!(
         st.starts_with(
-            "STATUS=1 bridges ok; last: test installed 1 file, 1 unchanged; udev-reload ok"
+            "STATUS=1 bridge ok; last: test installed 1 file, 1 unchanged; udev-reload ok"
         ),
         "{st:?}"
     );

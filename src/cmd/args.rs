@@ -2,8 +2,9 @@
 //! the few helpers every subcommand shares (config loading, drop-in dirs,
 //! the runtime). Imports no other `cmd` module.
 //!
-//! Exit codes: 0 ok, 1 failure, 2 usage error (clap), 78 config error
-//! (`EX_CONFIG` from sysexits.h).
+//! Exit codes: 0 ok, 1 failure, 2 usage error (clap), 65 (`sync`) refused
+//! or held back (`EX_DATAERR`), 78 config error (`EX_CONFIG` from
+//! sysexits.h).
 
 use std::path::PathBuf;
 
@@ -17,6 +18,10 @@ pub(crate) const EXIT_OK: u8 = 0;
 pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Bad command line.
 pub(crate) const EXIT_USAGE: u8 = 2;
+/// `sync`: nothing failed, but the source offers something that was not
+/// installed for what it is (refused, a set held back for validation, a
+/// file held for the next window): `EX_DATAERR`.
+pub(crate) const EXIT_REFUSED: u8 = 65;
 /// The config file is invalid (`EX_CONFIG`).
 pub(crate) const EXIT_CONFIG: u8 = 78;
 
@@ -49,6 +54,11 @@ pub(crate) enum Command {
     /// Run the daemon: reconcile every bridge, then watch and sync on change.
     Run,
     /// Reconcile once and exit (for ExecStartPre= and scripts).
+    ///
+    /// Exit codes: 0 everything in place (or nothing to do), 1 a failure (a
+    /// file not installed, an action failed, a conflict), 2 usage, 65 a file
+    /// refused or a set held back (nothing failed, but not all the source
+    /// offers is installed), 78 config error.
     Sync {
         /// Only this bridge.
         #[arg(long, value_name = "NAME")]

@@ -217,10 +217,12 @@ fn print_findings(args: &LintArgs, all: &[(String, Finding)], errors: usize) {
                     println!("{line}");
                 }
             }
+            use crate::core::text::plural;
             eprintln!(
-                "{} files: {errors} errors, {} warnings",
-                args.files.len(),
-                all.len() - errors
+                "{}: {}, {}",
+                plural(args.files.len(), "file"),
+                plural(errors, "error"),
+                plural(all.len() - errors, "warning")
             );
         }
         LintFormat::Json => {

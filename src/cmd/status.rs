@@ -70,11 +70,19 @@ pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) ->
             return STATUS_UNKNOWN;
         }
     };
+    let known: Vec<String> = st.bridges.iter().map(|b| b.name.clone()).collect();
     if let Some(name) = bridge
         && !st.narrow(name)
     {
-        eprintln!("hostbridge status: no bridge named {name:?}");
-        return STATUS_UNKNOWN;
+        eprintln!(
+            "hostbridge status: no bridge named {name:?}; the daemon runs {}",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+        return super::args::EXIT_USAGE;
     }
     st.assess(now());
     match format {

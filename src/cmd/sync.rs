@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 
-use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
+use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
 
 /// Syncs every bridge (or `only`) once; returns the exit code.
 pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
@@ -59,8 +59,9 @@ pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> an
     Ok(print_results(results))
 }
 
-/// Prints each bridge's report; the exit code is a failure if any failed
-/// or met a conflict.
+/// Prints each bridge's report. The exit code: 1 if any bridge failed or
+/// met a conflict, else 65 if any refused or held something back, else 0
+/// (everything in place, or nothing to do).
 fn print_results(results: Vec<(String, anyhow::Result<SyncReport>)>) -> u8 {
     let mut code = EXIT_OK;
     for (name, res) in results {
@@ -69,6 +70,8 @@ fn print_results(results: Vec<(String, anyhow::Result<SyncReport>)>) -> u8 {
                 print!("{}", render_report(&r));
                 if r.failed() || !r.conflicts.is_empty() {
                     code = EXIT_FAILURE;
+                } else if r.refused() && code == EXIT_OK {
+                    code = EXIT_REFUSED;
                 }
             }
             Err(e) => {

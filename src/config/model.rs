@@ -87,7 +87,7 @@ pub(crate) const UDEV_RULES_MODE: u32 = 0o644;
 
 /// A config error, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", path.display())]
+#[error("{}: {message}", crate::core::text::position(&path.display().to_string(), *line, *column))]
 pub(crate) struct ConfigError {
     /// The config file.
     pub(crate) path: PathBuf,

@@ -237,11 +237,15 @@ pub(crate) struct Finding {
 }
 
 impl Finding {
-    /// `FILE:LINE:COL: severity[rule]: message`.
+    /// `FILE:LINE:COL: severity[rule]: message` (no position where there
+    /// is none).
     pub(crate) fn render(&self) -> String {
         format!(
-            "{}:{}:{}: {}[{}]: {}",
-            self.file, self.line, self.column, self.severity, self.rule, self.message
+            "{}: {}[{}]: {}",
+            crate::core::text::position(&self.file, self.line.into(), self.column.into()),
+            self.severity,
+            self.rule,
+            self.message
         )
     }
 }

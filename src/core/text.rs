@@ -3,6 +3,26 @@
 
 use std::borrow::Cow;
 
+/// Where something is, compiler-style: `FILE:LINE:COL`, `FILE:LINE` when
+/// the column is unknown (0), or just `FILE` when the line is too (a
+/// finding about the whole file, a config file that cannot be read).
+pub(crate) fn position(file: &str, line: u64, column: u64) -> String {
+    match (line, column) {
+        (0, _) => file.to_string(),
+        (l, 0) => format!("{file}:{l}"),
+        (l, c) => format!("{file}:{l}:{c}"),
+    }
+}
+
+/// "1 file", "2 files": a count and its noun (regular plurals only).
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 /// `s` with every control character (newline, CR, ESC, DEL, the C1 range …)
 /// and every bidirectional-override or zero-width format character written
 /// as a visible escape, so text from a container can neither start a

@@ -102,8 +102,8 @@ impl Daemon {
     pub(super) fn ready(&mut self) {
         self.starting = false;
         info!(
-            "ready: {} bridges reconciled, waiting for changes",
-            self.bridges.len()
+            "ready: {} reconciled, waiting for changes",
+            crate::core::text::plural(self.bridges.len(), "bridge")
         );
         notify::ready(&self.status_line());
         self.write_metrics();

@@ -7,6 +7,7 @@ use tracing::{error, info, warn};
 use super::Daemon;
 use crate::core::settle::{Batch, Input};
 use crate::core::status::{self, Health, Status};
+use crate::core::text::plural;
 use crate::host::clock::{unix_ms_at, unix_now};
 use crate::host::dest::DestDir;
 use crate::sync::SyncReport;
@@ -21,7 +22,7 @@ impl Daemon {
             .filter(|b| b.health != Health::Healthy)
             .count();
         let mut line = if bad == 0 {
-            format!("{} bridges ok", st.bridges.len())
+            format!("{} ok", plural(st.bridges.len(), "bridge"))
         } else {
             format!("{} bridges ok, {bad} degraded", st.bridges.len() - bad)
         };
@@ -123,8 +124,8 @@ pub(super) fn log_report(r: &SyncReport, why: &str) {
         info!(
             bridge = name,
             result,
-            "{name}: {why}, {} files changed: {}",
-            r.change_count(),
+            "{name}: {why}, {} changed: {}",
+            plural(r.change_count(), "file"),
             r.summary()
         );
     } else {

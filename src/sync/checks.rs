@@ -24,23 +24,25 @@ pub(super) fn set_checks(
     files: &FilesSettings,
     scan: &source::SourceScan,
     report: &mut SyncReport,
-) -> Option<String> {
+) -> Option<SetHold> {
     for r in &files.require {
         match scan.view.files.get(r) {
-            None => return Some(format!("waiting for {r} (require)")),
+            None => return Some(SetHold::waiting(format!("waiting for {r} (require)"))),
             Some(plan::SourceFile::Skipped(why)) => {
-                return Some(format!("{r} is not usable: {why}"));
+                return Some(SetHold::refused(format!("{r} is not usable: {why}")));
             }
             Some(plan::SourceFile::Ready(_)) => {}
         }
     }
     let pair = files.tls_pair.as_ref()?;
     let (cert, key) = (pair.cert.as_str(), pair.key.as_str());
-    let read = |name: &str| -> Result<&[u8], String> {
+    let read = |name: &str| -> Result<&[u8], SetHold> {
         match (scan.view.files.get(name), scan.content.get(name)) {
             (Some(plan::SourceFile::Ready(_)), Some(bytes)) => Ok(bytes),
-            (Some(plan::SourceFile::Skipped(why)), _) => Err(format!("{name}: {why}")),
-            _ => Err(format!("waiting for {name} (tls-pair)")),
+            (Some(plan::SourceFile::Skipped(why)), _) => {
+                Err(SetHold::refused(format!("{name}: {why}")))
+            }
+            _ => Err(SetHold::waiting(format!("waiting for {name} (tls-pair)"))),
         }
     };
     let (cert_pem, key_pem) = match (read(cert), read(key)) {
@@ -72,8 +74,30 @@ pub(super) fn set_checks(
             report
                 .findings
                 .push(finding(Severity::Error, format!("{cert} and {key}: {e}")));
-            Some(format!("{cert} and {key} failed validation"))
+            Some(SetHold::refused(format!(
+                "{cert} and {key} failed validation"
+            )))
         }
+    }
+}
+
+/// Why a set is held back, and whether that is a refusal (a member
+/// unusable, a failed validation) or only waiting for a member.
+pub(super) struct SetHold {
+    pub(super) why: String,
+    pub(super) refused: bool,
+}
+
+impl SetHold {
+    fn waiting(why: String) -> SetHold {
+        SetHold {
+            why,
+            refused: false,
+        }
+    }
+
+    fn refused(why: String) -> SetHold {
+        SetHold { why, refused: true }
     }
 }
 
@@ -214,7 +238,8 @@ impl<'a> RulesChecker<'a> {
             .extend(found.into_iter().map(|f| (name.to_string(), f)));
         if let Some(first) = first_error {
             return Err(format!(
-                "rejected by the rules checks ({errors} errors; first: {first})"
+                "rejected by the rules checks ({}; first: {first})",
+                crate::core::text::plural(errors, "error")
             ));
         }
         self.accepted.insert(name.to_string(), vetted.file);

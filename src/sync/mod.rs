@@ -155,15 +155,17 @@ pub(crate) fn sync_files(
         report.notes.push(format!(
             "holding the set: {name} changed while the sync ran; nothing was changed"
         ));
+        report.set_held = true;
         return Ok((report, manifest));
     }
     if let Some(files) = &bridge.files
-        && let Some(why) = set_checks(files, &scan, &mut report)
+        && let Some(checks::SetHold { why, refused }) = set_checks(files, &scan, &mut report)
     {
         // Nothing changes until the set is complete and valid; the last good set stays.
         report
             .notes
             .push(format!("holding: {why}; nothing was changed"));
+        report.set_held = refused;
         return Ok((report, manifest));
     }
     let owner = owner_ids(bridge)?;

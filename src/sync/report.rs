@@ -41,6 +41,8 @@ pub(crate) struct SyncReport {
     /// What the daemon must look at again after this sync: files held
     /// because they changed during it, or a rescan if events were lost.
     pub(crate) recheck: Vec<crate::core::settle::Input>,
+    /// Whether the whole set (`require`, the TLS pair) was held back.
+    pub(crate) set_held: bool,
     /// Whether a prune was held back: the source dir is new and empty.
     pub(crate) prune_held: bool,
     /// Candidate files the source held (0: empty, or missing).
@@ -59,6 +61,19 @@ impl SyncReport {
         !self.errors.is_empty() || !self.unreadable.is_empty()
     }
 
+    /// Whether something the source offers was not installed for what it
+    /// is: a refusal (policy, name, kind, owner, size), a set held back for
+    /// failing validation, or a file held for the next window.
+    pub(crate) fn refused(&self) -> bool {
+        !self.skipped.is_empty()
+            || !self.held.is_empty()
+            || self.set_held
+            || self
+                .findings
+                .iter()
+                .any(|(_, f)| f.severity == crate::core::rules::Severity::Error)
+    }
+
     /// Whether the destination changed.
     pub(crate) fn changed(&self) -> bool {
         !(self.installed.is_empty() && self.replaced.is_empty() && self.pruned.is_empty())
@@ -73,11 +88,15 @@ impl SyncReport {
     /// One human line: "installed a.rules, b.rules; pruned c.rules".
     pub(crate) fn summary(&self) -> String {
         let mut parts = Vec::new();
-        for (verb, names) in [
-            ("installed", &self.installed),
-            ("replaced", &self.replaced),
-            ("pruned", &self.pruned),
-        ] {
+        let verbs = if self.dry_run {
+            ["would install", "would replace", "would prune"]
+        } else {
+            ["installed", "replaced", "pruned"]
+        };
+        for (verb, names) in verbs
+            .into_iter()
+            .zip([&self.installed, &self.replaced, &self.pruned])
+        {
             if !names.is_empty() {
                 parts.push(format!("{verb} {}", list(names)));
             }
@@ -88,14 +107,18 @@ impl SyncReport {
         if self.unchanged > 0 {
             parts.push(format!("{} unchanged", self.unchanged));
         }
-        for (label, n) in [
-            ("skipped", self.skipped.len()),
-            ("held for the next window", self.held.len()),
-            ("conflicts", self.conflicts.len()),
-            ("errors", self.errors.len()),
+        if !self.skipped.is_empty() {
+            parts.push(format!("{} skipped", self.skipped.len()));
+        }
+        if !self.held.is_empty() {
+            parts.push(format!("{} held for the next window", self.held.len()));
+        }
+        for (noun, n) in [
+            ("conflict", self.conflicts.len()),
+            ("error", self.errors.len()),
         ] {
             if n > 0 {
-                parts.push(format!("{n} {label}"));
+                parts.push(crate::core::text::plural(n, noun));
             }
         }
         parts.join("; ")

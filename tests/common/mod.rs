@@ -259,7 +259,7 @@ impl Daemon {
 
     /// Number of syncs that changed files.
     pub fn changing_syncs(&self) -> usize {
-        self.log().matches(" files changed: ").count()
+        self.log().lines().filter(|l| is_changing_sync(l)).count()
     }
 
     /// Pid of the daemon.
@@ -344,6 +344,12 @@ pub fn sync_with_read_only_dest(env: &Env) -> Option<(Option<i32>, String)> {
         return None;
     }
     Some((out.status.code(), text))
+}
+
+/// Whether a daemon log line is that of a sync that changed files ("…, 1
+/// file changed: …", "…, 3 files changed: …").
+pub fn is_changing_sync(line: &str) -> bool {
+    line.contains(" file changed: ") || line.contains(" files changed: ")
 }
 
 /// Polls `cond` until true or [`DEADLINE`]; on timeout panics with `what` and

@@ -47,11 +47,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// Compiler-style rendering: `FILE:LINE:COL: error[rule]: message`.
+    /// Compiler-style rendering: `FILE:LINE:COL: error[rule]: message`
+    /// (no position where there is none: a finding about the whole file).
     pub fn render(&self, file: &str) -> String {
         format!(
-            "{file}:{}:{}: {}[{}]: {}",
-            self.line, self.column, self.severity, self.rule, self.message
+            "{}: {}[{}]: {}",
+            crate::core::text::position(file, self.line.into(), self.column.into()),
+            self.severity,
+            self.rule,
+            self.message
         )
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{Bridge, Health, Status, Sync};
 use crate::core::text::escape;
+use crate::core::text::plural;
 
 /// "3 s", "4 min", "2 h", "5 d".
 pub(crate) fn ago(now: u64, then: u64) -> String {
@@ -124,14 +125,6 @@ pub(crate) fn summary(s: &Sync) -> String {
         let _ = write!(text, "; {}", acts.join(", "));
     }
     text
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 /// Prometheus text exposition format (version 0.0.4) of the status.

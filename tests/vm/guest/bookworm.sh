@@ -51,12 +51,12 @@ scenario1() {
     [ -z "$why" ] && ! wait_until 30 is true status_jq '.bridges[0].usb.ok' && why="usb.ok is $(status_jq '.bridges[0].usb.ok')"
     [ -z "$why" ] && ! is ok status_jq '.bridges[0].usb.devices[0].verdict' && why="verdict $(status_jq '.bridges[0].usb.devices[0]')"
     [ -z "$why" ] && ! "$HB" status >/dev/null && why="hostbridge status exit $?"
-    [ -z "$why" ] && ! systemctl status hostbridge --no-pager | grep -q 'Status: "1 bridges ok' && why="no STATUS= line in systemctl status"
+    [ -z "$why" ] && ! systemctl status hostbridge --no-pager | grep -q 'Status: "1 bridge ok' && why="no STATUS= line in systemctl status"
     local syncs
-    syncs=$(journalctl -u hostbridge -o cat | grep -c 'files changed: installed 62-nut-usbups.rules')
+    syncs=$(journalctl -u hostbridge -o cat | grep -c 'changed: installed 62-nut-usbups.rules')
     [ -z "$why" ] && [ "$syncs" != 1 ] && why="$syncs syncs for one write"
     # Under journald the log lines carry fields (docs/operations.md).
-    [ -z "$why" ] && ! journalctl -u hostbridge BRIDGE=nut-udev RESULT=ok -o cat | grep -q 'files changed: installed 62-nut-usbups.rules' \
+    [ -z "$why" ] && ! journalctl -u hostbridge BRIDGE=nut-udev RESULT=ok -o cat | grep -q 'changed: installed 62-nut-usbups.rules' \
         && why="no journal entry with BRIDGE=nut-udev RESULT=ok: $(journalctl -u hostbridge -o verbose -n 3 --no-pager)"
     if [ -z "$why" ]; then
         result 1 PASS "$NODE $ORIG -> $(perms "$NODE"); $(systemctl status hostbridge --no-pager | grep -o 'Status: .*')"
