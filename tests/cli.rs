@@ -332,6 +332,8 @@ fn shipped_example_configs_pass_check_and_a_dry_run_rebased_to_a_temp_root() {
         .collect();
     configs.push(top.join("units/examples/config.yaml"));
     assert!(configs.len() >= 5, "{configs:?}");
+    // The NUT examples name the nut group and user, which `check` looks up.
+    let nut = common::ensure_nut_user();
     for path in configs {
         let tmp = tempfile::tempdir().unwrap();
         let text = fs::read_to_string(&path).unwrap();
@@ -341,6 +343,13 @@ fn shipped_example_configs_pass_check_and_a_dry_run_rebased_to_a_temp_root() {
         }
         let copy = tmp.path().join("config.yaml");
         fs::write(&copy, &rebased).unwrap();
+        if !nut && rebased.contains("nut") {
+            let out = hb(&copy, &["check"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(78), "{}: {err}", path.display());
+            assert!(err.contains("\"nut\", which does not exist"), "{err}");
+            continue;
+        }
         // Every source and destination it names is under the temp root.
         let plan = check_passes(&copy);
         for line in plan.lines().filter(|l| {
@@ -377,9 +386,16 @@ fn readme_configs_pass_check() {
         .collect();
     assert!(blocks.len() >= 2, "the NUT and the certificate examples");
     let env = Env::new("");
+    // The NUT example names the nut group and user, which `check` looks up.
+    let nut = common::ensure_nut_user();
     for (i, yaml) in blocks.iter().enumerate() {
         let path = env.tmp.path().join(format!("readme-{i}.yaml"));
         fs::write(&path, yaml).unwrap();
+        if !nut && yaml.contains("nut") {
+            let out = hb(&path, &["check"]);
+            assert_eq!(out.status.code(), Some(78), "{out:?}");
+            continue;
+        }
         check_passes(&path);
     }
 }
@@ -521,4 +537,25 @@ fn a_read_only_destination_says_which_readwritepaths_to_add() {
         )),
         "{text}"
     );
+}
+
+/// Issue 17: `check` runs the host lookups the daemon will run, and exits
+/// 78 naming each name this host lacks: a group `allow_groups` allows, the
+/// user a `usb-check` checks; and an `install_to` that is not a directory.
+#[test]
+fn check_exits_78_for_missing_groups_users_and_a_file_as_install_to() {
+    let env = Env::new(
+        "    allow_groups: [hb-no-such-group]\n    then:\n      - usb-check: { user: hb-no-such-user }\n",
+    );
+    fs::write(&env.dest, "a file, not a dir").unwrap();
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    for needle in [
+        "allow_groups names \"hb-no-such-group\", which does not exist on this host",
+        "usb-check user \"hb-no-such-user\" does not exist on this host",
+        "exists and is not a directory",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
 }

@@ -27,23 +27,6 @@ fn nut_rules() -> Option<PathBuf> {
     None
 }
 
-/// Makes the `nut` group and user exist (as NUT's package would). Root only.
-fn ensure_nut_user() -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: needs root to create the nut user and real device nodes");
-        return false;
-    }
-    if nix::unistd::Group::from_name("nut").unwrap().is_none() {
-        let _ = Command::new("groupadd").args(["-r", "nut"]).status();
-    }
-    if nix::unistd::User::from_name("nut").unwrap().is_none() {
-        let _ = Command::new("useradd")
-            .args(["-r", "-g", "nut", "-M", "-s", "/usr/sbin/nologin", "nut"])
-            .status();
-    }
-    nix::unistd::User::from_name("nut").unwrap().is_some()
-}
-
 fn usb_device(sys: &Path, name: &str, vid: &str, pid: &str, bus: u32, dev: u32, product: &str) {
     let d = sys.join("bus/usb/devices").join(name);
     fs::create_dir_all(&d).unwrap();
@@ -137,7 +120,7 @@ fn verdict_of<'a>(json: &'a serde_json::Value, id: &str) -> (&'a str, String) {
 #[test]
 fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
     let Some(rules) = nut_rules() else { return };
-    if !ensure_nut_user() {
+    if !common::ensure_nut_user() {
         return;
     }
     let env = Env::new("");
@@ -214,7 +197,7 @@ fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
 #[test]
 fn usb_check_action_reports_into_the_sync() {
     let Some(rules) = nut_rules() else { return };
-    if !ensure_nut_user() {
+    if !common::ensure_nut_user() {
         return;
     }
     let env = Env::new("");
@@ -250,7 +233,7 @@ fn usb_check_action_reports_into_the_sync() {
 #[test]
 fn the_probe_really_opens_as_the_user() {
     let Some(rules) = nut_rules() else { return };
-    if !ensure_nut_user() {
+    if !common::ensure_nut_user() {
         return;
     }
     let env = Env::new("");

@@ -23,6 +23,7 @@ pub(crate) fn run(config: &Config) -> u8 {
         missing.push(format!("status_group {g:?} does not exist on this host"));
     }
     missing.extend(config.bridges.iter().flat_map(pidfile_problems));
+    missing.extend(config.bridges.iter().flat_map(host_lookups));
     for b in &config.bridges {
         if let Some((link, to)) = crate::host::fsx::symlink_on_path(&b.source) {
             let real = std::fs::canonicalize(&b.source)
@@ -50,6 +51,52 @@ pub(crate) fn run(config: &Config) -> u8 {
     }
     print!("{}", describe(config));
     EXIT_OK
+}
+
+/// What the daemon will look up on the host for `b` and not find here: the
+/// groups and owners its policy allows (unless unknown names are allowed),
+/// the users its `usb-check` actions check; and an `install_to` that exists
+/// but is not a directory.
+fn host_lookups(b: &crate::config::Bridge) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(rules) = b.rules.as_ref().filter(|r| !r.allow_unknown_groups) {
+        for g in &rules.policy.groups {
+            if crate::host::nss::gid_of(g).is_none() {
+                out.push(format!(
+                    "bridge {}: allow_groups names {g:?}, which does not exist on this host: every rule with GROUP=\"{g}\" would be refused",
+                    b.name
+                ));
+            }
+        }
+        for u in &rules.policy.owners {
+            if crate::host::nss::uid_of(u).is_none() {
+                out.push(format!(
+                    "bridge {}: allow_owners names {u:?}, which does not exist on this host",
+                    b.name
+                ));
+            }
+        }
+    }
+    for a in &b.then {
+        if let Action::UsbCheck { user, .. } = a
+            && crate::host::nss::uid_of(user).is_none()
+        {
+            out.push(format!(
+                "bridge {}: usb-check user {user:?} does not exist on this host",
+                b.name
+            ));
+        }
+    }
+    if let Ok(m) = std::fs::symlink_metadata(&b.install_to)
+        && !m.is_dir()
+    {
+        out.push(format!(
+            "bridge {}: install_to {} exists and is not a directory",
+            b.name,
+            b.install_to.display()
+        ));
+    }
+    out
 }
 
 /// Why the pid files of `b`'s signal actions cannot be trusted: a dir on

@@ -346,6 +346,25 @@ pub fn sync_with_read_only_dest(env: &Env) -> Option<(Option<i32>, String)> {
     Some((out.status.code(), text))
 }
 
+/// Makes the `nut` group and user exist (as NUT's package would). Root only.
+pub fn ensure_nut_user() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root to create the nut user and real device nodes");
+        return false;
+    }
+    if nix::unistd::Group::from_name("nut").unwrap().is_none() {
+        let _ = std::process::Command::new("groupadd")
+            .args(["-r", "nut"])
+            .status();
+    }
+    if nix::unistd::User::from_name("nut").unwrap().is_none() {
+        let _ = std::process::Command::new("useradd")
+            .args(["-r", "-g", "nut", "-M", "-s", "/usr/sbin/nologin", "nut"])
+            .status();
+    }
+    nix::unistd::User::from_name("nut").unwrap().is_some()
+}
+
 /// Whether a daemon log line is that of a sync that changed files ("…, 1
 /// file changed: …", "…, 3 files changed: …").
 pub fn is_changing_sync(line: &str) -> bool {
