@@ -148,6 +148,7 @@ impl Daemon {
             source: b.source.display().to_string(),
             destination: b.install_to.display().to_string(),
             watching: String::new(),
+            source_seen: false,
             health: Health::Healthy,
             reason: None,
             last_sync: None,
@@ -366,6 +367,7 @@ impl Daemon {
         match res {
             Ok(report) => {
                 b.grace.synced(report.source_files > 0, report.prune_held);
+                b.status.source_seen |= report.source_present;
                 log_report(&report, &trigger);
                 let usb = report.actions.iter().find_map(|a| a.usb.clone());
                 b.status.record(report.to_status(&trigger, unix_now()), usb);

@@ -567,6 +567,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn held_status_connections_under_a_low_fd_limit_neither_spin_nor_starve_syncs() {
     let env = files_env("    settle: { quiet: 50ms, max_wait: 2s }\n");
+    fs::create_dir_all(&env.src).unwrap(); // healthy: the source is there
     let mut d = env.spawn_daemon_via(&["prlimit", "--nofile=96:96", "--"], &[]);
     d.wait_log("ready:");
     let sock = env.state.join("status.sock");

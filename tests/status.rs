@@ -347,6 +347,7 @@ fn status_group_members_may_ask_and_others_are_told_why_not() {
         .unwrap()
         .unwrap()
         .gid;
+    fs::create_dir_all(&env.src).unwrap(); // healthy: the source is there
     let _d = env.start();
     let m = fs::metadata(&sock).unwrap();
     assert_eq!((m.gid(), m.mode() & 0o777), (dialout.as_raw(), 0o660));
@@ -375,4 +376,44 @@ fn status_group_members_may_ask_and_others_are_told_why_not() {
         err.contains("permission denied on") && err.contains("status_group"),
         "{err}"
     );
+}
+
+/// Issue 17: a bridge whose source dir has never been seen (a typo in
+/// `source:`) is not healthy: status says what it waits for, exit 1; once
+/// the dir appears it is. A sync that failed says "sync failed", and the
+/// ready line counts it.
+#[test]
+fn a_source_never_seen_is_degraded_and_a_failed_sync_says_so() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    let d = env.start();
+    assert!(
+        d.log()
+            .contains("the source dir does not exist (yet); nothing is installed from it"),
+        "{}",
+        d.log()
+    );
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("waiting for the source dir"), "{text}");
+    assert!(text.contains("nothing has been seen at"), "{text}");
+    fs::create_dir_all(&env.src).unwrap();
+    wait_for(
+        "healthy once the dir appears",
+        || status(&env, &[]).0 == Some(0),
+        || format!("{:?}\n{}", status(&env, &[]), d.log()),
+    );
+
+    let env = Env::new("");
+    env.put("a.rules", "# a\n");
+    fs::write(&env.dest, "a file where the destination dir should be").unwrap();
+    let d = env.start();
+    assert!(
+        d.log().contains("0 bridges reconciled, 1 bridge failed"),
+        "{}",
+        d.log()
+    );
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("✖ test"), "{text}");
+    assert!(text.contains("sync failed "), "{text}");
 }

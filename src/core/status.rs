@@ -69,6 +69,11 @@ pub(crate) struct Bridge {
     pub(crate) destination: String,
     /// Where the watch sits ("source", or the ancestor waited on).
     pub(crate) watching: String,
+    /// Whether the source dir has been seen since the daemon started: a
+    /// bridge waiting for a dir it has never seen is degraded (a typo in
+    /// `source:`, or a container that has not run yet).
+    #[serde(default)]
+    pub(crate) source_seen: bool,
     /// Health of this bridge.
     pub(crate) health: Health,
     /// The first reason it is not healthy.
@@ -340,10 +345,18 @@ impl Bridge {
     /// latest USB check. A USB check at or after the last sync supersedes
     /// that sync's `usb-check` action result (a device plugged in later).
     pub(crate) fn assess(&mut self, now: u64) {
-        let watch_problem = self
-            .watching
-            .starts_with("error")
-            .then(|| self.watching.clone());
+        let never_seen =
+            !self.source_seen && self.watching.starts_with("waiting for the source dir");
+        let watch_problem = if self.watching.starts_with("error") {
+            Some(self.watching.clone())
+        } else if never_seen {
+            Some(format!(
+                "{}; nothing has been seen at {} since start (a typo in source:, or its container has not run yet)",
+                self.watching, self.source
+            ))
+        } else {
+            None
+        };
         let usb_newer = match (&self.usb, &self.last_sync) {
             (Some(u), Some(s)) => u.at >= s.at,
             (Some(_), None) => true,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::{BridgeRt, Daemon, SHUTDOWN_GRACE, SyncState};
 use crate::config;
@@ -101,10 +101,21 @@ impl Daemon {
 
     pub(super) fn ready(&mut self) {
         self.starting = false;
-        info!(
-            "ready: {} reconciled, waiting for changes",
-            crate::core::text::plural(self.bridges.len(), "bridge")
-        );
+        let plural = crate::core::text::plural;
+        let failed = self
+            .bridges
+            .iter()
+            .filter(|b| b.status.last_sync.as_ref().is_some_and(|s| s.failed()))
+            .count();
+        let done = plural(self.bridges.len() - failed, "bridge");
+        if failed == 0 {
+            info!("ready: {done} reconciled, waiting for changes");
+        } else {
+            warn!(
+                "ready: {done} reconciled, {} failed (retried; see hostbridge status), waiting for changes",
+                plural(failed, "bridge")
+            );
+        }
         notify::ready(&self.status_line());
         self.write_metrics();
     }

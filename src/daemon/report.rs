@@ -131,10 +131,16 @@ pub(super) fn log_report(r: &SyncReport, why: &str) {
     } else {
         info!(bridge = name, result, "{name}: {why}: {}", r.summary());
     }
-    if !r.source_present {
+    if !r.source_present && r.kept.is_empty() {
         warn!(
             bridge = name,
-            "{name}: source dir is missing; installed files are kept until it returns"
+            "{name}: the source dir does not exist (yet); nothing is installed from it until it appears"
+        );
+    } else if !r.source_present {
+        warn!(
+            bridge = name,
+            "{name}: the source dir is missing; the {} installed from it are kept until it returns",
+            plural(r.kept.len(), "file")
         );
     }
     for n in &r.notes {

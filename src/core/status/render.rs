@@ -48,6 +48,7 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
             "✖"
         };
         let what = match &b.last_sync {
+            Some(s) if s.failed() => format!("sync failed {} ago: {}", ago(now, s.at), summary(s)),
             Some(s) => format!("synced {} ago: {}", ago(now, s.at), summary(s)),
             None => "not synced yet".into(),
         };

@@ -33,6 +33,7 @@ fn bridge(name: &str, last: Option<Sync>) -> Bridge {
         source: "/run/containers/nut/udev-rules".into(),
         destination: "/run/udev/rules.d".into(),
         watching: "source".into(),
+        source_seen: true,
         health: Health::Healthy,
         reason: None,
         last_sync: last,
