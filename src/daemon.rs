@@ -257,6 +257,7 @@ impl Daemon {
             if let Some(batch) = b.settle.poll(now) {
                 let opts = SyncOptions {
                     still_open: batch.still_open.clone(),
+                    quiet_for: Some(b.bridge.settle.quiet),
                     ..SyncOptions::default()
                 };
                 b.batch = Some(batch);

@@ -559,3 +559,37 @@ fn check_exits_78_for_missing_groups_users_and_a_file_as_install_to() {
         assert!(err.contains(needle), "missing {needle:?} in {err}");
     }
 }
+
+/// Issue 17: `hostbridge usb` is a standalone diagnostic: it runs with no
+/// config file, and says what it could not see instead of printing an
+/// empty table.
+#[test]
+fn usb_needs_no_config_and_says_what_it_cannot_see() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-config.yaml");
+    let usb = |sysfs: &std::path::Path| {
+        std::process::Command::new(common::bin())
+            .env("HOSTBRIDGE_CONFIG_DIRS", "")
+            .arg("--config")
+            .arg(&missing)
+            .args(["usb", "--sysfs-root"])
+            .arg(sysfs)
+            .output()
+            .unwrap()
+    };
+    let out = usb(&tmp.path().join("nosys"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bus/usb/devices does not exist: no USB bus is visible here"),
+        "{err}"
+    );
+    assert!(!err.contains("config error"), "{err}");
+
+    let sys = tmp.path().join("sys");
+    fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
+    let out = usb(&sys);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text.contains("(no USB devices under "), "{text}");
+}

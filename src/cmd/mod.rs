@@ -82,7 +82,7 @@ fn dispatch(cli: &Cli) -> u8 {
             sysfs_root,
             dev_root,
             probe,
-        } => with_config(&|c| {
+        } => {
             let a = usb::UsbArgs {
                 user,
                 expect,
@@ -90,8 +90,19 @@ fn dispatch(cli: &Cli) -> u8 {
                 roots: (sysfs_root.as_ref(), dev_root.as_ref()),
                 probe: *probe,
             };
-            usb::run(c, &a)
-        }),
+            // A standalone diagnostic: with no config file, the defaults
+            // (/sys, /dev, setpriv) are all it needs.
+            if !cli.config.exists() {
+                return match crate::config::defaults(&cli.config) {
+                    Ok(c) => usb::run(c, &a),
+                    Err(e) => {
+                        eprintln!("hostbridge: config error: {e}");
+                        args::EXIT_CONFIG
+                    }
+                };
+            }
+            with_config(&|c| usb::run(c, &a))
+        }
         Command::Sync { bridge, dry_run } => {
             with_config(&|c| in_runtime(sync::run(c, bridge.as_deref(), *dry_run)))
         }

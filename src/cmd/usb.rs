@@ -30,12 +30,30 @@ pub(crate) fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
         config.dev_root = p.clone();
     }
     let expect: Vec<String> = args.expect.iter().map(|e| e.to_ascii_lowercase()).collect();
+    // Say what could not be seen, rather than an empty table.
+    let bus = config.sysfs_root.join("bus/usb/devices");
+    if !bus.is_dir() {
+        eprintln!(
+            "hostbridge usb: {} does not exist: no USB bus is visible here (no USB support, or sysfs is not mounted); nothing could be checked",
+            bus.display()
+        );
+        return EXIT_FAILURE;
+    }
+    if !config.udev_run_dir.join("control").exists() {
+        eprintln!(
+            "hostbridge usb: warning: udevd is not running here (no {}): no rule is applied to a node; the nodes are shown as they are",
+            config.udev_run_dir.join("control").display()
+        );
+    }
     match crate::act::usb::check(&config, args.user, &expect, args.probe) {
         Ok(r) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
             } else {
                 print!("{}", crate::act::usb::render(&r));
+                if r.devices.is_empty() {
+                    println!("(no USB devices under {})", bus.display());
+                }
             }
             if r.ok(&expect) { EXIT_OK } else { EXIT_FAILURE }
         }

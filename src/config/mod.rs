@@ -48,6 +48,12 @@ pub(crate) fn load(path: &Path, dirs: &[PathBuf]) -> Result<Config, ConfigError>
     Ok(config)
 }
 
+/// The defaults alone, as if `path` were an empty config: for diagnostics
+/// that need no bridge (`hostbridge usb`) on a host with no config file.
+pub(crate) fn defaults(path: &Path) -> Result<Config, ConfigError> {
+    Validator { path }.config(RawConfig::default())
+}
+
 /// Default drop-in dirs, lowest precedence first.
 pub(crate) const DEFAULT_DROPIN_DIRS: &[&str] = &[
     "/usr/lib/hostbridge/config.d",

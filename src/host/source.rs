@@ -61,6 +61,9 @@ pub(crate) struct Transient {
     /// Vanished while read ([`Skip::Vanished`]): a race, not a fault; the
     /// event that removed it opens the next window.
     pub(crate) vanished: BTreeSet<String>,
+    /// Modified moments before it was read ([`Skip::Recent`]): held, and
+    /// looked at again once quiet.
+    pub(crate) recent: BTreeSet<String>,
 }
 
 /// New files a scan left out for the bridge's bounds.
@@ -98,6 +101,11 @@ pub(crate) struct Admit {
     pub(crate) max_size: u64,
     /// Owners a file may have (`source_owner`); `None`: any.
     pub(crate) owners: Option<Vec<u32>>,
+    /// A file modified less than this before it is read is not taken yet
+    /// ([`Skip::Recent`]): its writes may have come while no watch saw them
+    /// (a source dir recreated and written before its new watch was
+    /// placed), so only its own time says it has been quiet. `None`: any.
+    pub(crate) quiet_for: Option<std::time::Duration>,
 }
 
 impl Admit {
@@ -296,6 +304,7 @@ fn judge(
             match skip {
                 Skip::Unreadable(_) => races.unreadable.insert(name.to_string()),
                 Skip::Vanished | Skip::Changed => races.vanished.insert(name.to_string()),
+                Skip::Recent => races.recent.insert(name.to_string()),
                 Skip::Refused(_) => false,
             };
             return Ok(Ok((SourceFile::Skipped(skip.why()), None)));
@@ -353,6 +362,9 @@ pub(crate) enum Skip {
     /// It changed while it was read, or between the scan and a second
     /// read for an install: a race, and its event opens the next window.
     Changed,
+    /// It was modified less than `quiet_for` before it was read: taken
+    /// once it has been quiet that long (the daemon looks again).
+    Recent,
 }
 
 impl Skip {
@@ -365,6 +377,9 @@ impl Skip {
             }
             Skip::Changed => {
                 "changed while the sync ran (a race; the next sync installs it)".into()
+            }
+            Skip::Recent => {
+                "written moments ago: taken once it has been quiet for the settle time".into()
             }
         }
     }
@@ -399,6 +414,11 @@ pub(crate) fn read_entry(
     if let Some(why) = admit.refuse(&st) {
         return Ok(Err(Skip::Refused(why)));
     }
+    if let Some(quiet) = admit.quiet_for
+        && modified_within(&st, quiet)
+    {
+        return Ok(Err(Skip::Recent));
+    }
     let mut file = match fsx::reopen_for_reading(&handle) {
         Ok(f) => f,
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
@@ -418,6 +438,23 @@ pub(crate) fn read_entry(
         // problem: the others are still synced, and it is tried again.
         Err(e) => Ok(Err(Skip::Unreadable(format!("cannot read: {e}")))),
     }
+}
+
+/// Whether the file was modified (or its inode changed) less than `quiet`
+/// ago by the wall clock. A time in the future says nothing (a container
+/// can set any time): not recent, or such a file would never be taken.
+fn modified_within(st: &FileStat, quiet: std::time::Duration) -> bool {
+    let stamp = |s: i64, ns: i64| {
+        std::time::UNIX_EPOCH
+            + std::time::Duration::new(s.max(0) as u64, ns.clamp(0, 999_999_999) as u32)
+    };
+    let now = std::time::SystemTime::now();
+    [
+        stamp(st.st_mtime, st.st_mtime_nsec),
+        stamp(st.st_ctime, st.st_ctime_nsec),
+    ]
+    .into_iter()
+    .any(|t| now.duration_since(t).is_ok_and(|age| age < quiet))
 }
 
 /// Whether two stats of one file show the same content: size, and the

@@ -49,6 +49,9 @@ pub(crate) struct SyncOptions {
     pub(crate) progress: Option<Arc<Progress>>,
     /// Whether absences may prune ([`crate::core::grace`]).
     pub(crate) prune_gate: PruneGate,
+    /// The daemon's, outside the startup sync: a file modified less than
+    /// this before it is read waits (its events may have been missed).
+    pub(crate) quiet_for: Option<std::time::Duration>,
 }
 
 /// What a running sync is doing now ("udevadm verify 10-x.rules"): set by
@@ -225,7 +228,17 @@ pub(crate) fn sync_files(
 fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) {
     let (held, skipped) = std::mem::take(&mut report.skipped)
         .into_iter()
-        .partition(|(name, _)| transient.vanished.contains(name));
+        .partition(|(name, _)| {
+            transient.vanished.contains(name) || transient.recent.contains(name)
+        });
+    // A file written moments ago, whose events may have been missed: the
+    // daemon opens a window for it, which comes when it has been quiet.
+    report.recheck.extend(
+        transient
+            .recent
+            .iter()
+            .map(|n| crate::core::settle::Input::Change(n.clone())),
+    );
     report.skipped = skipped;
     report.held.extend::<Vec<_>>(held);
 }
@@ -310,7 +323,10 @@ fn scan_source(
     let keep = |name: &str, digest: &plan::Digest| keep(bridge, manifest, name, digest);
     let spec = source::ScanSpec {
         include: &bridge.include,
-        admit: &admit(bridge),
+        admit: &source::Admit {
+            quiet_for: opts.quiet_for,
+            ..admit(bridge)
+        },
         limits: limits(bridge),
         installed: &installed,
         still_open: &opts.still_open,
@@ -474,6 +490,7 @@ fn admit(bridge: &Bridge) -> source::Admit {
     source::Admit {
         max_size: bridge.max_file_size,
         owners: bridge.source_owner.clone(),
+        quiet_for: None,
     }
 }
 
