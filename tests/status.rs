@@ -417,3 +417,23 @@ fn a_source_never_seen_is_degraded_and_a_failed_sync_says_so() {
     assert!(text.contains("✖ test"), "{text}");
     assert!(text.contains("sync failed "), "{text}");
 }
+
+/// Issue 17: with a custom `state_dir` and a config broken since the daemon
+/// started, `status` and `reload` still find the daemon's socket (they read
+/// the config's top-level lines one by one when it does not parse).
+#[test]
+fn status_and_reload_find_the_socket_of_a_custom_state_dir_in_a_broken_config() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    assert_eq!(status(&env, &[]).0, Some(0));
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(&env.config, format!("{cfg}  - name: [this is not yaml\n")).unwrap();
+    let (code, text) = status(&env, &[]);
+    assert_eq!(code, Some(0), "found the running daemon: {text}");
+    let out = env.run(&["reload"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(3), "not 'not running': {err}");
+    assert!(!err.contains("not running"), "{err}");
+    drop(d);
+}

@@ -137,9 +137,22 @@ pub(crate) fn status_socket_hint(path: &Path) -> PathBuf {
         state_dir: Option<PathBuf>,
         status_socket: Option<PathBuf>,
     }
-    let hint = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_saphyr::from_str::<Hint>(&t).ok());
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // A config broken elsewhere (the case this is for) may not parse as a
+    // whole: then its top-level `key: value` lines are read one by one.
+    let top_level = |key: &str| -> Option<PathBuf> {
+        text.lines().find_map(|l| {
+            let v = l.strip_prefix(key)?.strip_prefix(':')?.trim();
+            let v = v.trim_matches(|c| c == '"' || c == '\'');
+            (!v.is_empty()).then(|| PathBuf::from(v))
+        })
+    };
+    let hint = serde_saphyr::from_str::<Hint>(&text).ok().or_else(|| {
+        Some(Hint {
+            state_dir: top_level("state_dir"),
+            status_socket: top_level("status_socket"),
+        })
+    });
     match hint {
         Some(Hint {
             status_socket: Some(s),
