@@ -593,3 +593,31 @@ fn usb_needs_no_config_and_says_what_it_cannot_see() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(text.contains("(no USB devices under "), "{text}");
 }
+
+/// Issue 17: config errors say what was likely meant: "did you mean" for a
+/// misspelt key or value, and what an indentation mistake looks like.
+#[test]
+fn config_errors_hint_at_the_likely_fix() {
+    let cases: &[(&str, &str)] = &[
+        ("    sourc: /x\n", "did you mean `source`?"),
+        (
+            "    then:\n      - udev-reloud\n",
+            "did you mean `udev-reload`?",
+        ),
+        (
+            "    then:\n      - udev-reload\n        - udev-trigger\n",
+            "two list items ran together",
+        ),
+        (
+            "    then:\n      - udev-reload\n     - udev-trigger\n",
+            "check the indentation",
+        ),
+    ];
+    for (extra, hint) in cases {
+        let env = Env::new(extra);
+        let out = env.run(&["check"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{extra}: {err}");
+        assert!(err.contains(hint), "{extra}: missing {hint:?} in {err}");
+    }
+}

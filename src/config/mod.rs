@@ -10,6 +10,7 @@
 
 mod actions;
 mod bridge;
+mod hints;
 mod model;
 pub(crate) mod raw;
 mod validate;
@@ -106,7 +107,7 @@ fn parse_raw(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
             path: path.to_path_buf(),
             line: loc.map_or(0, |l| l.line()),
             column: loc.map_or(0, |l| l.column()),
-            message: strip_location_prefix(&e.without_snippet().to_string()),
+            message: hints::with_hint(&strip_location_prefix(&e.without_snippet().to_string())),
         }
     })?;
     raw.set_origin(path);
