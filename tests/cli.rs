@@ -621,3 +621,27 @@ fn config_errors_hint_at_the_likely_fix() {
         assert!(err.contains(hint), "{extra}: missing {hint:?} in {err}");
     }
 }
+
+/// Issue 17: `rules lint` without `--bridge` checks with the default policy;
+/// when the config has rules bridges (whose allow lists may give another
+/// verdict), it says so and names them; with `--bridge` it is the daemon's
+/// check and says nothing of the kind.
+#[test]
+fn lint_without_bridge_says_the_config_is_not_used() {
+    let env = Env::new("    allow_groups: [dialout]\n");
+    env.put("a.rules", "# a\n");
+    let file = env.src.join("a.rules");
+    let file = file.to_str().unwrap();
+    let out = env.run(&["rules", "lint", "--no-host", file]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("checked with the default policy")
+            && err.contains("--bridge NAME")
+            && err.contains("(test)"),
+        "{err}"
+    );
+    let out = env.run(&["rules", "lint", "--bridge", "test", file]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("default policy"), "{err}");
+}

@@ -41,7 +41,26 @@ fn dispatch(cli: &Cli) -> u8 {
         Err(code) => code,
     };
     match &cli.command {
-        Command::Rules(RulesCommand::Lint(a)) if a.bridge.is_none() => lint::run(a, None),
+        Command::Rules(RulesCommand::Lint(a)) if a.bridge.is_none() => {
+            // Without --bridge the config is not used: say so when it has
+            // rules bridges, whose verdicts may differ (their allow lists).
+            if let Ok(c) = crate::config::load(&cli.config, &args::dropin_dirs(cli)) {
+                let rules: Vec<&str> = c
+                    .bridges
+                    .iter()
+                    .filter(|b| b.rules.is_some())
+                    .map(|b| b.name.as_str())
+                    .collect();
+                if !rules.is_empty() {
+                    eprintln!(
+                        "hostbridge rules lint: note: checked with the default policy, not {}'s; `--bridge NAME` gives the daemon's verdict for that bridge ({})",
+                        cli.config.display(),
+                        rules.join(", ")
+                    );
+                }
+            }
+            lint::run(a, None)
+        }
         Command::Rules(RulesCommand::Lint(a)) => with_config(&|c| lint::run(a, Some(&c))),
         Command::Completions { shell } => man::finish(man::completions(*shell)),
         Command::Man { out_dir: Some(dir) } => man::finish(man::write_pages(dir)),
