@@ -494,17 +494,22 @@ fn accepted_adversarial_files_stay_within_the_policy() {
     let Some(o) = oracle::oracle() else { return };
     let started = Instant::now();
     let before = o.stats.counts();
-    let files = common::rules_files_in("tests/rules/adversarial");
-    let cases: Vec<Case> = files
-        .iter()
-        .map(|p| {
-            let name = file_name(p);
-            Case::new(
-                format!("tests/rules/adversarial/{name}"),
-                &name,
-                std::fs::read(p).unwrap(),
-                &Policy::default(),
-            )
+    // More dirs judged the same way, e.g. the accepted files of a
+    // differential run: HOSTBRIDGE_ORACLE_EXTRA=DIR[:DIR…] (docs/testing.md).
+    let extra = std::env::var("HOSTBRIDGE_ORACLE_EXTRA").unwrap_or_default();
+    let dirs = std::iter::once("tests/rules/adversarial")
+        .chain(extra.split(':').filter(|d| !d.is_empty()));
+    let cases: Vec<Case> = dirs
+        .flat_map(|dir| {
+            common::rules_files_in(dir).into_iter().map(move |p| {
+                let name = file_name(&p);
+                Case::new(
+                    format!("{dir}/{name}"),
+                    &name,
+                    std::fs::read(&p).unwrap(),
+                    &Policy::default(),
+                )
+            })
         })
         .collect();
     let mut report = Report::default();
