@@ -560,6 +560,48 @@ fn check_exits_78_for_missing_groups_users_and_a_file_as_install_to() {
     }
 }
 
+/// Issue 17: `check` also looks up the GROUP/OWNER names the rules files
+/// now in the source use, as the daemon will: a name this host lacks is a
+/// config error (78) naming the file, line and column; a file refused for
+/// another reason (the container's to fix) is a warning, and alone leaves
+/// the exit code 0.
+#[test]
+fn check_looks_up_the_names_the_current_source_files_use() {
+    let env = Env::new("");
+    env.put(
+        "60-ups.rules",
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\", GROUP=\"hb-no-such-group\"\n",
+    );
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    let want = format!(
+        "config error: bridge test: the source file uses a name this host lacks: {}:1:56: error[group-unknown]: GROUP=\"hb-no-such-group\": no such group on this host",
+        env.src.join("60-ups.rules").display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in {err}");
+    // The unit's ExecStartPre= leaves the source out: what a container
+    // wrote never keeps the daemon from starting.
+    let out = env.run(&["check", "--no-source"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("60-ups.rules"), "{err}");
+
+    env.put(
+        "60-ups.rules",
+        "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", MODE=\"0660\", RUN+=\"/bin/true\"\n",
+    );
+    let out = env.run(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let want = format!(
+        "warning: bridge test: a sync would refuse this source file: {}:1:",
+        env.src.join("60-ups.rules").display()
+    );
+    assert!(err.contains(&want), "missing {want:?} in {err}");
+    assert!(err.contains("RUN"), "{err}");
+}
+
 /// Issue 17: `hostbridge usb` is a standalone diagnostic: it runs with no
 /// config file, and says what it could not see instead of printing an
 /// empty table.

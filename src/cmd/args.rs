@@ -68,7 +68,17 @@ pub(crate) enum Command {
         dry_run: bool,
     },
     /// Validate the config and print what each bridge would watch and do.
-    Check,
+    ///
+    /// Runs every host lookup the daemon will run, including the GROUP and
+    /// OWNER names the rules files now in each source use. Exit codes: 0
+    /// valid, 78 config error or a name this host lacks.
+    Check {
+        /// Leave the source files out: what containers wrote must not keep
+        /// the daemon from starting (the unit's ExecStartPre= uses this; the
+        /// daemon refuses such files itself).
+        #[arg(long)]
+        no_source: bool,
+    },
     /// Show what the running daemon did and whether the host is prepared.
     /// Exit codes: 0 healthy, 1 degraded, 3 not running, 4 unknown error.
     Status {

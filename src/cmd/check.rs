@@ -5,8 +5,9 @@ use crate::config::{Action, Config};
 
 use super::args::{EXIT_CONFIG, EXIT_OK};
 
-/// Runs `check` on a loaded config; returns the exit code.
-pub(crate) fn run(config: &Config) -> u8 {
+/// Runs `check` on a loaded config; returns the exit code. With
+/// `no_source`, the files in the sources are not looked at.
+pub(crate) fn run(config: &Config, no_source: bool) -> u8 {
     // Names the config leaves to the host: they must exist here.
     let mut missing: Vec<String> = config
         .bridges
@@ -24,6 +25,12 @@ pub(crate) fn run(config: &Config) -> u8 {
     }
     missing.extend(config.bridges.iter().flat_map(pidfile_problems));
     missing.extend(config.bridges.iter().flat_map(host_lookups));
+    let mut refused = Vec::new();
+    for b in config.bridges.iter().filter(|_| !no_source) {
+        let (lacking, other) = source_lookups(config, b);
+        missing.extend(lacking);
+        refused.extend(other);
+    }
     for b in &config.bridges {
         if let Some((link, to)) = crate::host::fsx::symlink_on_path(&b.source) {
             let real = std::fs::canonicalize(&b.source)
@@ -48,6 +55,9 @@ pub(crate) fn run(config: &Config) -> u8 {
         for w in crate::sync::source_warnings(b) {
             eprintln!("hostbridge: warning: bridge {}: {w}", b.name);
         }
+    }
+    for r in &refused {
+        eprintln!("hostbridge: warning: {r}");
     }
     print!("{}", describe(config));
     EXIT_OK
@@ -97,6 +107,49 @@ fn host_lookups(b: &crate::config::Bridge) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The rules findings about host lookups: a GROUP/OWNER name the host
+/// lacks, or one that is not a system group or user.
+const HOST_NAME_RULES: [&str; 4] = [
+    "group-unknown",
+    "owner-unknown",
+    "group-non-system",
+    "owner-non-system",
+];
+
+/// What the files in a rules bridge's source need of this host and it
+/// lacks (the GROUP/OWNER names they use: config errors, since the daemon
+/// would refuse those files until the host has them), and the files the
+/// rules checks refuse for another reason (warnings: the container's to
+/// fix, not the host's).
+fn source_lookups(config: &Config, b: &crate::config::Bridge) -> (Vec<String>, Vec<String>) {
+    let found = match crate::sync::source_findings(config, b) {
+        Ok(f) => f,
+        Err(e) => return (Vec::new(), vec![format!("bridge {}: {e:#}", b.name)]),
+    };
+    let mut lacking = Vec::new();
+    let mut other = Vec::new();
+    for (name, f) in found
+        .iter()
+        .filter(|(_, f)| f.severity == crate::core::rules::Severity::Error)
+    {
+        let shown = b.source.join(name).display().to_string();
+        if HOST_NAME_RULES.contains(&f.rule) {
+            lacking.push(format!(
+                "bridge {}: the source file uses a name this host lacks: {}",
+                b.name,
+                f.render(&shown)
+            ));
+        } else {
+            other.push(format!(
+                "bridge {}: a sync would refuse this source file: {}",
+                b.name,
+                f.render(&shown)
+            ));
+        }
+    }
+    (lacking, other)
 }
 
 /// Why the pid files of `b`'s signal actions cannot be trusted: a dir on

@@ -90,7 +90,7 @@ fn dispatch(cli: &Cli) -> u8 {
                 EXIT_FAILURE
             }
         },
-        Command::Check => with_config(&|c| check::run(&c)),
+        Command::Check { no_source } => with_config(&|c| check::run(&c, *no_source)),
         Command::Run => {
             with_config(&|c| in_runtime(async { crate::daemon::run(c).await.map(|()| EXIT_OK) }))
         }

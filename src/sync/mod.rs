@@ -349,6 +349,38 @@ fn scan_source(
     Ok((scan, checker.accepted))
 }
 
+/// What the rules checks say today of each file in a rules bridge's
+/// source, as a sync would judge it but without `udevadm verify` and
+/// without installing anything: `hostbridge check` reports the GROUP and
+/// OWNER names they use that this host lacks. Empty for a files bridge or a
+/// missing source; an unreadable source dir is an error.
+pub(crate) fn source_findings(
+    config: &Config,
+    bridge: &Bridge,
+) -> Result<Vec<(String, rules::Finding)>> {
+    let Some(checks) = bridge.rules.as_ref() else {
+        return Ok(Vec::new());
+    };
+    let host = host_checks(config, checks);
+    let none = BTreeSet::new();
+    let spec = source::ScanSpec {
+        include: &bridge.include,
+        admit: &admit(bridge),
+        limits: limits(bridge),
+        installed: &none,
+        still_open: &none,
+        keep: &|_, _| false,
+    };
+    let mut found = Vec::new();
+    source::scan(&bridge.source, &spec, &mut |name, bytes| {
+        let vetted = vet_rules(None, checks, Some(&host), name, bytes, &|_| false);
+        found.extend(vetted.findings.into_iter().map(|f| (name.to_string(), f)));
+        Ok(None)
+    })
+    .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
+    Ok(found)
+}
+
 /// The accepted rules files of a scan as parsed, by name.
 type Accepted = BTreeMap<String, rules::parse::RulesFile>;
 
