@@ -119,9 +119,9 @@ impl Daemon {
     /// first so that nothing written during the startup sync is missed.
     fn start(&mut self) {
         info!(
-            "hostbridge {} starting: {} bridges from {}",
+            "hostbridge {} starting: {} from {}",
             env!("CARGO_PKG_VERSION"),
-            self.config.bridges.len(),
+            crate::core::text::plural(self.config.bridges.len(), "bridge"),
             self.config.path.display()
         );
         self.setup_hotplug();

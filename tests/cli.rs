@@ -178,10 +178,12 @@ fn sync_exits_65_when_something_is_refused_or_held_back() {
         let out = env.run(args);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(65), "{args:?}: {text}");
+        // The finding is listed once, under the skip that it explains.
         assert!(
-            text.contains("! skip b.rules: rejected by the rules checks (1 error;"),
+            text.contains("! skip b.rules: rejected by the rules checks (1 error, below)\n  b.rules:1:1: error["),
             "{text}"
         );
+        assert_eq!(text.matches("b.rules:1:1: error[").count(), 1, "{text}");
     }
     assert!(
         env.dest_content("a.rules").is_some(),
@@ -279,6 +281,25 @@ fn drop_ins_merge_by_name_later_dirs_win_and_check_shows_origins() {
         "{text}"
     );
     assert!(text.contains("settle     quiet 1s"), "{text}");
+
+    // With the main file absent, the drop-ins alone are the config, and
+    // check says so rather than calling the missing file valid.
+    let absent = env.config.with_file_name("absent.yaml");
+    let out = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&absent)
+        .args(["--config-dir", etc.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "config {} is absent; its drop-ins make a valid config\n",
+            absent.display()
+        )),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // An error in a fragment names the fragment.
     fs::write(
@@ -609,16 +630,18 @@ fn check_looks_up_the_names_the_current_source_files_use() {
 fn usb_needs_no_config_and_says_what_it_cannot_see() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-config.yaml");
-    let usb = |sysfs: &std::path::Path| {
+    let usb_with = |sysfs: &std::path::Path, extra: &[&str]| {
         std::process::Command::new(common::bin())
             .env("HOSTBRIDGE_CONFIG_DIRS", "")
             .arg("--config")
             .arg(&missing)
             .args(["usb", "--sysfs-root"])
             .arg(sysfs)
+            .args(extra)
             .output()
             .unwrap()
     };
+    let usb = |sysfs: &std::path::Path| usb_with(sysfs, &[]);
     let out = usb(&tmp.path().join("nosys"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -627,13 +650,26 @@ fn usb_needs_no_config_and_says_what_it_cannot_see() {
         "{err}"
     );
     assert!(!err.contains("config error"), "{err}");
+    // A script asking for JSON gets JSON, with the reason.
+    let out = usb_with(&tmp.path().join("nosys"), &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no USB bus is visible here")),
+        "{doc}"
+    );
 
     let sys = tmp.path().join("sys");
     fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
     let out = usb(&sys);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(text.contains("(no USB devices under "), "{text}");
+    assert!(
+        text.contains("(no USB device is plugged in under "),
+        "{text}"
+    );
 }
 
 /// Issue 17: config errors say what was likely meant: "did you mean" for a

@@ -355,9 +355,15 @@ fn bridge_gives_the_daemons_verdict() {
     let out = lint_bridge(&cfg, "ups", &f);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("error[symlink-exists]"));
-    // Unknown bridge: a config error.
+    // Unknown bridge: a usage error (2), as for `sync` and `status`,
+    // naming the bridges there are.
     let out = lint_bridge(&cfg, "nope", &f);
-    assert_eq!(out.status.code(), Some(78));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no bridge named \"nope\" in the config; its bridges: ups"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -230,10 +230,16 @@ pub(crate) use crate::host::nss::{name_of_gid, name_of_uid};
 
 /// The one-screen table of `hostbridge usb`.
 pub(crate) fn render(r: &UsbReport) -> String {
-    let mut s = format!(
-        "{:<8} {:<10} {:<28} {:<26} {:<18} verdict (user {})\n",
-        "bus:dev", "VID:PID", "product", "rule", "node", r.user
-    );
+    // Each column as wide as its widest cell, so a long rule name or node
+    // path never pushes the verdict out of line.
+    let mut rows: Vec<[String; 6]> = vec![[
+        "bus:dev".into(),
+        "VID:PID".into(),
+        "product".into(),
+        "rule".into(),
+        "node".into(),
+        format!("verdict (user {})", r.user),
+    ]];
     for d in &r.devices {
         // The product string is the device's own: escaped like any input.
         let product: String =
@@ -243,22 +249,38 @@ pub(crate) fn render(r: &UsbReport) -> String {
                 .collect();
         let rule = crate::core::text::escape(d.grant.rules.last().map_or("-", String::as_str))
             .into_owned();
-        s += &format!(
-            "{:03}:{:03}  {:<10} {:<28} {:<26} {:<18} {}\n",
-            d.device.busnum,
-            d.device.devnum,
+        rows.push([
+            format!("{:03}:{:03}", d.device.busnum, d.device.devnum),
             d.device.id(),
             product,
             rule,
-            d.node,
-            verdict_text(&d.verdict)
-        );
+            d.node.to_string(),
+            verdict_text(&d.verdict),
+        ]);
     }
     for id in &r.absent {
-        s += &format!(
-            "-        {id:<10} {:<28} {:<26} {:<18} device-absent: expected but not plugged in\n",
-            "", "", ""
-        );
+        rows.push([
+            "-".into(),
+            id.clone(),
+            String::new(),
+            String::new(),
+            String::new(),
+            "device-absent: expected but not plugged in".into(),
+        ]);
+    }
+    let mut widths = [0usize; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    for row in &rows {
+        for (w, cell) in widths.iter().zip(row) {
+            s += &format!("{cell:<w$} ");
+        }
+        s += &row[5];
+        s.push('\n');
     }
     s
 }

@@ -80,7 +80,10 @@ pub(crate) enum Command {
         no_source: bool,
     },
     /// Show what the running daemon did and whether the host is prepared.
-    /// Exit codes: 0 healthy, 1 degraded, 3 not running, 4 unknown error.
+    ///
+    /// Exit codes: 0 healthy, 1 degraded, 2 usage (an unknown --bridge),
+    /// 3 not running, 4 the daemon's answer could not be read (e.g.
+    /// permission denied on the socket).
     Status {
         /// Print the status document as JSON (with a schema_version).
         #[arg(long, conflicts_with = "metrics")]
@@ -97,6 +100,10 @@ pub(crate) enum Command {
     },
     /// Ask the running daemon to reload its config (like SIGHUP) and report
     /// whether the new config was accepted.
+    ///
+    /// Exit codes: 0 reloaded, 1 the new config was rejected (the daemon
+    /// keeps its running one), 3 not running, 4 the daemon's answer could
+    /// not be read.
     Reload {
         /// The status socket (default: from the config).
         #[arg(long, value_name = "PATH")]

@@ -170,7 +170,14 @@ fn pidfile_problems(b: &crate::config::Bridge) -> Vec<String> {
 
 /// The text `hostbridge check` prints.
 pub(crate) fn describe(c: &Config) -> String {
-    let mut s = format!("config {} is valid\n", c.path.display());
+    let mut s = if c.path.exists() || c.fragments.is_empty() {
+        format!("config {} is valid\n", c.path.display())
+    } else {
+        format!(
+            "config {} is absent; its drop-ins make a valid config\n",
+            c.path.display()
+        )
+    };
     for f in &c.fragments {
         s += &format!("drop-in {}\n", f.display());
     }

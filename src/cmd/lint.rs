@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::args::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LintArgs, LintFormat, LintPolicy};
+use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_USAGE, LintArgs, LintFormat, LintPolicy};
 use crate::config::{self, Config, RulesChecks};
 use crate::core::rules::policy::{DEFAULT_SUBSYSTEMS, Policy, PolicyMode};
 use crate::core::rules::{Finding, Severity};
@@ -64,7 +64,13 @@ impl Checker {
             .bridges
             .iter()
             .find(|b| b.name == name)
-            .ok_or_else(|| format!("no bridge named {name:?} in the config"))?;
+            .ok_or_else(|| {
+                let names: Vec<&str> = config.bridges.iter().map(|b| b.name.as_str()).collect();
+                format!(
+                    "no bridge named {name:?} in the config; its bridges: {}",
+                    names.join(", ")
+                )
+            })?;
         let checks = bridge
             .rules
             .clone()
@@ -168,8 +174,10 @@ pub(crate) fn run(args: &LintArgs, config: Option<&Config>) -> u8 {
         (Some(c), Some(name)) => match Checker::for_bridge(c, name) {
             Ok(ch) => ch,
             Err(e) => {
-                eprintln!("hostbridge: config error: {e}");
-                return EXIT_CONFIG;
+                // A name the config does not have: a usage error, as for
+                // `sync --bridge` and `status --bridge`.
+                eprintln!("hostbridge rules lint: {e}");
+                return EXIT_USAGE;
             }
         },
         _ => Checker::from_args(args),

@@ -23,16 +23,22 @@ Something failed: a sync error, a failed action, a conflict, findings of
 degraded bridge.
 .TP
 \fB2\fR
-Bad command line.
+Bad command line, or an unknown \fB\-\-bridge\fR name.
 .TP
 \fB3\fR
-\fBstatus\fR: the daemon is not running (no status socket).
+\fBstatus\fR, \fBreload\fR: the daemon is not running (no status socket).
 .TP
 \fB4\fR
-\fBstatus\fR: the daemon's answer could not be read.
+\fBstatus\fR, \fBreload\fR: the daemon's answer could not be read (e.g.
+permission denied on the socket).
+.TP
+\fB65\fR
+\fBsync\fR: a file was refused or a set held back (nothing failed, but not
+all the source offers is installed).
 .TP
 \fB78\fR
-The config file is invalid (EX_CONFIG); the message names FILE:LINE:COLUMN.
+The config is invalid (EX_CONFIG): a parse error names FILE:LINE:COLUMN, a
+host lookup the bridge and key; or the host lacks a name it needs.
 .SH FILES
 .TP
 \fI/etc/hostbridge/config.yaml\fR

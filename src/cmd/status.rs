@@ -25,41 +25,49 @@ pub(crate) const STATUS_UNKNOWN: u8 = 4;
 /// unprivileged clients were taken).
 fn busy(sock: &Path) -> u8 {
     eprintln!(
-        "hostbridge status: {} closed the connection unanswered: the daemon is busy with other status clients (at most 32 at a time; root is always answered); try again",
+        "hostbridge: {} closed the connection unanswered: the daemon is busy with other status clients (at most 32 at a time; root is always answered); try again",
         sock.display()
     );
     STATUS_UNKNOWN
 }
 
-/// Asks the daemon for its status and prints it.
-pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
-    let text = match socket::query(sock, &Wire::Status) {
-        Ok(t) => t,
+/// Asks the daemon `what` on `sock` for the command `cmd`; on failure, says
+/// why and gives the exit code: 3 not running, 4 the answer could not be
+/// read (permission denied, busy, any other error).
+fn ask(cmd: &str, sock: &Path, what: &Wire) -> Result<String, u8> {
+    match socket::query(sock, what) {
+        Ok(t) if t.is_empty() => Err(busy(sock)),
+        Ok(t) => Ok(t),
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
             eprintln!(
                 "hostbridge is not running (no answer on {}: {e})",
                 sock.display()
             );
-            return STATUS_NOT_RUNNING;
+            Err(STATUS_NOT_RUNNING)
         }
         Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             eprintln!(
-                "hostbridge status: permission denied on {}: run it as root, or as a member of the config's status_group",
+                "hostbridge {cmd}: permission denied on {}: run it as root, or as a member of the config's status_group",
                 sock.display()
             );
-            return STATUS_UNKNOWN;
+            Err(STATUS_UNKNOWN)
         }
         Err(e) if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {
-            return busy(sock);
+            Err(busy(sock))
         }
         Err(e) => {
-            eprintln!("hostbridge status: asking {}: {e}", sock.display());
-            return STATUS_UNKNOWN;
+            eprintln!("hostbridge {cmd}: asking {}: {e}", sock.display());
+            Err(STATUS_UNKNOWN)
         }
-    };
-    if text.is_empty() {
-        return busy(sock);
     }
+}
+
+/// Asks the daemon for its status and prints it.
+pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) -> u8 {
+    let text = match ask("status", sock, &Wire::Status) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let mut st: Status = match serde_json::from_str(&text) {
         Ok(s) => s,
         Err(e) => {
@@ -98,12 +106,9 @@ pub(crate) fn status(sock: &Path, format: StatusFormat, bridge: Option<&str>) ->
 
 /// Asks the daemon to reload its config.
 pub(crate) fn reload(sock: &Path) -> u8 {
-    let text = match socket::query(sock, &Wire::Reload) {
+    let text = match ask("reload", sock, &Wire::Reload) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("hostbridge reload: no answer on {}: {e}", sock.display());
-            return STATUS_NOT_RUNNING;
-        }
+        Err(code) => return code,
     };
     let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     if answer["ok"] == true {

@@ -105,6 +105,12 @@ pub(crate) fn render_report(r: &SyncReport) -> String {
         ("keep", &r.kept),
     ] {
         for (n, why) in list {
+            // The findings are listed below: the first is not said twice.
+            let listed = r.findings.iter().any(|(f, _)| f == n);
+            let why = match why.split_once("; first: ") {
+                Some((head, _)) if listed => format!("{head}, below)"),
+                _ => why.clone(),
+            };
             line(&mut s, &format!("  ! {label} {n}: {why}"));
         }
     }

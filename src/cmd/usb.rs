@@ -33,11 +33,11 @@ pub(crate) fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
     // Say what could not be seen, rather than an empty table.
     let bus = config.sysfs_root.join("bus/usb/devices");
     if !bus.is_dir() {
-        eprintln!(
-            "hostbridge usb: {} does not exist: no USB bus is visible here (no USB support, or sysfs is not mounted); nothing could be checked",
+        let why = format!(
+            "{} does not exist: no USB bus is visible here (no USB support, or sysfs is not mounted); nothing could be checked",
             bus.display()
         );
-        return EXIT_FAILURE;
+        return failed(args.json, &why);
     }
     if !config.udev_run_dir.join("control").exists() {
         eprintln!(
@@ -52,14 +52,21 @@ pub(crate) fn run(mut config: Config, args: &UsbArgs<'_>) -> u8 {
             } else {
                 print!("{}", crate::act::usb::render(&r));
                 if r.devices.is_empty() {
-                    println!("(no USB devices under {})", bus.display());
+                    println!("(no USB device is plugged in under {})", bus.display());
                 }
             }
             if r.ok(&expect) { EXIT_OK } else { EXIT_FAILURE }
         }
-        Err(e) => {
-            eprintln!("hostbridge usb: {e:#}");
-            EXIT_FAILURE
-        }
+        Err(e) => failed(args.json, &format!("{e:#}")),
     }
+}
+
+/// Says why nothing could be checked: on stderr, and with `--json` also as
+/// `{"error": …}` on stdout, so a script reading it gets JSON either way.
+fn failed(json: bool, why: &str) -> u8 {
+    eprintln!("hostbridge usb: {why}");
+    if json {
+        println!("{}", serde_json::json!({ "error": why }));
+    }
+    EXIT_FAILURE
 }

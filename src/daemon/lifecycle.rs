@@ -74,7 +74,10 @@ impl Daemon {
         let order: Vec<String> = self.config.bridges.iter().map(|b| b.name.clone()).collect();
         self.bridges
             .sort_by_key(|b| order.iter().position(|n| *n == b.bridge.name));
-        info!("{why}: config reloaded: {} bridges", self.bridges.len());
+        info!(
+            "{why}: config reloaded: {}",
+            crate::core::text::plural(self.bridges.len(), "bridge")
+        );
         notify::ready(&self.status_line());
         // A stopped bridge may have been what owed actions were waiting for.
         self.run_owed_actions();

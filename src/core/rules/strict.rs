@@ -135,7 +135,7 @@ impl Joiner {
                 1,
                 "line-too-long",
                 format!(
-                    "the rule is {} bytes or more; permissions rules are at most {LINE_MAX} bytes",
+                    "the rule is {} bytes long by here; a permissions rule must be shorter than {LINE_MAX} bytes",
                     logical.text.len()
                 ),
             ));

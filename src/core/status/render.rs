@@ -92,7 +92,7 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
     out
 }
 
-/// "installed 1 file, 3 unchanged; udev-reload ok".
+/// "installed 1 file, 3 unchanged, 1 skipped; udev-reload ok".
 pub(crate) fn summary(s: &Sync) -> String {
     let mut parts = Vec::new();
     for (verb, list) in [
@@ -105,10 +105,14 @@ pub(crate) fn summary(s: &Sync) -> String {
         }
     }
     if parts.is_empty() {
-        parts.push("no changes".into());
+        parts.push("nothing to change".into());
     }
     if s.unchanged > 0 {
         parts.push(format!("{} unchanged", s.unchanged));
+    }
+    // The words `sync` and the log use for the same sync.
+    if !s.skipped.is_empty() {
+        parts.push(format!("{} skipped", s.skipped.len()));
     }
     if !s.held.is_empty() {
         parts.push(format!(

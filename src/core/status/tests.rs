@@ -353,3 +353,19 @@ fn record_stamps_the_syncs_usb_check_with_the_syncs_time() {
         "kept when a sync ran no check"
     );
 }
+
+/// Issue 17: the status line uses the words `sync` and the log use for the
+/// same sync, the skips included.
+#[test]
+fn the_summary_says_nothing_to_change_and_counts_skips() {
+    let mut s = sync(1000);
+    s.installed.clear();
+    s.skipped = vec![Note {
+        file: "63-evil.rules".into(),
+        reason: "rejected by the rules checks".into(),
+    }];
+    assert_eq!(
+        super::render::summary(&s),
+        "nothing to change, 3 unchanged, 1 skipped; udev-reload ok"
+    );
+}
