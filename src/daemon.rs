@@ -24,7 +24,7 @@ use crate::host::feed::Delivery;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
 use crate::host::state::Manifest;
-use crate::sync::{Guard, Owed, Progress, SyncOptions, SyncReport, sync_files_async};
+use crate::sync::{Guard, Owed, Progress, Scope, SyncOptions, SyncReport, sync_files_async};
 
 mod acting;
 mod bridge;
@@ -255,9 +255,18 @@ impl Daemon {
             }
             let Some(b) = self.find(id) else { continue };
             if let Some(batch) = b.settle.poll(now) {
+                // The watch saw every change of the window, unless it
+                // asked for a rescan (an overflow, a replaced watch, a
+                // reload, a retry): then everything is read.
+                let scope = if batch.rescan {
+                    Scope::Full
+                } else {
+                    Scope::Changed(batch.changed.clone())
+                };
                 let opts = SyncOptions {
                     still_open: batch.still_open.clone(),
                     quiet_for: Some(b.bridge.settle.quiet),
+                    scope,
                     ..SyncOptions::default()
                 };
                 b.batch = Some(batch);

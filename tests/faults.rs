@@ -394,13 +394,14 @@ impl Drop for Tmpfs {
 
 /// The names the bridge's manifest lists.
 fn manifest_names(env: &Env, bridge: &str) -> Vec<String> {
-    let path = env.state.join(format!("bridges/{bridge}.json"));
-    let v: serde_json::Value =
-        serde_json::from_slice(&fs::read(&path).unwrap_or_default()).unwrap_or_default();
-    v["files"]
-        .as_object()
-        .map(|m| m.keys().cloned().collect())
+    // The manifest's `file` lines end with the name (docs/architecture.md).
+    let path = env.state.join(format!("bridges/{bridge}.manifest"));
+    fs::read_to_string(&path)
         .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("file "))
+        .filter_map(|l| l.rsplit(' ').next().map(str::to_string))
+        .collect()
 }
 
 /// Point 2: the destination is full (ENOSPC on a 32 KiB tmpfs). The file

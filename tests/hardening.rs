@@ -691,7 +691,7 @@ fn state_files_are_for_root_only() {
         || env.dest_content("a.conf").is_some(),
         || d.log(),
     );
-    let manifest = env.state.join("bridges/test.json");
+    let manifest = env.state.join("bridges/test.manifest");
     for p in [manifest, env.state.join("lock")] {
         let mode = fs::metadata(&p).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600, "{} is {mode:o}", p.display());

@@ -457,33 +457,6 @@ fn queue_overflow_falls_back_to_a_full_rescan() {
     );
 }
 
-/// How often each source file was opened for reading (real inotify on the
-/// source dir: IN_OPEN; the `O_PATH` handle a scan judges an entry by opens
-/// nothing and counts as no open).
-fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
-    use inotify::{Inotify, WatchMask};
-    let mut ino = Inotify::init().unwrap();
-    ino.watches().add(&env.src, WatchMask::OPEN).unwrap();
-    run();
-    let mut counts = std::collections::BTreeMap::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        let events = match ino.read_events(&mut buf) {
-            Ok(events) => events,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("reading inotify events: {e}"),
-        };
-        for e in events {
-            if let Some(name) = e.name {
-                *counts
-                    .entry(name.to_string_lossy().into_owned())
-                    .or_insert(0) += 1;
-            }
-        }
-    }
-    counts
-}
-
 #[test]
 fn a_sync_reads_each_source_file_once() {
     // A rules bridge: the scan reads, vets and parses each file, the install
@@ -496,7 +469,7 @@ fn a_sync_reads_each_source_file_once() {
             "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051d\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n",
         );
     }
-    let counts = reads_during(&env, || {
+    let counts = common::reads_during(&env, || {
         let out = env.run(&["sync"]);
         assert!(out.status.success(), "{out:?}");
     });
@@ -512,7 +485,7 @@ fn a_sync_reads_each_source_file_once() {
     env.put_renamed("tls.crt", &crt);
     env.put_renamed("tls.key", &key);
     env.put("ca.txt", "not checked\n");
-    let counts = reads_during(&env, || {
+    let counts = common::reads_during(&env, || {
         let out = env.run(&["sync"]);
         assert!(out.status.success(), "{out:?}");
     });

@@ -66,6 +66,10 @@ pub(crate) enum Command {
         /// Print the plan without changing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Read and hash every source file and installed copy, not only
+        /// those whose size, times or inode changed since the last sync.
+        #[arg(long)]
+        full: bool,
     },
     /// Validate the config and print what each bridge would watch and do.
     ///
@@ -344,7 +348,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.config, PathBuf::from("/x.yaml"));
         assert!(
-            matches!(cli.command, Command::Sync { bridge: Some(ref b), dry_run: true } if b == "a")
+            matches!(cli.command, Command::Sync { bridge: Some(ref b), dry_run: true, .. } if b == "a")
         );
         assert!(Cli::try_parse_from(["hostbridge", "bogus"]).is_err());
     }

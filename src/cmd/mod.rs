@@ -122,8 +122,17 @@ fn dispatch(cli: &Cli) -> u8 {
             }
             with_config(&|c| usb::run(c, &a))
         }
-        Command::Sync { bridge, dry_run } => {
-            with_config(&|c| in_runtime(sync::run(c, bridge.as_deref(), *dry_run)))
+        Command::Sync {
+            bridge,
+            dry_run,
+            full,
+        } => {
+            let scope = if *full {
+                crate::sync::Scope::Full
+            } else {
+                crate::sync::Scope::Stamped
+            };
+            with_config(&|c| in_runtime(sync::run(c, bridge.as_deref(), *dry_run, scope.clone())))
         }
     }
 }

@@ -7,7 +7,12 @@ use crate::sync::{Owed, SyncOptions, SyncReport, run_owed, sync_files_async};
 use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
 
 /// Syncs every bridge (or `only`) once; returns the exit code.
-pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> anyhow::Result<u8> {
+pub(crate) async fn run(
+    config: Config,
+    only: Option<&str>,
+    dry_run: bool,
+    scope: crate::sync::Scope,
+) -> anyhow::Result<u8> {
     if let Some(name) = only
         && !config.bridges.iter().any(|b| b.name == name)
     {
@@ -29,6 +34,7 @@ pub(crate) async fn run(config: Config, only: Option<&str>, dry_run: bool) -> an
         let opts = SyncOptions {
             dry_run,
             clean_temps: true,
+            scope: scope.clone(),
             ..SyncOptions::default()
         };
         match sync_files_async(&config, b, opts).await {

@@ -11,6 +11,7 @@ pub(crate) mod plan;
 pub(crate) mod retry;
 pub mod rules;
 pub(crate) mod settle;
+pub(crate) mod stamp;
 pub(crate) mod status;
 pub(crate) mod text;
 pub mod tls;

@@ -43,8 +43,10 @@ pub(crate) enum Input {
 /// What a due window hands to the sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Batch {
-    /// Names that changed in this window (for logs; the sync always reads the
-    /// whole source so nothing depends on this list being complete).
+    /// Names that changed in this window: every candidate name an event
+    /// named. The daemon's sync reads only these (and names it has no
+    /// record of), so the list must be complete: anything that may have
+    /// lost an event (an overflow, a replaced watch) is a rescan instead.
     pub(crate) changed: BTreeSet<String>,
     /// Files still being written when `max_wait` forced the sync: keep their
     /// installed copies untouched.

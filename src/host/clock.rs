@@ -24,3 +24,9 @@ pub(crate) fn since_epoch() -> std::time::Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
 }
+
+/// Now, in Unix nanoseconds: what a file stamp's times are compared with
+/// ([`crate::core::stamp::settled`]).
+pub(crate) fn unix_now_ns() -> i128 {
+    since_epoch().as_nanos() as i128
+}

@@ -21,7 +21,8 @@ use nix::sys::stat::{Mode, fchmod, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 use super::fsx;
-use crate::core::plan::DestFile;
+use crate::core::plan::{DestFile, Digest};
+use crate::core::stamp::Stamp;
 
 /// Prefix of hostbridge's temp files; see the module docs.
 pub(crate) const TEMP_PREFIX: &str = ".hostbridge-";
@@ -73,23 +74,50 @@ impl DestDir {
     /// Describes the entry `name` without following links. Regular files up
     /// to `hash_limit` bytes are hashed; larger ones get no digest.
     pub(crate) fn describe(&self, name: &str, hash_limit: u64) -> io::Result<DestFile> {
+        Ok(self.describe_known(name, hash_limit, None)?.0)
+    }
+
+    /// Like [`DestDir::describe`], but a file whose stamp is the one
+    /// `known` recorded is taken to hold `known`'s digest without being
+    /// read (hostbridge wrote it, or read it, and nothing has written it
+    /// since). Also gives the stamp of a regular file.
+    pub(crate) fn describe_known(
+        &self,
+        name: &str,
+        hash_limit: u64,
+        known: Option<(Stamp, Digest)>,
+    ) -> io::Result<(DestFile, Option<Stamp>)> {
         let st = match fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(st) => st,
-            Err(Errno::ENOENT) => return Ok(DestFile::Absent),
+            Err(Errno::ENOENT) => return Ok((DestFile::Absent, None)),
             Err(e) => return Err(e.into()),
         };
         if let Some(kind) = fsx::odd_kind(&st) {
-            return Ok(DestFile::Other(kind));
+            return Ok((DestFile::Other(kind), None));
         }
-        let mode = fsx::perm_bits(&st);
-        let mut file = fsx::open_file_at(&self.fd, name)?;
-        let digest = fsx::read_limited(&mut file, hash_limit)?.map(|b| fsx::digest(&b));
-        Ok(DestFile::File {
+        let stamp = super::source::stamp_of(&st);
+        let digest = match known {
+            Some((s, d)) if s == stamp => Some(d),
+            _ => {
+                let mut file = fsx::open_file_at(&self.fd, name)?;
+                fsx::read_limited(&mut file, hash_limit)?.map(|b| fsx::digest(&b))
+            }
+        };
+        let file = DestFile::File {
             digest,
-            mode,
+            mode: fsx::perm_bits(&st),
             uid: st.st_uid,
             gid: st.st_gid,
-        })
+        };
+        Ok((file, Some(stamp)))
+    }
+
+    /// The stamp of the regular file `name` (after an install), if it is one.
+    pub(crate) fn stamp(&self, name: &str) -> Option<Stamp> {
+        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ok()
+            .filter(|st| fsx::odd_kind(st).is_none())
+            .map(|st| super::source::stamp_of(&st))
     }
 
     /// Atomically places `bytes` under `name` with permission bits `mode`.

@@ -24,9 +24,11 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
+use super::state::Seen;
 use crate::core::budget::{Budget, Limits, claim_order};
 use crate::core::names::{NameVerdict, classify};
 use crate::core::plan::{Digest, SourceFile, SourceView};
+use crate::core::stamp::{self, Stamp};
 
 /// What a scan of the source found.
 #[derive(Debug, Default)]
@@ -51,6 +53,43 @@ pub(crate) struct SourceScan {
     pub(crate) content: BTreeMap<String, Vec<u8>>,
     /// Files skipped for what may pass by itself (I/O errors, races).
     pub(crate) transient: Transient,
+    /// What the scan saw of each ready file: read now, or taken from the
+    /// last sync ([`Reuse`]). The next sync's [`Known`] comes from this
+    /// (the `dest` side is the sync's to fill in).
+    pub(crate) seen: BTreeMap<String, Seen>,
+    /// Ready files taken from the last sync without being read: their
+    /// bytes are not in `content`.
+    pub(crate) reused: BTreeSet<String>,
+}
+
+/// What the last sync installed from a source file and saw of it: only
+/// files whose source was read with the digest installed ([`Seen::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Known {
+    /// The digest its verdict was (the digest installed).
+    pub(crate) digest: Digest,
+    /// Its size and stamp then.
+    pub(crate) seen: Seen,
+}
+
+/// Which files a scan may take from the last sync instead of reading them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reuse<'a> {
+    /// None: every file is read (startup, a rescan, `sync --full`).
+    Nothing,
+    /// A file whose stamp is the one recorded when it was read, settled
+    /// ([`crate::core::stamp`]): one `fstatat` instead of a read (`sync`).
+    Stamped(&'a BTreeMap<String, Known>),
+    /// A file whose name is not in `changed`, without looking at it: the
+    /// daemon's watch saw every change since the last sync, and `changed`
+    /// holds every name it saw (an overflow or a lost watch is a rescan,
+    /// which reads everything).
+    Unchanged {
+        /// What the last sync saw.
+        known: &'a BTreeMap<String, Known>,
+        /// The names the watch saw change since.
+        changed: &'a BTreeSet<String>,
+    },
 }
 
 /// Files a scan skipped for a passing reason, not a verdict.
@@ -163,6 +202,11 @@ pub(crate) struct ScanSpec<'a> {
     pub(crate) still_open: &'a BTreeSet<String>,
     /// Which ready files' bytes to keep in [`SourceScan::content`].
     pub(crate) keep: &'a Keep<'a>,
+    /// Which files may be taken from the last sync unread.
+    pub(crate) reuse: Reuse<'a>,
+    /// Names always read, whatever `reuse` says (the TLS pair: its check
+    /// needs the bytes).
+    pub(crate) always_read: &'a [&'a str],
 }
 
 /// Scans `dir`, reading each admitted file once. Names in
@@ -183,7 +227,11 @@ pub(crate) fn scan(
         installed,
         still_open,
         keep,
+        reuse,
+        always_read,
     } = *spec;
+    // What "settled" is measured against: no later than any read below.
+    let read_at = super::clock::unix_now_ns();
     let dirfd = match open_dir(dir) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
@@ -212,12 +260,40 @@ pub(crate) fn scan(
     };
     let mut budget = Budget::new(limits);
     for name in claim_order(&candidates, installed) {
+        let reused = (!still_open.contains(name) && !always_read.contains(&name))
+            .then(|| reusable(&dirfd, name, admit, reuse))
+            .flatten();
         let state = if still_open.contains(name) {
             SourceFile::Skipped("still being written when max_wait expired".into())
+        } else if let Some(known) = reused {
+            match budget
+                .take_file()
+                .and_then(|()| budget.take_bytes(known.seen.size.unwrap_or(0)))
+            {
+                Ok(()) => {
+                    out.seen.insert(name.to_string(), known.seen);
+                    out.reused.insert(name.to_string());
+                    SourceFile::Ready(known.digest)
+                }
+                // Past the budget (lowered by a reload): as for a read file.
+                Err(why) if installed.contains(name) => SourceFile::Skipped(why),
+                Err(why) => {
+                    over_budget(&mut out.over_budget, name, why);
+                    continue;
+                }
+            }
         } else {
             match judge(&dirfd, name, admit, &mut budget, accept, &mut out.transient)? {
-                Ok((SourceFile::Ready(digest), Some(bytes))) if keep(name, &digest) => {
-                    out.content.insert(name.to_string(), bytes);
+                Ok((SourceFile::Ready(digest), Some((bytes, st)))) => {
+                    let seen = Seen {
+                        size: Some(st.size),
+                        source: stamp::settled(&st, read_at).then_some(st),
+                        dest: None,
+                    };
+                    out.seen.insert(name.to_string(), seen);
+                    if keep(name, &digest) {
+                        out.content.insert(name.to_string(), bytes);
+                    }
                     SourceFile::Ready(digest)
                 }
                 Ok((state, _)) => state,
@@ -278,8 +354,42 @@ fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Li
     Ok(Some((candidates, rejected)))
 }
 
-/// One candidate judged: its state and, when ready, the bytes to install.
-type Judged = (SourceFile, Option<Vec<u8>>);
+/// What the last sync saw of `name`, when `reuse` lets the scan take it
+/// unread: its name not among the changed ones (the daemon), or a stat now
+/// that gives the stamp recorded when it was read (settled), of a file
+/// still admitted.
+fn reusable(dirfd: &OwnedFd, name: &str, admit: &Admit, reuse: Reuse<'_>) -> Option<Known> {
+    match reuse {
+        Reuse::Nothing => None,
+        Reuse::Unchanged { known, changed } if !changed.contains(name) => known.get(name).copied(),
+        Reuse::Unchanged { .. } => None,
+        Reuse::Stamped(known) => {
+            let k = known.get(name)?;
+            let recorded = k.seen.source?;
+            let st = fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+            (admit.refuse(&st).is_none() && stamp_of(&st) == recorded).then_some(*k)
+        }
+    }
+}
+
+/// The [`Stamp`] of a stat result.
+pub(crate) fn stamp_of(st: &FileStat) -> Stamp {
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    Stamp {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size.max(0) as u64,
+        mtime_ns: ns(st.st_mtime, st.st_mtime_nsec),
+        ctime_ns: ns(st.st_ctime, st.st_ctime_nsec),
+        mode: st.st_mode,
+        uid: st.st_uid,
+        gid: st.st_gid,
+    }
+}
+
+/// One candidate judged: its state and, when ready, the bytes to install
+/// with the stamp of the file they were read from.
+type Judged = (SourceFile, Option<(Vec<u8>, Stamp)>);
 
 /// One candidate: its place in the budget, then its read and its vetting.
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
@@ -298,7 +408,7 @@ fn judge(
     if let Err(why) = budget.precheck_bytes(size_of(dirfd, name, admit.max_size)) {
         return Ok(Err(why));
     }
-    let (digest, bytes) = match read_entry(dirfd, name, admit)? {
+    let (digest, bytes, st) = match read_stamped(dirfd, name, admit)? {
         Ok(read) => read,
         Err(skip) => {
             match skip {
@@ -314,8 +424,11 @@ fn judge(
         return Ok(Err(why));
     }
     Ok(Ok(match accept(name, &bytes) {
-        Ok(None) => (SourceFile::Ready(digest), Some(bytes)),
-        Ok(Some(content)) => (SourceFile::Ready(fsx::digest(&content)), Some(content)),
+        Ok(None) => (SourceFile::Ready(digest), Some((bytes, st))),
+        Ok(Some(content)) => (
+            SourceFile::Ready(fsx::digest(&content)),
+            Some((content, st)),
+        ),
         Err(why) => (SourceFile::Skipped(why), None),
     }))
 }
@@ -393,6 +506,19 @@ pub(crate) fn read_entry(
     name: &str,
     admit: &Admit,
 ) -> io::Result<Result<(Digest, Vec<u8>), Skip>> {
+    Ok(read_stamped(dirfd, name, admit)?.map(|(d, b, _)| (d, b)))
+}
+
+/// A file read: its digest, its bytes, and its stamp.
+type Read = (Digest, Vec<u8>, Stamp);
+
+/// [`read_entry`], also giving the stamp of the file read (unchanged from
+/// before the read to after it).
+fn read_stamped(
+    dirfd: &OwnedFd,
+    name: &str,
+    admit: &Admit,
+) -> io::Result<Result<Read, Skip>> {
     // A cheap first look; the decision is made on the descriptor below.
     let st = match fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
@@ -429,7 +555,7 @@ pub(crate) fn read_entry(
         Ok(Some(_)) if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now)) => {
             Ok(Err(Skip::Changed))
         }
-        Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes))),
+        Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes, stamp_of(&st)))),
         Ok(None) => Ok(Err(Skip::Refused(too_big(
             st.st_size as u64,
             admit.max_size,

@@ -4,7 +4,9 @@
 //! Layout under `state_dir`:
 //! - `lock`: `flock`ed while a sync changes files, so a `hostbridge sync` run
 //!   by hand and the daemon never interleave;
-//! - `bridges/<name>.json`: the manifest of one bridge (see [`Manifest`]).
+//! - `bridges/<name>.manifest`: the manifest of one bridge (see [`Manifest`]
+//!   and [`format`] for the file's lines); a `bridges/<name>.json` of an
+//!   earlier version is read once and replaced.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -14,12 +16,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::dest::DestDir;
 use crate::core::plan::{Digest, Owned};
+use crate::core::stamp::Stamp;
 
-const MANIFEST_VERSION: u32 = 1;
+pub(crate) mod format;
+
+/// The version of the JSON manifests written before the line format.
+const JSON_MANIFEST_VERSION: u32 = 1;
 
 /// What one bridge has installed, and whether its actions still owe a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,29 +39,78 @@ pub(crate) struct Manifest {
     /// The names installed, replaced or pruned since the actions last
     /// succeeded: what a retry's `HOSTBRIDGE_CHANGED` says.
     pub(crate) changed: BTreeSet<String>,
+    /// What the last sync saw of each installed file, so the next need not
+    /// read it again ([`Seen`]); only names in `files` are kept.
+    pub(crate) seen: BTreeMap<String, Seen>,
 }
 
-#[derive(Serialize, Deserialize)]
+/// What a sync saw of one installed file: the source it read and judged
+/// (whose verdict was the digest installed), and the installed copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Seen {
+    /// The source file's size when it was last read and its verdict was
+    /// the digest installed (its share of `max_bytes`); `None`: the source
+    /// was not seen so (the next sync reads it).
+    pub(crate) size: Option<u64>,
+    /// The source file's stamp when read, when it had settled by then
+    /// ([`crate::core::stamp::settled`]).
+    pub(crate) source: Option<Stamp>,
+    /// The installed file's stamp, taken after hostbridge installed it or
+    /// read it.
+    pub(crate) dest: Option<Stamp>,
+}
+
+#[derive(Deserialize)]
 struct OnDisk {
     version: u32,
     destination: PathBuf,
     actions_pending: bool,
-    /// Absent in manifests of versions before it was kept (and when empty).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    #[serde(default)]
     changed: BTreeSet<String>,
     files: BTreeMap<String, OnDiskFile>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct OnDiskFile {
     sha256: String,
     mode: u32,
-    /// Owner and group set from the config; absent when it named none
-    /// (and in manifests of versions before they were kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     uid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     gid: Option<u32>,
+}
+
+/// A JSON manifest of the first version, as written before the line format.
+fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
+    let disk: OnDisk = serde_json::from_slice(text)
+        .with_context(|| format!("parsing manifest {}", path.display()))?;
+    anyhow::ensure!(
+        disk.version == JSON_MANIFEST_VERSION,
+        "manifest {} has version {}, expected {JSON_MANIFEST_VERSION}",
+        path.display(),
+        disk.version
+    );
+    let mut files = BTreeMap::new();
+    for (name, f) in disk.files {
+        let digest: Digest = f
+            .sha256
+            .parse()
+            .map_err(|e| anyhow::anyhow!("manifest {}: {name}: {e}", path.display()))?;
+        let owned = Owned {
+            digest,
+            mode: f.mode,
+            uid: f.uid,
+            gid: f.gid,
+        };
+        files.insert(name, owned);
+    }
+    Ok(Manifest {
+        destination: disk.destination,
+        files,
+        actions_pending: disk.actions_pending,
+        changed: disk.changed,
+        seen: BTreeMap::new(),
+    })
 }
 
 /// The state directory.
@@ -95,83 +150,49 @@ impl StateDir {
     }
 
     fn manifest_path(&self, bridge: &str) -> PathBuf {
+        self.root.join("bridges").join(format!("{bridge}.manifest"))
+    }
+
+    /// Where an earlier version kept the manifest.
+    fn json_path(&self, bridge: &str) -> PathBuf {
         self.root.join("bridges").join(format!("{bridge}.json"))
     }
 
     /// Loads a bridge's manifest; a missing file is an empty manifest.
     pub(crate) fn load(&self, bridge: &str) -> Result<Manifest> {
         let path = self.manifest_path(bridge);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Manifest::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        // Older versions wrote manifests 0644: tighten them on the way.
-        if let Ok(m) = std::fs::symlink_metadata(&path)
-            && m.is_file()
-            && m.permissions().mode() & 0o077 != 0
-        {
-            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        match std::fs::read(&path) {
+            Ok(text) => format::parse(&text)
+                .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.load_json(bridge),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
-        let disk: OnDisk = serde_json::from_slice(&text)
-            .with_context(|| format!("parsing manifest {}", path.display()))?;
-        anyhow::ensure!(
-            disk.version == MANIFEST_VERSION,
-            "manifest {} has version {}, expected {MANIFEST_VERSION}",
-            path.display(),
-            disk.version
-        );
-        let mut files = BTreeMap::new();
-        for (name, f) in disk.files {
-            let digest: Digest = f
-                .sha256
-                .parse()
-                .map_err(|e| anyhow::anyhow!("manifest {}: {name}: {e}", path.display()))?;
-            files.insert(
-                name,
-                Owned {
-                    digest,
-                    mode: f.mode,
-                    uid: f.uid,
-                    gid: f.gid,
-                },
-            );
-        }
-        Ok(Manifest {
-            destination: disk.destination,
-            files,
-            actions_pending: disk.actions_pending,
-            changed: disk.changed,
-        })
     }
 
-    /// Atomically replaces a bridge's manifest.
+    /// The JSON manifest of an earlier version, if there is one (the next
+    /// save replaces it).
+    fn load_json(&self, bridge: &str) -> Result<Manifest> {
+        let path = self.json_path(bridge);
+        match std::fs::read(&path) {
+            Ok(text) => from_json(&text, &path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Manifest::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Atomically replaces a bridge's manifest: one compact write, then the
+    /// dir's fsync (the rename is durable before anything relies on it).
     pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<()> {
-        let disk = OnDisk {
-            version: MANIFEST_VERSION,
-            destination: m.destination.clone(),
-            actions_pending: m.actions_pending,
-            changed: m.changed.clone(),
-            files: m
-                .files
-                .iter()
-                .map(|(n, o)| {
-                    let f = OnDiskFile {
-                        sha256: o.digest.to_string(),
-                        mode: o.mode,
-                        uid: o.uid,
-                        gid: o.gid,
-                    };
-                    (n.clone(), f)
-                })
-                .collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&disk)?;
+        let bytes = format::write(m);
         let dir_path = self.root.join("bridges");
         let dir = DestDir::open_or_create(&dir_path)
             .with_context(|| format!("creating {}", dir_path.display()))?;
-        dir.install(&format!("{bridge}.json"), &bytes, 0o600)
+        let name = format!("{bridge}.manifest");
+        dir.install(&name, &bytes, 0o600)
             .and_then(|()| dir.sync())
-            .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))
+            .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))?;
+        // The JSON of an earlier version is superseded now.
+        let _ = std::fs::remove_file(self.json_path(bridge));
+        Ok(())
     }
 }

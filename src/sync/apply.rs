@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::SyncReport;
 use super::admit;
+use super::seen::Seeing;
 use crate::config::{Bridge, Swap};
 use crate::core::plan::{self, Op, Plan};
 use crate::host::dest::DestDir;
@@ -76,6 +77,7 @@ pub(super) fn apply(
     t: &Target<'_>,
     plan: &Plan,
     content: &Content,
+    seeing: &mut Seeing,
     manifest: &mut Manifest,
     report: &mut SyncReport,
 ) -> Result<()> {
@@ -84,6 +86,11 @@ pub(super) fn apply(
     intent
         .files
         .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
+    // What was seen of a file about to change says nothing of what a
+    // crash leaves under its name: read it again then.
+    for op in &plan.ops {
+        intent.seen.remove(op.name());
+    }
     intent.actions_pending = true;
     // Should it crash midway, the next run owes the actions for all of them.
     if !bridge.then.is_empty() {
@@ -98,7 +105,7 @@ pub(super) fn apply(
         .as_ref()
         .is_some_and(|f| f.swap == Swap::SymlinkDir)
     {
-        return publish_generation(t, plan, content, manifest, report)
+        return publish_generation(t, plan, content, seeing, manifest, report)
             .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let mut after = plan.owned_after.clone();
@@ -109,6 +116,13 @@ pub(super) fn apply(
                     Ok(b) => t
                         .dest
                         .install_owned(name, &b, bridge.mode, t.owner)
+                        .map(|()| {
+                            // The new copy's stamp (the rename changed its ctime).
+                            match t.dest.stamp(name) {
+                                Some(st) => seeing.dest.insert(name.clone(), (st, *digest)),
+                                None => seeing.dest.remove(name),
+                            };
+                        })
                         .map_err(|e| OpError::from(&e)),
                     Err(skip) => {
                         // The source side moved under the sync: held.
@@ -143,6 +157,7 @@ pub(super) fn apply(
     let (actions_pending, changed) = owed_after(bridge, manifest, report);
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
+        seen: seeing.for_files(&after),
         files: after,
         // Actions are owed for what changed (or were owed already): a sync
         // whose every operation failed or was held changed nothing.
@@ -203,6 +218,7 @@ fn publish_generation(
     t: &Target<'_>,
     plan: &Plan,
     content: &Content,
+    seeing: &Seeing,
     manifest: &mut Manifest,
     report: &mut SyncReport,
 ) -> Result<()> {
@@ -262,6 +278,7 @@ fn publish_generation(
     let (actions_pending, changed) = owed_after(bridge, manifest, report);
     *manifest = Manifest {
         destination: bridge.install_to.clone(),
+        seen: seeing.for_files(&after),
         files: after,
         actions_pending,
         changed,

@@ -25,11 +25,13 @@ use crate::host::state::{Manifest, StateDir};
 mod apply;
 mod checks;
 mod report;
+mod seen;
 
 pub(crate) use crate::act::{Owed, run_owed};
 pub(crate) use apply::owner_ids;
 pub(crate) use checks::{Verifier, host_checks, host_checks_in, source_warnings, vet_rules};
 pub(crate) use report::SyncReport;
+pub(crate) use seen::Scope;
 
 use apply::{apply, open_existing, read_only_hint, record_ops};
 use checks::{RulesChecker, set_checks};
@@ -52,6 +54,8 @@ pub(crate) struct SyncOptions {
     /// The daemon's, outside the startup sync: a file modified less than
     /// this before it is read waits (its events may have been missed).
     pub(crate) quiet_for: Option<std::time::Duration>,
+    /// Which files are read ([`Scope`]); every one by default.
+    pub(crate) scope: Scope,
 }
 
 /// What a running sync is doing now ("udevadm verify 10-x.rules"): set by
@@ -176,13 +180,15 @@ pub(crate) fn sync_files(
         gate: opts.prune_gate,
         held: &held,
     };
+    let mut seeing = seen::Seeing::of_scan(&scan, &held);
     let plan = make_plan(
         bridge,
         &holding,
-        &scan.view,
+        (&scan, &opts.scope),
         &manifest,
         dest.as_ref(),
         owner,
+        &mut seeing,
         &mut report,
     )?;
     races_are_not_faults(&scan.transient, &mut report);
@@ -190,14 +196,28 @@ pub(crate) fn sync_files(
         record_ops(&mut report, &plan.ops);
         return Ok((report, manifest));
     }
+    if writes_unread(&plan, &scan) {
+        // An installed copy was changed behind hostbridge's back and the
+        // scan took its source unread (a rules file's installed form is
+        // made only by judging it): once more, reading everything.
+        drop(_lock);
+        let full = SyncOptions {
+            scope: Scope::Full,
+            ..opts.clone()
+        };
+        return sync_files(config, bridge, state, &full);
+    }
     for name in &held {
         accepted.remove(name);
     }
     if !plan.changes() {
-        if plan.owned_after != manifest.files {
+        let seen = seeing.for_files(&plan.owned_after);
+        if plan.owned_after != manifest.files || seen != manifest.seen {
             // Entries for files already gone (removed behind hostbridge's
-            // back, or by an interrupted swap): the manifest forgets them.
+            // back, or by an interrupted swap): the manifest forgets them;
+            // and what this sync saw spares the next one the reads.
             manifest.files = plan.owned_after;
+            manifest.seen = seen;
             state.save(&bridge.name, &manifest)?;
         }
         return Ok((report, manifest));
@@ -218,8 +238,24 @@ pub(crate) fn sync_files(
         dest: &dest,
         owner,
     };
-    apply(&target, &plan, &scan.content, &mut manifest, &mut report)?;
+    apply(
+        &target,
+        &plan,
+        &scan.content,
+        &mut seeing,
+        &mut manifest,
+        &mut report,
+    )?;
     Ok((report, manifest))
+}
+
+/// Whether the plan writes a file whose bytes the scan did not read.
+fn writes_unread(plan: &plan::Plan, scan: &source::SourceScan) -> bool {
+    plan.ops.iter().any(|op| {
+        !matches!(op, plan::Op::Prune { .. })
+            && scan.reused.contains(op.name())
+            && !scan.content.contains_key(op.name())
+    })
 }
 
 /// A file that vanished while it was read is held (its last good copy
@@ -321,6 +357,7 @@ fn scan_source(
     }
     let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
     let keep = |name: &str, digest: &plan::Digest| keep(bridge, manifest, name, digest);
+    let known = seen::known(manifest);
     let spec = source::ScanSpec {
         include: &bridge.include,
         admit: &source::Admit {
@@ -331,6 +368,8 @@ fn scan_source(
         installed: &installed,
         still_open: &opts.still_open,
         keep: &keep,
+        reuse: seen::reuse(&opts.scope, &known),
+        always_read: &tls_pair_names(bridge),
     };
     let scan = source::scan(&bridge.source, &spec, &mut |name, bytes| {
         checker.accept(name, bytes)
@@ -370,6 +409,8 @@ pub(crate) fn source_findings(
         installed: &none,
         still_open: &none,
         keep: &|_, _| false,
+        reuse: source::Reuse::Nothing,
+        always_read: &[],
     };
     let mut found = Vec::new();
     source::scan(&bridge.source, &spec, &mut |name, bytes| {
@@ -379,6 +420,16 @@ pub(crate) fn source_findings(
     })
     .with_context(|| format!("reading source dir {}", bridge.source.display()))?;
     Ok(found)
+}
+
+/// The TLS pair's names: always read, since its check needs the bytes.
+fn tls_pair_names(bridge: &Bridge) -> Vec<&str> {
+    bridge
+        .files
+        .as_ref()
+        .and_then(|f| f.tls_pair.as_ref())
+        .map(|p| vec![p.cert.as_str(), p.key.as_str()])
+        .unwrap_or_default()
 }
 
 /// The accepted rules files of a scan as parsed, by name.
@@ -412,25 +463,65 @@ struct Holding<'a> {
     held: &'a BTreeSet<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn make_plan(
     bridge: &Bridge,
     holding: &Holding<'_>,
-    view: &plan::SourceView,
+    (scan, scope): (&source::SourceScan, &Scope),
     manifest: &Manifest,
     dest: Option<&DestDir>,
     owner: apply::Owner,
+    seeing: &mut seen::Seeing,
     report: &mut SyncReport,
 ) -> Result<plan::Plan> {
+    let view = &scan.view;
     let symlink_dir = symlink_dir(bridge);
     let mut dest_state = BTreeMap::new();
     for name in view.files.keys().chain(manifest.files.keys()) {
-        let d = match dest {
-            Some(d) if symlink_dir => gendir::describe(d, name, bridge.max_file_size),
-            Some(d) => d.describe(name, bridge.max_file_size),
-            None => Ok(DestFile::Absent),
+        if dest_state.contains_key(name) {
+            continue;
+        }
+        let owned = manifest.files.get(name);
+        let known = owned
+            .zip(manifest.seen.get(name).and_then(|s| s.dest))
+            .map(|(o, st)| (st, o.digest));
+        // The daemon's sync: a file its watch did not see change, taken
+        // unread, has its installed copy as the last sync left it.
+        if let (Scope::Changed(_), Some((st, digest)), true) =
+            (scope, known, scan.reused.contains(name))
+        {
+            let d = DestFile::File {
+                digest: Some(digest),
+                mode: st.mode & 0o7777,
+                uid: st.uid,
+                gid: st.gid,
+            };
+            dest_state.insert(name.clone(), d);
+            seeing.dest.insert(name.clone(), (st, digest));
+            continue;
+        }
+        let looked = match dest {
+            Some(d) if symlink_dir => {
+                gendir::describe(d, name, bridge.max_file_size).map(|f| (f, None))
+            }
+            Some(d) => d.describe_known(
+                name,
+                bridge.max_file_size,
+                known.filter(|_| *scope != Scope::Full),
+            ),
+            None => Ok((DestFile::Absent, None)),
         }
         .with_context(|| format!("inspecting {}", bridge.install_to.join(name).display()))?;
-        dest_state.insert(name.clone(), d);
+        if let (
+            DestFile::File {
+                digest: Some(d), ..
+            },
+            Some(st),
+        ) = &looked
+        {
+            seeing.dest.insert(name.clone(), (*st, *d));
+        }
+        dest_state.insert(name.clone(), looked.0);
     }
     let desired = Desired {
         mode: bridge.mode,

@@ -576,3 +576,30 @@ pub fn rules_files_in(dir: &str) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// How often each source file was opened for reading (real inotify on the
+/// source dir: IN_OPEN; the `O_PATH` handle a scan judges an entry by opens
+/// nothing and counts as no open).
+pub fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
+    use inotify::{Inotify, WatchMask};
+    let mut ino = Inotify::init().unwrap();
+    ino.watches().add(&env.src, WatchMask::OPEN).unwrap();
+    run();
+    let mut counts = std::collections::BTreeMap::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        let events = match ino.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading inotify events: {e}"),
+        };
+        for e in events {
+            if let Some(name) = e.name {
+                *counts
+                    .entry(name.to_string_lossy().into_owned())
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}

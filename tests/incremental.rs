@@ -1,0 +1,238 @@
+//! A sync costs what changed, not what exists (issue 18), and skipping the
+//! rest never misses a change: real files, real inotify (IN_OPEN counts the
+//! reads), the real binary. What a watch cannot see (a change while the
+//! daemon was stopped, an installed copy changed behind hostbridge's back,
+//! a rewrite that restores the modification time) is still caught by the
+//! paths that read everything or compare stamps.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use common::{Env, reads_during, wait_for};
+
+const RULE: &str =
+    "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051d\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n";
+const OTHER: &str =
+    "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051e\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n";
+
+/// Waits until every file in `dir` was last changed over a second ago: a
+/// stamp is trusted only for a file that had been quiet that long when it
+/// was read (`core::stamp::SETTLED`), and no process can set a change time
+/// back, so the test waits on the clock for it.
+fn wait_settled(dir: &Path) {
+    wait_for(
+        "source files quiet for over 1 s",
+        || {
+            fs::read_dir(dir).unwrap().all(|e| {
+                let m = e.unwrap().metadata().unwrap();
+                let ctime = std::time::UNIX_EPOCH
+                    + Duration::new(
+                        std::os::unix::fs::MetadataExt::ctime(&m) as u64,
+                        std::os::unix::fs::MetadataExt::ctime_nsec(&m) as u32,
+                    );
+                SystemTime::now()
+                    .duration_since(ctime)
+                    .is_ok_and(|age| age > Duration::from_millis(1500))
+            })
+        },
+        String::new,
+    );
+}
+
+/// Rewrites `name` with `content` of the same size, then sets its
+/// modification time back to what it was: only its change time tells.
+fn rewrite_keeping_mtime(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    let before = fs::metadata(&path).unwrap();
+    assert_eq!(before.len(), content.len() as u64, "same size");
+    fs::write(&path, content).unwrap();
+    let f = fs::File::options().write(true).open(&path).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    assert_eq!(
+        fs::metadata(&path).unwrap().modified().unwrap(),
+        before.modified().unwrap()
+    );
+}
+
+fn sync_ok(env: &Env, args: &[&str]) {
+    let out = env.run(args);
+    assert!(out.status.success(), "{args:?}: {out:?}");
+}
+
+/// `hostbridge sync` reads a file again only when its stamp changed; a
+/// rewrite of the same size with the modification time restored still
+/// changes the stamp (the change time), so it is read and installed;
+/// `--full` reads everything.
+#[test]
+fn sync_reads_only_the_files_whose_stamp_changed() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..5 {
+        env.put(&format!("6{i}-ups.rules"), RULE);
+    }
+    wait_settled(&env.src);
+    let first = reads_during(&env, || sync_ok(&env, &["sync"]));
+    assert_eq!(first.len(), 5, "the first sync reads every file: {first:?}");
+
+    let again = reads_during(&env, || sync_ok(&env, &["sync"]));
+    assert!(again.is_empty(), "nothing changed, nothing read: {again:?}");
+
+    rewrite_keeping_mtime(&env.src, "62-ups.rules", OTHER);
+    let changed = reads_during(&env, || {
+        let out = env.run(&["sync"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("replaced 62-ups.rules"), "{text}");
+    });
+    assert_eq!(
+        changed.keys().collect::<Vec<_>>(),
+        ["62-ups.rules"],
+        "only the rewritten file is read: {changed:?}"
+    );
+    assert!(
+        env.dest_content("62-ups.rules").unwrap().contains("051e"),
+        "the new content is installed"
+    );
+
+    let full = reads_during(&env, || sync_ok(&env, &["sync", "--full"]));
+    assert_eq!(full.len(), 5, "--full reads every file: {full:?}");
+}
+
+/// A file read moments after it was written is read again next time: its
+/// stamp may not yet stand for its content (a write within the same clock
+/// tick leaves the times as they were).
+#[test]
+fn a_file_read_moments_after_its_write_is_read_again() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", RULE);
+    sync_ok(&env, &["sync"]);
+    let again = reads_during(&env, || sync_ok(&env, &["sync"]));
+    // Unless the machine took over a second between the write and the
+    // first sync's read, the stamp was not trusted.
+    let written = fs::metadata(env.src.join("60-ups.rules"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    if SystemTime::now()
+        .duration_since(written)
+        .is_ok_and(|age| age < Duration::from_millis(900))
+    {
+        assert_eq!(again.get("60-ups.rules"), Some(&1), "{again:?}");
+    }
+}
+
+/// The daemon's sync after one change reads that file only, not the
+/// others: its watch saw every change since the last sync.
+#[test]
+fn the_daemon_reads_only_what_its_watch_saw_change() {
+    let env = Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..40 {
+        env.put(&format!("{i:02}-ups.rules"), RULE);
+    }
+    let d = env.start();
+    assert_eq!(env.installed().len(), 40);
+    let counts = reads_during(&env, || {
+        fs::write(env.src.join("07-ups.rules"), OTHER).unwrap();
+        wait_for(
+            "the change installed",
+            || {
+                env.dest_content("07-ups.rules")
+                    .is_some_and(|c| c.contains("051e"))
+            },
+            || d.log(),
+        );
+    });
+    // Our own write opens it once, the daemon's read once.
+    assert_eq!(
+        counts.keys().collect::<Vec<_>>(),
+        ["07-ups.rules"],
+        "only the changed file is opened: {counts:?}"
+    );
+    assert!(counts["07-ups.rules"] <= 2, "{counts:?}");
+}
+
+/// What no watch saw (a source rewritten with its modification time kept,
+/// an installed copy edited, while the daemon was stopped) is caught when
+/// it starts: the startup sync reads everything.
+#[test]
+fn changes_made_while_the_daemon_was_stopped_are_caught_at_start() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", RULE);
+    env.put("61-ups.rules", RULE);
+    wait_settled(&env.src);
+    let mut d = env.start();
+    assert_eq!(env.installed().len(), 2);
+    assert!(d.stop().success());
+
+    rewrite_keeping_mtime(&env.src, "60-ups.rules", OTHER);
+    fs::write(env.dest.join("61-ups.rules"), "# edited by hand\n").unwrap();
+    let d = env.start();
+    wait_for(
+        "both repaired",
+        || {
+            env.dest_content("60-ups.rules")
+                .is_some_and(|c| c.contains("051e"))
+                && env
+                    .dest_content("61-ups.rules")
+                    .is_some_and(|c| c.contains("051d"))
+        },
+        || d.log(),
+    );
+}
+
+/// `hostbridge sync` looks at each installed copy's stamp: one edited
+/// behind hostbridge's back is put back, as the canonical form of its
+/// source (which the scan had taken unread, so it is read and judged
+/// again for it).
+#[test]
+fn sync_puts_back_an_installed_copy_changed_behind_its_back() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", RULE);
+    env.put("61-ups.rules", RULE);
+    wait_settled(&env.src);
+    sync_ok(&env, &["sync"]);
+    let good = env.dest_content("60-ups.rules").unwrap();
+    fs::write(env.dest.join("60-ups.rules"), "# edited by hand\n").unwrap();
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("replaced 60-ups.rules"), "{text}");
+    assert_eq!(env.dest_content("60-ups.rules").unwrap(), good);
+}
+
+/// A manifest of an earlier version (JSON) is read, so an upgrade in place
+/// keeps ownership of what is installed, and replaced by the line format.
+#[test]
+fn a_json_manifest_of_an_earlier_version_is_read_and_replaced() {
+    let env = Env::new("");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", RULE);
+    sync_ok(&env, &["sync"]);
+    let manifest = env.state.join("bridges/test.manifest");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let line = text.lines().find(|l| l.starts_with("file ")).unwrap();
+    let sha = line.split(' ').nth(1).unwrap();
+    let json = format!(
+        "{{\"version\": 1, \"destination\": \"{}\", \"actions_pending\": false, \"files\": {{\"60-ups.rules\": {{\"sha256\": \"{sha}\", \"mode\": 420}}}}}}",
+        env.dest.display()
+    );
+    fs::remove_file(&manifest).unwrap();
+    let old = env.state.join("bridges/test.json");
+    fs::write(&old, json).unwrap();
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("nothing to change; 1 unchanged"),
+        "owned, not a conflict: {text}"
+    );
+    assert!(manifest.exists() && !old.exists());
+}
