@@ -236,3 +236,51 @@ fn a_json_manifest_of_an_earlier_version_is_read_and_replaced() {
     );
     assert!(manifest.exists() && !old.exists());
 }
+
+/// A burst of 20,000 files: one sync, one run of the `exec` action, which
+/// sees every name in `HOSTBRIDGE_CHANGED_FILE` (one a line), while
+/// `HOSTBRIDGE_CHANGED` stays within 32 KiB (past 128 KiB one variable
+/// makes execve fail with E2BIG, and the action would never run).
+#[test]
+fn a_burst_of_20000_files_runs_the_exec_action_once_with_every_name() {
+    const N: usize = 20_000;
+    let env = Env::new_files("");
+    let runs = env.tmp.path().join("runs");
+    env.write_files_config(&format!(
+        "    settle: {{ quiet: 1s, max_wait: 300s }}\n    max_files: {N}\n    then:\n      - exec: {{ argv: [/bin/sh, -c, 'echo \"$(wc -l < \"$HOSTBRIDGE_CHANGED_FILE\") $(printf %s \"$HOSTBRIDGE_CHANGED\" | wc -c) ${{HOSTBRIDGE_CHANGED##* }}\" >> {}'] }}\n",
+        runs.display()
+    ));
+    fs::create_dir_all(&env.src).unwrap();
+    let d = env.start();
+    // Written aside, then renamed in: the burst is over in well under the
+    // quiet time however slow the writes are.
+    let staging = env.tmp.path().join("staging");
+    fs::create_dir_all(&staging).unwrap();
+    for i in 0..N {
+        fs::write(staging.join(format!("f{i:05}.conf")), "x\n").unwrap();
+    }
+    for i in 0..N {
+        let name = format!("f{i:05}.conf");
+        fs::rename(staging.join(&name), env.src.join(&name)).unwrap();
+    }
+    wait_for(
+        "the action ran",
+        || fs::read_to_string(&runs).is_ok_and(|r| !r.is_empty()),
+        || d.log(),
+    );
+    assert_eq!(env.installed().len(), N);
+    let text = fs::read_to_string(&runs).unwrap();
+    assert_eq!(text.lines().count(), 1, "one run: {text}");
+    let mut f = text.split_whitespace();
+    let (lines, env_len, last) = (f.next().unwrap(), f.next().unwrap(), f.next().unwrap());
+    assert_eq!(lines, N.to_string(), "every name in the file: {text}");
+    assert!(env_len.parse::<usize>().unwrap() <= 32 * 1024, "{text}");
+    assert_eq!(last, "more", "the variable says it was cut: {text}");
+    assert!(
+        fs::read_dir(env.state.join("changed"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the list file is removed after the action"
+    );
+}

@@ -184,6 +184,7 @@ async fn run_one(config: &Config, action: &Action, who: &[&Owed]) -> ActionOutco
             .collect::<Vec<_>>()
             .join(","),
         changed: who.iter().flat_map(|o| o.changed_names()).collect(),
+        changed_dir: config.state_dir.join("changed"),
     };
     actions::run(action, &ctx).await
 }

@@ -115,6 +115,45 @@ impl Activity {
     }
 }
 
+/// Longest `HOSTBRIDGE_CHANGED` value an `exec` action gets: far below the
+/// kernel's 128 KiB limit on one environment string (past it, `execve`
+/// fails with E2BIG and the action would never run), leaving the rest of
+/// the environment room. The full list is in `HOSTBRIDGE_CHANGED_FILE`.
+pub(crate) const CHANGED_ENV_MAX: usize = 32 * 1024;
+
+/// The `HOSTBRIDGE_CHANGED` value for `names`: space-separated, and when
+/// that would be longer than `max` bytes, cut after the last name that
+/// fits with the marker ` +N more` (N names left out) still within `max`
+/// (only the marker, `+N more`, when not even one name fits with it).
+pub(crate) fn changed_env(names: &[String], max: usize) -> String {
+    let full: usize = names
+        .iter()
+        .map(|n| n.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
+    if full <= max {
+        return names.join(" ");
+    }
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let marker = format!(" +{} more", names.len() - i);
+        let sep = usize::from(!out.is_empty());
+        if out.len() + sep + name.len() + format!(" +{} more", names.len() - i - 1).len() > max {
+            out.push_str(if out.is_empty() {
+                marker.trim_start()
+            } else {
+                &marker
+            });
+            return out;
+        }
+        if sep == 1 {
+            out.push(' ');
+        }
+        out.push_str(name);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,6 +307,32 @@ mod tests {
                 owes_actions,
             };
             assert_eq!((a.collecting(), a.busy()), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn the_changed_env_is_bounded_and_says_how_many_it_left_out() {
+        let names = |n: usize| (0..n).map(|i| format!("{i:05}.rules")).collect::<Vec<_>>();
+        // (names, max, want)
+        assert_eq!(
+            changed_env(&names(3), 100),
+            "00000.rules 00001.rules 00002.rules"
+        );
+        assert_eq!(changed_env(&[], 10), "");
+        // 3 names are 35 bytes: at 30, two fit with " +1 more" (31)? No:
+        // "00000.rules 00001.rules" (23) + " +1 more" (8) = 31 > 30.
+        assert_eq!(changed_env(&names(3), 30), "00000.rules +2 more");
+        assert_eq!(
+            changed_env(&names(3), 31),
+            "00000.rules 00001.rules +1 more"
+        );
+        assert_eq!(changed_env(&names(3), 5), "+3 more");
+        for n in [7_000, 20_000] {
+            let v = changed_env(&names(n), CHANGED_ENV_MAX);
+            assert!(v.len() <= CHANGED_ENV_MAX, "{n}: {}", v.len());
+            let (listed, more) = v.rsplit_once(" +").unwrap();
+            let shown = listed.split(' ').count();
+            assert_eq!(more, format!("{} more", n - shown));
         }
     }
 }

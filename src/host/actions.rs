@@ -47,6 +47,9 @@ pub(crate) struct ActionCtx {
     pub(crate) bridge: String,
     /// Changed file names (`HOSTBRIDGE_CHANGED` for exec, space-separated).
     pub(crate) changed: Vec<String>,
+    /// Where exec's `HOSTBRIDGE_CHANGED_FILE` is written (root's own dir
+    /// under `state_dir`).
+    pub(crate) changed_dir: PathBuf,
 }
 
 /// Runs one action. The `usb-check` action is not a host command: `act`
@@ -186,11 +189,63 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<Str
     let Some((program, args)) = argv.split_first() else {
         return Err("exec needs argv".into());
     };
+    // The whole list in a file, one name a line; the variable is bounded,
+    // since past 128 KiB one variable makes execve fail (E2BIG) and the
+    // action would never run after a large burst.
+    let list = ChangedFile::write(&ctx.changed_dir, &ctx.changed).map_err(|e| {
+        format!(
+            "writing the changed-file list in {}: {e}",
+            ctx.changed_dir.display()
+        )
+    })?;
     let mut cmd = Command::from(super::child::command(program));
     cmd.args(args)
         .env("HOSTBRIDGE_BRIDGE", &ctx.bridge)
-        .env("HOSTBRIDGE_CHANGED", ctx.changed.join(" "));
+        .env(
+            "HOSTBRIDGE_CHANGED",
+            crate::core::act::changed_env(&ctx.changed, crate::core::act::CHANGED_ENV_MAX),
+        )
+        .env("HOSTBRIDGE_CHANGED_FILE", &list.0);
     output_of(cmd, &argv.join(" "), timeout).await
+}
+
+/// The file `HOSTBRIDGE_CHANGED_FILE` names, removed when dropped (after
+/// the action ended).
+struct ChangedFile(PathBuf);
+
+impl ChangedFile {
+    /// Writes `names`, one a line, to a new file (0600, never an existing
+    /// one) in `dir` (created 0700).
+    fn write(dir: &Path, names: &[String]) -> std::io::Result<ChangedFile> {
+        use std::io::Write as _;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{n}", std::process::id()));
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)?;
+        let file = ChangedFile(path);
+        let mut text = names.join("\n");
+        if !names.is_empty() {
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())?;
+        Ok(file)
+    }
+}
+
+impl Drop for ChangedFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// `udevadm trigger` arguments for a trigger action (pure).

@@ -514,11 +514,7 @@ type Read = (Digest, Vec<u8>, Stamp);
 
 /// [`read_entry`], also giving the stamp of the file read (unchanged from
 /// before the read to after it).
-fn read_stamped(
-    dirfd: &OwnedFd,
-    name: &str,
-    admit: &Admit,
-) -> io::Result<Result<Read, Skip>> {
+fn read_stamped(dirfd: &OwnedFd, name: &str, admit: &Admit) -> io::Result<Result<Read, Skip>> {
     // A cheap first look; the decision is made on the descriptor below.
     let st = match fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,

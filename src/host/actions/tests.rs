@@ -69,6 +69,7 @@ async fn an_exec_action_past_its_timeout_is_killed_with_its_group() {
         proc_root: "/proc".into(),
         bridge: "b".into(),
         changed: vec![],
+        changed_dir: dir.path().join("changed"),
     };
     let action = Action::Exec {
         argv,
