@@ -284,3 +284,36 @@ fn a_burst_of_20000_files_runs_the_exec_action_once_with_every_name() {
         "the list file is removed after the action"
     );
 }
+
+/// Host lookups are made once per sync, not once per file: 30 rules files
+/// naming the same group open /etc/group a few times at most (real
+/// inotify on it; other tests running meanwhile may add a few opens).
+#[test]
+fn a_group_many_files_name_is_looked_up_once_per_sync() {
+    use inotify::{Inotify, WatchMask};
+    // A system group of Debian's base-passwd (gid 20), present on every
+    // Debian machine CI runs on.
+    if !fs::read_to_string("/etc/group").is_ok_and(|g| g.contains("\ndialout:")) {
+        eprintln!("skipped: no group dialout in /etc/group here");
+        return;
+    }
+    let env = Env::new("    allow_groups: [dialout]\n");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..30 {
+        env.put(
+            &format!("{i:02}-ups.rules"),
+            &RULE.replace("MODE=\"0660\"", "MODE=\"0660\", GROUP=\"dialout\""),
+        );
+    }
+    let mut ino = Inotify::init().unwrap();
+    ino.watches().add("/etc/group", WatchMask::OPEN).unwrap();
+    sync_ok(&env, &["sync"]);
+    assert_eq!(env.installed().len(), 30);
+    let mut buf = [0u8; 4096];
+    let opens = match ino.read_events(&mut buf) {
+        Ok(events) => events.count(),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => panic!("{e}"),
+    };
+    assert!(opens <= 5, "/etc/group opened {opens} times for 30 files");
+}

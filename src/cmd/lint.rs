@@ -54,6 +54,8 @@ pub(crate) fn policy(args: &LintArgs) -> Policy {
 struct Checker {
     checks: RulesChecks,
     host: Option<HostChecks>,
+    /// This run's host lookups (each name once).
+    lookups: crate::host::preflight::Host,
     verifier: Option<Verifier>,
 }
 
@@ -77,6 +79,7 @@ impl Checker {
             .ok_or_else(|| format!("bridge {name:?} is not a udev-rules bridge"))?;
         Ok(Checker {
             host: Some(host_checks(config, &checks)),
+            lookups: Default::default(),
             verifier: Some(Verifier::of(config)),
             checks,
         })
@@ -108,6 +111,7 @@ impl Checker {
         Checker {
             checks,
             host,
+            lookups: Default::default(),
             verifier,
         }
     }
@@ -134,7 +138,7 @@ impl Checker {
         let vetted = vet_rules(
             self.verifier.as_ref(),
             &self.checks,
-            self.host.as_ref(),
+            self.host.as_ref().map(|h| (h, &self.lookups)),
             &name,
             &bytes,
             &|_| true,

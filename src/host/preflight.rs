@@ -13,15 +13,34 @@ use crate::core::rules::{Finding, Severity};
 pub(crate) use crate::core::rules::host_checks::HostChecks;
 
 /// The real host, for [`host_checks::check`]: users and groups through NSS
-/// (as udevd resolves them), paths not followed.
-pub(crate) struct Host;
+/// (as udevd resolves them), paths not followed. Each name is looked up
+/// once per `Host` (one per sync): NSS opens and reads /etc/group for
+/// every lookup, and many rules files name the same group.
+#[derive(Default)]
+pub(crate) struct Host {
+    groups: Memo,
+    users: Memo,
+}
+
+/// Answers by name.
+type Memo = std::sync::Mutex<std::collections::HashMap<String, Option<u32>>>;
+
+fn memo(m: &Memo, name: &str, look: impl FnOnce(&str) -> Option<u32>) -> Option<u32> {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(id) = m.get(name) {
+        return *id;
+    }
+    let id = look(name);
+    m.insert(name.to_string(), id);
+    id
+}
 
 impl HostLookups for Host {
     fn group_id(&self, name: &str) -> Option<u32> {
-        super::nss::gid_of(name)
+        memo(&self.groups, name, super::nss::gid_of)
     }
     fn user_id(&self, name: &str) -> Option<u32> {
-        super::nss::uid_of(name)
+        memo(&self.users, name, super::nss::uid_of)
     }
     fn exists(&self, path: &Path) -> bool {
         path.symlink_metadata().is_ok()
@@ -33,9 +52,14 @@ impl HostLookups for Host {
 }
 
 /// Checks GROUP/OWNER names and shadowing for the rules file `name` against
-/// this host ([`host_checks::check`] with [`Host`]).
-pub(crate) fn check(name: &str, file: &RulesFile, checks: &HostChecks) -> Vec<Finding> {
-    host_checks::check(name, file, checks, &Host)
+/// this host ([`host_checks::check`] with `host`).
+pub(crate) fn check(
+    name: &str,
+    file: &RulesFile,
+    checks: &HostChecks,
+    host: &Host,
+) -> Vec<Finding> {
+    host_checks::check(name, file, checks, host)
 }
 
 /// Whether `udevadm verify` exists (systemd ≥ 254).
@@ -129,7 +153,7 @@ mod tests {
     #[test]
     fn root_group_exists_and_made_up_ones_do_not() {
         let file = parse(b"SUBSYSTEM==\"usb\", GROUP=\"root\", OWNER=\"root\"\nGROUP=\"hb-no-such-group-x\"\nOWNER=\"hb-no-such-user-x\"\n");
-        let ids: Vec<&str> = check("x.rules", &file, &HostChecks::default())
+        let ids: Vec<&str> = check("x.rules", &file, &HostChecks::default(), &Host::default())
             .iter()
             .map(|f| f.rule)
             .collect();
@@ -138,7 +162,7 @@ mod tests {
             allow_unknown_groups: true,
             ..HostChecks::default()
         };
-        assert!(check("x.rules", &file, &lax).is_empty());
+        assert!(check("x.rules", &file, &lax, &Host::default()).is_empty());
     }
 
     #[test]
@@ -149,8 +173,8 @@ mod tests {
             etc_rules_dir: Some(dir.path().to_path_buf()),
             ..HostChecks::default()
         };
-        let f = check("62-nut.rules", &parse(b""), &checks);
+        let f = check("62-nut.rules", &parse(b""), &checks, &Host::default());
         assert_eq!((f[0].rule, f[0].severity), ("shadowed", Severity::Warning));
-        assert!(check("63-other.rules", &parse(b""), &checks).is_empty());
+        assert!(check("63-other.rules", &parse(b""), &checks, &Host::default()).is_empty());
     }
 }

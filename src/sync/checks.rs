@@ -107,6 +107,8 @@ pub(super) struct RulesChecker<'a> {
     pub(super) verifier: Verifier,
     pub(super) checks: Option<&'a RulesChecks>,
     pub(super) host: HostChecks,
+    /// This sync's host lookups (each name once).
+    pub(super) lookups: preflight::Host,
     pub(super) installed: &'a Manifest,
     /// Where the step is said (the verify of a file can take long).
     pub(super) progress: Option<&'a super::Progress>,
@@ -154,14 +156,14 @@ pub(crate) fn host_checks_in(
 pub(crate) fn vet_rules(
     verifier: Option<&Verifier>,
     checks: &RulesChecks,
-    host: Option<&HostChecks>,
+    host: Option<(&HostChecks, &preflight::Host)>,
     name: &str,
     bytes: &[u8],
     run_verify: &dyn Fn(&[u8]) -> bool,
 ) -> rules::Vetted {
     let mut vetted = rules::vet(name, bytes, &checks.policy);
-    if let Some(host) = host {
-        let found = preflight::check(name, &vetted.file, host);
+    if let Some((checks, host)) = host {
+        let found = preflight::check(name, &vetted.file, checks, host);
         vetted.findings.extend(found);
     }
     if let (Some(install), Some(verifier)) = (&vetted.install, verifier)
@@ -189,6 +191,7 @@ impl<'a> RulesChecker<'a> {
             verifier: Verifier::of(config),
             checks,
             host: checks.map(|c| host_checks(config, c)).unwrap_or_default(),
+            lookups: preflight::Host::default(),
             installed,
             findings: Vec::new(),
             accepted: BTreeMap::new(),
@@ -220,7 +223,7 @@ impl<'a> RulesChecker<'a> {
         let vetted = vet_rules(
             Some(&self.verifier),
             checks,
-            Some(&self.host),
+            Some((&self.host, &self.lookups)),
             name,
             bytes,
             &new_content,

@@ -401,6 +401,7 @@ pub(crate) fn source_findings(
         return Ok(Vec::new());
     };
     let host = host_checks(config, checks);
+    let lookups = crate::host::preflight::Host::default();
     let none = BTreeSet::new();
     let spec = source::ScanSpec {
         include: &bridge.include,
@@ -414,7 +415,9 @@ pub(crate) fn source_findings(
     };
     let mut found = Vec::new();
     source::scan(&bridge.source, &spec, &mut |name, bytes| {
-        let vetted = vet_rules(None, checks, Some(&host), name, bytes, &|_| false);
+        let vetted = vet_rules(None, checks, Some((&host, &lookups)), name, bytes, &|_| {
+            false
+        });
         found.extend(vetted.findings.into_iter().map(|f| (name.to_string(), f)));
         Ok(None)
     })
