@@ -183,7 +183,7 @@ fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
         "{table}"
     );
     assert!(
-        table.contains("001:004  051d:0002  Back-UPS ES 700"),
+        table.contains("001:004 051d:0002 Back-UPS ES 700 "),
         "{table}"
     );
 

@@ -64,18 +64,28 @@ pub(crate) fn unsafe_reason(name: &str) -> Option<&'static str> {
 /// Shell-style glob match supporting `*` (any run, possibly empty) and `?`
 /// (one character). No character classes: include patterns are simple.
 pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
+    // Names and patterns are ASCII nearly always: bytes are characters
+    // then, and nothing is allocated (a scan matches every name).
+    if pattern.is_ascii() && name.is_ascii() {
+        return glob_match_units(pattern.as_bytes(), name.as_bytes(), b'*', b'?');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
+    glob_match_units(&p, &n, '*', '?')
+}
+
+/// [`glob_match`] over characters of any unit.
+fn glob_match_units<T: PartialEq + Copy>(p: &[T], n: &[T], any: T, one: T) -> bool {
     let (mut pi, mut ni) = (0, 0);
     // Position of the last `*` seen and the name position it was tried at.
     let mut star: Option<(usize, usize)> = None;
     while ni < n.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(&c) if c == any => {
                 star = Some((pi, ni));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c == n[ni] => {
+            Some(&c) if c == one || c == n[ni] => {
                 pi += 1;
                 ni += 1;
             }
@@ -89,7 +99,7 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
             },
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == any)
 }
 
 /// Whether some name could match both globs. Used by config validation to

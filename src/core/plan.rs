@@ -12,7 +12,7 @@
 //!   only while the source directory itself exists: a vanished export dir
 //!   (container restarting) is "no information", not "delete everything".
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// SHA-256 of a file's content.
@@ -165,8 +165,8 @@ impl Op {
 pub(crate) struct Plan {
     /// File operations, in name order.
     pub(crate) ops: Vec<Op>,
-    /// Names whose installed copy already matches.
-    pub(crate) unchanged: Vec<String>,
+    /// How many names have their installed copy already matching.
+    pub(crate) unchanged: usize,
     /// Source entries skipped, with the reason (an installed copy, if any, stays).
     pub(crate) skipped: Vec<(String, String)>,
     /// Names hostbridge will not touch because it does not own them.
@@ -210,8 +210,7 @@ pub(crate) fn plan(
         owned_after: owned.clone(),
         ..Plan::default()
     };
-    let names: BTreeSet<&String> = source.files.keys().chain(owned.keys()).collect();
-    for name in names {
+    for name in union(source.files.keys(), owned.keys()) {
         let d = dest.get(name).unwrap_or(&DestFile::Absent);
         match source.files.get(name) {
             Some(SourceFile::Ready(digest)) => {
@@ -222,6 +221,25 @@ pub(crate) fn plan(
         }
     }
     p
+}
+
+/// The names of two sorted key lists, each once, in order: a merge, not a
+/// set built anew (a plan walks every name the source or manifest has).
+pub(crate) fn union<'a>(
+    a: impl Iterator<Item = &'a String>,
+    b: impl Iterator<Item = &'a String>,
+) -> impl Iterator<Item = &'a String> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x < y => a.next(),
+        (Some(x), Some(y)) if x > y => b.next(),
+        (Some(_), Some(_)) => {
+            b.next();
+            a.next()
+        }
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 fn plan_ready(
@@ -270,7 +288,11 @@ fn plan_ready(
                 && want.gid.is_none_or(|g| g == *gid)
                 && (owned.uid, owned.gid) == (want.uid, want.gid);
             if *have == Some(digest) && *mode == want.mode && owners_ok {
-                p.unchanged.push(name.into());
+                p.unchanged += 1;
+                // The manifest entry stands as it is (most names, most syncs).
+                if *owned == entry {
+                    return;
+                }
             } else {
                 p.ops.push(Op::Replace {
                     name: name.into(),

@@ -24,7 +24,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
-use super::state::Seen;
+use super::state::{Known, Manifest, Seen};
 use crate::core::budget::{Budget, Limits, claim_order};
 use crate::core::names::{NameVerdict, classify};
 use crate::core::plan::{Digest, SourceFile, SourceView};
@@ -62,16 +62,6 @@ pub(crate) struct SourceScan {
     pub(crate) reused: BTreeSet<String>,
 }
 
-/// What the last sync installed from a source file and saw of it: only
-/// files whose source was read with the digest installed ([`Seen::size`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Known {
-    /// The digest its verdict was (the digest installed).
-    pub(crate) digest: Digest,
-    /// Its size and stamp then.
-    pub(crate) seen: Seen,
-}
-
 /// Which files a scan may take from the last sync instead of reading them.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Reuse<'a> {
@@ -79,14 +69,14 @@ pub(crate) enum Reuse<'a> {
     Nothing,
     /// A file whose stamp is the one recorded when it was read, settled
     /// ([`crate::core::stamp`]): one `fstatat` instead of a read (`sync`).
-    Stamped(&'a BTreeMap<String, Known>),
+    Stamped(&'a Manifest),
     /// A file whose name is not in `changed`, without looking at it: the
     /// daemon's watch saw every change since the last sync, and `changed`
     /// holds every name it saw (an overflow or a lost watch is a rescan,
     /// which reads everything).
     Unchanged {
         /// What the last sync saw.
-        known: &'a BTreeMap<String, Known>,
+        known: &'a Manifest,
         /// The names the watch saw change since.
         changed: &'a BTreeSet<String>,
     },
@@ -361,13 +351,13 @@ fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Li
 fn reusable(dirfd: &OwnedFd, name: &str, admit: &Admit, reuse: Reuse<'_>) -> Option<Known> {
     match reuse {
         Reuse::Nothing => None,
-        Reuse::Unchanged { known, changed } if !changed.contains(name) => known.get(name).copied(),
+        Reuse::Unchanged { known, changed } if !changed.contains(name) => known.known(name),
         Reuse::Unchanged { .. } => None,
         Reuse::Stamped(known) => {
-            let k = known.get(name)?;
+            let k = known.known(name)?;
             let recorded = k.seen.source?;
             let st = fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
-            (admit.refuse(&st).is_none() && stamp_of(&st) == recorded).then_some(*k)
+            (admit.refuse(&st).is_none() && stamp_of(&st) == recorded).then_some(k)
         }
     }
 }

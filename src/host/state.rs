@@ -27,6 +27,15 @@ pub(crate) mod format;
 /// The version of the JSON manifests written before the line format.
 const JSON_MANIFEST_VERSION: u32 = 1;
 
+/// A manifest as loaded, with the bytes it was read from (`None`: no
+/// manifest file of this version).
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    bytes: Option<Vec<u8>>,
+    /// The manifest.
+    pub(crate) manifest: Manifest,
+}
+
 /// What one bridge has installed, and whether its actions still owe a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Manifest {
@@ -42,6 +51,29 @@ pub(crate) struct Manifest {
     /// What the last sync saw of each installed file, so the next need not
     /// read it again ([`Seen`]); only names in `files` are kept.
     pub(crate) seen: BTreeMap<String, Seen>,
+}
+
+impl Manifest {
+    /// What the last sync installed from the source file `name` and saw of
+    /// it, when it read that file with the verdict installed.
+    pub(crate) fn known(&self, name: &str) -> Option<Known> {
+        let seen = *self.seen.get(name)?;
+        seen.size?;
+        Some(Known {
+            digest: self.files.get(name)?.digest,
+            seen,
+        })
+    }
+}
+
+/// What the last sync installed from a source file and saw of it: only
+/// files whose source was read with the digest installed ([`Seen::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Known {
+    /// The digest its verdict was (the digest installed).
+    pub(crate) digest: Digest,
+    /// Its size and stamp then.
+    pub(crate) seen: Seen,
 }
 
 /// What a sync saw of one installed file: the source it read and judged
@@ -160,12 +192,38 @@ impl StateDir {
 
     /// Loads a bridge's manifest; a missing file is an empty manifest.
     pub(crate) fn load(&self, bridge: &str) -> Result<Manifest> {
+        Ok(self.load_kept(bridge)?.manifest)
+    }
+
+    /// Loads a bridge's manifest, keeping the bytes it was read from for
+    /// [`StateDir::load_again`].
+    pub(crate) fn load_kept(&self, bridge: &str) -> Result<Loaded> {
         let path = self.manifest_path(bridge);
         match std::fs::read(&path) {
-            Ok(text) => format::parse(&text)
-                .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => self.load_json(bridge),
+            Ok(text) => {
+                let manifest = format::parse(&text)
+                    .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display()))?;
+                Ok(Loaded {
+                    bytes: Some(text),
+                    manifest,
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded {
+                bytes: None,
+                manifest: self.load_json(bridge)?,
+            }),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Loads a bridge's manifest again (under the lock, after a load
+    /// outside it): when the file holds the same bytes as `before` was read
+    /// from, `before` is it, and is not parsed again.
+    pub(crate) fn load_again(&self, bridge: &str, before: Loaded) -> Result<Loaded> {
+        let path = self.manifest_path(bridge);
+        match (std::fs::read(&path), before.bytes.as_deref()) {
+            (Ok(now), Some(was)) if now == was => Ok(before),
+            _ => self.load_kept(bridge),
         }
     }
 

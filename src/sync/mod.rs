@@ -128,8 +128,14 @@ pub(crate) fn sync_files(
         ..SyncReport::default()
     };
     step(opts, || "reading the source".into());
-    let before = load_manifest(state, bridge, &mut SyncReport::default())?;
-    let (scan, mut accepted) = scan_source(config, bridge, &before, opts, &mut report)?;
+    let loaded = state.load_kept(&bridge.name)?;
+    let fresh = Manifest::default();
+    let before = if loaded.manifest.destination == bridge.install_to {
+        &loaded.manifest
+    } else {
+        &fresh
+    };
+    let (scan, mut accepted) = scan_source(config, bridge, before, opts, &mut report)?;
     // Every read is done: what changed meanwhile is known now.
     let held = opts
         .guard
@@ -146,7 +152,9 @@ pub(crate) fn sync_files(
         anyhow::bail!("hostbridge is stopping: nothing was changed");
     }
     step(opts, || "planning".into());
-    let mut manifest = load_manifest(state, bridge, &mut report)?;
+    // Parsed again only if another sync saved it meanwhile.
+    let loaded = state.load_again(&bridge.name, loaded)?;
+    let mut manifest = for_bridge(loaded.manifest, bridge, &mut report);
     // The destination is created only when there is something to install.
     // What a crash left in it is cleared first, whatever this sync holds.
     let dest = open_existing(&bridge.install_to)?;
@@ -318,12 +326,11 @@ fn held_set_member<'h>(bridge: &Bridge, held: &'h BTreeSet<String>) -> Option<&'
     })
 }
 
-/// The bridge's manifest; a changed `install_to` starts a new one (the
+/// The bridge's manifest: a changed `install_to` starts a new one (the
 /// files installed in the old place are left there, and the report says so).
-fn load_manifest(state: &StateDir, bridge: &Bridge, report: &mut SyncReport) -> Result<Manifest> {
-    let manifest = state.load(&bridge.name)?;
+fn for_bridge(manifest: Manifest, bridge: &Bridge, report: &mut SyncReport) -> Manifest {
     if manifest.destination == bridge.install_to {
-        return Ok(manifest);
+        return manifest;
     }
     if !manifest.files.is_empty() {
         report.notes.push(format!(
@@ -332,10 +339,10 @@ fn load_manifest(state: &StateDir, bridge: &Bridge, report: &mut SyncReport) -> 
             manifest.files.len()
         ));
     }
-    Ok(Manifest {
+    Manifest {
         destination: bridge.install_to.clone(),
         ..Manifest::default()
-    })
+    }
 }
 
 /// Reads the source once: every admitted file is vetted (the rules checks
@@ -357,7 +364,6 @@ fn scan_source(
     }
     let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
     let keep = |name: &str, digest: &plan::Digest| keep(bridge, manifest, name, digest);
-    let known = seen::known(manifest);
     let spec = source::ScanSpec {
         include: &bridge.include,
         admit: &source::Admit {
@@ -368,7 +374,7 @@ fn scan_source(
         installed: &installed,
         still_open: &opts.still_open,
         keep: &keep,
-        reuse: seen::reuse(&opts.scope, &known),
+        reuse: seen::reuse(&opts.scope, manifest),
         always_read: &tls_pair_names(bridge),
     };
     let scan = source::scan(&bridge.source, &spec, &mut |name, bytes| {
@@ -479,11 +485,9 @@ fn make_plan(
 ) -> Result<plan::Plan> {
     let view = &scan.view;
     let symlink_dir = symlink_dir(bridge);
-    let mut dest_state = BTreeMap::new();
-    for name in view.files.keys().chain(manifest.files.keys()) {
-        if dest_state.contains_key(name) {
-            continue;
-        }
+    // Built in name order, then in bulk.
+    let mut dest_state = Vec::new();
+    for name in plan::union(view.files.keys(), manifest.files.keys()) {
         let owned = manifest.files.get(name);
         let known = owned
             .zip(manifest.seen.get(name).and_then(|s| s.dest))
@@ -499,7 +503,7 @@ fn make_plan(
                 uid: st.uid,
                 gid: st.gid,
             };
-            dest_state.insert(name.clone(), d);
+            dest_state.push((name.clone(), d));
             seeing.dest.insert(name.clone(), (st, digest));
             continue;
         }
@@ -524,7 +528,7 @@ fn make_plan(
         {
             seeing.dest.insert(name.clone(), (*st, *d));
         }
-        dest_state.insert(name.clone(), looked.0);
+        dest_state.push((name.clone(), looked.0));
     }
     let desired = Desired {
         mode: bridge.mode,
@@ -533,6 +537,7 @@ fn make_plan(
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
+    let dest_state: BTreeMap<String, DestFile> = dest_state.into_iter().collect();
     let mut plan = plan::plan(view, &manifest.files, &dest_state, desired);
     // Held files keep their installed copies, which are then judged under
     // today's policy like any other kept copy (a hold never shields one).
@@ -542,7 +547,7 @@ fn make_plan(
     if let (Some(checks), Some(d)) = (&bridge.rules, dest) {
         revoke_unsafe_copies(bridge, checks, d, view, holding.held, &mut plan, report);
     }
-    report.unchanged = plan.unchanged.len();
+    report.unchanged = plan.unchanged;
     report.skipped.extend(plan.skipped.iter().cloned());
     report.conflicts.clone_from(&plan.conflicts);
     report.kept.clone_from(&plan.kept);

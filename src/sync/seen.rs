@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::plan::{self, Digest, Owned};
 use crate::core::stamp::Stamp;
-use crate::host::source::{self, Known};
+use crate::host::source;
 use crate::host::state::{Manifest, Seen};
 
 /// Which source files a sync reads.
@@ -31,28 +31,8 @@ pub(crate) enum Scope {
     Changed(BTreeSet<String>),
 }
 
-/// The last sync's record of the files it installed from a source it read
-/// ([`Known`]).
-pub(crate) fn known(manifest: &Manifest) -> BTreeMap<String, Known> {
-    manifest
-        .seen
-        .iter()
-        .filter(|(_, s)| s.size.is_some())
-        .filter_map(|(name, seen)| {
-            let owned = manifest.files.get(name)?;
-            Some((
-                name.clone(),
-                Known {
-                    digest: owned.digest,
-                    seen: *seen,
-                },
-            ))
-        })
-        .collect()
-}
-
 /// What `scope` lets a scan take unread, over `known`.
-pub(crate) fn reuse<'a>(scope: &'a Scope, known: &'a BTreeMap<String, Known>) -> source::Reuse<'a> {
+pub(crate) fn reuse<'a>(scope: &'a Scope, known: &'a Manifest) -> source::Reuse<'a> {
     match scope {
         Scope::Full => source::Reuse::Nothing,
         Scope::Stamped => source::Reuse::Stamped(known),
@@ -61,44 +41,41 @@ pub(crate) fn reuse<'a>(scope: &'a Scope, known: &'a BTreeMap<String, Known>) ->
 }
 
 /// What this sync saw, to record in the manifest it saves.
-#[derive(Debug, Default)]
-pub(crate) struct Seeing {
-    /// Source files ready with this digest, not held: what was seen of them.
-    pub(crate) source: BTreeMap<String, (Digest, Seen)>,
+#[derive(Debug)]
+pub(crate) struct Seeing<'a> {
+    /// The scan: its ready files, and what it saw of them.
+    pub(crate) scan: &'a source::SourceScan,
+    /// Files the barrier held: what was read of them may be torn.
+    pub(crate) held: &'a BTreeSet<String>,
     /// Installed copies holding this digest, and their stamps.
     pub(crate) dest: BTreeMap<String, (Stamp, Digest)>,
 }
 
-impl Seeing {
-    /// From a scan: its ready files that were not held.
-    pub(crate) fn of_scan(scan: &source::SourceScan, held: &BTreeSet<String>) -> Seeing {
-        let source = scan
-            .view
-            .files
-            .iter()
-            .filter(|(name, _)| !held.contains(*name))
-            .filter_map(|(name, f)| match f {
-                plan::SourceFile::Ready(d) => Some((name.clone(), (*d, *scan.seen.get(name)?))),
-                plan::SourceFile::Skipped(_) => None,
-            })
-            .collect();
+impl<'a> Seeing<'a> {
+    /// From a scan and the files the barrier held.
+    pub(crate) fn of_scan(scan: &'a source::SourceScan, held: &'a BTreeSet<String>) -> Seeing<'a> {
         Seeing {
-            source,
+            scan,
+            held,
             dest: BTreeMap::new(),
         }
     }
 
     /// The record for the files a manifest lists: each side only where
-    /// what was seen holds the digest installed.
+    /// what was seen holds the digest installed (a source ready with that
+    /// digest and not held; an installed copy read or written with it).
     pub(crate) fn for_files(&self, files: &BTreeMap<String, Owned>) -> BTreeMap<String, Seen> {
         files
             .iter()
             .filter_map(|(name, o)| {
-                let src = self.source.get(name).filter(|(d, _)| *d == o.digest);
+                let ready = self.scan.view.files.get(name)
+                    == Some(&plan::SourceFile::Ready(o.digest))
+                    && !self.held.contains(name);
+                let src = self.scan.seen.get(name).filter(|_| ready);
                 let dest = self.dest.get(name).filter(|(_, d)| *d == o.digest);
                 let seen = Seen {
-                    size: src.and_then(|(_, s)| s.size),
-                    source: src.and_then(|(_, s)| s.source),
+                    size: src.and_then(|s| s.size),
+                    source: src.and_then(|s| s.source),
                     dest: dest.map(|(st, _)| *st),
                 };
                 (seen != Seen::default()).then(|| (name.clone(), seen))
@@ -134,38 +111,47 @@ mod tests {
     }
 
     /// A record is kept only for the content installed: a source read
-    /// with other content (a failed replace keeps the old copy) or an
-    /// installed copy seen before its replacement records nothing.
+    /// with other content (a failed replace keeps the old copy), a held
+    /// source, or an installed copy seen before its replacement records
+    /// nothing.
     #[test]
     fn only_what_holds_the_installed_digest_is_recorded() {
         let (old, new) = (Digest::of(b"old"), Digest::of(b"new"));
-        let seen = |size| Seen {
-            size: Some(size),
+        let seen = Seen {
+            size: Some(3),
             source: Some(stamp(7)),
             dest: None,
         };
-        let mut s = Seeing::default();
-        s.source.insert("same.rules".into(), (old, seen(3)));
-        s.source.insert("failed.rules".into(), (new, seen(3)));
-        s.dest.insert("same.rules".into(), (stamp(9), old));
-        s.dest.insert("replaced.rules".into(), (stamp(9), old));
-        let files: BTreeMap<String, Owned> = [
-            ("same.rules".to_string(), owned(old)),
-            ("failed.rules".to_string(), owned(old)),
-            ("replaced.rules".to_string(), owned(new)),
-        ]
-        .into();
+        let mut scan = source::SourceScan::default();
+        for (name, d) in [("same", old), ("failed", new), ("held", old)] {
+            scan.view
+                .files
+                .insert(name.into(), plan::SourceFile::Ready(d));
+            scan.seen.insert(name.into(), seen);
+        }
+        let held: BTreeSet<String> = ["held".to_string()].into();
+        let mut s = Seeing::of_scan(&scan, &held);
+        s.dest.insert("same".into(), (stamp(9), old));
+        s.dest.insert("replaced".into(), (stamp(9), old));
+        let files: BTreeMap<String, Owned> = ["same", "failed", "held", "replaced"]
+            .into_iter()
+            .map(|n| {
+                (
+                    n.to_string(),
+                    owned(if n == "replaced" { new } else { old }),
+                )
+            })
+            .collect();
         let out = s.for_files(&files);
         assert_eq!(
-            out.get("same.rules"),
+            out.get("same"),
             Some(&Seen {
                 size: Some(3),
                 source: Some(stamp(7)),
                 dest: Some(stamp(9)),
             })
         );
-        assert_eq!(out.get("failed.rules"), None);
-        assert_eq!(out.get("replaced.rules"), None);
+        assert_eq!(out.len(), 1, "{out:?}");
     }
 
     /// Only files whose source was seen with the installed digest are
@@ -192,8 +178,7 @@ mod tests {
                 dest: Some(stamp(1)),
             },
         );
-        let k = known(&m);
-        assert_eq!(k.keys().collect::<Vec<_>>(), ["a"]);
-        assert_eq!(k["a"].digest, d);
+        assert_eq!(m.known("a").map(|k| k.digest), Some(d));
+        assert_eq!(m.known("b"), None);
     }
 }

@@ -308,7 +308,7 @@ fn plan_table() {
         assert_eq!(p.ops, c.ops, "{}", c.what);
         assert_eq!(p.owned_after.get("x").copied(), c.owned_after, "{}", c.what);
         let noted = |l: &[(String, String)]| l.iter().any(|(n, _)| n == "x");
-        let got_note = if p.unchanged.iter().any(|n| n == "x") {
+        let got_note = if p.unchanged == 1 {
             "unchanged"
         } else if noted(&p.conflicts) {
             "conflict"
@@ -348,4 +348,21 @@ fn digest_round_trips_through_hex() {
     assert_eq!(s.len(), 64);
     assert_eq!(s.parse::<Digest>(), Ok(d));
     assert!("zz".parse::<Digest>().is_err());
+}
+
+#[test]
+fn union_walks_both_name_lists_once_in_order() {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let table: &[(&[&str], &[&str], &[&str])] = &[
+        (&["a", "c"], &["b", "c", "d"], &["a", "b", "c", "d"]),
+        (&[], &["x"], &["x"]),
+        (&["x"], &[], &["x"]),
+        (&[], &[], &[]),
+        (&["a", "b"], &["a", "b"], &["a", "b"]),
+    ];
+    for (a, b, want) in table {
+        let (a, b) = (s(a), s(b));
+        let got: Vec<&String> = union(a.iter(), b.iter()).collect();
+        assert_eq!(got, want.iter().collect::<Vec<_>>(), "{a:?} {b:?}");
+    }
 }

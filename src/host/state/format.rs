@@ -73,6 +73,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         None => return Err("empty".into()),
     }
     let mut m = Manifest::default();
+    // Written in name order: collected, then built in bulk (no searches).
+    let mut files = Vec::new();
+    let mut seen = Vec::new();
     for (i, line) in lines {
         let bad = |why: &str| format!("line {}: {why}", i + 1);
         let (key, rest) = line.split_once(' ').ok_or_else(|| bad("no value"))?;
@@ -94,21 +97,24 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
                 m.changed.insert(name(rest).ok_or_else(|| bad("bad name"))?);
             }
             "file" => {
-                let (n, owned, seen) = file_line(rest).ok_or_else(|| bad("bad file line"))?;
-                m.seen.insert(n.clone(), seen);
-                m.files.insert(n, owned);
+                let (n, owned, s) = file_line(rest).ok_or_else(|| bad("bad file line"))?;
+                if s != Seen::default() {
+                    seen.push((n.clone(), s));
+                }
+                files.push((n, owned));
             }
             _ => return Err(bad(&format!("unknown key {key:?}"))),
         }
     }
-    m.seen.retain(|_, s| *s != Seen::default());
+    m.files = files.into_iter().collect();
+    m.seen = seen.into_iter().collect();
     Ok(m)
 }
 
 /// One `file` line's fields after the key.
 fn file_line(rest: &str) -> Option<(String, Owned, Seen)> {
     let mut f = rest.splitn(8, ' ');
-    let digest = f.next()?.parse::<Digest>().ok()?;
+    let digest = hex_digest(f.next()?)?;
     let mode = u32::from_str_radix(f.next()?, 8).ok()?;
     let uid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
     let gid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
@@ -131,7 +137,45 @@ fn opt(s: &str) -> Option<Option<u64>> {
     if s == "-" {
         return Some(None);
     }
-    s.parse().ok().map(Some)
+    Some(Some(u64::try_from(decimal(s)?).ok()?))
+}
+
+/// A decimal number, optionally negative (what [`signed_into`] writes),
+/// without the general parser's cost.
+fn decimal(s: &str) -> Option<i128> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 38 {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i128::from(b - b'0');
+    }
+    Some(if neg { -n } else { n })
+}
+
+/// 64 hex digits (lowercase, as [`hex_into`] writes them).
+fn hex_digest(s: &str) -> Option<Digest> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
+    }
+    Some(Digest(out))
 }
 
 /// A stamp or `-`: `Some(None)` for `-`, `None` when malformed.
@@ -140,18 +184,18 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
         return Some(None);
     }
     let mut p = s.split(':');
-    let mut next = || p.next();
+    let mut next = || decimal(p.next()?);
     let st = Stamp {
-        dev: next()?.parse().ok()?,
-        ino: next()?.parse().ok()?,
-        size: next()?.parse().ok()?,
-        mtime_ns: next()?.parse().ok()?,
-        ctime_ns: next()?.parse().ok()?,
-        mode: next()?.parse().ok()?,
-        uid: next()?.parse().ok()?,
-        gid: next()?.parse().ok()?,
+        dev: u64::try_from(next()?).ok()?,
+        ino: u64::try_from(next()?).ok()?,
+        size: u64::try_from(next()?).ok()?,
+        mtime_ns: next()?,
+        ctime_ns: next()?,
+        mode: u32::try_from(next()?).ok()?,
+        uid: u32::try_from(next()?).ok()?,
+        gid: u32::try_from(next()?).ok()?,
     };
-    next().is_none().then_some(Some(st))
+    p.next().is_none().then_some(Some(st))
 }
 
 /// A name field: unescaped, UTF-8, not empty.
