@@ -4,7 +4,15 @@
 //! 1. slow writer vs. the seed-style `.path` + `sleep 0.25` + `cp` baseline;
 //! 2. latency from the last close to install complete, p50/p99 over 25 runs;
 //! 3. a 10,000-file burst: syncs, reloads, daemon CPU time;
-//! 4. idle for 20 s: context switches and resident memory of the daemon.
+//! 4. idle for 20 s: context switches and resident memory of the daemon;
+//! 5. a sync where 10,000 files exist: `hostbridge sync` with nothing to do
+//!    (time, and instructions under callgrind when valgrind is there), and
+//!    the latency of one changed file with the 10,000 present (daemon);
+//! 6. bursts of 10,000 and 100,000 files: daemon CPU, and its memory after;
+//!    side by side with watchexec (when scripts/bench built it) and an
+//!    `inotifywait -m` + quiet-window loop doing the copy.
+//!
+//! The filesystem is TMPDIR's; scripts/bench runs it on /tmp and /dev/shm.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,12 +38,297 @@ fn main() {
         "hostbridge pipeline benchmark ({} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    slow_writer();
-    latency();
-    burst();
-    idle();
+    let fs = std::env::var("HB_BENCH_FS").unwrap_or_else(|_| "TMPDIR".into());
+    println!("filesystem: {fs} ({})", std::env::temp_dir().display());
+    let only = std::env::var("HB_BENCH_ONLY").unwrap_or_default();
+    let want = |n: &str| only.is_empty() || only.split(',').any(|o| o == n);
+    if want("1") {
+        slow_writer();
+    }
+    if want("2") {
+        latency();
+    }
+    if want("3") {
+        burst();
+    }
+    if want("4") {
+        idle();
+    }
+    if want("5") {
+        with_10k_present();
+    }
+    if want("6") {
+        big_bursts();
+    }
 }
 
+const TEN_K: usize = 10_000;
+
+/// Writes `n` files into `dir` (`{prefix}{i:06}.rules`, a comment each).
+fn fill(dir: &Path, prefix: &str, n: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        fs::write(
+            dir.join(format!("{prefix}{i:06}.rules")),
+            format!("# {i}\n"),
+        )
+        .unwrap();
+    }
+}
+
+/// p50 and p99 of `samples` (sorted here), in ms.
+fn pcts(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let pct = |p: f64| ms(samples[((samples.len() as f64 - 1.0) * p).round() as usize]);
+    (pct(0.50), pct(0.99))
+}
+
+/// Instructions of `cmd` under callgrind, if valgrind is installed.
+fn instructions(env: &Env, args: &[&str]) -> Option<u64> {
+    let out = Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(common::bin())
+        .arg("--config")
+        .arg(&env.config)
+        .args(args)
+        .env("HOSTBRIDGE_CONFIG_DIRS", "")
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.contains("Collected :"))?;
+    line.rsplit(' ').next()?.trim().parse().ok()
+}
+
+fn with_10k_present() {
+    println!("\n## 5. 10,000 files present (quiet 300ms)");
+    let env =
+        Env::new("    max_files: 20000\n    max_bytes: 16MiB\n    then:\n      - udev-reload\n");
+    fill(&env.src, "", TEN_K);
+    // The first sync installs all; the stamps of files read within a second
+    // of their last write are not trusted, so the next records them.
+    std::thread::sleep(Duration::from_millis(1200));
+    for args in [&["sync", "--full"][..], &["sync"]] {
+        assert!(env.run(args).status.success());
+    }
+    let mut noop = Vec::new();
+    for _ in 0..7 {
+        let t = Instant::now();
+        let out = env.run(&["sync"]);
+        noop.push(t.elapsed());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to change"));
+    }
+    let (p50, _) = pcts(&mut noop);
+    let full = {
+        let t = Instant::now();
+        assert!(env.run(&["sync", "--full"]).status.success());
+        t.elapsed()
+    };
+    let insns = instructions(&env, &["sync"]).map_or("n/a (no valgrind)".to_string(), |n| {
+        format!("{:.1} M", n as f64 / 1e6)
+    });
+    println!(
+        "no-op `hostbridge sync`: median {p50:.1} ms over 7 runs, {insns} instructions (callgrind; goal <= 20 ms, <= 40 M); `sync --full` {:.0} ms",
+        ms(full)
+    );
+
+    let d = env.start();
+    let pid = d.pid().as_raw();
+    let mut ino = Inotify::init().unwrap();
+    ino.watches().add(&env.dest, WatchMask::MOVED_TO).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut samples = Vec::new();
+    let cpu0 = cpu_time(pid);
+    let runs = 25;
+    for i in 0..runs {
+        let name = format!("{:06}.rules", i * 7);
+        fs::write(env.src.join(&name), format!("# changed {i}\n")).unwrap();
+        let closed = Instant::now();
+        'wait: loop {
+            for ev in ino.read_events_blocking(&mut buf).unwrap() {
+                if ev.name.is_some_and(|n| n == name.as_str()) {
+                    break 'wait;
+                }
+            }
+        }
+        samples.push(closed.elapsed());
+        wait_for("the sync logged", || d.changing_syncs() > i, || d.log());
+    }
+    let cpu = (cpu_time(pid) - cpu0) / runs as f64;
+    let (p50, p99) = pcts(&mut samples);
+    println!(
+        "1 of 10,000 changed, daemon: last close -> installed p50 {p50:.1} ms, p99 {p99:.1} ms over {runs} runs (goal: p99 <= 305 ms); daemon CPU {:.1} ms a sync",
+        cpu * 1000.0
+    );
+}
+
+/// Resident and peak memory of `pid`, in kB.
+fn memory(pid: i32) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// CPU seconds of `pid` and every process below it, with the children
+/// they waited for (utime + stime + cutime + cstime, from /proc).
+fn tree_cpu(pid: i32) -> f64 {
+    let mut procs: Vec<(i32, i32, f64)> = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ppid: i32 = f[1].parse().unwrap();
+        let ticks: f64 = f[11..15].iter().map(|v| v.parse::<f64>().unwrap()).sum();
+        procs.push((p, ppid, ticks / 100.0));
+    }
+    let mut tree = vec![pid];
+    let mut total = 0.0;
+    while let Some(p) = tree.pop() {
+        for (q, parent, cpu) in &procs {
+            if *q == p {
+                total += cpu;
+            }
+            if *parent == p {
+                tree.push(*q);
+            }
+        }
+    }
+    total
+}
+
+fn big_bursts() {
+    println!("\n## 6. bursts of 10,000 and 100,000 files (files bridge, no actions)");
+    for n in [TEN_K, 100_000] {
+        let env = Env::new_files(&format!(
+            "    max_files: {}\n    settle: {{ quiet: 1s, max_wait: 600s }}\n",
+            n * 2
+        ));
+        fs::create_dir_all(&env.src).unwrap();
+        let staging = env.tmp.path().join("staging");
+        fill(&staging, "b", n);
+        let d = env.start();
+        let pid = d.pid().as_raw();
+        let cpu0 = cpu_time(pid);
+        let start = Instant::now();
+        // Renamed in: the burst itself takes well under the quiet time.
+        for i in 0..n {
+            let name = format!("b{i:06}.rules");
+            fs::rename(staging.join(&name), env.src.join(&name)).unwrap();
+        }
+        wait_for(
+            "all installed",
+            || common::list(&env.dest).len() == n,
+            || d.log(),
+        );
+        let took = start.elapsed();
+        wait_for("the sync logged", || d.changing_syncs() > 0, || d.log());
+        let cpu = cpu_time(pid) - cpu0;
+        let (_, peak) = memory(pid);
+        // What it keeps once the burst is over.
+        std::thread::sleep(Duration::from_secs(3));
+        let (rss, _) = memory(pid);
+        println!(
+            "{n} files: all installed after {:.0} ms; daemon CPU {:.0} ms; VmRSS after {:.1} MB (peak {:.1} MB; goal after 100k <= 16 MB)",
+            ms(took),
+            cpu * 1000.0,
+            rss as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+        drop(d);
+        if n == TEN_K {
+            baselines(n);
+        }
+    }
+}
+
+/// The same 10,000-file burst for watchexec (copying the dir once the
+/// burst is quiet) and for an `inotifywait -m` loop with a quiet window.
+fn baselines(n: usize) {
+    let root_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let watchexec = root_dir.join("target/bench-tools/bin/watchexec");
+    let looped = root_dir.join("benches/inotify-loop.sh");
+    for label in [
+        "watchexec (--debounce 300ms, cp -a)",
+        "inotifywait -m + 300 ms quiet + cp -a",
+    ] {
+        let tool = if label.starts_with("watchexec") {
+            &watchexec
+        } else {
+            &looped
+        };
+        if !tool.exists() {
+            println!(
+                "{label}: skipped ({} not built; scripts/bench builds it)",
+                tool.display()
+            );
+            continue;
+        }
+        let inotifywait = Command::new("inotifywait").arg("--help").output().is_ok();
+        if tool == &looped && !inotifywait {
+            println!("{label}: skipped (no inotifywait: apt-get install inotify-tools)");
+            continue;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let (src, dest, staging) = (
+            root.path().join("src"),
+            root.path().join("dest"),
+            root.path().join("staging"),
+        );
+        fs::create_dir_all(&src).unwrap();
+        fs::create_dir_all(&dest).unwrap();
+        fill(&staging, "b", n);
+        let mut cmd = Command::new(tool);
+        if tool == &watchexec {
+            cmd.args(["--debounce", "300ms", "--postpone", "-w"])
+                .arg(&src)
+                .args(["--", "cp", "-a"])
+                .arg(format!("{}/.", src.display()))
+                .arg(&dest);
+        } else {
+            cmd.arg(&src).arg(&dest);
+        }
+        // Its own process group, so the whole tree is stopped at the end.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Let it place its watches (no event tells).
+        std::thread::sleep(Duration::from_millis(500));
+        let start = Instant::now();
+        for i in 0..n {
+            let name = format!("b{i:06}.rules");
+            fs::rename(staging.join(&name), src.join(&name)).unwrap();
+        }
+        wait_for("copied", || common::list(&dest).len() == n, String::new);
+        let took = start.elapsed();
+        // Let its last copy finish, then count its CPU and stop it.
+        std::thread::sleep(Duration::from_secs(2));
+        let cpu = tree_cpu(child.id() as i32);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-(child.id() as i32)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait().unwrap();
+        println!(
+            "{label}: all copied after {:.0} ms; CPU {:.0} ms (with its copies)",
+            ms(took),
+            cpu * 1000.0
+        );
+    }
+}
 fn slow_writer() {
     println!("\n## 1. slow writer: 40 files over 2 s, each in 4 chunks 50 ms apart");
     let env = Env::new("    then:\n      - udev-reload\n");
@@ -47,7 +340,7 @@ fn slow_writer() {
         || !env.reloads().is_empty(),
         || d.log(),
     );
-    d.wait_log(" files changed: ");
+    wait_for("the sync logged", || d.changing_syncs() > 0, || d.log());
     let first = env.reloads()[0].clone();
     println!(
         "hostbridge: first action saw {}; syncs {}, reloads {}",
@@ -107,7 +400,7 @@ fn latency() {
             }
         }
         samples.push(closed.elapsed());
-        d.wait_log_count(" files changed: ", i + 1);
+        wait_for("the sync logged", || d.changing_syncs() > i, || d.log());
     }
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];

@@ -317,3 +317,56 @@ fn a_group_many_files_name_is_looked_up_once_per_sync() {
     };
     assert!(opens <= 5, "/etc/group opened {opens} times for 30 files");
 }
+
+/// A sync that changes a file writes its manifest twice: the intent record
+/// before the destination changes (what a crash needs), and once its
+/// actions ran. Counted with real inotify on the state dir.
+#[test]
+fn a_changing_sync_writes_the_manifest_twice() {
+    use inotify::{Inotify, WatchMask};
+    let env =
+        Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n    then:\n      - udev-reload\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", RULE);
+    let d = env.start();
+    let bridges = env.state.join("bridges");
+    let settled = |name: &str| {
+        fs::read_to_string(bridges.join("test.manifest"))
+            .is_ok_and(|m| m.contains("\nactions_pending 0\n") && m.contains(name))
+    };
+    // The startup sync's own last write comes after its reload.
+    wait_for(
+        "the startup sync settled",
+        || settled("60-ups.rules"),
+        || d.log(),
+    );
+    let mut ino = Inotify::init().unwrap();
+    // CREATE too: it parts the renames' events, which the kernel would
+    // otherwise merge into one (same mask and name, unread).
+    ino.watches()
+        .add(&bridges, WatchMask::MOVED_TO | WatchMask::CREATE)
+        .unwrap();
+    fs::write(env.src.join("61-ups.rules"), RULE).unwrap();
+    wait_for("the reload ran", || env.reloads().len() >= 2, || d.log());
+    // The actions' end is the last write: wait until it says none is owed.
+    wait_for(
+        "the manifest says no action is owed",
+        || settled("61-ups.rules"),
+        || d.log(),
+    );
+    let mut buf = [0u8; 4096];
+    let writes = match ino.read_events(&mut buf) {
+        Ok(events) => events
+            .filter(|e| e.mask.contains(inotify::EventMask::MOVED_TO))
+            .filter(|e| e.name.is_some_and(|n| n == "test.manifest"))
+            .count(),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        writes,
+        2,
+        "the intent record and the final manifest\n{}",
+        d.log()
+    );
+}

@@ -130,7 +130,9 @@ async fn revoke_after(config: &Config, owed: &mut [Owed], failed: &mut [bool]) {
     }
 }
 
-/// A bridge whose actions all ran owes none any more: its manifest says so.
+/// Once a bridge's actions ran, its manifest says whether they are still
+/// owed: none if all ran, else the names they are owed for. This is the
+/// sync's second and last manifest write (the first is its intent record).
 async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
     let state = StateDir::new(&config.state_dir);
     for (o, failed) in owed.iter_mut().zip(failed) {
@@ -138,25 +140,25 @@ async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
         if !*failed {
             o.manifest.actions_pending = false;
             o.manifest.changed.clear();
-            let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
-            let saved = tokio::task::spawn_blocking(move || {
-                // Under the lock, and only over the manifest this sync left:
-                // a newer sync (a bridge replaced by a reload while these
-                // actions ran) wrote one that owes its own actions.
-                let _lock = st.lock()?;
-                let now = st.load(&name)?;
-                if now.destination == m.destination && now.files == m.files {
-                    st.save(&name, &m)?;
-                }
-                Ok::<_, anyhow::Error>(())
-            })
-            .await
-            .context("manifest task failed")
-            .and_then(|r| r);
-            if let Err(e) = saved {
-                // Its actions ran; they run again at the next sync.
-                o.report.errors.push(format!("{e:#}"));
+        }
+        let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
+        let saved = tokio::task::spawn_blocking(move || {
+            // Under the lock, and only over the manifest this sync left
+            // (every save is a new file: its stamp tells): a newer sync (a
+            // bridge replaced by a reload while these actions ran, a
+            // `hostbridge sync` by hand) wrote one that owes its own.
+            let _lock = st.lock()?;
+            if m.left.is_some() && st.stamp(&name) == m.left {
+                st.save(&name, &m)?;
             }
+            Ok::<_, anyhow::Error>(())
+        })
+        .await
+        .context("manifest task failed")
+        .and_then(|r| r);
+        if let Err(e) = saved {
+            // Its actions ran; they run again at the next sync.
+            o.report.errors.push(format!("{e:#}"));
         }
     }
 }

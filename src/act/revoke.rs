@@ -103,12 +103,17 @@ pub(crate) fn record(
 ) -> Result<()> {
     let mut records = load(config);
     let before = records.len();
-    let installed = installed_rules(config, Some(bridge))?;
+    // Read (and parsed) only when a device not recorded yet is plugged in.
+    let mut installed = None;
     for d in host::devices(&config.sysfs_root) {
         if records.contains_key(&key(&d)) {
             continue;
         }
-        let fresh = !grant_for(&installed, &d).rules.is_empty();
+        let installed = match &installed {
+            Some(files) => files,
+            None => installed.insert(installed_rules(config, Some(bridge))?),
+        };
+        let fresh = !grant_for(installed, &d).rules.is_empty();
         if !fresh && grant_for(files, &d).rules.is_empty() {
             continue;
         }

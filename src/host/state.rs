@@ -51,6 +51,9 @@ pub(crate) struct Manifest {
     /// What the last sync saw of each installed file, so the next need not
     /// read it again ([`Seen`]); only names in `files` are kept.
     pub(crate) seen: BTreeMap<String, Seen>,
+    /// The stamp of the manifest file this sync left on disk (not written
+    /// in it): the actions' end saves over that file only.
+    pub(crate) left: Option<Stamp>,
 }
 
 impl Manifest {
@@ -112,6 +115,16 @@ struct OnDiskFile {
     gid: Option<u32>,
 }
 
+/// A file's bytes and the stamp of the file they were read from.
+fn read_stamped(path: &Path) -> io::Result<(Vec<u8>, Stamp)> {
+    use std::io::Read as _;
+    let mut f = File::open(path)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    let st = nix::sys::stat::fstat(&f)?;
+    Ok((bytes, super::source::stamp_of(&st)))
+}
+
 /// A JSON manifest of the first version, as written before the line format.
 fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
     let disk: OnDisk = serde_json::from_slice(text)
@@ -142,6 +155,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         actions_pending: disk.actions_pending,
         changed: disk.changed,
         seen: BTreeMap::new(),
+        left: None,
     })
 }
 
@@ -199,10 +213,11 @@ impl StateDir {
     /// [`StateDir::load_again`].
     pub(crate) fn load_kept(&self, bridge: &str) -> Result<Loaded> {
         let path = self.manifest_path(bridge);
-        match std::fs::read(&path) {
-            Ok(text) => {
-                let manifest = format::parse(&text)
+        match read_stamped(&path) {
+            Ok((text, stamp)) => {
+                let mut manifest = format::parse(&text)
                     .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display()))?;
+                manifest.left = Some(stamp);
                 Ok(Loaded {
                     bytes: Some(text),
                     manifest,
@@ -221,8 +236,12 @@ impl StateDir {
     /// from, `before` is it, and is not parsed again.
     pub(crate) fn load_again(&self, bridge: &str, before: Loaded) -> Result<Loaded> {
         let path = self.manifest_path(bridge);
-        match (std::fs::read(&path), before.bytes.as_deref()) {
-            (Ok(now), Some(was)) if now == was => Ok(before),
+        match (read_stamped(&path), before.bytes.as_deref()) {
+            (Ok((now, stamp)), Some(was)) if now == was => {
+                let mut same = before;
+                same.manifest.left = Some(stamp);
+                Ok(same)
+            }
             _ => self.load_kept(bridge),
         }
     }
@@ -238,9 +257,16 @@ impl StateDir {
         }
     }
 
+    /// The stamp of a bridge's manifest file now, if there is one.
+    pub(crate) fn stamp(&self, bridge: &str) -> Option<Stamp> {
+        let dir = DestDir::open(&self.root.join("bridges")).ok()?;
+        dir.stamp(&format!("{bridge}.manifest"))
+    }
+
     /// Atomically replaces a bridge's manifest: one compact write, then the
     /// dir's fsync (the rename is durable before anything relies on it).
-    pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<()> {
+    /// Returns the new file's stamp (every save is a new inode).
+    pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<Option<Stamp>> {
         let bytes = format::write(m);
         let dir_path = self.root.join("bridges");
         let dir = DestDir::open_or_create(&dir_path)
@@ -251,6 +277,6 @@ impl StateDir {
             .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))?;
         // The JSON of an earlier version is superseded now.
         let _ = std::fs::remove_file(self.json_path(bridge));
-        Ok(())
+        Ok(dir.stamp(&name))
     }
 }

@@ -98,14 +98,16 @@ pub(super) fn apply(
             .changed
             .extend(plan.ops.iter().map(|op| op.name().to_string()));
     }
-    t.state.save(&bridge.name, &intent)?;
+    // The intent record: the one write before the destination changes, so
+    // a crash never leaves a file hostbridge wrote looking foreign.
+    let intent_left = t.state.save(&bridge.name, &intent)?;
 
     if bridge
         .files
         .as_ref()
         .is_some_and(|f| f.swap == Swap::SymlinkDir)
     {
-        return publish_generation(t, plan, content, seeing, manifest, report)
+        return publish_generation(t, plan, content, seeing, manifest, report, intent_left)
             .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let mut after = plan.owned_after.clone();
@@ -163,8 +165,21 @@ pub(super) fn apply(
         // whose every operation failed or was held changed nothing.
         actions_pending,
         changed,
+        left: intent_left,
     };
-    t.state.save(&bridge.name, manifest)
+    save_final(t, manifest)
+}
+
+/// Saves the manifest after the operations, unless the `then:` actions
+/// are owed: their end saves it then (with whether they ran), over the
+/// intent record, which until then says what a crash needs (the actions
+/// owed, every name planned). So a sync writes the manifest twice.
+fn save_final(t: &Target<'_>, manifest: &mut Manifest) -> Result<()> {
+    if manifest.actions_pending && !t.bridge.then.is_empty() {
+        return Ok(());
+    }
+    manifest.left = t.state.save(&t.bridge.name, manifest)?;
+    Ok(())
 }
 
 /// Records `name` in `after` as the manifest had it before a failed or
@@ -221,6 +236,7 @@ fn publish_generation(
     seeing: &Seeing,
     manifest: &mut Manifest,
     report: &mut SyncReport,
+    intent_left: Option<crate::core::stamp::Stamp>,
 ) -> Result<()> {
     let bridge = t.bridge;
     let mut contents: Vec<(String, Cow<'_, [u8]>)> = Vec::new();
@@ -257,7 +273,8 @@ fn publish_generation(
     }
     if ops.is_empty() {
         // Everything was held: the manifest goes back to what is there.
-        return t.state.save(&bridge.name, manifest);
+        manifest.left = t.state.save(&bridge.name, manifest)?;
+        return Ok(());
     }
     let entries: Vec<gendir::Entry> = contents
         .iter()
@@ -282,8 +299,9 @@ fn publish_generation(
         files: after,
         actions_pending,
         changed,
+        left: intent_left,
     };
-    t.state.save(&bridge.name, manifest)
+    save_final(t, manifest)
 }
 
 /// The bytes to install under `name`: the ones the scan read and judged,

@@ -226,7 +226,7 @@ pub(crate) fn sync_files(
             // and what this sync saw spares the next one the reads.
             manifest.files = plan.owned_after;
             manifest.seen = seen;
-            state.save(&bridge.name, &manifest)?;
+            manifest.left = state.save(&bridge.name, &manifest)?;
         }
         return Ok((report, manifest));
     }

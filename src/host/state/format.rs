@@ -140,23 +140,25 @@ fn opt(s: &str) -> Option<Option<u64>> {
     Some(Some(u64::try_from(decimal(s)?).ok()?))
 }
 
-/// A decimal number, optionally negative (what [`signed_into`] writes),
-/// without the general parser's cost.
+/// A decimal number of at most 19 digits, optionally negative (what
+/// [`signed_into`] writes for a stamp's times, nanoseconds within ±292
+/// years of 1970, and every id and size), in 64-bit arithmetic.
 fn decimal(s: &str) -> Option<i128> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(d) => (true, d),
         None => (false, s),
     };
-    if digits.is_empty() || digits.len() > 38 {
+    if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    let mut n: i128 = 0;
+    let mut n: u64 = 0;
     for b in digits.bytes() {
         if !b.is_ascii_digit() {
             return None;
         }
-        n = n * 10 + i128::from(b - b'0');
+        n = n * 10 + u64::from(b - b'0');
     }
+    let n = i128::from(n);
     Some(if neg { -n } else { n })
 }
 
