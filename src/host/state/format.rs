@@ -242,9 +242,10 @@ fn unescape(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Decimal digits of `n`, without `format!`.
-fn decimal_into(out: &mut Vec<u8>, n: u128) {
-    let mut buf = [0u8; 39];
+/// Decimal digits of `n`, without `format!` (and in 64-bit arithmetic:
+/// 128-bit division is a library call).
+fn decimal_into(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = n;
     loop {
@@ -258,7 +259,10 @@ fn decimal_into(out: &mut Vec<u8>, n: u128) {
     out.extend_from_slice(&buf[i..]);
 }
 
+/// A stamp's time (nanoseconds since 1970, which fit 64 bits until 2262;
+/// one that does not is written as 0, a stamp that never matches a file).
 fn signed_into(out: &mut Vec<u8>, n: i128) {
+    let n = i64::try_from(n).unwrap_or(0);
     if n < 0 {
         out.push(b'-');
     }
@@ -282,7 +286,7 @@ fn octal_into(out: &mut Vec<u8>, n: u32) {
 
 fn opt_into(out: &mut Vec<u8>, n: Option<u64>) {
     match n {
-        Some(n) => decimal_into(out, n.into()),
+        Some(n) => decimal_into(out, n),
         None => out.push(b'-'),
     }
 }
@@ -292,11 +296,11 @@ fn stamp_into(out: &mut Vec<u8>, s: Option<&Stamp>) {
         out.push(b'-');
         return;
     };
-    decimal_into(out, s.dev.into());
+    decimal_into(out, s.dev);
     out.push(b':');
-    decimal_into(out, s.ino.into());
+    decimal_into(out, s.ino);
     out.push(b':');
-    decimal_into(out, s.size.into());
+    decimal_into(out, s.size);
     out.push(b':');
     signed_into(out, s.mtime_ns);
     out.push(b':');
