@@ -133,14 +133,32 @@ fn with_10k_present() {
 
     let d = env.start();
     let pid = d.pid().as_raw();
+    let cpu0 = cpu_time(pid);
+    let runs = 25;
+    let mut samples = close_to_installed(&env, &d, runs, |i| format!("{:06}.rules", i * 7));
+    let cpu = (cpu_time(pid) - cpu0) / runs as f64;
+    let (p50, p99) = pcts(&mut samples);
+    println!(
+        "1 of 10,000 changed, daemon: last close -> installed p50 {p50:.1} ms, p99 {p99:.1} ms over {runs} runs (goal: p99 <= 305 ms); daemon CPU {:.1} ms a sync",
+        cpu * 1000.0
+    );
+}
+
+/// Writes `runs` files one at a time (named by `name_of`) and measures
+/// each from the writer's close to its install (the destination's
+/// IN_MOVED_TO), waiting for each sync to be logged.
+fn close_to_installed(
+    env: &Env,
+    d: &common::Daemon,
+    runs: usize,
+    name_of: impl Fn(usize) -> String,
+) -> Vec<Duration> {
     let mut ino = Inotify::init().unwrap();
     ino.watches().add(&env.dest, WatchMask::MOVED_TO).unwrap();
     let mut buf = [0u8; 4096];
     let mut samples = Vec::new();
-    let cpu0 = cpu_time(pid);
-    let runs = 25;
     for i in 0..runs {
-        let name = format!("{:06}.rules", i * 7);
+        let name = name_of(i);
         fs::write(env.src.join(&name), format!("# changed {i}\n")).unwrap();
         let closed = Instant::now();
         'wait: loop {
@@ -153,12 +171,7 @@ fn with_10k_present() {
         samples.push(closed.elapsed());
         wait_for("the sync logged", || d.changing_syncs() > i, || d.log());
     }
-    let cpu = (cpu_time(pid) - cpu0) / runs as f64;
-    let (p50, p99) = pcts(&mut samples);
-    println!(
-        "1 of 10,000 changed, daemon: last close -> installed p50 {p50:.1} ms, p99 {p99:.1} ms over {runs} runs (goal: p99 <= 305 ms); daemon CPU {:.1} ms a sync",
-        cpu * 1000.0
-    );
+    samples
 }
 
 /// Resident and peak memory of `pid`, in kB.
@@ -384,24 +397,7 @@ fn latency() {
     fs::create_dir_all(&env.src).unwrap();
     fs::create_dir_all(&env.dest).unwrap();
     let d = env.start();
-    let mut ino = Inotify::init().unwrap();
-    ino.watches().add(&env.dest, WatchMask::MOVED_TO).unwrap();
-    let mut buf = [0u8; 4096];
-    let mut samples = Vec::new();
-    for i in 0..25 {
-        let name = format!("lat-{i:02}.rules");
-        fs::write(env.src.join(&name), format!("# {i}\n")).unwrap();
-        let closed = Instant::now();
-        'wait: loop {
-            for ev in ino.read_events_blocking(&mut buf).unwrap() {
-                if ev.name.is_some_and(|n| n == name.as_str()) {
-                    break 'wait;
-                }
-            }
-        }
-        samples.push(closed.elapsed());
-        wait_for("the sync logged", || d.changing_syncs() > i, || d.log());
-    }
+    let mut samples = close_to_installed(&env, &d, 25, |i| format!("lat-{i:02}.rules"));
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
     println!(
