@@ -210,17 +210,34 @@ pub(crate) fn plan(
         owned_after: owned.clone(),
         ..Plan::default()
     };
+    // All three maps are in name order: one merged walk, no lookups.
+    let (mut src, mut own, mut dst) = (
+        source.files.iter().peekable(),
+        owned.iter().peekable(),
+        dest.iter().peekable(),
+    );
     for name in union(source.files.keys(), owned.keys()) {
-        let d = dest.get(name).unwrap_or(&DestFile::Absent);
-        match source.files.get(name) {
+        let d = at(&mut dst, name).unwrap_or(&DestFile::Absent);
+        let owned_here = at(&mut own, name);
+        match at(&mut src, name) {
             Some(SourceFile::Ready(digest)) => {
-                plan_ready(&mut p, name, *digest, owned.get(name), d, desired)
+                plan_ready(&mut p, name, *digest, owned_here, d, desired)
             }
             Some(SourceFile::Skipped(why)) => p.skipped.push((name.clone(), why.clone())),
             None => plan_gone(&mut p, name, source.present, d, desired),
         }
     }
     p
+}
+
+/// The value under `name` in a map walked in name order, `it` left past
+/// every smaller name (names are asked for in increasing order).
+pub(crate) fn at<'m, V>(
+    it: &mut std::iter::Peekable<std::collections::btree_map::Iter<'m, String, V>>,
+    name: &str,
+) -> Option<&'m V> {
+    while it.next_if(|(k, _)| k.as_str() < name).is_some() {}
+    it.next_if(|(k, _)| k.as_str() == name).map(|(_, v)| v)
 }
 
 /// The names of two sorted key lists, each once, in order: a merge, not a

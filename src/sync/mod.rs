@@ -487,15 +487,22 @@ fn make_plan(
     let symlink_dir = symlink_dir(bridge);
     // Built in name order, then in bulk.
     let mut dest_state = Vec::new();
+    // Every map is in name order: one merged walk, no lookups.
+    let (mut owned_at, mut seen_at) = (
+        manifest.files.iter().peekable(),
+        manifest.seen.iter().peekable(),
+    );
+    let mut reused = scan.reused.iter().peekable();
     for name in plan::union(view.files.keys(), manifest.files.keys()) {
-        let owned = manifest.files.get(name);
+        let owned = plan::at(&mut owned_at, name);
         let known = owned
-            .zip(manifest.seen.get(name).and_then(|s| s.dest))
+            .zip(plan::at(&mut seen_at, name).and_then(|s| s.dest))
             .map(|(o, st)| (st, o.digest));
+        while reused.next_if(|r| r.as_str() < name.as_str()).is_some() {}
+        let was_reused = reused.next_if(|r| *r == name).is_some();
         // The daemon's sync: a file its watch did not see change, taken
         // unread, has its installed copy as the last sync left it.
-        if let (Scope::Changed(_), Some((st, digest)), true) =
-            (scope, known, scan.reused.contains(name))
+        if let (Scope::Changed(_), Some((st, digest)), true) = (scope, known, was_reused)
         {
             let d = DestFile::File {
                 digest: Some(digest),

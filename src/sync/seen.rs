@@ -65,14 +65,17 @@ impl<'a> Seeing<'a> {
     /// what was seen holds the digest installed (a source ready with that
     /// digest and not held; an installed copy read or written with it).
     pub(crate) fn for_files(&self, files: &BTreeMap<String, Owned>) -> BTreeMap<String, Seen> {
+        // Every map is in name order: one merged walk, no lookups.
+        let mut view = self.scan.view.files.iter().peekable();
+        let mut seen = self.scan.seen.iter().peekable();
+        let mut dest = self.dest.iter().peekable();
         files
             .iter()
             .filter_map(|(name, o)| {
-                let ready = self.scan.view.files.get(name)
-                    == Some(&plan::SourceFile::Ready(o.digest))
+                let ready = plan::at(&mut view, name) == Some(&plan::SourceFile::Ready(o.digest))
                     && !self.held.contains(name);
-                let src = self.scan.seen.get(name).filter(|_| ready);
-                let dest = self.dest.get(name).filter(|(_, d)| *d == o.digest);
+                let src = plan::at(&mut seen, name).filter(|_| ready);
+                let dest = plan::at(&mut dest, name).filter(|(_, d)| *d == o.digest);
                 let seen = Seen {
                     size: src.and_then(|s| s.size),
                     source: src.and_then(|s| s.source),

@@ -180,24 +180,51 @@ fn hex_digest(s: &str) -> Option<Digest> {
     Some(Digest(out))
 }
 
-/// A stamp or `-`: `Some(None)` for `-`, `None` when malformed.
+/// A stamp or `-`: `Some(None)` for `-`, `None` when malformed. Eight
+/// colon-separated decimals, read in one pass over the bytes.
 fn stamp(s: &str) -> Option<Option<Stamp>> {
     if s == "-" {
         return Some(None);
     }
-    let mut p = s.split(':');
-    let mut next = || decimal(p.next()?);
-    let st = Stamp {
-        dev: u64::try_from(next()?).ok()?,
-        ino: u64::try_from(next()?).ok()?,
-        size: u64::try_from(next()?).ok()?,
-        mtime_ns: next()?,
-        ctime_ns: next()?,
-        mode: u32::try_from(next()?).ok()?,
-        uid: u32::try_from(next()?).ok()?,
-        gid: u32::try_from(next()?).ok()?,
-    };
-    p.next().is_none().then_some(Some(st))
+    if s.is_empty() {
+        return None;
+    }
+    let mut n = [0i128; 8];
+    let mut field = 0;
+    let (mut value, mut digits, mut neg) = (0u64, 0usize, false);
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        match b {
+            b'0'..=b'9' if digits < 19 => {
+                value = value * 10 + u64::from(b - b'0');
+                digits += 1;
+            }
+            b'-' if digits == 0 && !neg => neg = true,
+            b':' if digits > 0 && field < 7 => {
+                n[field] = if neg { -i128::from(value) } else { i128::from(value) };
+                field += 1;
+                (value, digits, neg) = (0, 0, false);
+            }
+            _ => return None,
+        }
+        if i + 1 == s.len() {
+            if digits == 0 || field != 7 {
+                return None;
+            }
+            n[7] = if neg { -i128::from(value) } else { i128::from(value) };
+        }
+    }
+    let u = |v: i128| u64::try_from(v).ok();
+    let w = |v: i128| u32::try_from(v).ok();
+    Some(Some(Stamp {
+        dev: u(n[0])?,
+        ino: u(n[1])?,
+        size: u(n[2])?,
+        mtime_ns: n[3],
+        ctime_ns: n[4],
+        mode: w(n[5])?,
+        uid: w(n[6])?,
+        gid: w(n[7])?,
+    }))
 }
 
 /// A name field: unescaped, UTF-8, not empty.
@@ -396,6 +423,10 @@ mod tests {
             ),
             (good.replace(" 640 ", " 9x0 "), "bad file line"),
             (good.replace(":998 ", ":998:7 "), "bad file line"),
+            (good.replace(":998 ", ": "), "bad file line"),
+            (good.replace("64769:", "-:"), "bad file line"),
+            (good.replace("64769:", "--1:"), "bad file line"),
+            (good.replace("64769:", "99999999999999999999:"), "bad file line"),
             (
                 good.replace("changed 60-ups.rules", "changed %zz"),
                 "bad name",
