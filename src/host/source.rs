@@ -249,6 +249,10 @@ pub(crate) fn scan(
         ..SourceScan::default()
     };
     let mut budget = Budget::new(limits);
+    // Collected in claim order (two runs, each in name order), then built
+    // in bulk: the sort finds the runs and merges them.
+    let (mut files, mut seen_v, mut reused_v, mut content) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for name in claim_order(&candidates, installed) {
         let reused = (!still_open.contains(name) && !always_read.contains(&name))
             .then(|| reusable(&dirfd, name, admit, reuse))
@@ -261,8 +265,8 @@ pub(crate) fn scan(
                 .and_then(|()| budget.take_bytes(known.seen.size.unwrap_or(0)))
             {
                 Ok(()) => {
-                    out.seen.insert(name.to_string(), known.seen);
-                    out.reused.insert(name.to_string());
+                    seen_v.push((name.to_string(), known.seen));
+                    reused_v.push(name.to_string());
                     SourceFile::Ready(known.digest)
                 }
                 // Past the budget (lowered by a reload): as for a read file.
@@ -280,9 +284,9 @@ pub(crate) fn scan(
                         source: stamp::settled(&st, read_at).then_some(st),
                         dest: None,
                     };
-                    out.seen.insert(name.to_string(), seen);
+                    seen_v.push((name.to_string(), seen));
                     if keep(name, &digest) {
-                        out.content.insert(name.to_string(), bytes);
+                        content.push((name.to_string(), bytes));
                     }
                     SourceFile::Ready(digest)
                 }
@@ -296,8 +300,12 @@ pub(crate) fn scan(
                 }
             }
         };
-        out.view.files.insert(name.to_string(), state);
+        files.push((name.to_string(), state));
     }
+    out.view.files = files.into_iter().collect();
+    out.seen = seen_v.into_iter().collect();
+    out.reused = reused_v.into_iter().collect();
+    out.content = content.into_iter().collect();
     Ok(out)
 }
 
