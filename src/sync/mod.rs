@@ -502,8 +502,7 @@ fn make_plan(
         let was_reused = reused.next_if(|r| *r == name).is_some();
         // The daemon's sync: a file its watch did not see change, taken
         // unread, has its installed copy as the last sync left it.
-        if let (Scope::Changed(_), Some((st, digest)), true) = (scope, known, was_reused)
-        {
+        if let (Scope::Changed(_), Some((st, digest)), true) = (scope, known, was_reused) {
             let d = DestFile::File {
                 digest: Some(digest),
                 mode: st.mode & 0o7777,

@@ -200,7 +200,11 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
             }
             b'-' if digits == 0 && !neg => neg = true,
             b':' if digits > 0 && field < 7 => {
-                n[field] = if neg { -i128::from(value) } else { i128::from(value) };
+                n[field] = if neg {
+                    -i128::from(value)
+                } else {
+                    i128::from(value)
+                };
                 field += 1;
                 (value, digits, neg) = (0, 0, false);
             }
@@ -210,7 +214,11 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
             if digits == 0 || field != 7 {
                 return None;
             }
-            n[7] = if neg { -i128::from(value) } else { i128::from(value) };
+            n[7] = if neg {
+                -i128::from(value)
+            } else {
+                i128::from(value)
+            };
         }
     }
     let u = |v: i128| u64::try_from(v).ok();
@@ -426,7 +434,10 @@ mod tests {
             (good.replace(":998 ", ": "), "bad file line"),
             (good.replace("64769:", "-:"), "bad file line"),
             (good.replace("64769:", "--1:"), "bad file line"),
-            (good.replace("64769:", "99999999999999999999:"), "bad file line"),
+            (
+                good.replace("64769:", "99999999999999999999:"),
+                "bad file line",
+            ),
             (
                 good.replace("changed 60-ups.rules", "changed %zz"),
                 "bad name",
