@@ -30,9 +30,9 @@ pub(crate) struct Stamp {
     /// Size in bytes.
     pub(crate) size: u64,
     /// Modification time, nanoseconds since the epoch.
-    pub(crate) mtime_ns: i128,
+    pub(crate) mtime_ns: i64,
     /// Change time, nanoseconds since the epoch.
-    pub(crate) ctime_ns: i128,
+    pub(crate) ctime_ns: i64,
     /// Permission bits (with setuid, setgid, sticky).
     pub(crate) mode: u32,
     /// Owner.
@@ -46,20 +46,20 @@ pub(crate) struct Stamp {
 /// stamp to stand for its content ([`SETTLED`]). A time in the future
 /// (a container can set any modification time; a clock stepped back) is not
 /// settled.
-pub(crate) fn settled(stamp: &Stamp, read_at_ns: i128) -> bool {
-    let grain = SETTLED.as_nanos() as i128;
+pub(crate) fn settled(stamp: &Stamp, read_at_ns: i64) -> bool {
+    let grain = SETTLED.as_nanos() as i64;
     [stamp.mtime_ns, stamp.ctime_ns]
         .into_iter()
-        .all(|t| read_at_ns - t >= grain)
+        .all(|t| read_at_ns.saturating_sub(t) >= grain)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const S: i128 = 1_000_000_000;
+    const S: i64 = 1_000_000_000;
 
-    fn at(mtime_s: i128, ctime_s: i128) -> Stamp {
+    fn at(mtime_s: i64, ctime_s: i64) -> Stamp {
         Stamp {
             dev: 1,
             ino: 2,
@@ -89,7 +89,7 @@ mod tests {
         }
         // Just under a grain is not enough.
         let mut s = at(99, 99);
-        s.ctime_ns = now - SETTLED.as_nanos() as i128 + 1;
+        s.ctime_ns = now - SETTLED.as_nanos() as i64 + 1;
         assert!(!settled(&s, now));
     }
 }

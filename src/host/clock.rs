@@ -27,6 +27,6 @@ pub(crate) fn since_epoch() -> std::time::Duration {
 
 /// Now, in Unix nanoseconds: what a file stamp's times are compared with
 /// ([`crate::core::stamp::settled`]).
-pub(crate) fn unix_now_ns() -> i128 {
-    since_epoch().as_nanos() as i128
+pub(crate) fn unix_now_ns() -> i64 {
+    i64::try_from(since_epoch().as_nanos()).unwrap_or(i64::MAX)
 }

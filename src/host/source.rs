@@ -372,7 +372,8 @@ fn reusable(dirfd: &OwnedFd, name: &str, admit: &Admit, reuse: Reuse<'_>) -> Opt
 
 /// The [`Stamp`] of a stat result.
 pub(crate) fn stamp_of(st: &FileStat) -> Stamp {
-    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    // Nanoseconds since 1970 fit 64 bits until 2262 (saturating beyond).
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     Stamp {
         dev: st.st_dev,
         ino: st.st_ino,

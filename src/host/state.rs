@@ -267,12 +267,16 @@ impl StateDir {
     /// dir's fsync (the rename is durable before anything relies on it).
     /// Returns the new file's stamp (every save is a new inode).
     pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<Option<Stamp>> {
-        let bytes = format::write(m);
+        self.save_bytes(bridge, &format::write(m))
+    }
+
+    /// [`StateDir::save`] of a manifest file's bytes ([`format`]).
+    pub(crate) fn save_bytes(&self, bridge: &str, bytes: &[u8]) -> Result<Option<Stamp>> {
         let dir_path = self.root.join("bridges");
         let dir = DestDir::open_or_create(&dir_path)
             .with_context(|| format!("creating {}", dir_path.display()))?;
         let name = format!("{bridge}.manifest");
-        dir.install(&name, &bytes, 0o600)
+        dir.install(&name, bytes, 0o600)
             .and_then(|()| dir.sync())
             .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))?;
         // The JSON of an earlier version is superseded now.

@@ -82,25 +82,7 @@ pub(super) fn apply(
     report: &mut SyncReport,
 ) -> Result<()> {
     let bridge = t.bridge;
-    let mut intent = manifest.clone();
-    intent
-        .files
-        .extend(plan.owned_after.iter().map(|(n, o)| (n.clone(), *o)));
-    // What was seen of a file about to change says nothing of what a
-    // crash leaves under its name: read it again then.
-    for op in &plan.ops {
-        intent.seen.remove(op.name());
-    }
-    intent.actions_pending = true;
-    // Should it crash midway, the next run owes the actions for all of them.
-    if !bridge.then.is_empty() {
-        intent
-            .changed
-            .extend(plan.ops.iter().map(|op| op.name().to_string()));
-    }
-    // The intent record: the one write before the destination changes, so
-    // a crash never leaves a file hostbridge wrote looking foreign.
-    let intent_left = t.state.save(&bridge.name, &intent)?;
+    let intent_left = save_intent(t, plan, manifest)?;
 
     if bridge
         .files
@@ -180,6 +162,45 @@ fn save_final(t: &Target<'_>, manifest: &mut Manifest) -> Result<()> {
     }
     manifest.left = t.state.save(&t.bridge.name, manifest)?;
     Ok(())
+}
+
+/// Saves the intent record: the one write before the destination changes,
+/// so a crash never leaves a file hostbridge wrote looking foreign. It
+/// lists the old entries and every planned one ("actions owed" for all of
+/// them), and no stamps for the names about to change (what was seen of
+/// them says nothing of what a crash leaves there). Written from the
+/// manifest and the plan as they are, not built as a copy of both.
+fn save_intent(
+    t: &Target<'_>,
+    plan: &Plan,
+    manifest: &Manifest,
+) -> Result<Option<crate::core::stamp::Stamp>> {
+    let changing: BTreeSet<&str> = plan.ops.iter().map(Op::name).collect();
+    let mut head = Manifest {
+        destination: manifest.destination.clone(),
+        actions_pending: true,
+        changed: manifest.changed.clone(),
+        ..Manifest::default()
+    };
+    // Should it crash midway, the next run owes the actions for all of them.
+    if !t.bridge.then.is_empty() {
+        head.changed.extend(changing.iter().map(|n| n.to_string()));
+    }
+    let (mut after, mut before, mut seen) = (
+        plan.owned_after.iter().peekable(),
+        manifest.files.iter().peekable(),
+        manifest.seen.iter().peekable(),
+    );
+    let files = plan::union(manifest.files.keys(), plan.owned_after.keys()).filter_map(|name| {
+        let planned = plan::at(&mut after, name);
+        let had = plan::at(&mut before, name);
+        planned.or(had).map(|o| (name, o))
+    });
+    let bytes = crate::host::state::format::write_parts(&head, files, |name| {
+        let s = plan::at(&mut seen, name).copied();
+        s.filter(|_| !changing.contains(name))
+    });
+    t.state.save_bytes(&t.bridge.name, &bytes)
 }
 
 /// Records `name` in `after` as the manifest had it before a failed or

@@ -28,6 +28,20 @@ const MAGIC: &str = "hostbridge-manifest 2";
 
 /// The bytes of `m`'s manifest file.
 pub(crate) fn write(m: &Manifest) -> Vec<u8> {
+    let mut seen = m.seen.iter().peekable();
+    write_parts(m, m.files.iter(), |name| {
+        crate::core::plan::at(&mut seen, name).copied()
+    })
+}
+
+/// The bytes of a manifest file with `m`'s destination, actions owed and
+/// changed names, and these `files` (in name order) with what `seen` says
+/// of each (asked in name order): a manifest written without being built.
+pub(crate) fn write_parts<'a>(
+    m: &Manifest,
+    files: impl Iterator<Item = (&'a String, &'a Owned)>,
+    mut seen: impl FnMut(&str) -> Option<Seen>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + m.files.len() * 200);
     out.extend_from_slice(MAGIC.as_bytes());
     out.extend_from_slice(b"\ndestination ");
@@ -40,8 +54,8 @@ pub(crate) fn write(m: &Manifest) -> Vec<u8> {
         escape_into(&mut out, name.as_bytes());
         out.push(b'\n');
     }
-    for (name, o) in &m.files {
-        let seen = m.seen.get(name);
+    for (name, o) in files {
+        let seen = seen(name);
         out.extend_from_slice(b"file ");
         hex_into(&mut out, &o.digest.0);
         out.push(b' ');
@@ -53,9 +67,9 @@ pub(crate) fn write(m: &Manifest) -> Vec<u8> {
         out.push(b' ');
         opt_into(&mut out, seen.and_then(|s| s.size));
         out.push(b' ');
-        stamp_into(&mut out, seen.and_then(|s| s.source.as_ref()));
+        stamp_into(&mut out, seen.as_ref().and_then(|s| s.source.as_ref()));
         out.push(b' ');
-        stamp_into(&mut out, seen.and_then(|s| s.dest.as_ref()));
+        stamp_into(&mut out, seen.as_ref().and_then(|s| s.dest.as_ref()));
         out.push(b' ');
         escape_into(&mut out, name.as_bytes());
         out.push(b'\n');
@@ -189,7 +203,7 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
     if s.is_empty() {
         return None;
     }
-    let mut n = [0i128; 8];
+    let mut n = [0i64; 8];
     let mut field = 0;
     let (mut value, mut digits, mut neg) = (0u64, 0usize, false);
     for (i, &b) in s.as_bytes().iter().enumerate() {
@@ -200,11 +214,7 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
             }
             b'-' if digits == 0 && !neg => neg = true,
             b':' if digits > 0 && field < 7 => {
-                n[field] = if neg {
-                    -i128::from(value)
-                } else {
-                    i128::from(value)
-                };
+                n[field] = signed(value, neg)?;
                 field += 1;
                 (value, digits, neg) = (0, 0, false);
             }
@@ -214,15 +224,11 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
             if digits == 0 || field != 7 {
                 return None;
             }
-            n[7] = if neg {
-                -i128::from(value)
-            } else {
-                i128::from(value)
-            };
+            n[7] = signed(value, neg)?;
         }
     }
-    let u = |v: i128| u64::try_from(v).ok();
-    let w = |v: i128| u32::try_from(v).ok();
+    let u = |v: i64| u64::try_from(v).ok();
+    let w = |v: i64| u32::try_from(v).ok();
     Some(Some(Stamp {
         dev: u(n[0])?,
         ino: u(n[1])?,
@@ -233,6 +239,12 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
         uid: w(n[6])?,
         gid: w(n[7])?,
     }))
+}
+
+/// `value`, negated when `neg`, if it fits an i64.
+fn signed(value: u64, neg: bool) -> Option<i64> {
+    let v = i64::try_from(value).ok()?;
+    Some(if neg { -v } else { v })
 }
 
 /// A name field: unescaped, UTF-8, not empty.
@@ -294,10 +306,8 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// A stamp's time (nanoseconds since 1970, which fit 64 bits until 2262;
-/// one that does not is written as 0, a stamp that never matches a file).
-fn signed_into(out: &mut Vec<u8>, n: i128) {
-    let n = i64::try_from(n).unwrap_or(0);
+/// A stamp's time (nanoseconds since 1970).
+fn signed_into(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');
     }
