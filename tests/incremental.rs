@@ -370,3 +370,49 @@ fn a_changing_sync_writes_the_manifest_twice() {
         d.log()
     );
 }
+
+/// A set held back (a `require`d file missing) changes nothing, but the
+/// other names its window saw change are read again by the next sync,
+/// whose window may name only the returning file.
+#[test]
+fn a_held_set_does_not_lose_the_other_changes_of_its_window() {
+    let env = Env::new_files("    settle: { quiet: 100ms, max_wait: 5s }\n    require: [a.conf]\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("a.conf", "a1\n");
+    env.put("x.conf", "x1\n");
+    let d = env.start();
+    assert_eq!(env.dest_content("x.conf").as_deref(), Some("x1\n"));
+    fs::remove_file(env.src.join("a.conf")).unwrap();
+    fs::write(env.src.join("x.conf"), "x2-new\n").unwrap();
+    d.wait_log("holding: waiting for a.conf (require)");
+    fs::write(env.src.join("a.conf"), "a1\n").unwrap();
+    wait_for(
+        "x.conf's change installed with the set",
+        || env.dest_content("x.conf").as_deref() == Some("x2-new\n"),
+        || d.log(),
+    );
+}
+
+/// `hostbridge sync` reads the config anew: under checks other than the
+/// ones its manifest's verdicts were made under (a tightened
+/// `allow_groups`), it reads every file, so a rule the new policy refuses
+/// is removed, unchanged stamps or not.
+#[test]
+fn sync_judges_everything_again_under_a_changed_policy() {
+    let grant = RULE.replace("MODE=\"0660\"", "MODE=\"0660\", GROUP=\"dialout\"");
+    let env = Env::new("    allow_groups: [dialout]\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("60-ups.rules", &grant);
+    wait_settled(&env.src);
+    sync_ok(&env, &["sync"]);
+    assert!(env.dest_content("60-ups.rules").is_some());
+    env.write_config("    allow_groups: [plugdev]\n");
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    assert!(text.contains("group-not-allowed"), "{text}");
+    assert!(
+        env.dest_content("60-ups.rules").is_none(),
+        "the rule the new policy refuses is removed: {text}"
+    );
+}

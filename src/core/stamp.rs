@@ -3,10 +3,12 @@
 //! (or installed), and a later stat that gives the same stamp means the same
 //! content. Pure: the stat is taken by the host layer, the clock passed in.
 //!
-//! Why a stamp can stand for the content: every write to a file changes its
-//! change time (ctime), which no process can set back (`utimensat` sets the
-//! modification time only, and itself changes the ctime); a replacement by
-//! rename is another inode. The catch is the clock's grain: a kernel takes
+//! Why a stamp can stand for the content: every write(2) to a file changes
+//! its change time (ctime), which no process can set back (`utimensat`
+//! sets the modification time only, and itself changes the ctime); a
+//! replacement by rename is another inode. Writes through a shared mapping
+//! are the exception (after the first, the times may stay), which is why
+//! only a full sync reads what no event and no stamp shows. The catch is the clock's grain: a kernel takes
 //! file times from a clock that ticks every few milliseconds, so a second
 //! write of the same size within the tick of the read leaves the stamp as it
 //! was. A stamp is therefore trusted only when the file had been quiet for

@@ -89,8 +89,10 @@ impl Daemon {
     /// bridge's manifest still owes them and its restart runs them) and
     /// drops its watch.
     pub(super) fn stop_bridge(&mut self, b: BridgeRt) {
-        if let SyncState::Running { task, .. } = &b.sync {
+        if let SyncState::Running { task, progress, .. } = &b.sync {
             task.abort(); // its completion never arrives
+            // Its blocking thread goes on: it must change nothing now.
+            progress.cancel();
         }
         self.owed.retain(|(id, _)| *id != b.id);
     }

@@ -54,6 +54,10 @@ pub(crate) struct Manifest {
     /// The stamp of the manifest file this sync left on disk (not written
     /// in it): the actions' end saves over that file only.
     pub(crate) left: Option<Stamp>,
+    /// What the verdicts recorded in `seen` were made under (the bridge's
+    /// checks and the host paths they look at, hashed): under other ones a
+    /// sync reads everything ([`crate::sync::Scope::Full`]).
+    pub(crate) checks: Option<Digest>,
 }
 
 impl Manifest {
@@ -156,6 +160,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         changed: disk.changed,
         seen: BTreeMap::new(),
         left: None,
+        checks: None,
     })
 }
 

@@ -148,6 +148,7 @@ pub(super) fn apply(
         actions_pending,
         changed,
         left: intent_left,
+        checks: manifest.checks,
     };
     save_final(t, manifest)
 }
@@ -178,6 +179,7 @@ fn save_intent(
     let changing: BTreeSet<&str> = plan.ops.iter().map(Op::name).collect();
     let mut head = Manifest {
         destination: manifest.destination.clone(),
+        checks: manifest.checks,
         actions_pending: true,
         changed: manifest.changed.clone(),
         ..Manifest::default()
@@ -321,6 +323,7 @@ fn publish_generation(
         actions_pending,
         changed,
         left: intent_left,
+        checks: manifest.checks,
     };
     save_final(t, manifest)
 }

@@ -61,10 +61,23 @@ pub(crate) struct SyncOptions {
 /// What a running sync is doing now ("udevadm verify 10-x.rules"): set by
 /// the sync's thread at each step, read by the daemon for `status`, so a
 /// stuck sync shows where it is stuck.
+/// Also how the daemon tells a sync its bridge was stopped (a reload
+/// replaced it): a task's abort does not stop a blocking thread.
 #[derive(Debug, Default)]
-pub(crate) struct Progress(std::sync::Mutex<String>);
+pub(crate) struct Progress(std::sync::Mutex<String>, std::sync::atomic::AtomicBool);
 
 impl Progress {
+    /// The sync's bridge was stopped: it must change nothing (checked once
+    /// it holds the state lock).
+    pub(crate) fn cancel(&self) {
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Progress::cancel`] was called.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The step now.
     pub(crate) fn set(&self, doing: impl Into<String>) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = doing.into();
@@ -135,6 +148,18 @@ pub(crate) fn sync_files(
     } else {
         &fresh
     };
+    // Verdicts recorded under other checks are not taken: all is read.
+    let checks = seen::checks_of(config, bridge);
+    let scoped;
+    let opts = if before.checks == Some(checks) || opts.scope == Scope::Full {
+        opts
+    } else {
+        scoped = SyncOptions {
+            scope: Scope::Full,
+            ..opts.clone()
+        };
+        &scoped
+    };
     let (scan, mut accepted) = scan_source(config, bridge, before, opts, &mut report)?;
     // Every read is done: what changed meanwhile is known now.
     let held = opts
@@ -151,10 +176,17 @@ pub(crate) fn sync_files(
     if crate::host::child::stopping() {
         anyhow::bail!("hostbridge is stopping: nothing was changed");
     }
+    if opts.progress.as_ref().is_some_and(|p| p.cancelled()) {
+        // A reload replaced the bridge: the new one syncs under its config,
+        // and this one must not undo that (nor record verdicts of the old).
+        anyhow::bail!("the bridge was replaced by a reload: nothing was changed");
+    }
     step(opts, || "planning".into());
     // Parsed again only if another sync saved it meanwhile.
     let loaded = state.load_again(&bridge.name, loaded)?;
     let mut manifest = for_bridge(loaded.manifest, bridge, &mut report);
+    let checks_changed = manifest.checks != Some(checks);
+    manifest.checks = Some(checks);
     // The destination is created only when there is something to install.
     // What a crash left in it is cleared first, whatever this sync holds.
     let dest = open_existing(&bridge.install_to)?;
@@ -171,6 +203,7 @@ pub(crate) fn sync_files(
             "holding the set: {name} changed while the sync ran; nothing was changed"
         ));
         report.set_held = true;
+        forget_what_was_read(state, bridge, &scan, &mut manifest, opts.dry_run)?;
         return Ok((report, manifest));
     }
     if let Some(files) = &bridge.files
@@ -181,6 +214,7 @@ pub(crate) fn sync_files(
             .notes
             .push(format!("holding: {why}; nothing was changed"));
         report.set_held = refused;
+        forget_what_was_read(state, bridge, &scan, &mut manifest, opts.dry_run)?;
         return Ok((report, manifest));
     }
     let owner = owner_ids(bridge)?;
@@ -220,7 +254,7 @@ pub(crate) fn sync_files(
     }
     if !plan.changes() {
         let seen = seeing.for_files(&plan.owned_after);
-        if plan.owned_after != manifest.files || seen != manifest.seen {
+        if plan.owned_after != manifest.files || seen != manifest.seen || checks_changed {
             // Entries for files already gone (removed behind hostbridge's
             // back, or by an interrupted swap): the manifest forgets them;
             // and what this sync saw spares the next one the reads.
@@ -255,6 +289,25 @@ pub(crate) fn sync_files(
         &mut report,
     )?;
     Ok((report, manifest))
+}
+
+/// A held set changes nothing, but the names this sync read (the daemon's:
+/// those its watch saw change) must be read again by the next one, whose
+/// window may not name them: their records are dropped (and saved, unless
+/// this is a dry run). The records of files taken unread stand.
+fn forget_what_was_read(
+    state: &StateDir,
+    bridge: &Bridge,
+    scan: &source::SourceScan,
+    manifest: &mut Manifest,
+    dry_run: bool,
+) -> Result<()> {
+    let before = manifest.seen.len();
+    manifest.seen.retain(|n, _| scan.reused.contains(n));
+    if manifest.seen.len() != before && !dry_run {
+        manifest.left = state.save(&bridge.name, manifest)?;
+    }
+    Ok(())
 }
 
 /// Whether the plan writes a file whose bytes the scan did not read.

@@ -31,6 +31,20 @@ pub(crate) enum Scope {
     Changed(BTreeSet<String>),
 }
 
+/// What the verdicts of a sync of `bridge` depend on, hashed: the bridge's
+/// settings (its checks, policy, allow lists, include, bounds, owners,
+/// TLS pair…) and the host paths its rules checks look at. A manifest
+/// recorded under another digest is not trusted for skipping reads (a
+/// tightened policy must judge every file again, even for `hostbridge
+/// sync`, which reads the config anew without a reload).
+pub(crate) fn checks_of(config: &crate::config::Config, bridge: &crate::config::Bridge) -> Digest {
+    let text = format!(
+        "{bridge:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        config.etc_udev_rules_dir, config.system_udev_rules_dirs, config.dev_root, config.udevadm
+    );
+    Digest::of(text.as_bytes())
+}
+
 /// What `scope` lets a scan take unread, over `known`.
 pub(crate) fn reuse<'a>(scope: &'a Scope, known: &'a Manifest) -> source::Reuse<'a> {
     match scope {

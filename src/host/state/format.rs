@@ -6,6 +6,7 @@
 //! hostbridge-manifest 2
 //! destination /run/udev/rules.d
 //! actions_pending 1
+//! checks SHA256
 //! changed 60-ups.rules
 //! file SHA256 MODE UID GID SIZE SOURCE DEST NAME
 //! ```
@@ -49,6 +50,11 @@ pub(crate) fn write_parts<'a>(
     out.extend_from_slice(b"\nactions_pending ");
     out.push(if m.actions_pending { b'1' } else { b'0' });
     out.push(b'\n');
+    if let Some(d) = &m.checks {
+        out.extend_from_slice(b"checks ");
+        hex_into(&mut out, &d.0);
+        out.push(b'\n');
+    }
     for name in &m.changed {
         out.extend_from_slice(b"changed ");
         escape_into(&mut out, name.as_bytes());
@@ -106,6 +112,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
                     "0" => false,
                     _ => return Err(bad("actions_pending is 0 or 1")),
                 }
+            }
+            "checks" => {
+                m.checks = Some(hex_digest(rest).ok_or_else(|| bad("bad checks digest"))?);
             }
             "changed" => {
                 m.changed.insert(name(rest).ok_or_else(|| bad("bad name"))?);
@@ -376,6 +385,7 @@ mod tests {
         let mut m = Manifest {
             destination: PathBuf::from("/run/udev/rules d%"),
             actions_pending: true,
+            checks: Some(Digest::of(b"policy")),
             changed: ["60-ups.rules".to_string(), "b@c+d".to_string()].into(),
             ..Manifest::default()
         };
