@@ -218,15 +218,14 @@ pub(crate) fn sync_files(
         return Ok((report, manifest));
     }
     let owner = owner_ids(bridge)?;
-    let holding = Holding {
+    let planning = Planning {
         gate: opts.prune_gate,
-        held: &held,
+        scope: &opts.scope,
     };
     let mut seeing = seen::Seeing::of_scan(&scan, &held);
     let plan = make_plan(
         bridge,
-        &holding,
-        (&scan, &opts.scope),
+        &planning,
         &manifest,
         dest.as_ref(),
         owner,
@@ -310,13 +309,12 @@ fn forget_what_was_read(
     Ok(())
 }
 
-/// Whether the plan writes a file whose bytes the scan did not read.
+/// Whether the plan writes a file whose bytes the scan did not read (one
+/// it took unread: such a file has no kept bytes).
 fn writes_unread(plan: &plan::Plan, scan: &source::SourceScan) -> bool {
-    plan.ops.iter().any(|op| {
-        !matches!(op, plan::Op::Prune { .. })
-            && scan.reused.contains(op.name())
-            && !scan.content.contains_key(op.name())
-    })
+    plan.ops
+        .iter()
+        .any(|op| !matches!(op, plan::Op::Prune { .. }) && scan.reused.contains(op.name()))
 }
 
 /// A file that vanished while it was read is held (its last good copy
@@ -516,26 +514,26 @@ fn keep(bridge: &Bridge, manifest: &Manifest, name: &str, digest: &plan::Digest)
             .is_some_and(|p| p.cert == name || p.key == name)
 }
 
-/// What the destination holds under every name the source or the manifest
-/// knows, then the plan (and the re-judging of kept rules copies).
-/// What keeps files out of a plan: the prune gate of a new source dir and
-/// the files the barrier held.
-struct Holding<'a> {
+/// How a sync plans, besides what it read: the prune gate of a new source
+/// dir, and which installed copies it looks at ([`Scope`]).
+struct Planning<'a> {
     gate: PruneGate,
-    held: &'a BTreeSet<String>,
+    scope: &'a Scope,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the destination holds under every name the source or the manifest
+/// knows, then the plan (and the re-judging of kept rules copies). The
+/// scan and the files the barrier held are `seeing`'s.
 fn make_plan(
     bridge: &Bridge,
-    holding: &Holding<'_>,
-    (scan, scope): (&source::SourceScan, &Scope),
+    planning: &Planning<'_>,
     manifest: &Manifest,
     dest: Option<&DestDir>,
     owner: apply::Owner,
     seeing: &mut seen::Seeing,
     report: &mut SyncReport,
 ) -> Result<plan::Plan> {
+    let (scan, held, scope) = (seeing.scan, seeing.held, planning.scope);
     let view = &scan.view;
     let symlink_dir = symlink_dir(bridge);
     // Built in name order, then in bulk.
@@ -592,7 +590,7 @@ fn make_plan(
     let desired = Desired {
         mode: bridge.mode,
         prune: bridge.prune,
-        wait_for_content: holding.gate == PruneGate::UntilContent && view.files.is_empty(),
+        wait_for_content: planning.gate == PruneGate::UntilContent && view.files.is_empty(),
         uid: owner.0.map(nix::unistd::Uid::as_raw),
         gid: owner.1.map(nix::unistd::Gid::as_raw),
     };
@@ -600,11 +598,11 @@ fn make_plan(
     let mut plan = plan::plan(view, &manifest.files, &dest_state, desired);
     // Held files keep their installed copies, which are then judged under
     // today's policy like any other kept copy (a hold never shields one).
-    for name in holding.held {
+    for name in held {
         plan.hold(name, manifest.files.get(name).copied());
     }
     if let (Some(checks), Some(d)) = (&bridge.rules, dest) {
-        revoke_unsafe_copies(bridge, checks, d, view, holding.held, &mut plan, report);
+        revoke_unsafe_copies(bridge, checks, d, view, held, &mut plan, report);
     }
     report.unchanged = plan.unchanged;
     report.skipped.extend(plan.skipped.iter().cloned());

@@ -52,7 +52,7 @@ pub(crate) fn write_parts<'a>(
     out.push(b'\n');
     if let Some(d) = &m.checks {
         out.extend_from_slice(b"checks ");
-        hex_into(&mut out, &d.0);
+        out.extend_from_slice(&d.hex());
         out.push(b'\n');
     }
     for name in &m.changed {
@@ -63,7 +63,7 @@ pub(crate) fn write_parts<'a>(
     for (name, o) in files {
         let seen = seen(name);
         out.extend_from_slice(b"file ");
-        hex_into(&mut out, &o.digest.0);
+        out.extend_from_slice(&o.digest.hex());
         out.push(b' ');
         octal_into(&mut out, o.mode);
         out.push(b' ');
@@ -185,7 +185,7 @@ fn decimal(s: &str) -> Option<i128> {
     Some(if neg { -n } else { n })
 }
 
-/// 64 hex digits (lowercase, as [`hex_into`] writes them).
+/// 64 hex digits (lowercase, as [`Digest::hex`] writes them).
 fn hex_digest(s: &str) -> Option<Digest> {
     let b = s.as_bytes();
     if b.len() != 64 {
@@ -262,14 +262,8 @@ fn name(s: &str) -> Option<String> {
     String::from_utf8(raw).ok().filter(|n| !n.is_empty())
 }
 
+/// Digits of a `%XX` escape.
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-fn hex_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)]);
-        out.push(HEX[usize::from(b & 0xf)]);
-    }
-}
 
 fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
