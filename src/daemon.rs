@@ -23,8 +23,9 @@ use crate::host::clock::unix_now;
 use crate::host::feed::Delivery;
 use crate::host::notify;
 use crate::host::socket::{self, Request, Wire};
-use crate::host::state::Manifest;
-use crate::sync::{Guard, Owed, Progress, Scope, SyncOptions, SyncReport, sync_files_async};
+use crate::sync::{
+    Guard, Owed, Progress, Scope, SyncOptions, SyncReport, Synced, sync_files_async,
+};
 
 mod acting;
 mod bridge;
@@ -55,8 +56,8 @@ pub(crate) struct Daemon {
     /// in the kernel's queue, whose overflow makes the bridge rescan).
     events_tx: mpsc::Sender<Delivery>,
     events: mpsc::Receiver<Delivery>,
-    done_tx: mpsc::UnboundedSender<(BridgeId, Result<(SyncReport, Manifest)>)>,
-    done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<(SyncReport, Manifest)>)>,
+    done_tx: mpsc::UnboundedSender<(BridgeId, Result<Synced>)>,
+    done_rx: mpsc::UnboundedReceiver<(BridgeId, Result<Synced>)>,
     /// Synced bridges whose actions wait until no bridge sharing a target
     /// is mid-window, so each target is acted on once per burst.
     owed: Vec<(BridgeId, Owed)>,
@@ -306,7 +307,7 @@ impl Daemon {
         self.bridges.iter().filter(|b| b.sync.is_running()).count()
     }
 
-    fn on_sync_done(&mut self, id: BridgeId, res: Result<(SyncReport, Manifest)>) {
+    fn on_sync_done(&mut self, id: BridgeId, res: Result<Synced>) {
         // A stopped bridge is gone (its completion may still have been
         // queued): then nothing below finds it.
         if let Some(b) = self.find(id) {
@@ -316,7 +317,9 @@ impl Daemon {
             // The bridge stays "syncing" until its actions ran: events
             // meanwhile mark it dirty and open a window once it is done.
             match res {
-                Ok((report, manifest)) if manifest.actions_pending && !b.bridge.then.is_empty() => {
+                Ok((report, Some(manifest)))
+                    if manifest.actions_pending && !b.bridge.then.is_empty() =>
+                {
                     let bridge = b.bridge.clone();
                     // A newer sync of the same bridge replaces an owed one.
                     self.owed.retain(|(o, _)| *o != id);

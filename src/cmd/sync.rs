@@ -38,7 +38,7 @@ pub(crate) async fn run(
             ..SyncOptions::default()
         };
         match sync_files_async(&config, b, opts).await {
-            Ok((report, manifest)) if !dry_run && manifest.actions_pending => {
+            Ok((report, Some(manifest))) if !dry_run && manifest.actions_pending => {
                 owed.push((
                     results.len(),
                     Owed {

@@ -54,8 +54,9 @@ pub(crate) fn unsafe_reason(name: &str) -> Option<&'static str> {
     if name.starts_with('.') {
         return Some("hidden name (leading dot)");
     }
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@');
-    if !name.chars().all(ok) {
+    // Byte by byte: a byte of a multi-byte character is not ASCII either.
+    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@');
+    if !name.bytes().all(ok) {
         return Some("name has characters outside [A-Za-z0-9._+@-]");
     }
     None

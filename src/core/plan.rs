@@ -45,6 +45,24 @@ impl Digest {
         }
         out
     }
+
+    /// From 64 lowercase hex digits, as [`Digest::hex`] writes them.
+    pub(crate) fn from_hex(s: &[u8]) -> Option<Digest> {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let pairs = s.as_chunks::<2>();
+        if s.len() != 64 || !pairs.1.is_empty() {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (byte, [hi, lo]) in out.iter_mut().zip(pairs.0) {
+            *byte = nibble(*hi)? << 4 | nibble(*lo)?;
+        }
+        Some(Digest(out))
+    }
 }
 
 impl fmt::Display for Digest {
@@ -56,14 +74,7 @@ impl fmt::Display for Digest {
 impl std::str::FromStr for Digest {
     type Err = &'static str;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() != 64 || !s.is_ascii() {
-            return Err("a digest is 64 hex digits");
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| "not hex")?;
-        }
-        Ok(Digest(out))
+        Digest::from_hex(s.to_ascii_lowercase().as_bytes()).ok_or("a digest is 64 hex digits")
     }
 }
 

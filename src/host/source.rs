@@ -24,6 +24,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
+use super::state::format::{Expect, Record, Records, StampText};
 use super::state::{Known, Manifest, Seen};
 use crate::core::budget::{Budget, Limits, claim_order};
 use crate::core::names::{NameVerdict, classify};
@@ -307,6 +308,77 @@ pub(crate) fn scan(
     out.reused = reused_v.into_iter().collect();
     out.content = content.into_iter().collect();
     Ok(out)
+}
+
+/// Whether the source and the destination hold exactly what `records`
+/// says the last sync saw: the source lists no candidate but the files it
+/// records and no rejected name, each file is admitted with the stamp
+/// recorded when it was read (settled, [`crate::core::stamp`]) and fits the
+/// budget, each installed copy has the stamp recorded for it, and
+/// `wanted` takes each record. `Some(count)` then; `None` at the first
+/// difference. One listing and a stat of each name on each side; nothing is
+/// read. A sync that finds this has nothing to change: what a scan in
+/// [`Reuse::Stamped`] and the plan would conclude, without building either.
+pub(crate) fn as_recorded(
+    dir: &Path,
+    dest: &super::dest::DestDir,
+    spec: &RecordedSpec<'_>,
+    mut records: Records<'_>,
+) -> io::Result<Option<usize>> {
+    let dirfd = match open_dir(dir) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let Some((mut names, rejected)) = list(&dirfd, spec.include, listing_cap(spec.limits))? else {
+        return Ok(None);
+    };
+    if !rejected.is_empty() {
+        return Ok(None);
+    }
+    // The manifest lists its files in name order. A stable sort finds the
+    // runs a listing often is (tmpfs lists newest first) and merges them.
+    names.sort();
+    let mut budget = Budget::new(spec.limits);
+    let mut count = 0;
+    for name in &names {
+        let source = fstatat(&dirfd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            .ok()
+            .filter(|st| spec.admit.refuse(st).is_none());
+        let (Some(source), Some(installed)) = (source, dest.stamp(name)) else {
+            return Ok(None);
+        };
+        // Compared as written: a stamp has one text.
+        let (source, dest_text) = (StampText::of(&stamp_of(&source)), StampText::of(&installed));
+        let expect = Expect {
+            name: name.as_bytes(),
+            source: source.as_bytes(),
+            dest: dest_text.as_bytes(),
+        };
+        let Some(r) = records.next_as(&expect) else {
+            return Ok(None);
+        };
+        let mut fits = |size| budget.take_file().and_then(|()| budget.take_bytes(size));
+        if !(spec.wanted)(&r, &installed) || r.size.is_none_or(|size| fits(size).is_err()) {
+            return Ok(None);
+        }
+        count += 1;
+    }
+    // No file recorded that the source no longer lists.
+    Ok(records.at_end().then_some(count))
+}
+
+/// What [`as_recorded`] takes besides the records.
+pub(crate) struct RecordedSpec<'a> {
+    /// The bridge's `include` globs.
+    pub(crate) include: &'a [String],
+    /// What a file must be to be read.
+    pub(crate) admit: &'a Admit,
+    /// The bridge's export bounds.
+    pub(crate) limits: Limits,
+    /// Whether a record, and the installed copy's stamp now, are what the
+    /// bridge installs today (its mode and owners).
+    pub(crate) wanted: &'a dyn Fn(&Record, &Stamp) -> bool,
 }
 
 /// A dir's candidate names, and its rejected names with why.

@@ -58,6 +58,10 @@ pub(crate) struct Manifest {
     /// checks and the host paths they look at, hashed): under other ones a
     /// sync reads everything ([`crate::sync::Scope::Full`]).
     pub(crate) checks: Option<Digest>,
+    /// Read from a file of an earlier version: the next sync saves it,
+    /// even with nothing to change (only the current version lets
+    /// `hostbridge sync` find "nothing to change" without building it).
+    pub(crate) earlier_version: bool,
 }
 
 impl Manifest {
@@ -161,6 +165,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         seen: BTreeMap::new(),
         left: None,
         checks: None,
+        earlier_version: true,
     })
 }
 
@@ -232,6 +237,17 @@ impl StateDir {
                 bytes: None,
                 manifest: self.load_json(bridge)?,
             }),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// A bridge's manifest file as it is, unparsed ([`format::records`]);
+    /// `None` when there is none of this version's name.
+    pub(crate) fn read_raw(&self, bridge: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.manifest_path(bridge);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }

@@ -149,6 +149,8 @@ pub(super) fn apply(
         changed,
         left: intent_left,
         checks: manifest.checks,
+        // The intent record was written in this version.
+        earlier_version: false,
     };
     save_final(t, manifest)
 }
@@ -324,6 +326,8 @@ fn publish_generation(
         changed,
         left: intent_left,
         checks: manifest.checks,
+        // The intent record was written in this version.
+        earlier_version: false,
     };
     save_final(t, manifest)
 }

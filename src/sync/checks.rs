@@ -118,6 +118,14 @@ pub(super) struct RulesChecker<'a> {
     pub(super) accepted: BTreeMap<String, rules::parse::RulesFile>,
 }
 
+/// Whether the bridge is a rules bridge whose policy is `trusted`.
+pub(super) fn trusted(bridge: &Bridge) -> bool {
+    bridge
+        .rules
+        .as_ref()
+        .is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted)
+}
+
 /// The host checks the daemon runs for a rules bridge: the same for
 /// `hostbridge rules lint --bridge`.
 pub(crate) fn host_checks(config: &Config, checks: &RulesChecks) -> HostChecks {
@@ -196,11 +204,6 @@ impl<'a> RulesChecker<'a> {
             findings: Vec::new(),
             accepted: BTreeMap::new(),
         }
-    }
-
-    pub(super) fn trusted(&self) -> bool {
-        self.checks
-            .is_some_and(|c| c.policy.mode == rules::policy::PolicyMode::Trusted)
     }
 
     /// Vets one file; `Ok(Some(bytes))` when what is installed is its

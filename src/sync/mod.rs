@@ -36,6 +36,11 @@ pub(crate) use seen::Scope;
 use apply::{apply, open_existing, read_only_hint, record_ops};
 use checks::{RulesChecker, set_checks};
 
+/// What a sync gives back: its report, and the manifest as saved (`None`
+/// when it found everything as recorded without building it, see
+/// [`sync_files`]).
+pub(crate) type Synced = (SyncReport, Option<Manifest>);
+
 /// Options of one sync.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SyncOptions {
@@ -112,7 +117,7 @@ pub(crate) async fn sync_files_async(
     config: &Config,
     bridge: &Bridge,
     opts: SyncOptions,
-) -> Result<(SyncReport, Manifest)> {
+) -> Result<Synced> {
     let state = StateDir::new(&config.state_dir);
     let (c, b) = (config.clone(), bridge.clone());
     tokio::task::spawn_blocking(move || sync_files(&c, &b, &state, &opts))
@@ -121,7 +126,9 @@ pub(crate) async fn sync_files_async(
 }
 
 /// The file part of a sync: scan → check → plan → apply, each a small step
-/// below. Returns the report and the manifest as saved. It is the one
+/// below. Returns the report and the manifest as saved (`None` when the
+/// sync found everything as the manifest file records it and did not build
+/// it: nothing is owed then, [`seen::as_recorded`]). It is the one
 /// place where the whole order of a sync (lock, hold, dry run, grants
 /// before installs) can be read top to bottom, so it stays one function.
 ///
@@ -134,13 +141,20 @@ pub(crate) fn sync_files(
     bridge: &Bridge,
     state: &StateDir,
     opts: &SyncOptions,
-) -> Result<(SyncReport, Manifest)> {
+) -> Result<Synced> {
     let mut report = SyncReport {
         bridge: bridge.name.clone(),
         dry_run: opts.dry_run,
         ..SyncReport::default()
     };
     step(opts, || "reading the source".into());
+    if let Some(count) = seen::as_recorded(config, bridge, state, opts)? {
+        report.unchanged = count;
+        report.source_files = count;
+        report.source_present = true;
+        trusted_note(bridge, &mut report);
+        return Ok((report, None));
+    }
     let loaded = state.load_kept(&bridge.name)?;
     let fresh = Manifest::default();
     let before = if loaded.manifest.destination == bridge.install_to {
@@ -204,7 +218,7 @@ pub(crate) fn sync_files(
         ));
         report.set_held = true;
         forget_what_was_read(state, bridge, &scan, &mut manifest, opts.dry_run)?;
-        return Ok((report, manifest));
+        return Ok((report, Some(manifest)));
     }
     if let Some(files) = &bridge.files
         && let Some(checks::SetHold { why, refused }) = set_checks(files, &scan, &mut report)
@@ -215,7 +229,7 @@ pub(crate) fn sync_files(
             .push(format!("holding: {why}; nothing was changed"));
         report.set_held = refused;
         forget_what_was_read(state, bridge, &scan, &mut manifest, opts.dry_run)?;
-        return Ok((report, manifest));
+        return Ok((report, Some(manifest)));
     }
     let owner = owner_ids(bridge)?;
     let planning = Planning {
@@ -235,7 +249,7 @@ pub(crate) fn sync_files(
     races_are_not_faults(&scan.transient, &mut report);
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
-        return Ok((report, manifest));
+        return Ok((report, Some(manifest)));
     }
     if writes_unread(&plan, &scan) {
         // An installed copy was changed behind hostbridge's back and the
@@ -253,15 +267,21 @@ pub(crate) fn sync_files(
     }
     if !plan.changes() {
         let seen = seeing.for_files(&plan.owned_after);
-        if plan.owned_after != manifest.files || seen != manifest.seen || checks_changed {
+        if plan.owned_after != manifest.files
+            || seen != manifest.seen
+            || checks_changed
+            || manifest.earlier_version
+        {
             // Entries for files already gone (removed behind hostbridge's
             // back, or by an interrupted swap): the manifest forgets them;
-            // and what this sync saw spares the next one the reads.
+            // what this sync saw spares the next one the reads; and a file
+            // of an earlier version is written in this one.
             manifest.files = plan.owned_after;
             manifest.seen = seen;
             manifest.left = state.save(&bridge.name, &manifest)?;
+            manifest.earlier_version = false;
         }
-        return Ok((report, manifest));
+        return Ok((report, Some(manifest)));
     }
     if bridge.rules.is_some() {
         record_grants(config, bridge, &scan.view, accepted)?;
@@ -287,7 +307,7 @@ pub(crate) fn sync_files(
         &mut manifest,
         &mut report,
     )?;
-    Ok((report, manifest))
+    Ok((report, Some(manifest)))
 }
 
 /// A held set changes nothing, but the names this sync read (the daemon's:
@@ -408,11 +428,7 @@ fn scan_source(
     report: &mut SyncReport,
 ) -> Result<(source::SourceScan, Accepted)> {
     let mut checker = RulesChecker::new(config, bridge, manifest, opts.progress.as_deref());
-    if checker.trusted() {
-        report
-            .notes
-            .push("policy is trusted: rules files are installed without security checks".into());
-    }
+    trusted_note(bridge, report);
     let installed: BTreeSet<String> = manifest.files.keys().cloned().collect();
     let keep = |name: &str, digest: &plan::Digest| keep(bridge, manifest, name, digest);
     let spec = source::ScanSpec {
@@ -443,6 +459,15 @@ fn scan_source(
         .skipped
         .extend(scan.over_budget.as_ref().map(source::OverBudget::entry));
     Ok((scan, checker.accepted))
+}
+
+/// A rules bridge whose policy is `trusted` says so in every report.
+fn trusted_note(bridge: &Bridge, report: &mut SyncReport) {
+    if checks::trusted(bridge) {
+        report
+            .notes
+            .push("policy is trusted: rules files are installed without security checks".into());
+    }
 }
 
 /// What the rules checks say today of each file in a rules bridge's

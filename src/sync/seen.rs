@@ -12,10 +12,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use anyhow::{Context, Result};
+
+use crate::config::{Bridge, Config, Swap};
 use crate::core::plan::{self, Digest, Owned};
 use crate::core::stamp::Stamp;
 use crate::host::source;
-use crate::host::state::{Manifest, Seen};
+use crate::host::state::{Manifest, Seen, StateDir, format};
 
 /// Which source files a sync reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +46,66 @@ pub(crate) fn checks_of(config: &crate::config::Config, bridge: &crate::config::
         config.etc_udev_rules_dir, config.system_udev_rules_dirs, config.dev_root, config.udevadm
     );
     Digest::of(text.as_bytes())
+}
+
+/// `hostbridge sync` with nothing to change, found without building the
+/// scan, the plan and the manifest: `Some(count)` when the manifest file
+/// says nothing is owed and its verdicts were made under today's checks,
+/// and every file on both sides is as it records ([`source::as_recorded`]),
+/// with the mode and owners the bridge wants. The plan would then change
+/// nothing and the manifest would be saved as it is; any difference, or a
+/// bridge whose set is checked as a whole (`require`, a TLS pair, a
+/// symlink-dir swap), takes the full way. Reads and locks nothing: a
+/// change under way shows as a difference.
+pub(crate) fn as_recorded(
+    config: &Config,
+    bridge: &Bridge,
+    state: &StateDir,
+    opts: &super::SyncOptions,
+) -> Result<Option<usize>> {
+    let whole_set = bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| !f.require.is_empty() || f.tls_pair.is_some() || f.swap != Swap::Rename);
+    let daemons = opts.guard.is_some() || opts.quiet_for.is_some() || !opts.still_open.is_empty();
+    if opts.scope != Scope::Stamped || whole_set || daemons {
+        return Ok(None);
+    }
+    let Some(bytes) = state.read_raw(&bridge.name)? else {
+        return Ok(None);
+    };
+    let Some(records) = format::records(&bytes) else {
+        return Ok(None);
+    };
+    if records.actions_pending
+        || records.changed
+        || records.checks != Some(checks_of(config, bridge))
+        || records.destination != bridge.install_to.as_os_str().as_encoded_bytes()
+    {
+        return Ok(None);
+    }
+    // An owner that cannot be looked up is the full way's error to report.
+    let (Ok((uid, gid)), Ok(Some(dest))) = (
+        super::owner_ids(bridge),
+        super::apply::open_existing(&bridge.install_to),
+    ) else {
+        return Ok(None);
+    };
+    let (uid, gid) = (uid.map(|u| u.as_raw()), gid.map(|g| g.as_raw()));
+    let wanted = |r: &format::Record, st: &Stamp| {
+        (r.mode, r.uid, r.gid) == (bridge.mode, uid, gid)
+            && st.mode & 0o7777 == bridge.mode
+            && uid.is_none_or(|u| u == st.uid)
+            && gid.is_none_or(|g| g == st.gid)
+    };
+    let spec = source::RecordedSpec {
+        include: &bridge.include,
+        admit: &super::admit(bridge),
+        limits: super::limits(bridge),
+        wanted: &wanted,
+    };
+    source::as_recorded(&bridge.source, &dest, &spec, records)
+        .with_context(|| format!("reading source dir {}", bridge.source.display()))
 }
 
 /// What `scope` lets a scan take unread, over `known`.

@@ -3,7 +3,7 @@
 //! that changes a file). Pure: bytes in, bytes out.
 //!
 //! ```text
-//! hostbridge-manifest 2
+//! hostbridge-manifest 3
 //! destination /run/udev/rules.d
 //! actions_pending 1
 //! checks SHA256
@@ -13,8 +13,10 @@
 //!
 //! `MODE` is octal; `UID`, `GID` are decimal or `-` (the config named
 //! none); `SIZE` is the source's size when read, or `-`; `SOURCE` and `DEST`
-//! are stamps (`dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`, decimal) or
-//! `-`. Names and the destination are the last field of their line, with
+//! are stamps (`dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`, lowercase
+//! hex, a negative time with a leading `-`: written and read without a
+//! division per digit) or `-`. Version 2 wrote the stamps in decimal; it is
+//! still read. Names and the destination are the last field of their line, with
 //! bytes below 0x21, `%` and 0x7f written as `%XX`. Unknown keys are an
 //! error: a manifest is hostbridge's own, never edited by hand.
 
@@ -25,7 +27,10 @@ use crate::core::plan::{Digest, Owned};
 use crate::core::stamp::Stamp;
 
 /// The first line.
-const MAGIC: &str = "hostbridge-manifest 2";
+const MAGIC: &str = "hostbridge-manifest 3";
+
+/// The first line of version 2, whose stamps are decimal (read, not written).
+const MAGIC_V2: &str = "hostbridge-manifest 2";
 
 /// The bytes of `m`'s manifest file.
 pub(crate) fn write(m: &Manifest) -> Vec<u8> {
@@ -87,12 +92,16 @@ pub(crate) fn write_parts<'a>(
 pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, MAGIC)) => {}
+    let radix = match lines.next() {
+        Some((_, MAGIC)) => 16,
+        Some((_, MAGIC_V2)) => 10,
         Some((_, other)) => return Err(format!("line 1 is {other:?}, expected {MAGIC:?}")),
         None => return Err("empty".into()),
-    }
-    let mut m = Manifest::default();
+    };
+    let mut m = Manifest {
+        earlier_version: radix != 16,
+        ..Manifest::default()
+    };
     // Written in name order: collected, then built in bulk (no searches).
     let mut files = Vec::new();
     let mut seen = Vec::new();
@@ -101,7 +110,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         let (key, rest) = line.split_once(' ').ok_or_else(|| bad("no value"))?;
         match key {
             "destination" => {
-                let raw = unescape(rest).ok_or_else(|| bad("bad escape"))?;
+                let raw = unescape(rest.as_bytes()).ok_or_else(|| bad("bad escape"))?;
                 m.destination = PathBuf::from(std::ffi::OsString::from(
                     String::from_utf8(raw).map_err(|_| bad("not UTF-8"))?,
                 ));
@@ -114,13 +123,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
                 }
             }
             "checks" => {
-                m.checks = Some(hex_digest(rest).ok_or_else(|| bad("bad checks digest"))?);
+                let d = Digest::from_hex(rest.as_bytes());
+                m.checks = Some(d.ok_or_else(|| bad("bad checks digest"))?);
             }
             "changed" => {
                 m.changed.insert(name(rest).ok_or_else(|| bad("bad name"))?);
             }
             "file" => {
-                let (n, owned, s) = file_line(rest).ok_or_else(|| bad("bad file line"))?;
+                let (n, owned, s) = file_line(rest, radix).ok_or_else(|| bad("bad file line"))?;
                 if s != Seen::default() {
                     seen.push((n.clone(), s));
                 }
@@ -134,16 +144,137 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     Ok(m)
 }
 
+/// A manifest file taken as written, without building it: its header and,
+/// line by line, each file's fields. For the check that every file is as
+/// the last sync recorded it ([`crate::sync`]'s `hostbridge sync` with
+/// nothing to do), which compares stamps as written instead of parsing
+/// them. Only the current version is taken this way.
+#[derive(Debug)]
+pub(crate) struct Records<'a> {
+    /// The destination's bytes.
+    pub(crate) destination: Vec<u8>,
+    /// Whether the actions are owed.
+    pub(crate) actions_pending: bool,
+    /// Whether the manifest lists names changed for owed actions.
+    pub(crate) changed: bool,
+    /// What its verdicts were made under.
+    pub(crate) checks: Option<Digest>,
+    /// The lines from the first `file` line on, less those taken.
+    files: &'a [u8],
+}
+
+/// The fields of a `file` line that [`Records::next_as`] gives back.
+#[derive(Debug)]
+pub(crate) struct Record {
+    /// Permission bits installed.
+    pub(crate) mode: u32,
+    /// Owner and group set (`None`: the config named none).
+    pub(crate) uid: Option<u32>,
+    /// See `uid`.
+    pub(crate) gid: Option<u32>,
+    /// The source's size when read with the verdict installed.
+    pub(crate) size: Option<u64>,
+}
+
+/// What the next `file` line must hold: a name and two stamps as written
+/// ([`StampText`]).
+#[derive(Debug)]
+pub(crate) struct Expect<'e> {
+    /// The name (one that needs no escape).
+    pub(crate) name: &'e [u8],
+    /// The source's stamp.
+    pub(crate) source: &'e [u8],
+    /// The installed copy's stamp.
+    pub(crate) dest: &'e [u8],
+}
+
+/// The header of a manifest file of the current version, and its file
+/// lines to walk ([`Records::files`]); `None` for another version or a
+/// header line this reader does not take (the full [`parse`] says why).
+pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
+    // The header is text; the file lines are taken as bytes.
+    let head = bytes
+        .windows(6)
+        .position(|w| w == b"\nfile ")
+        .map_or(bytes.len(), |i| i + 1);
+    let text = std::str::from_utf8(&bytes[..head]).ok()?;
+    let mut rest = text.strip_prefix(MAGIC)?.strip_prefix('\n')?;
+    let mut r = Records {
+        destination: Vec::new(),
+        actions_pending: false,
+        changed: false,
+        checks: None,
+        files: b"",
+    };
+    while !rest.is_empty() && !rest.starts_with("file ") {
+        let (line, next) = rest.split_once('\n')?;
+        let (key, value) = line.split_once(' ')?;
+        match key {
+            "destination" => r.destination = unescape(value.as_bytes())?,
+            "actions_pending" => r.actions_pending = value != "0",
+            "checks" => r.checks = Some(Digest::from_hex(value.as_bytes())?),
+            "changed" => r.changed = true,
+            _ => return None,
+        }
+        rest = next;
+    }
+    r.files = &bytes[head..];
+    Some(r)
+}
+
+impl Records<'_> {
+    /// The next file line's fields when it records `expect` (its name and
+    /// its two stamps, compared as written, where they stand in the line:
+    /// nothing is searched for), and takes it; `None` when it records
+    /// something else, or at the end.
+    pub(crate) fn next_as(&mut self, expect: &Expect<'_>) -> Option<Record> {
+        if expect.name.iter().any(|&b| needs_escape(b)) {
+            return None;
+        }
+        // "file ", 64 hex digits and a space; then the fields.
+        let rest = self.files.strip_prefix(b"file ")?;
+        let mut rest = rest.get(64..)?.strip_prefix(b" ")?;
+        let mut field = || {
+            let end = rest.iter().position(|&b| b == b' ')?;
+            let f = &rest[..end];
+            rest = &rest[end + 1..];
+            Some(f)
+        };
+        let mode = field()?.iter().try_fold(0u32, |n, &b| match b {
+            b'0'..=b'7' if n < 1 << 28 => Some(n << 3 | u32::from(b - b'0')),
+            _ => None,
+        })?;
+        let mut num = || opt(std::str::from_utf8(field()?).ok()?);
+        let uid = num()?.map(u32::try_from).transpose().ok()?;
+        let gid = num()?.map(u32::try_from).transpose().ok()?;
+        let size = num()?;
+        let rest = rest.strip_prefix(expect.source)?.strip_prefix(b" ")?;
+        let rest = rest.strip_prefix(expect.dest)?.strip_prefix(b" ")?;
+        self.files = rest.strip_prefix(expect.name)?.strip_prefix(b"\n")?;
+        Some(Record {
+            mode,
+            uid,
+            gid,
+            size,
+        })
+    }
+
+    /// Whether every file line was taken.
+    pub(crate) fn at_end(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
 /// One `file` line's fields after the key.
-fn file_line(rest: &str) -> Option<(String, Owned, Seen)> {
+fn file_line(rest: &str, radix: u32) -> Option<(String, Owned, Seen)> {
     let mut f = rest.splitn(8, ' ');
-    let digest = hex_digest(f.next()?)?;
+    let digest = Digest::from_hex(f.next()?.as_bytes())?;
     let mode = u32::from_str_radix(f.next()?, 8).ok()?;
     let uid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
     let gid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
     let size = opt(f.next()?)?;
-    let source = stamp(f.next()?)?;
-    let dest = stamp(f.next()?)?;
+    let source = stamp(f.next()?, radix)?;
+    let dest = stamp(f.next()?, radix)?;
     let n = name(f.next()?)?;
     let owned = Owned {
         digest,
@@ -160,70 +291,50 @@ fn opt(s: &str) -> Option<Option<u64>> {
     if s == "-" {
         return Some(None);
     }
-    Some(Some(u64::try_from(decimal(s)?).ok()?))
+    Some(Some(decimal(s)?))
 }
 
-/// A decimal number of at most 19 digits, optionally negative (what
-/// [`signed_into`] writes for a stamp's times, nanoseconds within ±292
-/// years of 1970, and every id and size), in 64-bit arithmetic.
-fn decimal(s: &str) -> Option<i128> {
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(d) => (true, d),
-        None => (false, s),
-    };
-    if digits.is_empty() || digits.len() > 19 {
+/// A decimal number of at most 19 digits (every id and size), in 64-bit
+/// arithmetic.
+fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
         return None;
     }
-    let mut n: u64 = 0;
-    for b in digits.bytes() {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        n = n * 10 + u64::from(b - b'0');
-    }
-    let n = i128::from(n);
-    Some(if neg { -n } else { n })
-}
-
-/// 64 hex digits (lowercase, as [`Digest::hex`] writes them).
-fn hex_digest(s: &str) -> Option<Digest> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = nibble(b[2 * i])? << 4 | nibble(b[2 * i + 1])?;
-    }
-    Some(Digest(out))
+    s.bytes().try_fold(0u64, |n, b| {
+        b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
+    })
 }
 
 /// A stamp or `-`: `Some(None)` for `-`, `None` when malformed. Eight
-/// colon-separated decimals, read in one pass over the bytes.
-fn stamp(s: &str) -> Option<Option<Stamp>> {
+/// colon-separated numbers in `radix` (16, or 10 for version 2), read in
+/// one pass over the bytes.
+fn stamp(s: &str, radix: u32) -> Option<Option<Stamp>> {
     if s == "-" {
         return Some(None);
     }
     if s.is_empty() {
         return None;
     }
-    let mut n = [0i64; 8];
+    // Each field's sign and magnitude: the unsigned ones take all 64 bits.
+    let mut n = [(false, 0u64); 8];
     let mut field = 0;
     let (mut value, mut digits, mut neg) = (0u64, 0usize, false);
+    // At most 16 hex digits, or 19 decimal ones: no overflow of a u64.
+    let max_digits = if radix == 16 { 16 } else { 19 };
     for (i, &b) in s.as_bytes().iter().enumerate() {
-        match b {
-            b'0'..=b'9' if digits < 19 => {
-                value = value * 10 + u64::from(b - b'0');
+        let digit = match b {
+            b'0'..=b'9' => Some(u64::from(b - b'0')),
+            b'a'..=b'f' if radix == 16 => Some(u64::from(b - b'a' + 10)),
+            _ => None,
+        };
+        match (b, digit) {
+            (_, Some(d)) if digits < max_digits => {
+                value = value * u64::from(radix) + d;
                 digits += 1;
             }
-            b'-' if digits == 0 && !neg => neg = true,
-            b':' if digits > 0 && field < 7 => {
-                n[field] = signed(value, neg)?;
+            (b'-', _) if digits == 0 && !neg => neg = true,
+            (b':', _) if digits > 0 && field < 7 => {
+                n[field] = (neg, value);
                 field += 1;
                 (value, digits, neg) = (0, 0, false);
             }
@@ -233,17 +344,17 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
             if digits == 0 || field != 7 {
                 return None;
             }
-            n[7] = signed(value, neg)?;
+            n[7] = (neg, value);
         }
     }
-    let u = |v: i64| u64::try_from(v).ok();
-    let w = |v: i64| u32::try_from(v).ok();
+    let u = |(neg, v): (bool, u64)| (!neg).then_some(v);
+    let w = |f: (bool, u64)| u32::try_from(u(f)?).ok();
     Some(Some(Stamp {
         dev: u(n[0])?,
         ino: u(n[1])?,
         size: u(n[2])?,
-        mtime_ns: n[3],
-        ctime_ns: n[4],
+        mtime_ns: signed(n[3].1, n[3].0)?,
+        ctime_ns: signed(n[4].1, n[4].0)?,
         mode: w(n[5])?,
         uid: w(n[6])?,
         gid: w(n[7])?,
@@ -251,23 +362,33 @@ fn stamp(s: &str) -> Option<Option<Stamp>> {
 }
 
 /// `value`, negated when `neg`, if it fits an i64.
+/// (i64::MIN too: a container may set a modification time that far back,
+/// and its stamp must read back as written.)
 fn signed(value: u64, neg: bool) -> Option<i64> {
-    let v = i64::try_from(value).ok()?;
-    Some(if neg { -v } else { v })
+    if neg {
+        0i64.checked_sub_unsigned(value)
+    } else {
+        i64::try_from(value).ok()
+    }
 }
 
 /// A name field: unescaped, UTF-8, not empty.
 fn name(s: &str) -> Option<String> {
-    let raw = unescape(s)?;
+    let raw = unescape(s.as_bytes())?;
     String::from_utf8(raw).ok().filter(|n| !n.is_empty())
 }
 
 /// Digits of a `%XX` escape.
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Whether a name's byte is written as `%XX`.
+fn needs_escape(b: u8) -> bool {
+    b <= b' ' || b == b'%' || b == 0x7f
+}
+
 fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
-        if b <= b' ' || b == b'%' || b == 0x7f {
+        if needs_escape(b) {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
             out.push(b);
@@ -275,8 +396,7 @@ fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn unescape(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
+fn unescape(b: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
@@ -309,12 +429,26 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// A stamp's time (nanoseconds since 1970).
-fn signed_into(out: &mut Vec<u8>, n: i64) {
-    if n < 0 {
-        out.push(b'-');
+/// The 16 hex digits of `n`, computed eight at a time in a u64 (each
+/// nibble spread to a byte, then turned into its digit), not one by one:
+/// every manifest write and `hostbridge sync` formats two stamps a file.
+fn hex16(n: u64) -> [u8; 16] {
+    // Nibble k (from the low end) of `x` into byte k of the result.
+    fn spread(x: u32) -> u64 {
+        let x = u64::from(x);
+        let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+        (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
     }
-    decimal_into(out, n.unsigned_abs());
+    // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
+    fn digits(v: u64) -> [u8; 8] {
+        let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+        (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+    }
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&digits(spread((n >> 32) as u32)));
+    out[8..].copy_from_slice(&digits(spread(n as u32)));
+    out
 }
 
 fn octal_into(out: &mut Vec<u8>, n: u32) {
@@ -340,25 +474,60 @@ fn opt_into(out: &mut Vec<u8>, n: Option<u64>) {
 }
 
 fn stamp_into(out: &mut Vec<u8>, s: Option<&Stamp>) {
-    let Some(s) = s else {
-        out.push(b'-');
-        return;
-    };
-    decimal_into(out, s.dev);
-    out.push(b':');
-    decimal_into(out, s.ino);
-    out.push(b':');
-    decimal_into(out, s.size);
-    out.push(b':');
-    signed_into(out, s.mtime_ns);
-    out.push(b':');
-    signed_into(out, s.ctime_ns);
-    out.push(b':');
-    decimal_into(out, s.mode.into());
-    out.push(b':');
-    decimal_into(out, s.uid.into());
-    out.push(b':');
-    decimal_into(out, s.gid.into());
+    match s {
+        Some(s) => out.extend_from_slice(StampText::of(s).as_bytes()),
+        None => out.push(b'-'),
+    }
+}
+
+/// A stamp's text as a manifest file writes it, made in a fixed buffer:
+/// each field's 16 hex digits are written whole and the next field starts
+/// right after the significant ones (no copy of a varying length).
+pub(crate) struct StampText {
+    buf: [u8; 8 * 18 + 16],
+    len: usize,
+}
+
+impl StampText {
+    /// The text of `s`.
+    pub(crate) fn of(s: &Stamp) -> StampText {
+        let mut t = StampText {
+            buf: [0; 8 * 18 + 16],
+            len: 0,
+        };
+        let signed = |v: i64| (v < 0, v.unsigned_abs());
+        let fields = [
+            (false, s.dev),
+            (false, s.ino),
+            (false, s.size),
+            signed(s.mtime_ns),
+            signed(s.ctime_ns),
+            (false, u64::from(s.mode)),
+            (false, u64::from(s.uid)),
+            (false, u64::from(s.gid)),
+        ];
+        for (i, (neg, n)) in fields.into_iter().enumerate() {
+            if i > 0 {
+                t.buf[t.len] = b':';
+                t.len += 1;
+            }
+            if neg {
+                t.buf[t.len] = b'-';
+                t.len += 1;
+            }
+            let digits = ((64 - n.leading_zeros()).div_ceil(4).max(1)) as usize;
+            // The significant digits first, the rest overwritten next.
+            let text = u128::from_be_bytes(hex16(n)) << (8 * (16 - digits));
+            t.buf[t.len..t.len + 16].copy_from_slice(&text.to_be_bytes());
+            t.len += digits;
+        }
+        t
+    }
+
+    /// The text.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 #[cfg(test)]
@@ -422,15 +591,158 @@ mod tests {
         let bytes = write(&m);
         assert_eq!(parse(&bytes).unwrap(), m);
         let text = String::from_utf8(bytes).unwrap();
-        assert!(text.starts_with("hostbridge-manifest 2\ndestination /run/udev/rules%20d%25\n"));
+        assert!(text.starts_with("hostbridge-manifest 3\ndestination /run/udev/rules%20d%25\n"));
         assert!(text.contains(&format!(
-            "file {} 640 - - 42 64769:1234:42:1765000000123456789:-5:33188:0:998 - 60-ups.rules\n",
+            "file {} 640 - - 42 fd01:4d2:2a:187e8a2613ec4d15:-5:81a4:0:3e6 - 60-ups.rules\n",
             Digest::of(b"60-ups.rules")
         )));
         assert_eq!(
             parse(&write(&Manifest::default())).unwrap(),
             Manifest::default()
         );
+    }
+
+    /// Version 2 wrote the stamps in decimal: such a file reads as the
+    /// same manifest (the next save writes version 3).
+    #[test]
+    fn a_version_2_manifest_with_decimal_stamps_is_read() {
+        let m = sample();
+        let v2 = String::from_utf8(write(&m))
+            .unwrap()
+            .replace("hostbridge-manifest 3", "hostbridge-manifest 2")
+            .replace(
+                "fd01:4d2:2a:187e8a2613ec4d15:-5:81a4:0:3e6",
+                "64769:1234:42:1765000000123456789:-5:33188:0:998",
+            );
+        let read = parse(v2.as_bytes()).unwrap();
+        assert!(read.earlier_version);
+        assert_eq!(
+            read,
+            Manifest {
+                earlier_version: true,
+                ..m
+            }
+        );
+        // Hex digits are not decimal ones.
+        let bad = v2.replacen("64769:", "fd01:", 1);
+        assert!(parse(bad.as_bytes()).is_err());
+    }
+
+    /// The file lines are taken in order, each only when its name and both
+    /// stamps are the ones expected; the header is read as written.
+    #[test]
+    fn records_take_a_line_only_as_expected() {
+        let mut m = sample();
+        m.actions_pending = false;
+        m.changed.clear();
+        let st = |ino| Stamp {
+            dev: 1,
+            ino,
+            size: 2,
+            mtime_ns: 3,
+            ctime_ns: 4,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+        };
+        for (i, seen) in m.seen.values_mut().enumerate() {
+            *seen = Seen {
+                size: Some(9),
+                source: Some(st(i as u64)),
+                dest: Some(st(100 + i as u64)),
+            };
+        }
+        m.files.remove("70-x.rules");
+        let bytes = write(&m);
+        let r = records(&bytes).unwrap();
+        assert_eq!(r.destination, b"/run/udev/rules d%");
+        assert_eq!((r.actions_pending, r.changed), (false, false));
+        assert_eq!(r.checks, m.checks);
+        let text = |s: &Stamp| StampText::of(s).as_bytes().to_vec();
+        let expect =
+            |name: &'static str, a: &[u8], b: &[u8]| (name.as_bytes(), a.to_vec(), b.to_vec());
+        let walk = |cases: &[(&[u8], Vec<u8>, Vec<u8>)]| {
+            let mut r = records(&bytes).unwrap();
+            let taken = cases
+                .iter()
+                .map_while(|(name, source, dest)| r.next_as(&Expect { name, source, dest }))
+                .count();
+            (taken, r.at_end())
+        };
+        let (s0, d0, s1, d1) = (text(&st(0)), text(&st(100)), text(&st(1)), text(&st(101)));
+        let good = [expect("60-ups.rules", &s0, &d0), expect("b@c+d", &s1, &d1)];
+        assert_eq!(walk(&good), (2, true));
+        // Another stamp, another name, or a line short: not taken.
+        assert_eq!(walk(&[expect("60-ups.rules", &s1, &d0)]), (0, false));
+        assert_eq!(walk(&[expect("60-ups.rules", &s0, &d1)]), (0, false));
+        assert_eq!(walk(&[expect("60-ups.rulez", &s0, &d0)]), (0, false));
+        assert_eq!(walk(&[expect("60-ups.rule", &s0, &d0)]), (0, false));
+        assert_eq!(walk(&good[..1]), (1, false));
+        let mut r = records(&bytes).unwrap();
+        let first = r
+            .next_as(&Expect {
+                name: b"60-ups.rules",
+                source: &s0,
+                dest: &d0,
+            })
+            .unwrap();
+        assert_eq!(
+            (first.mode, first.uid, first.gid, first.size),
+            (0o640, None, None, Some(9))
+        );
+        // Another version is not taken this way.
+        let v2 = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("hostbridge-manifest 3", "hostbridge-manifest 2");
+        assert!(records(v2.as_bytes()).is_none());
+    }
+
+    #[test]
+    fn hex_digits_are_those_of_format() {
+        let st = Stamp {
+            dev: 0,
+            ino: u64::MAX,
+            size: 0x10,
+            mtime_ns: -1,
+            ctime_ns: i64::MIN,
+            mode: 0o100644,
+            uid: 7,
+            gid: u32::MAX,
+        };
+        assert_eq!(
+            StampText::of(&st).as_bytes(),
+            b"0:ffffffffffffffff:10:-1:-8000000000000000:81a4:7:ffffffff"
+        );
+        assert_eq!(
+            stamp(
+                std::str::from_utf8(StampText::of(&st).as_bytes()).unwrap(),
+                16
+            ),
+            Some(Some(st))
+        );
+        let cases = [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            0xabc,
+            0x8000_0000,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        let more = (0..64)
+            .map(|i| 1u64 << i)
+            .chain((0..64).map(|i| u64::MAX >> i));
+        for n in cases
+            .into_iter()
+            .chain(more)
+            .chain((0..200).map(|i| 0x0123_4567_89ab_cdef_u64.wrapping_mul(i * i + 1)))
+        {
+            let text = format!("{:016x}", n);
+            assert_eq!(hex16(n), text.as_bytes());
+        }
     }
 
     #[test]
@@ -444,14 +756,12 @@ mod tests {
                 "line 3: actions_pending",
             ),
             (good.replace(" 640 ", " 9x0 "), "bad file line"),
-            (good.replace(":998 ", ":998:7 "), "bad file line"),
-            (good.replace(":998 ", ": "), "bad file line"),
-            (good.replace("64769:", "-:"), "bad file line"),
-            (good.replace("64769:", "--1:"), "bad file line"),
-            (
-                good.replace("64769:", "99999999999999999999:"),
-                "bad file line",
-            ),
+            (good.replace(":3e6 ", ":3e6:7 "), "bad file line"),
+            (good.replace(":3e6 ", ": "), "bad file line"),
+            (good.replace("fd01:", "-:"), "bad file line"),
+            (good.replace("fd01:", "--1:"), "bad file line"),
+            (good.replace("fd01:", "FD01:"), "bad file line"),
+            (good.replace("fd01:", "10000000000000000:"), "bad file line"),
             (
                 good.replace("changed 60-ups.rules", "changed %zz"),
                 "bad name",
