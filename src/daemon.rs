@@ -41,6 +41,9 @@ use report::{describe, log_report, trigger};
 const WATCH_RETRY: Duration = Duration::from_secs(5);
 /// How long shutdown waits for in-flight file installs.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// A sync of a source this large gives back the memory it freed
+/// ([`crate::host::heap::give_back`]): a few ms at most, none for a small one.
+const LARGE_SYNC: usize = 1024;
 
 type BridgeId = u64;
 
@@ -67,6 +70,9 @@ pub(crate) struct Daemon {
     /// a target.
     acting: Vec<acting::ActionGroup>,
     starting: bool,
+    /// A large sync finished: its memory goes back to the system once no
+    /// sync or action holds any of it ([`crate::host::heap`]).
+    give_back_due: bool,
     watchdog: Option<(Duration, Instant)>,
     hotplug: hotplug::Hotplug,
 }
@@ -111,6 +117,7 @@ impl Daemon {
             done_tx,
             done_rx,
             starting: true,
+            give_back_due: false,
             watchdog: notify::watchdog_interval().map(|i| (i, Instant::now() + i)),
             hotplug: hotplug::Hotplug::new(),
         }
@@ -214,9 +221,24 @@ impl Daemon {
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
                 _ = hup.recv() => { let _ = self.reload("SIGHUP"); }
             }
+            self.give_back_if_due();
         }
         self.shutdown().await;
         Ok(())
+    }
+
+    /// After a large sync, once nothing holds its data (no sync running,
+    /// no actions owed or running: the manifests and reports they keep are
+    /// dropped), hands its memory back ([`crate::host::heap`]).
+    fn give_back_if_due(&mut self) {
+        if self.give_back_due
+            && self.running() == 0
+            && self.owed.is_empty()
+            && self.acting.is_empty()
+        {
+            self.give_back_due = false;
+            crate::host::heap::give_back();
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -343,6 +365,7 @@ impl Daemon {
 
     /// Logs a completed sync (files and actions) and records it in the status.
     fn finish(&mut self, id: BridgeId, res: Result<SyncReport>) {
+        self.give_back_due |= res.as_ref().is_ok_and(|r| r.source_files >= LARGE_SYNC);
         // Events our own trigger caused are queued by now (udevd sends them
         // before `udevadm settle` returns): take them while still syncing.
         self.drain_hotplug();

@@ -292,6 +292,8 @@ const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs `fut` on a current-thread runtime; maps errors to exit code 1.
 pub(crate) fn in_runtime<F: std::future::Future<Output = anyhow::Result<u8>>>(fut: F) -> u8 {
+    // Before any thread exists.
+    crate::host::heap::tune();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Blocking threads (file syncs) exit soon after a burst: idle is idle.

@@ -112,7 +112,8 @@ impl Seen {
     /// A mark for a sync starting now. One sync per bridge runs at a time,
     /// so events before it matter to no one: they are forgotten.
     pub(crate) fn mark(&mut self) -> Mark {
-        self.last.clear();
+        // A new map: one a burst grew would keep its room while idle.
+        self.last = HashMap::new();
         Mark(self.count)
     }
 

@@ -213,6 +213,35 @@ pub(crate) struct Sync {
     pub(crate) notes: Vec<String>,
     /// Actions run.
     pub(crate) actions: Vec<ActionRun>,
+    /// How many each list had: a list keeps its first [`LISTED`] entries
+    /// (a burst of 100,000 files is a count, not 100,000 names held for
+    /// as long as the daemon runs). Absent in a status of an earlier
+    /// version: the lists are whole then.
+    #[serde(default)]
+    pub(crate) totals: Totals,
+}
+
+/// The entries a [`Sync`] list keeps; the rest are counted in [`Totals`].
+pub(crate) const LISTED: usize = 100;
+
+/// How many entries each [`Sync`] list had before it was cut to [`LISTED`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Totals {
+    /// Files installed.
+    pub(crate) installed: usize,
+    /// Files replaced.
+    pub(crate) replaced: usize,
+    /// Files pruned.
+    pub(crate) pruned: usize,
+    /// Source entries skipped.
+    pub(crate) skipped: usize,
+    /// Files held for the next window.
+    pub(crate) held: usize,
+}
+
+/// A list cut to its first [`LISTED`] entries.
+pub(crate) fn listed<T: Clone>(all: &[T]) -> Vec<T> {
+    all[..all.len().min(LISTED)].to_vec()
 }
 
 /// A file with a reason.
@@ -284,6 +313,21 @@ impl Sync {
             errors: vec![error],
             notes: vec![],
             actions: vec![],
+            totals: Totals::default(),
+        }
+    }
+
+    /// How many files it installed, replaced, pruned, skipped and held
+    /// (the [`Totals`], or the lists' lengths in a status of an earlier
+    /// version).
+    pub(crate) fn counts(&self) -> Totals {
+        let t = self.totals;
+        Totals {
+            installed: t.installed.max(self.installed.len()),
+            replaced: t.replaced.max(self.replaced.len()),
+            pruned: t.pruned.max(self.pruned.len()),
+            skipped: t.skipped.max(self.skipped.len()),
+            held: t.held.max(self.held.len()),
         }
     }
 
@@ -331,8 +375,9 @@ impl Bridge {
             c.syncs_ok += 1;
             self.last_success_at = Some(sync.at);
         }
-        c.files_installed += (sync.installed.len() + sync.replaced.len()) as u64;
-        c.files_pruned += sync.pruned.len() as u64;
+        let n = sync.counts();
+        c.files_installed += (n.installed + n.replaced) as u64;
+        c.files_pruned += n.pruned as u64;
         c.action_failures += sync.actions.iter().filter(|a| !a.ok).count() as u64;
         if let Some(mut usb) = usb {
             usb.at = sync.at;

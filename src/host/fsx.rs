@@ -234,6 +234,40 @@ pub(crate) fn read_limited(file: &mut File, limit: u64) -> io::Result<Option<Vec
     Ok((buf.len() as u64 <= limit).then_some(buf))
 }
 
+/// [`read_limited`] of a regular file `fstat` said is `size` bytes: a
+/// read that gives exactly that many bytes and asks for more is its end
+/// (for a regular file a short read is the end of file), so a small file
+/// is one read, not a read and a read that finds the end. The caller
+/// checks the file's stamp after the read, which a write meanwhile changes.
+pub(crate) fn read_sized(file: &mut File, size: u64, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let want = size.min(limit).saturating_add(1);
+    let mut buf = vec![0u8; usize::try_from(want).unwrap_or(usize::MAX).min(1 << 20)];
+    let mut got = 0;
+    loop {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got as u64 == size && got < buf.len() {
+                    break;
+                }
+                if got == buf.len() {
+                    // Larger than it said, or past the first MiB: the rest.
+                    buf.truncate(got);
+                    let rest = limit.saturating_add(1).saturating_sub(got as u64);
+                    file.take(rest).read_to_end(&mut buf)?;
+                    got = buf.len();
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    Ok((got as u64 <= limit).then_some(buf))
+}
+
 /// SHA-256 of a byte slice.
 pub(crate) fn digest(bytes: &[u8]) -> Digest {
     Digest::of(bytes)
@@ -275,5 +309,33 @@ mod tests {
         std::fs::rename(tmp.path().join("b"), tmp.path().join("a")).unwrap();
         let mut f = reopen_for_reading(&handle).unwrap();
         assert_eq!(read_limited(&mut f, 100).unwrap().unwrap(), b"first");
+    }
+
+    /// One read for a file of the size it said; a file that grew, or one
+    /// over the limit, is read on (and its size said so).
+    #[test]
+    fn a_sized_read_takes_what_the_file_holds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        for (content, said, limit, want) in [
+            (&b""[..], 0, 10, Some(&b""[..])),
+            (b"abc", 3, 10, Some(b"abc")),
+            (b"abcdef", 3, 10, Some(b"abcdef")),
+            (b"abc", 9, 10, Some(b"abc")),
+            (b"abcdef", 6, 5, None),
+            (b"abcdef", 3, 5, None),
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let mut f = File::open(&path).unwrap();
+            let got = read_sized(&mut f, said, limit).unwrap();
+            assert_eq!(got.as_deref(), want, "{content:?} said {said}");
+        }
+        let big = vec![7u8; (1 << 20) + 5];
+        std::fs::write(&path, &big).unwrap();
+        let mut f = File::open(&path).unwrap();
+        assert_eq!(
+            read_sized(&mut f, big.len() as u64, 1 << 21).unwrap(),
+            Some(big)
+        );
     }
 }

@@ -228,6 +228,9 @@ pub(crate) fn scan(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
         Err(e) => return Err(e),
     };
+    // See read_stamped: on a nodev mount a file is opened once.
+    let nodev = rustix::fs::fstatvfs(&dirfd)
+        .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NODEV));
     let cap = listing_cap(limits);
     let Some((candidates, rejected)) = list(&dirfd, include, cap)? else {
         // A flood: listing (and sorting) it all at every event is the cost
@@ -278,7 +281,14 @@ pub(crate) fn scan(
                 }
             }
         } else {
-            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.transient)? {
+            match judge(
+                (&dirfd, nodev),
+                name,
+                admit,
+                &mut budget,
+                accept,
+                &mut out.transient,
+            )? {
                 Ok((SourceFile::Ready(digest), Some((bytes, st)))) => {
                     let seen = Seen {
                         size: Some(st.size),
@@ -466,7 +476,7 @@ type Judged = (SourceFile, Option<(Vec<u8>, Stamp)>);
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
 /// size); `Ok(Ok(judged))` otherwise; `Err`: an I/O failure of the scan.
 fn judge(
-    dirfd: &OwnedFd,
+    (dirfd, nodev): (&OwnedFd, bool),
     name: &str,
     admit: &Admit,
     budget: &mut Budget,
@@ -476,10 +486,16 @@ fn judge(
     if let Err(why) = budget.take_file() {
         return Ok(Err(why));
     }
-    if let Err(why) = budget.precheck_bytes(size_of(dirfd, name, admit.max_size)) {
+    let mut past_budget = None;
+    let read = read_stamped(dirfd, name, admit, nodev, &mut |size| {
+        let fits = budget.precheck_bytes(size);
+        past_budget = fits.clone().err();
+        fits.is_ok()
+    })?;
+    if let Some(why) = past_budget {
         return Ok(Err(why));
     }
-    let (digest, bytes, st) = match read_stamped(dirfd, name, admit)? {
+    let (digest, bytes, st) = match read {
         Ok(read) => read,
         Err(skip) => {
             match skip {
@@ -509,14 +525,6 @@ fn judge(
 /// names and names no pattern includes).
 pub(crate) fn listing_cap(limits: Limits) -> usize {
     limits.max_files.saturating_mul(4).max(1000)
-}
-
-/// The size `name` has now, for the budget: 0 if it cannot be seen or is
-/// over `max_size` (the read then says why, more precisely).
-fn size_of(dir: &OwnedFd, name: &str, max_size: u64) -> u64 {
-    let size =
-        fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_or(0, |st| st.st_size.max(0) as u64);
-    if size > max_size { 0 } else { size }
 }
 
 fn over_budget(slot: &mut Option<OverBudget>, name: &str, why: String) {
@@ -577,7 +585,14 @@ pub(crate) fn read_entry(
     name: &str,
     admit: &Admit,
 ) -> io::Result<Result<(Digest, Vec<u8>), Skip>> {
-    Ok(read_stamped(dirfd, name, admit)?.map(|(d, b, _)| (d, b)))
+    Ok(read_stamped(dirfd, name, admit, false, &mut |_| true)?.map(|(d, b, _)| (d, b)))
+}
+
+/// A source entry's descriptor: open for reading, or one that opens
+/// nothing ([`read_stamped`]).
+enum Opened {
+    File(std::fs::File),
+    Path(OwnedFd),
 }
 
 /// A file read: its digest, its bytes, and its stamp.
@@ -585,38 +600,63 @@ type Read = (Digest, Vec<u8>, Stamp);
 
 /// [`read_entry`], also giving the stamp of the file read (unchanged from
 /// before the read to after it).
-fn read_stamped(dirfd: &OwnedFd, name: &str, admit: &Admit) -> io::Result<Result<Read, Skip>> {
-    // A cheap first look; the decision is made on the descriptor below.
-    let st = match fstatat(dirfd, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) => st,
-        Err(nix::errno::Errno::ENOENT) => return Ok(Err(Skip::Vanished)),
-        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot stat: {e}")))),
+/// `fits(size)` is asked once the file's size is known, before it is read:
+/// `false` stops there (the caller's budget says why).
+fn read_stamped(
+    dirfd: &OwnedFd,
+    name: &str,
+    admit: &Admit,
+    nodev: bool,
+    fits: &mut dyn FnMut(u64) -> bool,
+) -> io::Result<Result<Read, Skip>> {
+    // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: the
+    // entry is judged on a descriptor, and what is read is that inode. A
+    // device node must never be opened (an open can act on a device), so
+    // the descriptor is one that opens nothing (`O_PATH`), reopened for
+    // reading only once it is known to be a plain file. On a `nodev` mount
+    // (/run is one) no device can be opened (EACCES), a FIFO opened
+    // non-blocking and a socket (ENXIO) open nothing either: the entry is
+    // opened for reading at once, one open instead of two; any error there
+    // (a symlink, a socket) takes the other way, which says what it is.
+    let direct = match nodev.then(|| fsx::open_file_at(dirfd, name)) {
+        Some(Ok(file)) => Some(file),
+        Some(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
+            return Ok(Err(Skip::Vanished));
+        }
+        _ => None,
+    };
+    let (st, opened) = match direct {
+        Some(file) => (fstat(&file)?, Opened::File(file)),
+        None => {
+            let handle = match fsx::open_path_at(dirfd, name) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
+                    return Ok(Err(Skip::Vanished));
+                }
+                Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
+            };
+            (fstat(&handle)?, Opened::Path(handle))
+        }
     };
     if let Some(why) = admit.refuse(&st) {
         return Ok(Err(Skip::Refused(why)));
     }
-    // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: take
-    // a descriptor that opens nothing, judge the inode it names, and open
-    // only that inode, only if it is a plain file.
-    let handle = match fsx::open_path_at(dirfd, name) {
-        Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Err(Skip::Vanished)),
-        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
-    };
-    let st = fstat(&handle)?;
-    if let Some(why) = admit.refuse(&st) {
-        return Ok(Err(Skip::Refused(why)));
+    if !fits(st.st_size as u64) {
+        return Ok(Err(Skip::Refused("past the bridge's budget".into())));
     }
     if let Some(quiet) = admit.quiet_for
         && modified_within(&st, quiet)
     {
         return Ok(Err(Skip::Recent));
     }
-    let mut file = match fsx::reopen_for_reading(&handle) {
-        Ok(f) => f,
-        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
+    let mut file = match opened {
+        Opened::File(file) => file,
+        Opened::Path(handle) => match fsx::reopen_for_reading(&handle) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
+        },
     };
-    match fsx::read_limited(&mut file, admit.max_size) {
+    match fsx::read_sized(&mut file, st.st_size as u64, admit.max_size) {
         // Written to while it was read (also without a watch, or through a
         // mapping that sends no event): what was read may be torn.
         Ok(Some(_)) if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now)) => {
@@ -670,4 +710,53 @@ fn same_content_stamp(a: &FileStat, b: &FileStat) -> bool {
 
 fn too_big(size: u64, max: u64) -> String {
     format!("is {size} bytes, over the max_file_size limit of {max} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The entry is judged the same whichever way it is opened (at once on
+    /// a nodev mount, or through a descriptor that opens nothing): a plain
+    /// file is read, a symlink, a FIFO and a hard-linked file are refused
+    /// with what they are, a missing one has vanished.
+    #[test]
+    fn both_ways_of_opening_judge_an_entry_alike() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join("plain"), "x\n").unwrap();
+        std::os::unix::fs::symlink(d.join("plain"), d.join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &d.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::fs::write(d.join("linked"), "y\n").unwrap();
+        std::fs::hard_link(d.join("linked"), d.join("linked2")).unwrap();
+        let dirfd = open_dir(d).unwrap();
+        let admit = Admit {
+            max_size: 100,
+            owners: None,
+            quiet_for: None,
+        };
+        for nodev in [false, true] {
+            let judged =
+                |name: &str| read_stamped(&dirfd, name, &admit, nodev, &mut |_| true).unwrap();
+            let (_, bytes, _) = judged("plain").unwrap();
+            assert_eq!(bytes, b"x\n");
+            for (name, what) in [
+                ("link", "symlink"),
+                ("fifo", "FIFO"),
+                ("linked", "hard links"),
+            ] {
+                match judged(name) {
+                    Err(Skip::Refused(why)) => assert!(why.contains(what), "{nodev} {name}: {why}"),
+                    other => panic!("{nodev} {name}: {other:?}"),
+                }
+            }
+            assert_eq!(judged("missing").unwrap_err(), Skip::Vanished);
+            let past = read_stamped(&dirfd, "plain", &admit, nodev, &mut |_| false).unwrap();
+            assert!(matches!(past, Err(Skip::Refused(_))), "{past:?}");
+        }
+    }
 }

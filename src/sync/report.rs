@@ -164,6 +164,7 @@ impl SyncReport {
         use crate::core::status as st;
         let notes = |v: &[(String, String)]| -> Vec<st::Note> {
             v.iter()
+                .take(st::LISTED)
                 .map(|(f, r)| st::Note {
                     file: f.clone(),
                     reason: r.clone(),
@@ -174,9 +175,9 @@ impl SyncReport {
             at,
             trigger: trigger.to_string(),
             result: if self.failed() { "failed" } else { "ok" }.into(),
-            installed: self.installed.clone(),
-            replaced: self.replaced.clone(),
-            pruned: self.pruned.clone(),
+            installed: st::listed(&self.installed),
+            replaced: st::listed(&self.replaced),
+            pruned: st::listed(&self.pruned),
             unchanged: self.unchanged,
             skipped: notes(&self.skipped),
             held: notes(&self.held),
@@ -184,6 +185,7 @@ impl SyncReport {
             findings: self
                 .findings
                 .iter()
+                .take(st::LISTED)
                 .map(|(file, f)| st::Finding {
                     file: file.clone(),
                     line: f.line,
@@ -193,8 +195,8 @@ impl SyncReport {
                     message: f.message.clone(),
                 })
                 .collect(),
-            errors: self.errors.clone(),
-            notes: self.notes.clone(),
+            errors: st::listed(&self.errors),
+            notes: st::listed(&self.notes),
             actions: self
                 .actions
                 .iter()
@@ -206,6 +208,13 @@ impl SyncReport {
                     },
                 })
                 .collect(),
+            totals: st::Totals {
+                installed: self.installed.len(),
+                replaced: self.replaced.len(),
+                pruned: self.pruned.len(),
+                skipped: self.skipped.len(),
+                held: self.held.len(),
+            },
         }
     }
 }

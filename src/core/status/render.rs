@@ -95,13 +95,14 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
 /// "installed 1 file, 3 unchanged, 1 skipped; udev-reload ok".
 pub(crate) fn summary(s: &Sync) -> String {
     let mut parts = Vec::new();
-    for (verb, list) in [
-        ("installed", &s.installed),
-        ("replaced", &s.replaced),
-        ("pruned", &s.pruned),
+    let n = s.counts();
+    for (verb, count) in [
+        ("installed", n.installed),
+        ("replaced", n.replaced),
+        ("pruned", n.pruned),
     ] {
-        if !list.is_empty() {
-            parts.push(format!("{verb} {}", plural(list.len(), "file")));
+        if count > 0 {
+            parts.push(format!("{verb} {}", plural(count, "file")));
         }
     }
     if parts.is_empty() {
@@ -111,13 +112,13 @@ pub(crate) fn summary(s: &Sync) -> String {
         parts.push(format!("{} unchanged", s.unchanged));
     }
     // The words `sync` and the log use for the same sync.
-    if !s.skipped.is_empty() {
-        parts.push(format!("{} skipped", s.skipped.len()));
+    if n.skipped > 0 {
+        parts.push(format!("{} skipped", n.skipped));
     }
-    if !s.held.is_empty() {
+    if n.held > 0 {
         parts.push(format!(
             "{} held for the next window",
-            plural(s.held.len(), "file")
+            plural(n.held, "file")
         ));
     }
     let mut text = parts.join(", ");

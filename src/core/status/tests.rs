@@ -24,6 +24,7 @@ fn sync(at: u64) -> Sync {
             ok: true,
             detail: String::new(),
         }],
+        totals: Totals::default(),
     }
 }
 
@@ -368,4 +369,32 @@ fn the_summary_says_nothing_to_change_and_counts_skips() {
         super::render::summary(&s),
         "nothing to change, 3 unchanged, 1 skipped; udev-reload ok"
     );
+}
+
+/// A burst's sync is kept as its first names and its counts: the summary
+/// and the counters say how many, the lists name at most [`LISTED`].
+#[test]
+fn a_large_sync_keeps_its_counts_and_only_its_first_names() {
+    let names: Vec<String> = (0..5000).map(|i| format!("{i:05}.rules")).collect();
+    let mut s = sync(1000);
+    s.installed = listed(&names);
+    s.totals = Totals {
+        installed: names.len(),
+        skipped: 2,
+        ..Totals::default()
+    };
+    assert_eq!(s.installed.len(), LISTED);
+    assert_eq!(s.counts().installed, 5000);
+    assert_eq!(
+        render::summary(&s),
+        "installed 5000 files, 3 unchanged, 2 skipped; udev-reload ok"
+    );
+    let mut b = bridge("nut-udev", None);
+    let before = b.counters.files_installed;
+    b.record(s.clone(), None);
+    assert_eq!(b.counters.files_installed - before, 5000);
+    // A status of an earlier version, without totals: the lists count.
+    let mut old = sync(1000);
+    old.totals = Totals::default();
+    assert_eq!(old.counts().installed, 1);
 }
