@@ -44,6 +44,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// A sync of a source this large gives back the memory it freed
 /// ([`crate::host::heap::give_back`]): a few ms at most, none for a small one.
 const LARGE_SYNC: usize = 1024;
+/// Events taken in one turn of the daemon's loop, at most.
+const EVENT_BATCH: usize = 256;
 
 type BridgeId = u64;
 
@@ -210,7 +212,7 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                Some(ev) = self.events.recv() => self.on_event(ev),
+                Some(ev) = self.events.recv() => self.on_events(ev),
                 Some((id, res)) = self.done_rx.recv() => self.on_sync_done(id, res),
                 Some(done) = self.actions_rx.recv() => self.on_actions_done(done),
                 Some(req) = requests.recv() => self.on_request(req),
@@ -225,6 +227,18 @@ impl Daemon {
         }
         self.shutdown().await;
         Ok(())
+    }
+
+    /// An event, and those queued behind it (a bounded number: a burst is
+    /// taken in batches, not one turn of the loop an event).
+    fn on_events(&mut self, first: Delivery) {
+        self.on_event(first);
+        for _ in 0..EVENT_BATCH {
+            match self.events.try_recv() {
+                Ok(ev) => self.on_event(ev),
+                Err(_) => break,
+            }
+        }
     }
 
     /// After a large sync, once nothing holds its data (no sync running,

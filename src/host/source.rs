@@ -349,21 +349,38 @@ pub(crate) fn as_recorded(
     // The manifest lists its files in name order. A stable sort finds the
     // runs a listing often is (tmpfs lists newest first) and merges them.
     names.sort();
+    // The stats of both sides, each on its own thread with the text of
+    // each stamp (the manifest's lines are compared with it): they are the
+    // cost of this path, and both sides are read-only here.
+    let (sources, installed) = std::thread::scope(|scope| {
+        let sources = scope.spawn(|| {
+            let stat = |n: &String| {
+                fstatat(&dirfd, n.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .ok()
+                    .filter(|st| spec.admit.refuse(st).is_none())
+                    .map(|st| StampText::of(&stamp_of(&st)))
+            };
+            names.iter().map(stat).collect::<Vec<_>>()
+        });
+        let installed: Vec<Option<(Stamp, StampText)>> = names
+            .iter()
+            .map(|n| dest.stamp(n).map(|st| (st, StampText::of(&st))))
+            .collect();
+        (sources.join().unwrap_or_default(), installed)
+    });
+    if sources.len() != names.len() {
+        return Ok(None);
+    }
     let mut budget = Budget::new(spec.limits);
     let mut count = 0;
-    for name in &names {
-        let source = fstatat(&dirfd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-            .ok()
-            .filter(|st| spec.admit.refuse(st).is_none());
-        let (Some(source), Some(installed)) = (source, dest.stamp(name)) else {
+    for ((name, source), installed) in names.iter().zip(sources).zip(installed) {
+        let (Some(source), Some((installed, installed_text))) = (source, installed) else {
             return Ok(None);
         };
-        // Compared as written: a stamp has one text.
-        let (source, dest_text) = (StampText::of(&stamp_of(&source)), StampText::of(&installed));
         let expect = Expect {
             name: name.as_bytes(),
             source: source.as_bytes(),
-            dest: dest_text.as_bytes(),
+            dest: installed_text.as_bytes(),
         };
         let Some(r) = records.next_as(&expect) else {
             return Ok(None);

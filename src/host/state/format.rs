@@ -177,7 +177,8 @@ pub(crate) struct Record {
 }
 
 /// What the next `file` line must hold: a name and two stamps as written
-/// ([`StampText`]).
+/// ([`StampText`]: a stamp has one text, so comparing texts is comparing
+/// stamps).
 #[derive(Debug)]
 pub(crate) struct Expect<'e> {
     /// The name (one that needs no escape).
@@ -432,8 +433,10 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
 /// The 16 hex digits of `n`, computed eight at a time in a u64 (each
 /// nibble spread to a byte, then turned into its digit), not one by one:
 /// every manifest write and `hostbridge sync` formats two stamps a file.
+#[inline(always)]
 fn hex16(n: u64) -> [u8; 16] {
     // Nibble k (from the low end) of `x` into byte k of the result.
+    #[inline(always)]
     fn spread(x: u32) -> u64 {
         let x = u64::from(x);
         let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
@@ -441,6 +444,7 @@ fn hex16(n: u64) -> [u8; 16] {
         (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
     }
     // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
+    #[inline(always)]
     fn digits(v: u64) -> [u8; 8] {
         let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
         (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
@@ -480,6 +484,21 @@ fn stamp_into(out: &mut Vec<u8>, s: Option<&Stamp>) {
     }
 }
 
+/// A stamp's fields as its text has them: (negative, magnitude).
+fn fields(s: &Stamp) -> [(bool, u64); 8] {
+    let signed = |v: i64| (v < 0, v.unsigned_abs());
+    [
+        (false, s.dev),
+        (false, s.ino),
+        (false, s.size),
+        signed(s.mtime_ns),
+        signed(s.ctime_ns),
+        (false, u64::from(s.mode)),
+        (false, u64::from(s.uid)),
+        (false, u64::from(s.gid)),
+    ]
+}
+
 /// A stamp's text as a manifest file writes it, made in a fixed buffer:
 /// each field's 16 hex digits are written whole and the next field starts
 /// right after the significant ones (no copy of a varying length).
@@ -495,18 +514,7 @@ impl StampText {
             buf: [0; 8 * 18 + 16],
             len: 0,
         };
-        let signed = |v: i64| (v < 0, v.unsigned_abs());
-        let fields = [
-            (false, s.dev),
-            (false, s.ino),
-            (false, s.size),
-            signed(s.mtime_ns),
-            signed(s.ctime_ns),
-            (false, u64::from(s.mode)),
-            (false, u64::from(s.uid)),
-            (false, u64::from(s.gid)),
-        ];
-        for (i, (neg, n)) in fields.into_iter().enumerate() {
+        for (i, (neg, n)) in fields(s).into_iter().enumerate() {
             if i > 0 {
                 t.buf[t.len] = b':';
                 t.len += 1;
