@@ -228,9 +228,6 @@ pub(crate) fn scan(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
         Err(e) => return Err(e),
     };
-    // See read_stamped: on a nodev mount a file is opened once.
-    let nodev = rustix::fs::fstatvfs(&dirfd)
-        .is_ok_and(|v| v.f_flag.contains(rustix::fs::StatVfsMountFlags::NODEV));
     let cap = listing_cap(limits);
     let Some((candidates, rejected)) = list(&dirfd, include, cap)? else {
         // A flood: listing (and sorting) it all at every event is the cost
@@ -281,14 +278,7 @@ pub(crate) fn scan(
                 }
             }
         } else {
-            match judge(
-                (&dirfd, nodev),
-                name,
-                admit,
-                &mut budget,
-                accept,
-                &mut out.transient,
-            )? {
+            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.transient)? {
                 Ok((SourceFile::Ready(digest), Some((bytes, st)))) => {
                     let seen = Seen {
                         size: Some(st.size),
@@ -493,7 +483,7 @@ type Judged = (SourceFile, Option<(Vec<u8>, Stamp)>);
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
 /// size); `Ok(Ok(judged))` otherwise; `Err`: an I/O failure of the scan.
 fn judge(
-    (dirfd, nodev): (&OwnedFd, bool),
+    dirfd: &OwnedFd,
     name: &str,
     admit: &Admit,
     budget: &mut Budget,
@@ -504,7 +494,7 @@ fn judge(
         return Ok(Err(why));
     }
     let mut past_budget = None;
-    let read = read_stamped(dirfd, name, admit, nodev, &mut |size| {
+    let read = read_stamped(dirfd, name, admit, &mut |size| {
         let fits = budget.precheck_bytes(size);
         past_budget = fits.clone().err();
         fits.is_ok()
@@ -602,14 +592,7 @@ pub(crate) fn read_entry(
     name: &str,
     admit: &Admit,
 ) -> io::Result<Result<(Digest, Vec<u8>), Skip>> {
-    Ok(read_stamped(dirfd, name, admit, false, &mut |_| true)?.map(|(d, b, _)| (d, b)))
-}
-
-/// A source entry's descriptor: open for reading, or one that opens
-/// nothing ([`read_stamped`]).
-enum Opened {
-    File(std::fs::File),
-    Path(OwnedFd),
+    Ok(read_stamped(dirfd, name, admit, &mut |_| true)?.map(|(d, b, _)| (d, b)))
 }
 
 /// A file read: its digest, its bytes, and its stamp.
@@ -623,38 +606,19 @@ fn read_stamped(
     dirfd: &OwnedFd,
     name: &str,
     admit: &Admit,
-    nodev: bool,
     fits: &mut dyn FnMut(u64) -> bool,
 ) -> io::Result<Result<Read, Skip>> {
-    // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: the
-    // entry is judged on a descriptor, and what is read is that inode. A
-    // device node must never be opened (an open can act on a device), so
-    // the descriptor is one that opens nothing (`O_PATH`), reopened for
-    // reading only once it is known to be a plain file. On a `nodev` mount
-    // (/run is one) no device can be opened (EACCES), a FIFO opened
-    // non-blocking and a socket (ENXIO) open nothing either: the entry is
-    // opened for reading at once, one open instead of two; any error there
-    // (a symlink, a socket) takes the other way, which says what it is.
-    let direct = match nodev.then(|| fsx::open_file_at(dirfd, name)) {
-        Some(Ok(file)) => Some(file),
-        Some(Err(e)) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
-            return Ok(Err(Skip::Vanished));
-        }
-        _ => None,
+    // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: take
+    // a descriptor that opens nothing, judge the inode it names, and open
+    // only that inode, only if it is a plain file. (Not even on a nodev
+    // mount is an entry opened at once: a FIFO would be opened, and a
+    // writer blocked on it woken.)
+    let handle = match fsx::open_path_at(dirfd, name) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Err(Skip::Vanished)),
+        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
-    let (st, opened) = match direct {
-        Some(file) => (fstat(&file)?, Opened::File(file)),
-        None => {
-            let handle = match fsx::open_path_at(dirfd, name) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => {
-                    return Ok(Err(Skip::Vanished));
-                }
-                Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
-            };
-            (fstat(&handle)?, Opened::Path(handle))
-        }
-    };
+    let st = fstat(&handle)?;
     if let Some(why) = admit.refuse(&st) {
         return Ok(Err(Skip::Refused(why)));
     }
@@ -666,12 +630,9 @@ fn read_stamped(
     {
         return Ok(Err(Skip::Recent));
     }
-    let mut file = match opened {
-        Opened::File(file) => file,
-        Opened::Path(handle) => match fsx::reopen_for_reading(&handle) {
-            Ok(f) => f,
-            Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
-        },
+    let mut file = match fsx::reopen_for_reading(&handle) {
+        Ok(f) => f,
+        Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
     match fsx::read_sized(&mut file, st.st_size as u64, admit.max_size) {
         // Written to while it was read (also without a watch, or through a
@@ -733,12 +694,11 @@ fn too_big(size: u64, max: u64) -> String {
 mod tests {
     use super::*;
 
-    /// The entry is judged the same whichever way it is opened (at once on
-    /// a nodev mount, or through a descriptor that opens nothing): a plain
-    /// file is read, a symlink, a FIFO and a hard-linked file are refused
-    /// with what they are, a missing one has vanished.
+    /// A plain file is read; a symlink, a FIFO and a hard-linked file are
+    /// refused with what they are (and the FIFO is never opened); a missing
+    /// one has vanished; one past the budget is not read.
     #[test]
-    fn both_ways_of_opening_judge_an_entry_alike() {
+    fn an_entry_is_judged_on_a_descriptor_that_opens_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         std::fs::write(d.join("plain"), "x\n").unwrap();
@@ -756,24 +716,21 @@ mod tests {
             owners: None,
             quiet_for: None,
         };
-        for nodev in [false, true] {
-            let judged =
-                |name: &str| read_stamped(&dirfd, name, &admit, nodev, &mut |_| true).unwrap();
-            let (_, bytes, _) = judged("plain").unwrap();
-            assert_eq!(bytes, b"x\n");
-            for (name, what) in [
-                ("link", "symlink"),
-                ("fifo", "FIFO"),
-                ("linked", "hard links"),
-            ] {
-                match judged(name) {
-                    Err(Skip::Refused(why)) => assert!(why.contains(what), "{nodev} {name}: {why}"),
-                    other => panic!("{nodev} {name}: {other:?}"),
-                }
+        let judged = |name: &str| read_stamped(&dirfd, name, &admit, &mut |_| true).unwrap();
+        let (_, bytes, _) = judged("plain").unwrap();
+        assert_eq!(bytes, b"x\n");
+        for (name, what) in [
+            ("link", "symlink"),
+            ("fifo", "FIFO"),
+            ("linked", "hard links"),
+        ] {
+            match judged(name) {
+                Err(Skip::Refused(why)) => assert!(why.contains(what), "{name}: {why}"),
+                other => panic!("{name}: {other:?}"),
             }
-            assert_eq!(judged("missing").unwrap_err(), Skip::Vanished);
-            let past = read_stamped(&dirfd, "plain", &admit, nodev, &mut |_| false).unwrap();
-            assert!(matches!(past, Err(Skip::Refused(_))), "{past:?}");
         }
+        assert_eq!(judged("missing").unwrap_err(), Skip::Vanished);
+        let past = read_stamped(&dirfd, "plain", &admit, &mut |_| false).unwrap();
+        assert!(matches!(past, Err(Skip::Refused(_))), "{past:?}");
     }
 }
