@@ -152,8 +152,9 @@ impl DestDir {
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         // Created with its mode when that is what creating gives (one
         // syscall less a file: a burst installs thousands), else 0600 and
-        // set below.
-        let exact = self.created_as(mode);
+        // set below. Not when an owner or group is set: until the chown the
+        // file would be open to the group it was created with.
+        let exact = owner.0.is_none() && owner.1.is_none() && self.created_as(mode);
         let create_mode = if exact { mode } else { 0o600 };
         let fd = openat(
             &self.fd,
@@ -182,12 +183,16 @@ impl DestDir {
 
     /// Whether a file created here with `mode` has exactly that mode: only
     /// permission bits, none the process umask takes away, and no default
-    /// ACL on the dir (which would replace the umask).
+    /// ACL on the dir (which would replace the umask) on a file system that
+    /// has POSIX ACLs.
     fn created_as(&self, mode: u32) -> bool {
         let plain = *self.plain_modes.get_or_init(|| {
+            // Only a file system that says "no such attribute": one that
+            // has no POSIX ACLs (NFSv4, CIFS) may still give a new file
+            // rights its mode does not show.
             matches!(
                 rustix::fs::fgetxattr_query(&self.fd, "system.posix_acl_default"),
-                Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) | Ok(0)
+                Err(rustix::io::Errno::NODATA) | Ok(0)
             )
         });
         plain && mode & !0o777 == 0 && umask().is_some_and(|u| mode & u == 0)
@@ -256,6 +261,13 @@ mod tests {
                 .mode();
             assert_eq!(got & 0o7777, mode, "{name}");
         }
+        // With a group set: created 0600, chowned, then given its mode.
+        let gid = nix::unistd::Gid::current();
+        d.install_owned("grouped", b"x", 0o640, (None, Some(gid)))
+            .unwrap();
+        let m = std::fs::metadata(tmp.path().join("grouped")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&m), gid.as_raw());
         if umask().is_some_and(|u| u & 0o022 != 0) {
             assert!(d.created_as(0o644) && !d.created_as(0o666));
         }
