@@ -141,21 +141,32 @@ async fn settle_manifests(config: &Config, owed: &mut [Owed], failed: &[bool]) {
             o.manifest.actions_pending = false;
             o.manifest.changed.clear();
         }
-        let (name, st, m) = (o.bridge.name.clone(), state.clone(), o.manifest.clone());
+        // Moved to the blocking task and back, not copied (10,000 entries
+        // are common).
+        let (name, st, m) = (
+            o.bridge.name.clone(),
+            state.clone(),
+            std::mem::take(&mut o.manifest),
+        );
         let saved = tokio::task::spawn_blocking(move || {
             // Under the lock, and only over the manifest this sync left
             // (every save is a new file: its stamp tells): a newer sync (a
             // bridge replaced by a reload while these actions ran, a
             // `hostbridge sync` by hand) wrote one that owes its own.
-            let _lock = st.lock()?;
-            if m.left.is_some() && st.stamp(&name) == m.left {
-                st.save(&name, &m)?;
-            }
-            Ok::<_, anyhow::Error>(())
+            let saved = st.lock().and_then(|_lock| {
+                if m.left.is_some() && st.stamp(&name) == m.left {
+                    st.save(&name, &m)?;
+                }
+                Ok(())
+            });
+            (saved, m)
         })
         .await
         .context("manifest task failed")
-        .and_then(|r| r);
+        .and_then(|(saved, m)| {
+            o.manifest = m;
+            saved
+        });
         if let Err(e) = saved {
             // Its actions ran; they run again at the next sync.
             o.report.errors.push(format!("{e:#}"));
