@@ -145,6 +145,24 @@ pub(crate) struct Desired {
     pub(crate) gid: Option<u32>,
 }
 
+impl Desired {
+    /// Whether an installed copy with these permission bits, owner and
+    /// group, installed under the owner settings `installed_with` (the
+    /// manifest's uid and gid), is what the bridge wants now: a changed
+    /// mode or `owner:`/`group:` re-installs, and so does dropping one (the
+    /// file goes back to root's).
+    pub(crate) fn wants_copy(
+        &self,
+        (mode, uid, gid): (u32, u32, u32),
+        installed_with: (Option<u32>, Option<u32>),
+    ) -> bool {
+        mode == self.mode
+            && self.uid.is_none_or(|u| u == uid)
+            && self.gid.is_none_or(|g| g == gid)
+            && installed_with == (self.uid, self.gid)
+    }
+}
+
 /// A change to make in the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -317,12 +335,8 @@ fn plan_ready(
                 gid,
             },
         ) => {
-            // A changed `owner:`/`group:` re-installs, as a changed mode
-            // does; so does dropping one (the file goes back to root's).
-            let owners_ok = want.uid.is_none_or(|u| u == *uid)
-                && want.gid.is_none_or(|g| g == *gid)
-                && (owned.uid, owned.gid) == (want.uid, want.gid);
-            if *have == Some(digest) && *mode == want.mode && owners_ok {
+            if *have == Some(digest) && want.wants_copy((*mode, *uid, *gid), (owned.uid, owned.gid))
+            {
                 p.unchanged += 1;
                 // The manifest entry stands as it is (most names, most syncs).
                 if *owned == entry {

@@ -148,7 +148,10 @@ pub(crate) fn sync_files(
         ..SyncReport::default()
     };
     step(opts, || "reading the source".into());
-    if let Some(count) = seen::as_recorded(config, bridge, state, opts)? {
+    // What verdicts are made under; those recorded under others are not
+    // taken (below, all is read).
+    let checks = seen::checks_of(config, bridge);
+    if let Some(count) = seen::as_recorded(bridge, state, opts, checks)? {
         report.unchanged = count;
         report.source_files = count;
         report.source_present = true;
@@ -162,8 +165,6 @@ pub(crate) fn sync_files(
     } else {
         &fresh
     };
-    // Verdicts recorded under other checks are not taken: all is read.
-    let checks = seen::checks_of(config, bridge);
     let scoped;
     let opts = if before.checks == Some(checks) || opts.scope == Scope::Full {
         opts
@@ -612,13 +613,8 @@ fn make_plan(
         }
         dest_state.push((name.clone(), looked.0));
     }
-    let desired = Desired {
-        mode: bridge.mode,
-        prune: bridge.prune,
-        wait_for_content: planning.gate == PruneGate::UntilContent && view.files.is_empty(),
-        uid: owner.0.map(nix::unistd::Uid::as_raw),
-        gid: owner.1.map(nix::unistd::Gid::as_raw),
-    };
+    let wait_for_content = planning.gate == PruneGate::UntilContent && view.files.is_empty();
+    let desired = desired(bridge, owner, wait_for_content);
     let dest_state: BTreeMap<String, DestFile> = dest_state.into_iter().collect();
     let mut plan = plan::plan(view, &manifest.files, &dest_state, desired);
     // Held files keep their installed copies, which are then judged under
@@ -636,6 +632,18 @@ fn make_plan(
     report.prune_held = plan.prune_held;
     report.source_files = view.files.len();
     Ok(plan)
+}
+
+/// What the plan wants of the installed files: the bridge's mode, prune
+/// and owners (looked up), and whether absences wait for content.
+fn desired(bridge: &Bridge, owner: apply::Owner, wait_for_content: bool) -> Desired {
+    Desired {
+        mode: bridge.mode,
+        prune: bridge.prune,
+        wait_for_content,
+        uid: owner.0.map(nix::unistd::Uid::as_raw),
+        gid: owner.1.map(nix::unistd::Gid::as_raw),
+    }
 }
 
 /// An installed rules file whose source did not pass this sync keeps its

@@ -40,7 +40,7 @@ pub(crate) enum Scope {
 /// recorded under another digest is not trusted for skipping reads (a
 /// tightened policy must judge every file again, even for `hostbridge
 /// sync`, which reads the config anew without a reload).
-pub(crate) fn checks_of(config: &crate::config::Config, bridge: &crate::config::Bridge) -> Digest {
+pub(crate) fn checks_of(config: &Config, bridge: &Bridge) -> Digest {
     let text = format!(
         "{bridge:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         config.etc_udev_rules_dir, config.system_udev_rules_dirs, config.dev_root, config.udevadm
@@ -58,10 +58,10 @@ pub(crate) fn checks_of(config: &crate::config::Config, bridge: &crate::config::
 /// symlink-dir swap), takes the full way. Reads and locks nothing: a
 /// change under way shows as a difference.
 pub(crate) fn as_recorded(
-    config: &Config,
     bridge: &Bridge,
     state: &StateDir,
     opts: &super::SyncOptions,
+    checks: Digest,
 ) -> Result<Option<usize>> {
     let whole_set = bridge
         .files
@@ -79,24 +79,24 @@ pub(crate) fn as_recorded(
     };
     if records.actions_pending
         || records.changed
-        || records.checks != Some(checks_of(config, bridge))
+        || records.checks != Some(checks)
         || records.destination != bridge.install_to.as_os_str().as_encoded_bytes()
     {
         return Ok(None);
     }
     // An owner that cannot be looked up is the full way's error to report.
-    let (Ok((uid, gid)), Ok(Some(dest))) = (
+    let (Ok(owner), Ok(Some(dest))) = (
         super::owner_ids(bridge),
         super::apply::open_existing(&bridge.install_to),
     ) else {
         return Ok(None);
     };
-    let (uid, gid) = (uid.map(|u| u.as_raw()), gid.map(|g| g.as_raw()));
+    // What the plan would find unchanged, with the manifest's entry as it
+    // stands (its mode the bridge's).
+    let desired = super::desired(bridge, owner, false);
     let wanted = |r: &format::Record, st: &Stamp| {
-        (r.mode, r.uid, r.gid) == (bridge.mode, uid, gid)
-            && st.mode & 0o7777 == bridge.mode
-            && uid.is_none_or(|u| u == st.uid)
-            && gid.is_none_or(|g| g == st.gid)
+        r.mode == desired.mode
+            && desired.wants_copy((st.mode & 0o7777, st.uid, st.gid), (r.uid, r.gid))
     };
     let spec = source::RecordedSpec {
         include: &bridge.include,
