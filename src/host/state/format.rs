@@ -241,14 +241,11 @@ impl Records<'_> {
             rest = &rest[end + 1..];
             Some(f)
         };
-        let mode = field()?.iter().try_fold(0u32, |n, &b| match b {
-            b'0'..=b'7' if n < 1 << 28 => Some(n << 3 | u32::from(b - b'0')),
-            _ => None,
-        })?;
-        let mut num = || opt(std::str::from_utf8(field()?).ok()?);
-        let uid = num()?.map(u32::try_from).transpose().ok()?;
-        let gid = num()?.map(u32::try_from).transpose().ok()?;
-        let size = num()?;
+        let mut text = || std::str::from_utf8(field()?).ok();
+        let mode = mode(text()?)?;
+        let uid = id(text()?)?;
+        let gid = id(text()?)?;
+        let size = opt(text()?)?;
         let rest = rest.strip_prefix(expect.source)?.strip_prefix(b" ")?;
         let rest = rest.strip_prefix(expect.dest)?.strip_prefix(b" ")?;
         self.files = rest.strip_prefix(expect.name)?.strip_prefix(b"\n")?;
@@ -270,9 +267,9 @@ impl Records<'_> {
 fn file_line(rest: &str, radix: u32) -> Option<(String, Owned, Seen)> {
     let mut f = rest.splitn(8, ' ');
     let digest = Digest::from_hex(f.next()?.as_bytes())?;
-    let mode = u32::from_str_radix(f.next()?, 8).ok()?;
-    let uid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
-    let gid = opt(f.next()?)?.map(u32::try_from).transpose().ok()?;
+    let mode = mode(f.next()?)?;
+    let uid = id(f.next()?)?;
+    let gid = id(f.next()?)?;
     let size = opt(f.next()?)?;
     let source = stamp(f.next()?, radix)?;
     let dest = stamp(f.next()?, radix)?;
@@ -285,6 +282,16 @@ fn file_line(rest: &str, radix: u32) -> Option<(String, Owned, Seen)> {
     };
     let seen = Seen { size, source, dest };
     Some((n, owned, seen))
+}
+
+/// A `MODE` field (octal).
+fn mode(s: &str) -> Option<u32> {
+    u32::from_str_radix(s, 8).ok()
+}
+
+/// A `UID` or `GID` field: [`opt`] within 32 bits.
+fn id(s: &str) -> Option<Option<u32>> {
+    opt(s)?.map(u32::try_from).transpose().ok()
 }
 
 /// A decimal number or `-`: `Some(None)` for `-`, `None` when malformed.
@@ -433,10 +440,8 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
 /// The 16 hex digits of `n`, computed eight at a time in a u64 (each
 /// nibble spread to a byte, then turned into its digit), not one by one:
 /// every manifest write and `hostbridge sync` formats two stamps a file.
-#[inline(always)]
 fn hex16(n: u64) -> [u8; 16] {
     // Nibble k (from the low end) of `x` into byte k of the result.
-    #[inline(always)]
     fn spread(x: u32) -> u64 {
         let x = u64::from(x);
         let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
@@ -444,7 +449,6 @@ fn hex16(n: u64) -> [u8; 16] {
         (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
     }
     // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
-    #[inline(always)]
     fn digits(v: u64) -> [u8; 8] {
         let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
         (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
