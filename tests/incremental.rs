@@ -513,3 +513,131 @@ fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
         assert!(text.contains(want), "{what}: {text}");
     }
 }
+
+/// Listings of the source dir (IN_ACCESS on the dir itself: a `getdents`)
+/// and opens of each file in it, while `run` runs.
+fn listings_and_reads_during(
+    env: &Env,
+    run: impl FnOnce(),
+) -> (usize, std::collections::BTreeMap<String, usize>) {
+    use inotify::{EventMask, Inotify, WatchMask};
+    let mut ino = Inotify::init().unwrap();
+    ino.watches()
+        .add(&env.src, WatchMask::OPEN | WatchMask::ACCESS)
+        .unwrap();
+    run();
+    let (mut listings, mut opens) = (0, std::collections::BTreeMap::new());
+    let mut buf = [0u8; 65536];
+    loop {
+        let events = match ino.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("reading inotify events: {e}"),
+        };
+        for e in events {
+            match e.name {
+                None if e.mask.contains(EventMask::ACCESS) => listings += 1,
+                Some(name) if e.mask.contains(EventMask::OPEN) => {
+                    *opens
+                        .entry(name.to_string_lossy().into_owned())
+                        .or_insert(0) += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    (listings, opens)
+}
+
+/// After a sync that left the source as its manifest records it, the
+/// daemon's next looks at the names its watch saw change and at nothing
+/// else: it does not list the source, and opens only the files written.
+/// What it leaves is what a full sync finds nothing to change in. A file
+/// the source holds but may not install makes the syncs after it look at
+/// every name again, so the refusal stays in what each one reports; once
+/// it is gone, they look at the changes alone again.
+#[test]
+fn a_daemon_sync_after_a_complete_one_looks_only_at_what_changed() {
+    let env = Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..30 {
+        env.put(&format!("{i:02}-ups.rules"), RULE);
+    }
+    let d = env.start();
+    assert_eq!(env.installed().len(), 30);
+    let (listings, opens) = listings_and_reads_during(&env, || {
+        fs::write(env.src.join("07-ups.rules"), OTHER).unwrap();
+        fs::write(env.src.join("40-ups.rules"), RULE).unwrap();
+        fs::remove_file(env.src.join("03-ups.rules")).unwrap();
+        wait_for(
+            "the three changes in place",
+            || {
+                env.dest_content("07-ups.rules")
+                    .is_some_and(|c| c.contains("051e"))
+                    && env.dest_content("40-ups.rules").is_some()
+                    && env.dest_content("03-ups.rules").is_none()
+            },
+            || d.log(),
+        );
+    });
+    assert_eq!(listings, 0, "the source is not listed\n{}", d.log());
+    assert_eq!(
+        opens.keys().collect::<Vec<_>>(),
+        ["07-ups.rules", "40-ups.rules"],
+        "only the written files are opened: {opens:?}"
+    );
+    // Our own write opens each once, the daemon's read once.
+    assert!(opens.values().all(|n| *n <= 2), "{opens:?}");
+    let out = env.run(&["sync", "--full", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.contains("nothing to change"), "{text}");
+    assert!(text.contains("30 unchanged"), "{text}");
+
+    // A refused file: each sync looks at everything and reports it again.
+    env.put("50-evil.rules", "RUN+=\"/bin/true\"\n");
+    d.wait_log("skipped 50-evil.rules");
+    let (listings, _) = listings_and_reads_during(&env, || {
+        fs::write(env.src.join("08-ups.rules"), OTHER).unwrap();
+        d.wait_log_count("skipped 50-evil.rules", 2);
+        wait_for(
+            "08 replaced",
+            || {
+                env.dest_content("08-ups.rules")
+                    .is_some_and(|c| c.contains("051e"))
+            },
+            || d.log(),
+        );
+    });
+    assert!(listings > 0, "the source is listed while a file is refused");
+    assert!(!env.installed().contains(&"50-evil.rules".to_string()));
+
+    // Gone: the next sync is a complete one, and the one after it looks
+    // at its change alone.
+    fs::remove_file(env.src.join("50-evil.rules")).unwrap();
+    fs::write(env.src.join("09-ups.rules"), OTHER).unwrap();
+    wait_for(
+        "09 replaced",
+        || {
+            env.dest_content("09-ups.rules")
+                .is_some_and(|c| c.contains("051e"))
+        },
+        || d.log(),
+    );
+    let (listings, opens) = listings_and_reads_during(&env, || {
+        fs::write(env.src.join("10-ups.rules"), OTHER).unwrap();
+        wait_for(
+            "10 replaced",
+            || {
+                env.dest_content("10-ups.rules")
+                    .is_some_and(|c| c.contains("051e"))
+            },
+            || d.log(),
+        );
+    });
+    assert_eq!(listings, 0, "{}", d.log());
+    assert_eq!(opens.keys().collect::<Vec<_>>(), ["10-ups.rules"]);
+    let out = env.run(&["sync", "--full", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nothing to change"), "{text}");
+}

@@ -310,6 +310,107 @@ pub(crate) fn scan(
     Ok(out)
 }
 
+/// The daemon's scan of only the names its watch saw change (`changed`),
+/// for a bridge whose last sync found the source as its manifest (`known`)
+/// records it: every candidate installed and known, nothing refused or
+/// left out ([`Manifest::complete`]). The candidates are then `known`'s
+/// files and the changed names, so nothing is listed and no other file is
+/// looked at: the unchanged files take their places in the budget as
+/// recorded, and each changed name is judged as [`scan`] judges it, or is
+/// gone. The view holds the changed names only.
+///
+/// `None` when a changed name is anything but a file to install, replace
+/// or remove (a rejected name, one still being written, one past the
+/// budget, refused, unreadable, vanished or changed while read, written
+/// moments ago), or when the source dir cannot be opened: [`scan`] then
+/// says what it is, as it would have without this one.
+pub(crate) fn scan_changed(
+    dir: &Path,
+    changed: &BTreeSet<String>,
+    known: &Manifest,
+    spec: &ScanSpec<'_>,
+    accept: &mut Accept<'_>,
+) -> io::Result<Option<SourceScan>> {
+    let read_at = super::clock::unix_now_ns();
+    if changed.len() > listing_cap(spec.limits) || !spec.always_read.is_empty() {
+        return Ok(None);
+    }
+    let Ok(dirfd) = open_dir(dir) else {
+        return Ok(None);
+    };
+    let mut budget = Budget::new(spec.limits);
+    // The unchanged files, in the places the last sync gave them.
+    let mut changed_at = changed.iter().peekable();
+    let mut seen_at = known.seen.iter().peekable();
+    for name in known.files.keys() {
+        let size = crate::core::plan::at(&mut seen_at, name).and_then(|s| s.size);
+        while changed_at.next_if(|c| c.as_str() < name.as_str()).is_some() {}
+        if changed_at.peek().is_some_and(|c| *c == name) {
+            continue;
+        }
+        let Some(size) = size else { return Ok(None) };
+        if budget
+            .take_file()
+            .and_then(|()| budget.take_bytes(size))
+            .is_err()
+        {
+            return Ok(None);
+        }
+    }
+    let mut out = SourceScan {
+        view: SourceView {
+            present: true,
+            files: BTreeMap::new(),
+        },
+        ..SourceScan::default()
+    };
+    let installed = changed.iter().filter(|n| known.files.contains_key(*n));
+    let new = changed.iter().filter(|n| !known.files.contains_key(*n));
+    for name in installed.chain(new) {
+        match classify(name.as_bytes(), spec.include) {
+            NameVerdict::Candidate => {}
+            // Never installed (the include is among the checks the
+            // manifest was made under): nothing to do.
+            NameVerdict::NotIncluded | NameVerdict::Hidden if !known.files.contains_key(name) => {
+                continue;
+            }
+            _ => return Ok(None),
+        }
+        if spec.still_open.contains(name) {
+            return Ok(None);
+        }
+        match fstatat(&dirfd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(nix::errno::Errno::ENOENT) => continue, // removed
+            Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+        let judged = judge(
+            &dirfd,
+            name,
+            spec.admit,
+            &mut budget,
+            accept,
+            &mut out.transient,
+        )?;
+        let Ok((SourceFile::Ready(digest), Some((bytes, st)))) = judged else {
+            return Ok(None);
+        };
+        let seen = Seen {
+            size: Some(st.size),
+            source: stamp::settled(&st, read_at).then_some(st),
+            dest: None,
+        };
+        out.seen.insert(name.clone(), seen);
+        if (spec.keep)(name, &digest) {
+            out.content.insert(name.clone(), bytes);
+        }
+        out.view
+            .files
+            .insert(name.clone(), SourceFile::Ready(digest));
+    }
+    Ok(Some(out))
+}
+
 /// Whether the source and the destination hold exactly what `records`
 /// says the last sync saw: the source lists no candidate but the files it
 /// records and no rejected name, each file is admitted with the stamp

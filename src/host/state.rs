@@ -7,12 +7,17 @@
 //! - `bridges/<name>.manifest`: the manifest of one bridge (see [`Manifest`]
 //!   and [`format`] for the file's lines); a `bridges/<name>.json` of an
 //!   earlier version is read once and replaced.
+//!
+//! A process keeps a copy of each manifest it saved ([`KEPT`]), so its next
+//! sync takes that copy instead of parsing the file again, while the file
+//! is the one it wrote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
@@ -27,11 +32,25 @@ pub(crate) mod format;
 /// The version of the JSON manifests written before the line format.
 const JSON_MANIFEST_VERSION: u32 = 1;
 
+/// The manifests this process saved last, by file path, each as written,
+/// with the stamp of the file it wrote in `left`. A load that finds that
+/// same file there takes a copy instead of parsing it (a manifest is never
+/// changed in place: every save is a new file, so a save by another
+/// process, a `hostbridge sync` by hand, shows as another stamp). Only
+/// manifests of at most [`KEPT_MAX`] files are kept, so what a daemon holds
+/// after a large burst stays small.
+static KEPT: Mutex<BTreeMap<PathBuf, Manifest>> = Mutex::new(BTreeMap::new());
+
+/// The largest manifest kept in [`KEPT`], in files (about 2.5 MB).
+const KEPT_MAX: usize = 16_384;
+
 /// A manifest as loaded, with the bytes it was read from (`None`: no
-/// manifest file of this version).
+/// manifest file of this version, or a copy kept by this process whose
+/// file's stamp is `from`).
 #[derive(Debug)]
 pub(crate) struct Loaded {
     bytes: Option<Vec<u8>>,
+    from: Option<Stamp>,
     /// The manifest.
     pub(crate) manifest: Manifest,
 }
@@ -62,6 +81,13 @@ pub(crate) struct Manifest {
     /// even with nothing to change (only the current version lets
     /// `hostbridge sync` find "nothing to change" without building it).
     pub(crate) earlier_version: bool,
+    /// Not written in the file: the sync that saved this manifest found
+    /// the source as it records it, every candidate file installed and
+    /// known, nothing refused, held, kept or left out. The daemon's next
+    /// sync may then look at the names its watch saw change and nothing
+    /// else ([`crate::sync::Scope::Changed`]). A manifest parsed from its
+    /// file is not complete: its sync looks at every name once.
+    pub(crate) complete: bool,
 }
 
 impl Manifest {
@@ -166,6 +192,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         left: None,
         checks: None,
         earlier_version: true,
+        complete: false,
     })
 }
 
@@ -223,6 +250,13 @@ impl StateDir {
     /// [`StateDir::load_again`].
     pub(crate) fn load_kept(&self, bridge: &str) -> Result<Loaded> {
         let path = self.manifest_path(bridge);
+        if let Some(manifest) = self.kept(bridge, &path) {
+            return Ok(Loaded {
+                bytes: None,
+                from: manifest.left,
+                manifest,
+            });
+        }
         match read_stamped(&path) {
             Ok((text, stamp)) => {
                 let mut manifest = format::parse(&text)
@@ -230,11 +264,13 @@ impl StateDir {
                 manifest.left = Some(stamp);
                 Ok(Loaded {
                     bytes: Some(text),
+                    from: None,
                     manifest,
                 })
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded {
                 bytes: None,
+                from: None,
                 manifest: self.load_json(bridge)?,
             }),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
@@ -256,6 +292,13 @@ impl StateDir {
     /// outside it): when the file holds the same bytes as `before` was read
     /// from, `before` is it, and is not parsed again.
     pub(crate) fn load_again(&self, bridge: &str, before: Loaded) -> Result<Loaded> {
+        if before.from.is_some() {
+            // A kept copy: the same file is still there, or this is parsed.
+            if self.stamp(bridge) == before.from {
+                return Ok(before);
+            }
+            return self.load_kept(bridge);
+        }
         let path = self.manifest_path(bridge);
         match (read_stamped(&path), before.bytes.as_deref()) {
             (Ok((now, stamp)), Some(was)) if now == was => {
@@ -264,6 +307,40 @@ impl StateDir {
                 Ok(same)
             }
             _ => self.load_kept(bridge),
+        }
+    }
+
+    /// A copy of the manifest this process saved last to `path`, if that
+    /// file is still there ([`KEPT`]).
+    fn kept(&self, bridge: &str, path: &Path) -> Option<Manifest> {
+        let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        let m = kept.get(path)?;
+        (m.left.is_some() && self.stamp(bridge) == m.left).then(|| m.clone())
+    }
+
+    /// Keeps `m` for this process's next load ([`KEPT`]) when it is the
+    /// manifest as its file holds it: loaded from the file of stamp
+    /// `m.left`, still there, and not changed since (a sync that found
+    /// nothing to save).
+    pub(crate) fn remember(&self, bridge: &str, m: &Manifest) {
+        if m.left.is_some() && self.stamp(bridge) == m.left {
+            Self::keep(self.manifest_path(bridge), Some(m), m.left);
+        }
+    }
+
+    /// Remembers `m` as saved to `path` in a file of stamp `left`
+    /// ([`KEPT`]); `None` (or a large manifest) forgets what was kept.
+    fn keep(path: PathBuf, m: Option<&Manifest>, left: Option<Stamp>) {
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        match m {
+            Some(m) if left.is_some() && m.files.len() <= KEPT_MAX => {
+                let mut copy = m.clone();
+                copy.left = left;
+                kept.insert(path, copy);
+            }
+            _ => {
+                kept.remove(&path);
+            }
         }
     }
 
@@ -287,12 +364,18 @@ impl StateDir {
     /// Atomically replaces a bridge's manifest: one compact write, then the
     /// dir's fsync (the rename is durable before anything relies on it).
     /// Returns the new file's stamp (every save is a new inode).
+    /// This process keeps a copy of it for its next load ([`KEPT`]).
     pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<Option<Stamp>> {
-        self.save_bytes(bridge, &format::write(m))
+        let left = self.save_bytes(bridge, &format::write(m))?;
+        Self::keep(self.manifest_path(bridge), Some(m), left);
+        Ok(left)
     }
 
     /// [`StateDir::save`] of a manifest file's bytes ([`format`]).
     pub(crate) fn save_bytes(&self, bridge: &str, bytes: &[u8]) -> Result<Option<Stamp>> {
+        // What was kept is no longer the file (nor is anything, should the
+        // write fail midway).
+        Self::keep(self.manifest_path(bridge), None, None);
         let dir_path = self.root.join("bridges");
         let dir = DestDir::open_or_create(&dir_path)
             .with_context(|| format!("creating {}", dir_path.display()))?;
@@ -303,5 +386,72 @@ impl StateDir {
         // The JSON of an earlier version is superseded now.
         let _ = std::fs::remove_file(self.json_path(bridge));
         Ok(dir.stamp(&name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(name: &str) -> Manifest {
+        let mut m = Manifest {
+            destination: PathBuf::from("/run/udev/rules.d"),
+            complete: true,
+            ..Manifest::default()
+        };
+        let owned = Owned {
+            digest: Digest::of(name.as_bytes()),
+            mode: 0o644,
+            uid: None,
+            gid: None,
+        };
+        m.files.insert(name.into(), owned);
+        m
+    }
+
+    /// A load takes the copy this process saved (`complete` is not in
+    /// the file: only the copy has it) while that file is there, and
+    /// parses the file once another process replaced it, or once this one
+    /// wrote an intent record over it.
+    #[test]
+    fn a_kept_manifest_is_taken_only_while_its_file_is_the_one_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let saved = manifest("a.rules");
+        let left = state.save("b", &saved).unwrap();
+        let loaded = state.load("b").unwrap();
+        assert!(loaded.complete, "the kept copy");
+        assert_eq!(loaded.left, left);
+        assert_eq!(loaded.files, saved.files);
+
+        // Another process's save: a new file in its place.
+        let path = state.manifest_path("b");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format::write(&manifest("c.rules"))).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let loaded = state.load("b").unwrap();
+        assert!(!loaded.complete, "parsed");
+        assert!(loaded.files.contains_key("c.rules"), "{loaded:?}");
+
+        // An intent record forgets the copy, and so is read as written.
+        state.save("b", &saved).unwrap();
+        let mut intent = manifest("d.rules");
+        intent.complete = false;
+        state.save_bytes("b", &format::write(&intent)).unwrap();
+        let loaded = state.load("b").unwrap();
+        assert!(loaded.files.contains_key("d.rules") && !loaded.complete);
+
+        // A manifest as its file holds it is kept on request, not another.
+        let mut as_read = state.load("b").unwrap();
+        as_read.complete = true;
+        state.remember("b", &as_read);
+        assert!(state.load("b").unwrap().complete);
+        as_read.left = None;
+        as_read.complete = false;
+        state.remember("b", &as_read);
+        assert!(
+            state.load("b").unwrap().complete,
+            "not kept without its file"
+        );
     }
 }

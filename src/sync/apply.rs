@@ -92,14 +92,93 @@ pub(super) fn apply(
         return publish_generation(t, plan, content, seeing, manifest, report, intent_left)
             .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
+    let after = put_in_place(t, plan, content, seeing, manifest, report)?;
+    let (actions_pending, changed) = owed_after(bridge, manifest, report);
+    *manifest = Manifest {
+        destination: bridge.install_to.clone(),
+        seen: seeing.for_files(&after),
+        files: after,
+        // Actions are owed for what changed (or were owed already): a sync
+        // whose every operation failed or was held changed nothing.
+        actions_pending,
+        changed,
+        left: intent_left,
+        checks: manifest.checks,
+        // The intent record was written in this version.
+        earlier_version: false,
+        complete: manifest.complete,
+    };
+    save_final(t, manifest)
+}
+
+/// [`apply`] of a plan made over the names in `names` only, and no other
+/// (the daemon's sync of what its watch saw change, [`super::delta`]): the
+/// same intent record, operations and final save, with every other entry
+/// of the manifest as it stands.
+pub(super) fn apply_changed(
+    t: &Target<'_>,
+    names: &BTreeSet<String>,
+    plan: &Plan,
+    content: &Content,
+    seeing: &mut Seeing,
+    manifest: &mut Manifest,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let intent_left = save_intent(t, plan, manifest)?;
+    let after = put_in_place(t, plan, content, seeing, manifest, report)?;
+    let (actions_pending, changed) = owed_after(t.bridge, manifest, report);
+    let seen = seeing.for_files(&after);
+    patch(manifest, names, &after, &seen);
+    manifest.actions_pending = actions_pending;
+    manifest.changed = changed;
+    manifest.left = intent_left;
+    // A failed operation leaves an entry whose source was not seen with
+    // it: the next sync looks at every name again.
+    manifest.complete &= report.errors.is_empty();
+    save_final(t, manifest)
+}
+
+/// Sets the entries of `names` in `manifest` to those of `files` and
+/// `seen` (a name in neither is dropped); whether any of them changed.
+pub(super) fn patch(
+    manifest: &mut Manifest,
+    names: &BTreeSet<String>,
+    files: &BTreeMap<String, plan::Owned>,
+    seen: &BTreeMap<String, crate::host::state::Seen>,
+) -> bool {
+    let mut differs = false;
+    for name in names {
+        differs |= match files.get(name) {
+            Some(o) => manifest.files.insert(name.clone(), *o) != Some(*o),
+            None => manifest.files.remove(name).is_some(),
+        };
+        differs |= match seen.get(name) {
+            Some(s) => manifest.seen.insert(name.clone(), *s) != Some(*s),
+            None => manifest.seen.remove(name).is_some(),
+        };
+    }
+    differs
+}
+
+/// The operations of a plan, one by one, then the destination's fsync:
+/// what the manifest lists after them (the plan's, with the previous
+/// entry of each operation that failed or was held).
+fn put_in_place(
+    t: &Target<'_>,
+    plan: &Plan,
+    content: &Content,
+    seeing: &mut Seeing,
+    manifest: &Manifest,
+    report: &mut SyncReport,
+) -> Result<BTreeMap<String, plan::Owned>> {
     let mut after = plan.owned_after.clone();
     for op in &plan.ops {
         let result = match op {
             Op::Install { name, digest } | Op::Replace { name, digest } => {
-                match bytes_of(bridge, content, name, *digest) {
+                match bytes_of(t.bridge, content, name, *digest) {
                     Ok(b) => t
                         .dest
-                        .install_owned(name, &b, bridge.mode, t.owner)
+                        .install_owned(name, &b, t.bridge.mode, t.owner)
                         .map(|()| {
                             // The new copy's stamp (the rename changed its ctime).
                             match t.dest.stamp(name) {
@@ -122,13 +201,13 @@ pub(super) fn apply(
             Ok(()) => record_ops(report, std::slice::from_ref(op)),
             Err(e) => {
                 let hint = if e.errno == Some(nix::libc::EROFS) {
-                    sandbox_hint(&bridge.install_to)
+                    sandbox_hint(&t.bridge.install_to)
                 } else {
                     String::new()
                 };
                 report.errors.push(format!(
                     "{}: {}{hint}",
-                    bridge.install_to.join(op.name()).display(),
+                    t.bridge.install_to.join(op.name()).display(),
                     e.message
                 ));
                 // The manifest says what is there: what was there before
@@ -138,21 +217,7 @@ pub(super) fn apply(
         }
     }
     t.dest.sync().context("syncing destination dir")?;
-    let (actions_pending, changed) = owed_after(bridge, manifest, report);
-    *manifest = Manifest {
-        destination: bridge.install_to.clone(),
-        seen: seeing.for_files(&after),
-        files: after,
-        // Actions are owed for what changed (or were owed already): a sync
-        // whose every operation failed or was held changed nothing.
-        actions_pending,
-        changed,
-        left: intent_left,
-        checks: manifest.checks,
-        // The intent record was written in this version.
-        earlier_version: false,
-    };
-    save_final(t, manifest)
+    Ok(after)
 }
 
 /// Saves the manifest after the operations, unless the `then:` actions
@@ -328,6 +393,7 @@ fn publish_generation(
         checks: manifest.checks,
         // The intent record was written in this version.
         earlier_version: false,
+        complete: manifest.complete,
     };
     save_final(t, manifest)
 }

@@ -24,6 +24,7 @@ use crate::host::state::{Manifest, StateDir};
 
 mod apply;
 mod checks;
+mod delta;
 mod report;
 mod seen;
 
@@ -159,6 +160,11 @@ pub(crate) fn sync_files(
         return Ok((report, None));
     }
     let loaded = state.load_kept(&bridge.name)?;
+    // The daemon's sync after a complete one looks at what changed only.
+    let loaded = match delta::sync(config, bridge, state, opts, loaded, checks)? {
+        Ok(synced) => return Ok(synced),
+        Err(loaded) => loaded,
+    };
     let fresh = Manifest::default();
     let before = if loaded.manifest.destination == bridge.install_to {
         &loaded.manifest
@@ -200,6 +206,8 @@ pub(crate) fn sync_files(
     // Parsed again only if another sync saved it meanwhile.
     let loaded = state.load_again(&bridge.name, loaded)?;
     let mut manifest = for_bridge(loaded.manifest, bridge, &mut report);
+    // Said below, once this sync knows.
+    manifest.complete = false;
     let checks_changed = manifest.checks != Some(checks);
     manifest.checks = Some(checks);
     // The destination is created only when there is something to install.
@@ -248,6 +256,7 @@ pub(crate) fn sync_files(
         &mut report,
     )?;
     races_are_not_faults(&scan.transient, &mut report);
+    manifest.complete = delta::clean(&report, &scan) && held.is_empty();
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
         return Ok((report, Some(manifest)));
@@ -279,8 +288,11 @@ pub(crate) fn sync_files(
             // of an earlier version is written in this one.
             manifest.files = plan.owned_after;
             manifest.seen = seen;
-            manifest.left = state.save(&bridge.name, &manifest)?;
             manifest.earlier_version = false;
+            manifest.left = state.save(&bridge.name, &manifest)?;
+        } else {
+            // As its file holds it, now known complete or not.
+            state.remember(&bridge.name, &manifest);
         }
         return Ok((report, Some(manifest)));
     }

@@ -63,12 +63,8 @@ pub(crate) fn as_recorded(
     opts: &super::SyncOptions,
     checks: Digest,
 ) -> Result<Option<usize>> {
-    let whole_set = bridge
-        .files
-        .as_ref()
-        .is_some_and(|f| !f.require.is_empty() || f.tls_pair.is_some() || f.swap != Swap::Rename);
     let daemons = opts.guard.is_some() || opts.quiet_for.is_some() || !opts.still_open.is_empty();
-    if opts.scope != Scope::Stamped || whole_set || daemons {
+    if opts.scope != Scope::Stamped || whole_set(bridge) || daemons {
         return Ok(None);
     }
     let Some(bytes) = state.read_raw(&bridge.name)? else {
@@ -106,6 +102,16 @@ pub(crate) fn as_recorded(
     };
     source::as_recorded(&bridge.source, &dest, &spec, records)
         .with_context(|| format!("reading source dir {}", bridge.source.display()))
+}
+
+/// Whether `bridge`'s files are checked as a set (`require`, a TLS pair, a
+/// symlink-dir swap): a sync that skips looking at some of them cannot
+/// check the set.
+pub(crate) fn whole_set(bridge: &Bridge) -> bool {
+    bridge
+        .files
+        .as_ref()
+        .is_some_and(|f| !f.require.is_empty() || f.tls_pair.is_some() || f.swap != Swap::Rename)
 }
 
 /// What `scope` lets a scan take unread, over `known`.
