@@ -242,7 +242,11 @@ impl StateDir {
     }
 
     /// Loads a bridge's manifest; a missing file is an empty manifest.
+    /// A copy kept by this process is copied, and stays kept.
     pub(crate) fn load(&self, bridge: &str) -> Result<Manifest> {
+        if let Some(m) = self.kept(bridge, &self.manifest_path(bridge), false) {
+            return Ok(m);
+        }
         Ok(self.load_kept(bridge)?.manifest)
     }
 
@@ -250,7 +254,7 @@ impl StateDir {
     /// [`StateDir::load_again`].
     pub(crate) fn load_kept(&self, bridge: &str) -> Result<Loaded> {
         let path = self.manifest_path(bridge);
-        if let Some(manifest) = self.kept(bridge, &path) {
+        if let Some(manifest) = self.kept(bridge, &path, true) {
             return Ok(Loaded {
                 bytes: None,
                 from: manifest.left,
@@ -310,12 +314,23 @@ impl StateDir {
         }
     }
 
-    /// A copy of the manifest this process saved last to `path`, if that
-    /// file is still there ([`KEPT`]).
-    fn kept(&self, bridge: &str, path: &Path) -> Option<Manifest> {
-        let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    /// The manifest this process saved last to `path`, if that file is
+    /// still there ([`KEPT`]): copied, or with `take` taken. A sync takes
+    /// it, and keeps it again when it saves, or when it finds nothing to
+    /// save ([`StateDir::remember`]); one that does neither leaves the next
+    /// load to parse the file.
+    fn kept(&self, bridge: &str, path: &Path, take: bool) -> Option<Manifest> {
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
         let m = kept.get(path)?;
-        (m.left.is_some() && self.stamp(bridge) == m.left).then(|| m.clone())
+        if m.left.is_none() || self.stamp(bridge) != m.left {
+            kept.remove(path);
+            return None;
+        }
+        if take {
+            kept.remove(path)
+        } else {
+            Some(m.clone())
+        }
     }
 
     /// Keeps `m` for this process's next load ([`KEPT`]) when it is the

@@ -179,6 +179,8 @@ pub(super) fn sync(
         let seen = seeing.for_files(&plan.owned_after);
         if apply::patch(&mut manifest, changed, &plan.owned_after, &seen) {
             manifest.left = state.save(&bridge.name, &manifest)?;
+        } else {
+            state.remember(&bridge.name, &manifest);
         }
         return Ok(Ok((report, Some(manifest))));
     }
