@@ -482,20 +482,9 @@ fn opt_into(out: &mut Vec<u8>, n: Option<u64>) {
 }
 
 fn stamp_into(out: &mut Vec<u8>, s: Option<&Stamp>) {
-    let Some(s) = s else {
-        out.push(b'-');
-        return;
-    };
-    // As [`StampText::of`] makes it, written in place.
-    for (i, (neg, n)) in fields(s).into_iter().enumerate() {
-        if i > 0 {
-            out.push(b':');
-        }
-        if neg {
-            out.push(b'-');
-        }
-        let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
-        out.extend_from_slice(&hex16(n)[16 - digits..]);
+    match s {
+        Some(s) => out.extend_from_slice(StampText::of(s).as_bytes()),
+        None => out.push(b'-'),
     }
 }
 
