@@ -21,7 +21,8 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 
 use crate::core::text::escape;
 
@@ -154,7 +155,12 @@ impl<S: Subscriber> Layer<S> for Journal {
 /// Installs the global subscriber. `verbose` raises the default level to debug.
 pub(crate) fn init(verbose: bool) {
     let default = if verbose { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default));
+    // `level` or `target=level,…` (no span or field filters: their regex
+    // engine would cost a daemon that idles on every host a fifth of a MB).
+    let filter = std::env::var(LOG_ENV)
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| default.parse().unwrap_or_default());
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let registry = tracing_subscriber::registry()
         .with(filter)
