@@ -553,12 +553,20 @@ fn a_sync_that_changed_nothing_runs_no_action() {
 /// Point 8: a file deleted while a slow sync reads the source is a race,
 /// not a fault: held (reported as such, with its source name), the bridge
 /// stays healthy, no sync counts as failed, and the next window settles it.
+/// The race is between a listing and a read: a file kept with `prune:
+/// false` after its source left makes every sync list the source (the
+/// daemon's sync of the changed names alone, which lists nothing, reads
+/// only a source the manifest records whole), and a removed name there is
+/// simply gone.
 #[test]
 fn a_file_vanishing_mid_sync_is_a_race_not_a_fault() {
-    let env = Env::new("    settle: { quiet: 100ms }\n");
+    let env = Env::new("    settle: { quiet: 100ms }\n    prune: false\n");
     let (_, gate) = gated_udevadm(&env, "10-first.rules");
     fs::create_dir_all(&env.src).unwrap();
+    env.put("05-kept.rules", "# kept\n");
     let d = env.start();
+    fs::remove_file(env.src.join("05-kept.rules")).unwrap();
+    d.wait_log("settled after");
     env.put("20-gone.rules", "# gone\n");
     block_in_verify(&env, &d, "10-first.rules");
     fs::remove_file(env.src.join("20-gone.rules")).unwrap();
@@ -578,7 +586,7 @@ fn a_file_vanishing_mid_sync_is_a_race_not_a_fault() {
         st["daemon"]["errors_since_start"], 0,
         "nothing logged as an error: {st}"
     );
-    assert_eq!(env.installed(), ["10-first.rules"]);
+    assert_eq!(env.installed(), ["05-kept.rules", "10-first.rules"]);
 }
 
 /// Point 5: a kill -9 between the `..data` swap and the link updates of a

@@ -318,12 +318,13 @@ fn a_group_many_files_name_is_looked_up_once_per_sync() {
     assert!(opens <= 5, "/etc/group opened {opens} times for 30 files");
 }
 
-/// A sync that changes a file writes its manifest twice: the intent record
-/// before the destination changes (what a crash needs), and once its
-/// actions ran. Counted with real inotify on the state dir.
+/// The daemon's sync of a changed file writes its intent record before
+/// the destination changes, as a few lines appended after the manifest
+/// (not the whole manifest again), and the manifest once, at the actions'
+/// end, which removes the record: one whole write per sync, in this order.
 #[test]
-fn a_changing_sync_writes_the_manifest_twice() {
-    use inotify::{Inotify, WatchMask};
+fn a_changing_sync_appends_its_intent_and_writes_the_manifest_once() {
+    use inotify::{EventMask, Inotify, WatchMask};
     let env =
         Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n    then:\n      - udev-reload\n");
     fs::create_dir_all(&env.src).unwrap();
@@ -333,6 +334,7 @@ fn a_changing_sync_writes_the_manifest_twice() {
     let settled = |name: &str| {
         fs::read_to_string(bridges.join("test.manifest"))
             .is_ok_and(|m| m.contains("\nactions_pending 0\n") && m.contains(name))
+            && !bridges.join("test.intent").exists()
     };
     // The startup sync's own last write comes after its reload.
     wait_for(
@@ -343,9 +345,9 @@ fn a_changing_sync_writes_the_manifest_twice() {
     let mut ino = Inotify::init().unwrap();
     // CREATE too: it parts the renames' events, which the kernel would
     // otherwise merge into one (same mask and name, unread).
-    ino.watches()
-        .add(&bridges, WatchMask::MOVED_TO | WatchMask::CREATE)
-        .unwrap();
+    let mask = WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE;
+    ino.watches().add(&bridges, mask).unwrap();
+    ino.watches().add(&env.dest, WatchMask::MOVED_TO).unwrap();
     fs::write(env.src.join("61-ups.rules"), RULE).unwrap();
     wait_for("the reload ran", || env.reloads().len() >= 2, || d.log());
     // The actions' end is the last write: wait until it says none is owed.
@@ -355,18 +357,29 @@ fn a_changing_sync_writes_the_manifest_twice() {
         || d.log(),
     );
     let mut buf = [0u8; 4096];
-    let writes = match ino.read_events(&mut buf) {
-        Ok(events) => events
-            .filter(|e| e.mask.contains(inotify::EventMask::MOVED_TO))
-            .filter(|e| e.name.is_some_and(|n| n == "test.manifest"))
-            .count(),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-        Err(e) => panic!("{e}"),
-    };
+    let mut seen = Vec::new();
+    loop {
+        let events = match ino.read_events(&mut buf) {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        };
+        for e in events {
+            let name = e.name.map(|n| n.to_string_lossy().into_owned());
+            let what = match name.as_deref() {
+                Some("test.intent") if e.mask.contains(EventMask::CREATE) => "intent",
+                Some("test.intent") if e.mask.contains(EventMask::DELETE) => "intent removed",
+                Some("test.manifest") if e.mask.contains(EventMask::MOVED_TO) => "manifest",
+                Some("61-ups.rules") => "installed",
+                _ => continue,
+            };
+            seen.push(what);
+        }
+    }
     assert_eq!(
-        writes,
-        2,
-        "the intent record and the final manifest\n{}",
+        seen,
+        ["intent", "installed", "manifest", "intent removed"],
+        "{}",
         d.log()
     );
 }
@@ -640,4 +653,52 @@ fn a_daemon_sync_after_a_complete_one_looks_only_at_what_changed() {
     let out = env.run(&["sync", "--full", "--dry-run"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("nothing to change"), "{text}");
+}
+
+/// A daemon killed after its sync of a changed file put it in place,
+/// while the actions run (the manifest not written again yet), leaves the
+/// intent record appended after the manifest: the next start reads it, so
+/// the file is hostbridge's own (not a stranger's to leave alone), the
+/// actions are still owed and run, and the manifest written then holds it
+/// all and the record is gone.
+#[test]
+fn a_crash_after_an_appended_intent_leaves_the_file_owned_and_the_actions_owed() {
+    let env =
+        Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n    then:\n      - udev-reload\n")
+            .with_gate();
+    fs::create_dir_all(&env.src).unwrap();
+    let bridges = env.state.join("bridges");
+    // Nothing to install: no reload, the gate waits for the next one.
+    let mut d = env.start();
+    fs::write(env.src.join("61-ups.rules"), RULE).unwrap();
+    wait_for(
+        "the reload held at the gate",
+        || env.udevadm_calls().iter().any(|c| c.contains("gate-wait")),
+        || d.log(),
+    );
+    assert!(env.dest_content("61-ups.rules").is_some());
+    assert!(
+        bridges.join("test.intent").exists(),
+        "{:?} {:?} {}",
+        common::list(&bridges),
+        env.udevadm_calls(),
+        d.log()
+    );
+    let manifest = fs::read_to_string(bridges.join("test.manifest")).unwrap();
+    assert!(!manifest.contains("61-ups.rules"), "{manifest}");
+    d.kill9();
+    env.open_gate(); // the stand-in the daemon left behind ends
+    let d = env.start();
+    let log = d.log();
+    assert!(!log.contains("not installed by hostbridge"), "{log}");
+    wait_for(
+        "the owed reload ran and the manifest says so",
+        || {
+            fs::read_to_string(bridges.join("test.manifest"))
+                .is_ok_and(|m| m.contains("\nactions_pending 0\n") && m.contains(" 61-ups.rules\n"))
+                && !bridges.join("test.intent").exists()
+        },
+        || d.log(),
+    );
+    assert!(d.log().contains("udev-reload ok"), "{}", d.log());
 }

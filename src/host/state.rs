@@ -6,7 +6,10 @@
 //!   by hand and the daemon never interleave;
 //! - `bridges/<name>.manifest`: the manifest of one bridge (see [`Manifest`]
 //!   and [`format`] for the file's lines); a `bridges/<name>.json` of an
-//!   earlier version is read once and replaced.
+//!   earlier version is read once and replaced;
+//! - `bridges/<name>.intent`: the intent records appended by the daemon's
+//!   syncs of changed names since the manifest was last written whole
+//!   ([`format::intent`]), read with it, and removed by the next whole write.
 //!
 //! A process keeps a copy of each manifest it saved ([`KEPT`]), so its next
 //! sync takes that copy instead of parsing the file again, while the file
@@ -50,6 +53,8 @@ const KEPT_MAX: usize = 16_384;
 #[derive(Debug)]
 pub(crate) struct Loaded {
     bytes: Option<Vec<u8>>,
+    /// The intent records read with it ([`format::intent`]).
+    intents: Option<Vec<u8>>,
     from: Option<Stamp>,
     /// The manifest.
     pub(crate) manifest: Manifest,
@@ -77,10 +82,13 @@ pub(crate) struct Manifest {
     /// checks and the host paths they look at, hashed): under other ones a
     /// sync reads everything ([`crate::sync::Scope::Full`]).
     pub(crate) checks: Option<Digest>,
-    /// Read from a file of an earlier version: the next sync saves it,
-    /// even with nothing to change (only the current version lets
-    /// `hostbridge sync` find "nothing to change" without building it).
-    pub(crate) earlier_version: bool,
+    /// Read from a file of an earlier version, or with intent records
+    /// after it: the next sync writes it whole, even with nothing to
+    /// change (only the current version lets `hostbridge sync` find
+    /// "nothing to change" without building it, and records are appended
+    /// only after a manifest written whole, never after one cut short by
+    /// a crash), and looks at every name to do so.
+    pub(crate) write_whole: bool,
     /// Not written in the file: the sync that saved this manifest found
     /// the source as it records it, every candidate file installed and
     /// known, nothing refused, held, kept or left out. The daemon's next
@@ -191,7 +199,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         seen: BTreeMap::new(),
         left: None,
         checks: None,
-        earlier_version: true,
+        write_whole: true,
         complete: false,
     })
 }
@@ -236,6 +244,10 @@ impl StateDir {
         self.root.join("bridges").join(format!("{bridge}.manifest"))
     }
 
+    fn intent_path(&self, bridge: &str) -> PathBuf {
+        self.root.join("bridges").join(format!("{bridge}.intent"))
+    }
+
     /// Where an earlier version kept the manifest.
     fn json_path(&self, bridge: &str) -> PathBuf {
         self.root.join("bridges").join(format!("{bridge}.json"))
@@ -257,28 +269,76 @@ impl StateDir {
         if let Some(manifest) = self.kept(bridge, &path, true) {
             return Ok(Loaded {
                 bytes: None,
+                intents: None,
                 from: manifest.left,
                 manifest,
             });
         }
-        match read_stamped(&path) {
+        let mut loaded = match read_stamped(&path) {
             Ok((text, stamp)) => {
                 let mut manifest = format::parse(&text)
                     .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display()))?;
                 manifest.left = Some(stamp);
-                Ok(Loaded {
+                Loaded {
                     bytes: Some(text),
+                    intents: None,
                     from: None,
                     manifest,
-                })
+                }
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Loaded {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded {
                 bytes: None,
+                intents: None,
                 from: None,
                 manifest: self.load_json(bridge)?,
-            }),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+            },
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        let intent_path = self.intent_path(bridge);
+        match std::fs::read(&intent_path) {
+            Ok(bytes) => {
+                format::apply_intents(&mut loaded.manifest, &bytes).map_err(|e| {
+                    anyhow::anyhow!("parsing intent records {}: {e}", intent_path.display())
+                })?;
+                loaded.manifest.write_whole = true;
+                loaded.intents = Some(bytes);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("reading {}", intent_path.display())),
         }
+        Ok(loaded)
+    }
+
+    /// Whether intent records follow the manifest file now.
+    pub(crate) fn has_intents(&self, bridge: &str) -> bool {
+        std::fs::symlink_metadata(self.intent_path(bridge)).is_ok()
+    }
+
+    /// Appends an intent record ([`format::intent`]) after the manifest
+    /// file, durably (the file's `fsync`, and its dir's when it is new)
+    /// before the caller changes anything it plans. The next whole write of
+    /// the manifest removes the records.
+    pub(crate) fn append_intent(&self, bridge: &str, block: &[u8]) -> Result<()> {
+        use std::io::Write as _;
+        let dir_path = self.root.join("bridges");
+        let dir = DestDir::open_or_create(&dir_path)
+            .with_context(|| format!("creating {}", dir_path.display()))?;
+        let path = self.intent_path(bridge);
+        // What was kept is no longer all there is to the manifest.
+        Self::keep(self.manifest_path(bridge), None, None);
+        let new = !self.has_intents(bridge);
+        let written = File::options()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .and_then(|mut f| {
+                f.write_all(block)?;
+                f.sync_all()
+            })
+            .and_then(|()| if new { dir.sync() } else { Ok(()) });
+        written.with_context(|| format!("writing {}", path.display()))
     }
 
     /// A bridge's manifest file as it is, unparsed ([`format::records`]);
@@ -298,14 +358,15 @@ impl StateDir {
     pub(crate) fn load_again(&self, bridge: &str, before: Loaded) -> Result<Loaded> {
         if before.from.is_some() {
             // A kept copy: the same file is still there, or this is parsed.
-            if self.stamp(bridge) == before.from {
+            if self.stamp(bridge) == before.from && !self.has_intents(bridge) {
                 return Ok(before);
             }
             return self.load_kept(bridge);
         }
         let path = self.manifest_path(bridge);
+        let intents = std::fs::read(self.intent_path(bridge)).ok();
         match (read_stamped(&path), before.bytes.as_deref()) {
-            (Ok((now, stamp)), Some(was)) if now == was => {
+            (Ok((now, stamp)), Some(was)) if now == was && intents == before.intents => {
                 let mut same = before;
                 same.manifest.left = Some(stamp);
                 Ok(same)
@@ -322,7 +383,7 @@ impl StateDir {
     fn kept(&self, bridge: &str, path: &Path, take: bool) -> Option<Manifest> {
         let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
         let m = kept.get(path)?;
-        if m.left.is_none() || self.stamp(bridge) != m.left {
+        if m.left.is_none() || self.stamp(bridge) != m.left || self.has_intents(bridge) {
             kept.remove(path);
             return None;
         }
@@ -338,7 +399,7 @@ impl StateDir {
     /// `m.left`, still there, and not changed since (a sync that found
     /// nothing to save).
     pub(crate) fn remember(&self, bridge: &str, m: &Manifest) {
-        if m.left.is_some() && self.stamp(bridge) == m.left {
+        if m.left.is_some() && self.stamp(bridge) == m.left && !self.has_intents(bridge) {
             Self::keep(self.manifest_path(bridge), Some(m), m.left);
         }
     }
@@ -398,8 +459,13 @@ impl StateDir {
         dir.install(&name, bytes, 0o600)
             .and_then(|()| dir.sync())
             .with_context(|| format!("writing {}", self.manifest_path(bridge).display()))?;
-        // The JSON of an earlier version is superseded now.
+        // The JSON of an earlier version is superseded now, and so are the
+        // intent records: the manifest written holds what they said (it
+        // was loaded with them). Should a crash keep them, they are read
+        // again over it, which owes the actions once more and drops what
+        // was seen of their names: nothing is lost.
         let _ = std::fs::remove_file(self.json_path(bridge));
+        let _ = std::fs::remove_file(self.intent_path(bridge));
         Ok(dir.stamp(&name))
     }
 }
@@ -468,5 +534,16 @@ mod tests {
             state.load("b").unwrap().complete,
             "not kept without its file"
         );
+
+        // Intent records after it: read with it, even cut short, and the
+        // manifest is then to be written whole, which removes them.
+        let block = format::intent(true, [(&"e.rules".to_string(), None)].into_iter());
+        state.append_intent("b", &block).unwrap();
+        state.append_intent("b", &block[..4]).unwrap();
+        let loaded = state.load("b").unwrap();
+        assert!(loaded.write_whole && !loaded.complete && loaded.actions_pending);
+        assert!(loaded.changed.contains("e.rules"));
+        state.save("b", &loaded).unwrap();
+        assert!(!state.has_intents("b"));
     }
 }

@@ -8,15 +8,15 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::checks::RulesChecker;
 use super::report::SyncReport;
 use super::seen::{self, Scope};
 use super::{Planning, SyncOptions, Synced, apply, step};
 use crate::config::{Bridge, Config};
-use crate::core::grace::PruneGate;
 use crate::core::plan::Digest;
+use crate::host::dest::DestDir;
 use crate::host::source::{self, SourceScan};
 use crate::host::state::{Loaded, Manifest, StateDir};
 
@@ -53,28 +53,36 @@ pub(super) fn clean(report: &SyncReport, scan: &SourceScan) -> bool {
 /// (a [`Scope::Changed`] window with nothing still open), a bridge not
 /// checked as a set, and a manifest left complete under today's checks
 /// for this destination, each of whose entries was seen on both sides.
+/// (A source dir that has shown no content yet prunes nothing: the plan of
+/// the changed names alone may take it for empty and keep a removed file,
+/// which is not plain, and the full way decides.)
 fn changed_only<'o>(
     bridge: &Bridge,
     opts: &'o SyncOptions,
     m: &Manifest,
     checks: Digest,
-) -> Option<&'o BTreeSet<String>> {
+) -> std::result::Result<&'o BTreeSet<String>, &'static str> {
     let Scope::Changed(changed) = &opts.scope else {
-        return None;
+        return Err("not a sync of a window's changes");
     };
-    let as_left = m.complete
-        && !m.earlier_version
-        && m.destination == bridge.install_to
-        && m.checks == Some(checks)
-        // `seen` holds names of `files` only: as many means the same.
-        && m.seen.len() == m.files.len()
-        && m.seen.values().all(|s| s.size.is_some() && s.dest.is_some());
-    let plain = !opts.dry_run
-        && !opts.clean_temps
-        && opts.still_open.is_empty()
-        && opts.prune_gate == PruneGate::Open
-        && !seen::whole_set(bridge);
-    (as_left && plain).then_some(changed)
+    let why = if !m.complete {
+        "the last sync did not leave the source as its manifest records it"
+    } else if m.write_whole {
+        "the manifest is written whole first (an earlier version, or intent records after it)"
+    } else if m.destination != bridge.install_to || m.checks != Some(checks) {
+        "the manifest was made under other settings"
+    } else if m.seen.len() != m.files.len() // `seen` holds names of `files` only
+        || m.seen.values().any(|s| s.size.is_none() || s.dest.is_none())
+    {
+        "a file of the manifest was not seen on both sides"
+    } else if opts.dry_run || opts.clean_temps || !opts.still_open.is_empty() {
+        "a dry run, a start, or a file still being written"
+    } else if seen::whole_set(bridge) {
+        "the bridge's files are checked as a set"
+    } else {
+        return Ok(changed);
+    };
+    Err(why)
 }
 
 /// The sync of the changed names alone, in the order of the full way: the
@@ -89,8 +97,9 @@ pub(super) fn sync(
     loaded: Loaded,
     checks: Digest,
 ) -> Result<Delta> {
-    let Some(changed) = changed_only(bridge, opts, &loaded.manifest, checks) else {
-        return Ok(Err(loaded));
+    let changed = match changed_only(bridge, opts, &loaded.manifest, checks) {
+        Ok(changed) => changed,
+        Err(why) => return full(bridge, why, loaded),
     };
     let mut report = SyncReport {
         bridge: bridge.name.clone(),
@@ -120,7 +129,11 @@ pub(super) fn sync(
             checker.accept(n, b)
         })?;
         let Some(scan) = scan else {
-            return Ok(Err(loaded));
+            return full(
+                bridge,
+                "a changed name is not a plain file to install",
+                loaded,
+            );
         };
         report.findings = std::mem::take(&mut checker.findings);
         (scan, checker.accepted)
@@ -131,7 +144,7 @@ pub(super) fn sync(
         .map(|g| super::barrier(g, &scan.view, &mut report))
         .unwrap_or_default();
     if !held.is_empty() || !report.recheck.is_empty() {
-        return Ok(Err(loaded));
+        return full(bridge, "a file changed while it was read", loaded);
     }
     step(opts, || "waiting for the state lock".into());
     let lock = state.lock()?;
@@ -144,10 +157,20 @@ pub(super) fn sync(
     step(opts, || "planning".into());
     // Another process may have saved the manifest meanwhile.
     let loaded = state.load_again(&bridge.name, loaded)?;
-    let dest = apply::open_existing(&bridge.install_to)?;
-    let (Some(dest), Some(_)) = (dest, changed_only(bridge, opts, &loaded.manifest, checks)) else {
+    if let Err(why) = changed_only(bridge, opts, &loaded.manifest, checks) {
         drop(lock);
-        return Ok(Err(loaded));
+        return full(bridge, why, loaded);
+    }
+    let dest = match apply::open_existing(&bridge.install_to)? {
+        Some(dest) => dest,
+        // Created when there is something to install, as the full way does.
+        None if !scan.view.files.is_empty() => DestDir::open_or_create(&bridge.install_to)
+            .with_context(|| format!("creating destination {}", bridge.install_to.display()))
+            .map_err(|e| apply::read_only_hint(e, &bridge.install_to))?,
+        None => {
+            drop(lock);
+            return full(bridge, "the destination is missing", loaded);
+        }
     };
     let owner = apply::owner_ids(bridge)?;
     // The manifest's entries for the changed names: the plan's whole world.
@@ -168,7 +191,11 @@ pub(super) fn sync(
     )?;
     if !clean(&report, &scan) {
         drop(lock);
-        return Ok(Err(loaded));
+        return full(
+            bridge,
+            "a changed name is not a plain install or removal",
+            loaded,
+        );
     }
     let mut manifest = loaded.manifest;
     let others = manifest.files.len() - narrow.files.len();
@@ -204,6 +231,12 @@ pub(super) fn sync(
         &mut report,
     )?;
     Ok(Ok((report, Some(manifest))))
+}
+
+/// The full way's turn, and why (with `HOSTBRIDGE_LOG=debug`).
+fn full(bridge: &Bridge, why: &str, loaded: Loaded) -> Result<Delta> {
+    tracing::debug!("{}: reading every name ({why})", bridge.name);
+    Ok(Err(loaded))
 }
 
 /// `m` with the entries of `names` only (and its destination and checks).

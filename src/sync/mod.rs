@@ -280,7 +280,7 @@ pub(crate) fn sync_files(
         if plan.owned_after != manifest.files
             || seen != manifest.seen
             || checks_changed
-            || manifest.earlier_version
+            || manifest.write_whole
         {
             // Entries for files already gone (removed behind hostbridge's
             // back, or by an interrupted swap): the manifest forgets them;
@@ -288,7 +288,7 @@ pub(crate) fn sync_files(
             // of an earlier version is written in this one.
             manifest.files = plan.owned_after;
             manifest.seen = seen;
-            manifest.earlier_version = false;
+            manifest.write_whole = false;
             manifest.left = state.save(&bridge.name, &manifest)?;
         } else {
             // As its file holds it, now known complete or not.

@@ -67,6 +67,10 @@ pub(crate) fn as_recorded(
     if opts.scope != Scope::Stamped || whole_set(bridge) || daemons {
         return Ok(None);
     }
+    // Intent records after the manifest file: it is not all there is.
+    if state.has_intents(&bridge.name) {
+        return Ok(None);
+    }
     let Some(bytes) = state.read_raw(&bridge.name)? else {
         return Ok(None);
     };

@@ -88,6 +88,96 @@ pub(crate) fn write_parts<'a>(
     out
 }
 
+/// The intent records of the daemon's syncs of changed names, appended to
+/// `bridges/<name>.intent` before the destination changes, one block each,
+/// instead of rewriting the whole manifest ([`super::StateDir::append_intent`]):
+///
+/// ```text
+/// intent OWED
+/// file SHA256 MODE UID GID - - - NAME
+/// prune NAME
+/// end
+/// ```
+///
+/// `OWED` is 1 when the bridge has `then:` actions. A `file` line is a
+/// manifest's, with nothing seen: the entry planned for a name installed or
+/// replaced. A `prune` line names an entry about to be removed, which stays
+/// listed until the removal is recorded. A block is taken whole or not at
+/// all: one without its `end` line was cut short by a crash before anything
+/// it plans was done, and it and what follows are ignored.
+pub(crate) fn intent<'a>(
+    owed: bool,
+    planned: impl Iterator<Item = (&'a String, Option<&'a Owned>)>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(if owed { b"intent 1\n" } else { b"intent 0\n" });
+    for (name, entry) in planned {
+        match entry {
+            Some(o) => {
+                out.extend_from_slice(b"file ");
+                out.extend_from_slice(&o.digest.hex());
+                out.push(b' ');
+                octal_into(&mut out, o.mode);
+                out.push(b' ');
+                opt_into(&mut out, o.uid.map(u64::from));
+                out.push(b' ');
+                opt_into(&mut out, o.gid.map(u64::from));
+                out.extend_from_slice(b" - - - ");
+            }
+            None => out.extend_from_slice(b"prune "),
+        }
+        escape_into(&mut out, name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"end\n");
+    out
+}
+
+/// Applies the complete blocks of an intent file ([`intent`]) to the
+/// manifest they were appended after, as the whole manifest written as an
+/// intent record would say it: the actions owed (for the names, when the
+/// block says so), each planned entry listed, and nothing seen of the
+/// names about to change (what was seen says nothing of what a crash left
+/// there).
+pub(crate) fn apply_intents(m: &mut Manifest, bytes: &[u8]) -> Result<(), String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let mut block: Vec<(String, Option<Owned>)> = Vec::new();
+    let mut owed = None;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bad = |why: &str| format!("line {}: {why}", i + 1);
+        let Some(line) = line.strip_suffix('\n') else {
+            break; // cut short: not written whole
+        };
+        match (owed, line.split_once(' ')) {
+            (None, Some(("intent", "1"))) => owed = Some(true),
+            (None, Some(("intent", "0"))) => owed = Some(false),
+            (None, _) => return Err(bad("expected an intent line")),
+            (Some(owe), None) if line == "end" => {
+                m.actions_pending = true;
+                for (name, entry) in block.drain(..) {
+                    m.seen.remove(&name);
+                    if let Some(o) = entry {
+                        m.files.insert(name.clone(), o);
+                    }
+                    if owe {
+                        m.changed.insert(name);
+                    }
+                }
+                owed = None;
+            }
+            (Some(_), Some(("file", rest))) => {
+                let (n, o, _) = file_line(rest, 16).ok_or_else(|| bad("bad file line"))?;
+                block.push((n, Some(o)));
+            }
+            (Some(_), Some(("prune", rest))) => {
+                block.push((name(rest).ok_or_else(|| bad("bad name"))?, None));
+            }
+            (Some(_), _) => return Err(bad("unknown line")),
+        }
+    }
+    Ok(())
+}
+
 /// Reads a manifest file; the error says which line is wrong and how.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
@@ -99,7 +189,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         None => return Err("empty".into()),
     };
     let mut m = Manifest {
-        earlier_version: radix != 16,
+        write_whole: radix != 16,
         ..Manifest::default()
     };
     // Written in name order: collected, then built in bulk (no searches).
@@ -627,11 +717,11 @@ mod tests {
                 "64769:1234:42:1765000000123456789:-5:33188:0:998",
             );
         let read = parse(v2.as_bytes()).unwrap();
-        assert!(read.earlier_version);
+        assert!(read.write_whole);
         assert_eq!(
             read,
             Manifest {
-                earlier_version: true,
+                write_whole: true,
                 ..m
             }
         );
@@ -707,6 +797,58 @@ mod tests {
             .unwrap()
             .replace("hostbridge-manifest 3", "hostbridge-manifest 2");
         assert!(records(v2.as_bytes()).is_none());
+    }
+
+    /// An intent block says what a whole intent record would: the planned
+    /// entries listed, the pruned ones still listed, nothing seen of either,
+    /// the actions owed for them (when the bridge has some). A block cut
+    /// short is ignored, and so is what follows it.
+    #[test]
+    fn intent_blocks_are_read_over_the_manifest_whole_or_not_at_all() {
+        let before = sample();
+        let new = Owned {
+            digest: Digest::of(b"new"),
+            mode: 0o644,
+            uid: Some(0),
+            gid: None,
+        };
+        let (added, pruned) = ("c d%".to_string(), "70-x.rules".to_string());
+        let block = intent(true, [(&added, Some(&new)), (&pruned, None)].into_iter());
+        let mut m = Manifest {
+            actions_pending: false,
+            changed: Default::default(),
+            ..before.clone()
+        };
+        apply_intents(&mut m, &block).unwrap();
+        assert!(m.actions_pending);
+        assert_eq!(m.files.get(&added), Some(&new));
+        assert_eq!(m.files.get(&pruned), before.files.get(&pruned));
+        assert!(!m.seen.contains_key(&added) && !m.seen.contains_key(&pruned));
+        assert_eq!(m.changed, [added.clone(), pruned.clone()].into());
+        assert_eq!(m.seen.get("60-ups.rules"), before.seen.get("60-ups.rules"));
+
+        // Not owed (no actions): listed, no names for them.
+        let mut m = Manifest {
+            changed: Default::default(),
+            ..before.clone()
+        };
+        apply_intents(&mut m, &intent(false, [(&added, Some(&new))].into_iter())).unwrap();
+        assert!(m.changed.is_empty() && m.files.contains_key(&added));
+
+        // A second block cut short: the first stands, the second is not read.
+        let other = "z".to_string();
+        let mut two = block.clone();
+        let second = intent(true, [(&other, Some(&new))].into_iter());
+        two.extend_from_slice(&second[..second.len() - 2]);
+        let mut m = before.clone();
+        apply_intents(&mut m, &two).unwrap();
+        assert!(m.files.contains_key(&added) && !m.files.contains_key(&other));
+        let mut m = before.clone();
+        apply_intents(&mut m, &block[..block.len() - 1]).unwrap();
+        assert_eq!(m, before, "the only block, cut short");
+
+        assert!(apply_intents(&mut before.clone(), b"intent 1\nfile x\nend\n").is_err());
+        assert!(apply_intents(&mut before.clone(), b"hello\n").is_err());
     }
 
     #[test]
