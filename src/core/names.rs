@@ -26,19 +26,28 @@ pub(crate) enum NameVerdict {
 /// Classifies a raw directory-entry name against the safe charset and the
 /// bridge's `include` patterns.
 pub(crate) fn classify(raw: &[u8], include: &[String]) -> NameVerdict {
+    match candidate(raw, include) {
+        Ok(_) => NameVerdict::Candidate,
+        Err(verdict) => verdict,
+    }
+}
+
+/// [`classify`], with a candidate's name as text (checked once: a listing
+/// classifies every entry of the source).
+pub(crate) fn candidate<'r>(raw: &'r [u8], include: &[String]) -> Result<&'r str, NameVerdict> {
     let Ok(name) = std::str::from_utf8(raw) else {
-        return NameVerdict::Rejected("name is not valid UTF-8");
+        return Err(NameVerdict::Rejected("name is not valid UTF-8"));
     };
     if name.starts_with('.') {
-        return NameVerdict::Hidden;
+        return Err(NameVerdict::Hidden);
     }
     if let Some(reason) = unsafe_reason(name) {
-        return NameVerdict::Rejected(reason);
+        return Err(NameVerdict::Rejected(reason));
     }
     if include.iter().any(|p| glob_match(p, name)) {
-        NameVerdict::Candidate
+        Ok(name)
     } else {
-        NameVerdict::NotIncluded
+        Err(NameVerdict::NotIncluded)
     }
 }
 
@@ -69,7 +78,7 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     // then, and nothing is allocated (a scan matches every name).
     // The common pattern, `*.rules`: a suffix, one comparison.
     if let Some(suffix) = pattern.strip_prefix('*')
-        && !suffix.contains(['*', '?'])
+        && !suffix.bytes().any(|b| b == b'*' || b == b'?')
     {
         return name.ends_with(suffix);
     }

@@ -27,7 +27,7 @@ use super::fsx;
 use super::state::format::{Expect, Record, Records, StampText};
 use super::state::{Known, Manifest, Seen};
 use crate::core::budget::{Budget, Limits, claim_order};
-use crate::core::names::{NameVerdict, classify};
+use crate::core::names::{NameVerdict, candidate, classify};
 use crate::core::plan::{Digest, SourceFile, SourceView};
 use crate::core::stamp::{self, Stamp};
 
@@ -431,32 +431,38 @@ pub(crate) fn as_recorded(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let Some((mut names, rejected)) = list(&dirfd, spec.include, listing_cap(spec.limits))? else {
-        return Ok(None);
-    };
-    if !rejected.is_empty() {
+    // The names in one buffer, each a span of it: no allocation a name.
+    let (mut text, mut spans) = (String::new(), Vec::new());
+    let listed = list_into(
+        &dirfd,
+        spec.include,
+        listing_cap(spec.limits),
+        &mut |name| {
+            spans.push((text.len(), name.len()));
+            text.push_str(name);
+        },
+    )?;
+    if listed.is_none_or(|rejected| !rejected.is_empty()) {
         return Ok(None);
     }
+    let at = |&(start, len): &(usize, usize)| &text[start..start + len];
     // The manifest lists its files in name order. A stable sort finds the
     // runs a listing often is (tmpfs lists newest first) and merges them.
-    names.sort();
-    // The stats of both sides, each on its own thread with the text of
-    // each stamp (the manifest's lines are compared with it): they are the
-    // cost of this path, and both sides are read-only here.
+    spans.sort_by(|a, b| at(a).cmp(at(b)));
+    let names: Vec<&str> = spans.iter().map(at).collect();
+    // The stats of both sides, each on its own thread: they are the cost of
+    // this path, and both sides are read-only here.
     let (sources, installed) = std::thread::scope(|scope| {
         let sources = scope.spawn(|| {
-            let stat = |n: &String| {
-                fstatat(&dirfd, n.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+            let stat = |n: &&str| {
+                fstatat(&dirfd, *n, AtFlags::AT_SYMLINK_NOFOLLOW)
                     .ok()
                     .filter(|st| spec.admit.refuse(st).is_none())
-                    .map(|st| StampText::of(&stamp_of(&st)))
+                    .map(|st| stamp_of(&st))
             };
             names.iter().map(stat).collect::<Vec<_>>()
         });
-        let installed: Vec<Option<(Stamp, StampText)>> = names
-            .iter()
-            .map(|n| dest.stamp(n).map(|st| (st, StampText::of(&st))))
-            .collect();
+        let installed: Vec<Option<Stamp>> = names.iter().map(|n| dest.stamp(n)).collect();
         (sources.join().unwrap_or_default(), installed)
     });
     if sources.len() != names.len() {
@@ -464,13 +470,18 @@ pub(crate) fn as_recorded(
     }
     let mut budget = Budget::new(spec.limits);
     let mut count = 0;
+    // The manifest's lines are compared with the text of each stamp, made
+    // in these two buffers.
+    let (mut source_text, mut installed_text) = (StampText::empty(), StampText::empty());
     for ((name, source), installed) in names.iter().zip(sources).zip(installed) {
-        let (Some(source), Some((installed, installed_text))) = (source, installed) else {
+        let (Some(source), Some(installed)) = (source, installed) else {
             return Ok(None);
         };
+        source_text.set(&source);
+        installed_text.set(&installed);
         let expect = Expect {
             name: name.as_bytes(),
-            source: source.as_bytes(),
+            source: source_text.as_bytes(),
             dest: installed_text.as_bytes(),
         };
         let Some(r) = records.next_as(&expect) else {
@@ -507,6 +518,21 @@ type Listing = (Vec<String>, Vec<(String, String)>);
 /// entries (the listing stops there).
 fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Listing>> {
     let mut candidates = Vec::new();
+    let rejected = list_into(dirfd, include, cap, &mut |name| {
+        candidates.push(name.to_owned());
+    })?;
+    Ok(rejected.map(|rejected| (candidates, rejected)))
+}
+
+/// [`list`], giving each candidate name to `take` as it is read (no
+/// `String` each, where a caller keeps them otherwise); the rejected
+/// names, or `None` past `cap` entries.
+fn list_into(
+    dirfd: &OwnedFd,
+    include: &[String],
+    cap: usize,
+    take: &mut dyn FnMut(&str),
+) -> io::Result<Option<Vec<(String, String)>>> {
     let mut rejected = Vec::new();
     let mut rejected_more = 0usize;
     let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
@@ -520,17 +546,16 @@ fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Li
         if raw == b"." || raw == b".." {
             continue;
         }
-        match classify(raw, include) {
-            // classify() only accepts UTF-8 names.
-            NameVerdict::Candidate => candidates.push(String::from_utf8_lossy(raw).into_owned()),
-            NameVerdict::NotIncluded | NameVerdict::Hidden => {}
-            NameVerdict::Rejected(why) if rejected.len() < LISTED => {
+        match candidate(raw, include) {
+            Ok(name) => take(name),
+            Err(NameVerdict::NotIncluded | NameVerdict::Hidden) => {}
+            Err(NameVerdict::Rejected(why)) if rejected.len() < LISTED => {
                 let shown = std::ffi::OsStr::from_bytes(raw)
                     .to_string_lossy()
                     .into_owned();
                 rejected.push((shown, why.to_string()));
             }
-            NameVerdict::Rejected(_) => rejected_more += 1,
+            Err(_) => rejected_more += 1,
         }
     }
     if rejected_more > 0 {
@@ -539,7 +564,7 @@ fn list(dirfd: &OwnedFd, include: &[String], cap: usize) -> io::Result<Option<Li
             "rejected as well (only the first are listed)".into(),
         ));
     }
-    Ok(Some((candidates, rejected)))
+    Ok(Some(rejected))
 }
 
 /// What the last sync saw of `name`, when `reuse` lets the scan take it

@@ -531,22 +531,24 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
 /// nibble spread to a byte, then turned into its digit), not one by one:
 /// every manifest write and `hostbridge sync` formats two stamps a file.
 fn hex16(n: u64) -> [u8; 16] {
-    // Nibble k (from the low end) of `x` into byte k of the result.
-    fn spread(x: u32) -> u64 {
-        let x = u64::from(x);
-        let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
-        let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
-        (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f
-    }
-    // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
-    fn digits(v: u64) -> [u8; 8] {
-        let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-        (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
-    }
     let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&digits(spread((n >> 32) as u32)));
-    out[8..].copy_from_slice(&digits(spread(n as u32)));
+    out[..8].copy_from_slice(&hex8((n >> 32) as u32));
+    out[8..].copy_from_slice(&hex8(n as u32));
     out
+}
+
+/// The 8 lowercase hex digits of `n`, most significant first, each nibble
+/// spread into a byte and turned into its digit in one pass (no table, no
+/// division).
+fn hex8(n: u32) -> [u8; 8] {
+    // Nibble k (from the low end) of `n` into byte k of the result.
+    let x = u64::from(n);
+    let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+    let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+    let v = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
+    let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
 }
 
 fn octal_into(out: &mut Vec<u8>, n: u32) {
@@ -604,26 +606,41 @@ pub(crate) struct StampText {
 impl StampText {
     /// The text of `s`.
     pub(crate) fn of(s: &Stamp) -> StampText {
-        let mut t = StampText {
+        let mut t = StampText::empty();
+        t.set(s);
+        t
+    }
+
+    /// No text yet (a buffer for [`StampText::set`]).
+    pub(crate) fn empty() -> StampText {
+        StampText {
             buf: [0; 8 * 18 + 16],
             len: 0,
-        };
-        for (i, (neg, n)) in fields(s).into_iter().enumerate() {
-            if i > 0 {
-                t.buf[t.len] = b':';
-                t.len += 1;
-            }
-            if neg {
-                t.buf[t.len] = b'-';
-                t.len += 1;
-            }
-            let digits = ((64 - n.leading_zeros()).div_ceil(4).max(1)) as usize;
-            // The significant digits first, the rest overwritten next.
-            let text = u128::from_be_bytes(hex16(n)) << (8 * (16 - digits));
-            t.buf[t.len..t.len + 16].copy_from_slice(&text.to_be_bytes());
-            t.len += digits;
         }
-        t
+    }
+
+    /// Makes this the text of `s`, in the same buffer (a loop over many
+    /// stamps makes one buffer, not one each).
+    pub(crate) fn set(&mut self, s: &Stamp) {
+        let mut len = 0;
+        for (i, (neg, n)) in fields(s).into_iter().enumerate() {
+            // Written always, counted when due: no branch.
+            self.buf[len] = b':';
+            len += usize::from(i > 0);
+            self.buf[len] = b'-';
+            len += usize::from(neg);
+            let digits = ((64 - n.leading_zeros()).div_ceil(4).max(1)) as usize;
+            // The significant digits first, the rest overwritten next; a
+            // value of 32 bits (most fields) is spread once, not twice.
+            let text = if n >> 32 == 0 {
+                u128::from(u64::from_be_bytes(hex8(n as u32))) << (8 * (16 - digits))
+            } else {
+                u128::from_be_bytes(hex16(n)) << (8 * (16 - digits))
+            };
+            self.buf[len..len + 16].copy_from_slice(&text.to_be_bytes());
+            len += digits;
+        }
+        self.len = len;
     }
 
     /// The text.
@@ -900,6 +917,27 @@ mod tests {
         {
             let text = format!("{:016x}", n);
             assert_eq!(hex16(n), text.as_bytes());
+            // A stamp's text, each field as `format!` writes it.
+            let st = Stamp {
+                dev: n,
+                ino: n.rotate_left(7),
+                size: n >> 3,
+                mtime_ns: n as i64,
+                ctime_ns: (n as i64).wrapping_neg(),
+                mode: n as u32,
+                uid: (n >> 32) as u32,
+                gid: (n >> 16) as u32,
+            };
+            let want: Vec<String> = fields(&st)
+                .iter()
+                .map(|(neg, v)| format!("{}{v:x}", if *neg { "-" } else { "" }))
+                .collect();
+            let mut reused = StampText::of(&Stamp {
+                dev: u64::MAX,
+                ..st
+            });
+            reused.set(&st);
+            assert_eq!(reused.as_bytes(), want.join(":").as_bytes());
         }
     }
 
