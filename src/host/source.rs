@@ -367,6 +367,11 @@ pub(crate) fn scan_changed(
     let installed = changed.iter().filter(|n| known.files.contains_key(*n));
     let new = changed.iter().filter(|n| !known.files.contains_key(*n));
     for name in installed.chain(new) {
+        // A name that is not UTF-8 reaches the daemon with U+FFFD in its
+        // place: the listing says what it is.
+        if name.contains(char::REPLACEMENT_CHARACTER) {
+            return Ok(None);
+        }
         match classify(name.as_bytes(), spec.include) {
             NameVerdict::Candidate => {}
             // Never installed (the include is among the checks the
@@ -446,10 +451,22 @@ pub(crate) fn as_recorded(
         return Ok(None);
     }
     let at = |&(start, len): &(usize, usize)| &text[start..start + len];
-    // The manifest lists its files in name order. A stable sort finds the
-    // runs a listing often is (tmpfs lists newest first) and merges them.
-    spans.sort_by(|a, b| at(a).cmp(at(b)));
-    let names: Vec<&str> = spans.iter().map(at).collect();
+    // The manifest lists its files in name order. Sorted by each name's
+    // first 8 bytes as a number (zero-padded: a shorter name comes first,
+    // as in name order), then by the whole name: most comparisons are of
+    // two integers (ext4 lists in hash order, so this sort is real work).
+    // A stable sort finds the runs a listing often is (tmpfs lists newest
+    // first) and merges them.
+    let prefix = |span: &(usize, usize)| {
+        let mut key = [0u8; 8];
+        let name = at(span).as_bytes();
+        let n = name.len().min(8);
+        key[..n].copy_from_slice(&name[..n]);
+        u64::from_be_bytes(key)
+    };
+    let mut keyed: Vec<(u64, (usize, usize))> = spans.iter().map(|s| (prefix(s), *s)).collect();
+    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| at(a).cmp(at(b))));
+    let names: Vec<&str> = keyed.iter().map(|(_, s)| at(s)).collect();
     // The stats of both sides, each on its own thread: they are the cost of
     // this path, and both sides are read-only here.
     let (sources, installed) = std::thread::scope(|scope| {

@@ -204,6 +204,16 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
     })
 }
 
+/// The first line of an intent file: the manifest file its records follow,
+/// by inode and change time (a manifest file is never changed in place,
+/// and a new one is a new inode with its own change time).
+fn base_line(manifest: Option<&Stamp>) -> String {
+    match manifest {
+        Some(st) => format!("base {:x}:{:x}\n", st.ino, st.ctime_ns),
+        None => "base -\n".into(),
+    }
+}
+
 /// The state directory.
 #[derive(Debug, Clone)]
 pub(crate) struct StateDir {
@@ -297,9 +307,17 @@ impl StateDir {
         let intent_path = self.intent_path(bridge);
         match std::fs::read(&intent_path) {
             Ok(bytes) => {
-                format::apply_intents(&mut loaded.manifest, &bytes).map_err(|e| {
-                    anyhow::anyhow!("parsing intent records {}: {e}", intent_path.display())
-                })?;
+                // Records appended after another manifest file than this
+                // one (a crash between a whole write and their removal)
+                // say nothing of it. Either way, the next sync writes the
+                // manifest whole, which removes them.
+                let (base, blocks) =
+                    bytes.split_at(bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1));
+                if base == base_line(loaded.manifest.left.as_ref()).as_bytes() {
+                    format::apply_intents(&mut loaded.manifest, blocks).map_err(|e| {
+                        anyhow::anyhow!("parsing intent records {}: {e}", intent_path.display())
+                    })?;
+                }
                 loaded.manifest.write_whole = true;
                 loaded.intents = Some(bytes);
             }
@@ -327,6 +345,12 @@ impl StateDir {
         // What was kept is no longer all there is to the manifest.
         Self::keep(self.manifest_path(bridge), None, None);
         let new = !self.has_intents(bridge);
+        // A new file starts with the manifest file it follows.
+        let base = if new {
+            base_line(self.stamp(bridge).as_ref())
+        } else {
+            String::new()
+        };
         let written = File::options()
             .append(true)
             .create(true)
@@ -334,7 +358,7 @@ impl StateDir {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&path)
             .and_then(|mut f| {
-                f.write_all(block)?;
+                f.write_all(&[base.as_bytes(), block].concat())?;
                 f.sync_all()
             })
             .and_then(|()| if new { dir.sync() } else { Ok(()) });
@@ -545,5 +569,15 @@ mod tests {
         assert!(loaded.changed.contains("e.rules"));
         state.save("b", &loaded).unwrap();
         assert!(!state.has_intents("b"));
+
+        // Records left after another manifest file (a crash between a whole
+        // write and their removal) are not read over this one.
+        state.append_intent("b", &block).unwrap();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format::write(&manifest("c.rules"))).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let loaded = state.load("b").unwrap();
+        assert!(loaded.write_whole && !loaded.actions_pending, "{loaded:?}");
+        assert!(loaded.changed.is_empty());
     }
 }

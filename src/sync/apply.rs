@@ -106,7 +106,9 @@ pub(super) fn apply(
         checks: manifest.checks,
         // The intent record was written in this version.
         write_whole: false,
-        complete: manifest.complete,
+        // A failed install leaves no entry at all: the next sync must not
+        // look at the changed names alone.
+        complete: manifest.complete && report.errors.is_empty(),
     };
     save_final(t, manifest)
 }
@@ -409,7 +411,9 @@ fn publish_generation(
         checks: manifest.checks,
         // The intent record was written in this version.
         write_whole: false,
-        complete: manifest.complete,
+        // A failed install leaves no entry at all: the next sync must not
+        // look at the changed names alone.
+        complete: manifest.complete && report.errors.is_empty(),
     };
     save_final(t, manifest)
 }

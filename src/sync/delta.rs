@@ -20,6 +20,10 @@ use crate::host::dest::DestDir;
 use crate::host::source::{self, SourceScan};
 use crate::host::state::{Loaded, Manifest, StateDir};
 
+/// A window of at most this many names is always synced alone; a larger
+/// one only while it is under a quarter of the files installed.
+const SMALL: usize = 64;
+
 /// What [`sync`] did: `Ok` the sync, done; `Err` the manifest as loaded,
 /// for the full way (not a sync this way can do).
 pub(super) type Delta = std::result::Result<Synced, Loaded>;
@@ -79,6 +83,9 @@ fn changed_only<'o>(
         "a dry run, a start, or a file still being written"
     } else if seen::whole_set(bridge) {
         "the bridge's files are checked as a set"
+    } else if changed.len() > SMALL && changed.len() * 4 > m.files.len() {
+        // A burst: the full way builds its maps in bulk, and costs less.
+        "most names changed"
     } else {
         return Ok(changed);
     };
@@ -173,6 +180,27 @@ pub(super) fn sync(
         }
     };
     let owner = apply::owner_ids(bridge)?;
+    // After a complete sync every entry was installed with the owner and
+    // group the bridge's names resolved to then: resolved to other ids now
+    // (a group recreated), every installed copy is to be looked at again.
+    let ids = (
+        owner.0.map(nix::unistd::Uid::as_raw),
+        owner.1.map(nix::unistd::Gid::as_raw),
+    );
+    if loaded
+        .manifest
+        .files
+        .values()
+        .next()
+        .is_some_and(|o| (o.uid, o.gid) != ids)
+    {
+        drop(lock);
+        return full(
+            bridge,
+            "the owner or group resolves to other ids now",
+            loaded,
+        );
+    }
     // The manifest's entries for the changed names: the plan's whole world.
     let narrow = narrowed(&loaded.manifest, changed);
     let planning = Planning {

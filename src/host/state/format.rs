@@ -99,7 +99,10 @@ pub(crate) fn write_parts<'a>(
 /// end
 /// ```
 ///
-/// `OWED` is 1 when the bridge has `then:` actions. A `file` line is a
+/// The file starts with a line naming the manifest file the blocks follow
+/// (`base INO:CTIME`, written and checked by [`super::StateDir`]): blocks
+/// after another one are not read. `OWED` is 1 when the bridge has `then:`
+/// actions. A `file` line is a
 /// manifest's, with nothing seen: the entry planned for a name installed or
 /// replaced. A `prune` line names an entry about to be removed, which stays
 /// listed until the removal is recorded. A block is taken whole or not at
