@@ -13,7 +13,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use common::{Env, reads_during, wait_for};
+use common::{Env, listings_and_reads_during, reads_during, wait_for};
 
 const RULE: &str =
     "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051d\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n";
@@ -525,41 +525,6 @@ fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(want), "{what}: {text}");
     }
-}
-
-/// Listings of the source dir (IN_ACCESS on the dir itself: a `getdents`)
-/// and opens of each file in it, while `run` runs.
-fn listings_and_reads_during(
-    env: &Env,
-    run: impl FnOnce(),
-) -> (usize, std::collections::BTreeMap<String, usize>) {
-    use inotify::{EventMask, Inotify, WatchMask};
-    let mut ino = Inotify::init().unwrap();
-    ino.watches()
-        .add(&env.src, WatchMask::OPEN | WatchMask::ACCESS)
-        .unwrap();
-    run();
-    let (mut listings, mut opens) = (0, std::collections::BTreeMap::new());
-    let mut buf = [0u8; 65536];
-    loop {
-        let events = match ino.read_events(&mut buf) {
-            Ok(events) => events,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => panic!("reading inotify events: {e}"),
-        };
-        for e in events {
-            match e.name {
-                None if e.mask.contains(EventMask::ACCESS) => listings += 1,
-                Some(name) if e.mask.contains(EventMask::OPEN) => {
-                    *opens
-                        .entry(name.to_string_lossy().into_owned())
-                        .or_insert(0) += 1;
-                }
-                _ => {}
-            }
-        }
-    }
-    (listings, opens)
 }
 
 /// After a sync that left the source as its manifest records it, the

@@ -93,24 +93,37 @@ pub(super) fn apply(
             .map_err(|e| read_only_hint(e, &bridge.install_to));
     }
     let after = put_in_place(t, plan, content, seeing, manifest, report)?;
-    let (actions_pending, changed) = owed_after(bridge, manifest, report);
-    *manifest = Manifest {
+    *manifest = applied(bridge, manifest, report, seeing, after, intent_left);
+    save_final(t, manifest)
+}
+
+/// The manifest after a plan was put in place: `after`'s entries, what
+/// this sync saw of them, and the actions owed for what changed (or owed
+/// already: a sync whose every operation failed or was held changed
+/// nothing).
+fn applied(
+    bridge: &Bridge,
+    before: &Manifest,
+    report: &SyncReport,
+    seeing: &Seeing,
+    after: BTreeMap<String, plan::Owned>,
+    intent_left: Option<crate::core::stamp::Stamp>,
+) -> Manifest {
+    let (actions_pending, changed) = owed_after(bridge, before, report);
+    Manifest {
         destination: bridge.install_to.clone(),
         seen: seeing.for_files(&after),
         files: after,
-        // Actions are owed for what changed (or were owed already): a sync
-        // whose every operation failed or was held changed nothing.
         actions_pending,
         changed,
         left: intent_left,
-        checks: manifest.checks,
+        checks: before.checks,
         // The intent record was written in this version.
         write_whole: false,
         // A failed install leaves no entry at all: the next sync must not
         // look at the changed names alone.
-        complete: manifest.complete && report.errors.is_empty(),
-    };
-    save_final(t, manifest)
+        complete: before.complete && report.errors.is_empty(),
+    }
 }
 
 /// [`apply`] of a plan made over the names in `names` only, and no other
@@ -400,21 +413,7 @@ fn publish_generation(
         )
     })?;
     record_ops(report, &ops);
-    let (actions_pending, changed) = owed_after(bridge, manifest, report);
-    *manifest = Manifest {
-        destination: bridge.install_to.clone(),
-        seen: seeing.for_files(&after),
-        files: after,
-        actions_pending,
-        changed,
-        left: intent_left,
-        checks: manifest.checks,
-        // The intent record was written in this version.
-        write_whole: false,
-        // A failed install leaves no entry at all: the next sync must not
-        // look at the changed names alone.
-        complete: manifest.complete && report.errors.is_empty(),
-    };
+    *manifest = applied(bridge, manifest, report, seeing, after, intent_left);
     save_final(t, manifest)
 }
 

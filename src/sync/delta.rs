@@ -155,12 +155,7 @@ pub(super) fn sync(
     }
     step(opts, || "waiting for the state lock".into());
     let lock = state.lock()?;
-    if crate::host::child::stopping() {
-        anyhow::bail!("hostbridge is stopping: nothing was changed");
-    }
-    if opts.progress.as_ref().is_some_and(|p| p.cancelled()) {
-        anyhow::bail!("the bridge was replaced by a reload: nothing was changed");
-    }
+    super::may_change(opts)?;
     step(opts, || "planning".into());
     // Another process may have saved the manifest meanwhile.
     let loaded = state.load_again(&bridge.name, loaded)?;

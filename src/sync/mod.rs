@@ -194,14 +194,7 @@ pub(crate) fn sync_files(
     } else {
         Some(state.lock()?)
     };
-    if crate::host::child::stopping() {
-        anyhow::bail!("hostbridge is stopping: nothing was changed");
-    }
-    if opts.progress.as_ref().is_some_and(|p| p.cancelled()) {
-        // A reload replaced the bridge: the new one syncs under its config,
-        // and this one must not undo that (nor record verdicts of the old).
-        anyhow::bail!("the bridge was replaced by a reload: nothing was changed");
-    }
+    may_change(opts)?;
     step(opts, || "planning".into());
     // Parsed again only if another sync saved it meanwhile.
     let loaded = state.load_again(&bridge.name, loaded)?;
@@ -321,6 +314,20 @@ pub(crate) fn sync_files(
         &mut report,
     )?;
     Ok((report, Some(manifest)))
+}
+
+/// Whether a sync holding the state lock may still change anything: not
+/// once hostbridge is stopping, nor once a reload replaced its bridge (the
+/// new one syncs under its config, and this one must not undo that, nor
+/// record verdicts of the old).
+fn may_change(opts: &SyncOptions) -> Result<()> {
+    if crate::host::child::stopping() {
+        anyhow::bail!("hostbridge is stopping: nothing was changed");
+    }
+    if opts.progress.as_ref().is_some_and(|p| p.cancelled()) {
+        anyhow::bail!("the bridge was replaced by a reload: nothing was changed");
+    }
+    Ok(())
 }
 
 /// A held set changes nothing, but the names this sync read (the daemon's:

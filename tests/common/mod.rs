@@ -581,11 +581,33 @@ pub fn rules_files_in(dir: &str) -> Vec<PathBuf> {
 /// source dir: IN_OPEN; the `O_PATH` handle a scan judges an entry by opens
 /// nothing and counts as no open).
 pub fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap<String, usize> {
-    use inotify::{Inotify, WatchMask};
+    source_events_during(env, false, run).1
+}
+
+/// [`reads_during`], with how often the source dir was listed (IN_ACCESS
+/// on the dir itself: a `getdents`).
+pub fn listings_and_reads_during(
+    env: &Env,
+    run: impl FnOnce(),
+) -> (usize, std::collections::BTreeMap<String, usize>) {
+    source_events_during(env, true, run)
+}
+
+fn source_events_during(
+    env: &Env,
+    listings: bool,
+    run: impl FnOnce(),
+) -> (usize, std::collections::BTreeMap<String, usize>) {
+    use inotify::{EventMask, Inotify, WatchMask};
     let mut ino = Inotify::init().unwrap();
-    ino.watches().add(&env.src, WatchMask::OPEN).unwrap();
+    let mask = if listings {
+        WatchMask::OPEN | WatchMask::ACCESS
+    } else {
+        WatchMask::OPEN
+    };
+    ino.watches().add(&env.src, mask).unwrap();
     run();
-    let mut counts = std::collections::BTreeMap::new();
+    let (mut listed, mut counts) = (0, std::collections::BTreeMap::new());
     let mut buf = [0u8; 65536];
     loop {
         let events = match ino.read_events(&mut buf) {
@@ -594,12 +616,16 @@ pub fn reads_during(env: &Env, run: impl FnOnce()) -> std::collections::BTreeMap
             Err(e) => panic!("reading inotify events: {e}"),
         };
         for e in events {
-            if let Some(name) = e.name {
-                *counts
-                    .entry(name.to_string_lossy().into_owned())
-                    .or_insert(0) += 1;
+            match e.name {
+                None if e.mask.contains(EventMask::ACCESS) => listed += 1,
+                Some(name) if e.mask.contains(EventMask::OPEN) => {
+                    *counts
+                        .entry(name.to_string_lossy().into_owned())
+                        .or_insert(0) += 1;
+                }
+                _ => {}
             }
         }
     }
-    counts
+    (listed, counts)
 }

@@ -67,14 +67,7 @@ pub(crate) fn write_parts<'a>(
     }
     for (name, o) in files {
         let seen = seen(name);
-        out.extend_from_slice(b"file ");
-        out.extend_from_slice(&o.digest.hex());
-        out.push(b' ');
-        octal_into(&mut out, o.mode);
-        out.push(b' ');
-        opt_into(&mut out, o.uid.map(u64::from));
-        out.push(b' ');
-        opt_into(&mut out, o.gid.map(u64::from));
+        owned_into(&mut out, o);
         out.push(b' ');
         opt_into(&mut out, seen.and_then(|s| s.size));
         out.push(b' ');
@@ -117,14 +110,7 @@ pub(crate) fn intent<'a>(
     for (name, entry) in planned {
         match entry {
             Some(o) => {
-                out.extend_from_slice(b"file ");
-                out.extend_from_slice(&o.digest.hex());
-                out.push(b' ');
-                octal_into(&mut out, o.mode);
-                out.push(b' ');
-                opt_into(&mut out, o.uid.map(u64::from));
-                out.push(b' ');
-                opt_into(&mut out, o.gid.map(u64::from));
+                owned_into(&mut out, o);
                 out.extend_from_slice(b" - - - ");
             }
             None => out.extend_from_slice(b"prune "),
@@ -552,6 +538,18 @@ fn hex8(n: u32) -> [u8; 8] {
     // Each byte 0..=15 to '0'..='9' or 'a'..='f'.
     let letters = ((v + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     (v + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
+}
+
+/// A `file` line's start: `file SHA256 MODE UID GID`.
+fn owned_into(out: &mut Vec<u8>, o: &Owned) {
+    out.extend_from_slice(b"file ");
+    out.extend_from_slice(&o.digest.hex());
+    out.push(b' ');
+    octal_into(out, o.mode);
+    out.push(b' ');
+    opt_into(out, o.uid.map(u64::from));
+    out.push(b' ');
+    opt_into(out, o.gid.map(u64::from));
 }
 
 fn octal_into(out: &mut Vec<u8>, n: u32) {
