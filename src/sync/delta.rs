@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::checks::RulesChecker;
 use super::report::SyncReport;
@@ -16,7 +16,6 @@ use super::seen::{self, Scope};
 use super::{Planning, SyncOptions, Synced, apply, step};
 use crate::config::{Bridge, Config};
 use crate::core::plan::Digest;
-use crate::host::dest::DestDir;
 use crate::host::source::{self, SourceScan};
 use crate::host::state::{Loaded, Manifest, StateDir};
 
@@ -166,9 +165,7 @@ pub(super) fn sync(
     let dest = match apply::open_existing(&bridge.install_to)? {
         Some(dest) => dest,
         // Created when there is something to install, as the full way does.
-        None if !scan.view.files.is_empty() => DestDir::open_or_create(&bridge.install_to)
-            .with_context(|| format!("creating destination {}", bridge.install_to.display()))
-            .map_err(|e| apply::read_only_hint(e, &bridge.install_to))?,
+        None if !scan.view.files.is_empty() => super::create_dest(bridge)?,
         None => {
             drop(lock);
             return full(bridge, "the destination is missing", loaded);
@@ -178,16 +175,13 @@ pub(super) fn sync(
     // After a complete sync every entry was installed with the owner and
     // group the bridge's names resolved to then: resolved to other ids now
     // (a group recreated), every installed copy is to be looked at again.
-    let ids = (
-        owner.0.map(nix::unistd::Uid::as_raw),
-        owner.1.map(nix::unistd::Gid::as_raw),
-    );
+    let wanted = super::desired(bridge, owner, false);
     if loaded
         .manifest
         .files
         .values()
         .next()
-        .is_some_and(|o| (o.uid, o.gid) != ids)
+        .is_some_and(|o| (o.uid, o.gid) != (wanted.uid, wanted.gid))
     {
         drop(lock);
         return full(

@@ -295,9 +295,7 @@ pub(crate) fn sync_files(
     step(opts, || format!("installing {} changes", plan.ops.len()));
     let dest = match dest {
         Some(d) => d,
-        None => DestDir::open_or_create(&bridge.install_to)
-            .with_context(|| format!("creating destination {}", bridge.install_to.display()))
-            .map_err(|e| read_only_hint(e, &bridge.install_to))?,
+        None => create_dest(bridge)?,
     };
     let target = apply::Target {
         bridge,
@@ -651,6 +649,14 @@ fn make_plan(
     report.prune_held = plan.prune_held;
     report.source_files = view.files.len();
     Ok(plan)
+}
+
+/// The bridge's destination, created (when a sync has something to
+/// install there and it is missing).
+fn create_dest(bridge: &Bridge) -> Result<DestDir> {
+    DestDir::open_or_create(&bridge.install_to)
+        .with_context(|| format!("creating destination {}", bridge.install_to.display()))
+        .map_err(|e| read_only_hint(e, &bridge.install_to))
 }
 
 /// What the plan wants of the installed files: the bridge's mode, prune
