@@ -32,6 +32,7 @@ mod bridge;
 mod hotplug;
 mod lifecycle;
 mod report;
+mod waiting;
 mod watching;
 
 use bridge::{BridgeRt, SyncState, Watch};
@@ -77,6 +78,8 @@ pub(crate) struct Daemon {
     give_back_due: bool,
     watchdog: Option<(Duration, Instant)>,
     hotplug: hotplug::Hotplug,
+    /// `hostbridge wait` requests not answered yet.
+    waiters: Vec<waiting::Waiter>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -122,6 +125,7 @@ impl Daemon {
             give_back_due: false,
             watchdog: notify::watchdog_interval().map(|i| (i, Instant::now() + i)),
             hotplug: hotplug::Hotplug::new(),
+            waiters: Vec::new(),
         }
     }
 
@@ -180,6 +184,7 @@ impl Daemon {
             usb: UsbChecks::default(),
             source_identity: None,
             grace: PruneGrace::default(),
+            syncs_started: 0,
         });
         let now = Instant::now();
         self.rewatch(id, now);
@@ -224,6 +229,7 @@ impl Daemon {
                 _ = hup.recv() => { let _ = self.reload("SIGHUP"); }
             }
             self.give_back_if_due();
+            self.answer_waiters();
         }
         self.shutdown().await;
         Ok(())
@@ -326,6 +332,7 @@ impl Daemon {
         opts.prune_gate = b.grace.gate(Instant::now(), b.bridge.prune_grace);
         let progress = Arc::new(Progress::default());
         opts.progress = Some(Arc::clone(&progress));
+        b.syncs_started += 1;
         let task = tokio::spawn(async move {
             let res = sync_files_async(&config, &bridge, opts).await;
             let _ = done.send((id, res));
@@ -452,6 +459,7 @@ impl Daemon {
 
     fn on_request(&mut self, req: Request) {
         let answer = match req.what {
+            Wire::Wait { bridge } => return self.on_wait(&bridge, req.reply),
             Wire::Status => serde_json::to_string(&self.snapshot()).unwrap_or_default(),
             Wire::Reload => match self.reload("reload request") {
                 Ok(()) => r#"{"ok":true}"#.to_string(),

@@ -408,7 +408,8 @@ fn a_source_never_seen_is_degraded_and_a_failed_sync_says_so() {
     fs::write(&env.dest, "a file where the destination dir should be").unwrap();
     let d = env.start();
     assert!(
-        d.log().contains("0 bridges reconciled, 1 bridge failed"),
+        d.log()
+            .contains("ready: 1 bridge reconciled, 1 degraded (test: "),
         "{}",
         d.log()
     );

@@ -857,3 +857,67 @@ fn lost_udev_events_are_said_and_every_device_is_rechecked() {
     );
     assert!(d.stop().success());
 }
+
+#[test]
+fn wait_for_a_usb_device_needs_it_plugged_in_and_usable() {
+    let Some(rules) = nut_rules() else { return };
+    if !common::ensure_nut_user() {
+        return;
+    }
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
+    fs::create_dir_all(&dev).unwrap();
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: nut, expect: [\"051d:0002\"] }}\n", sys.display(), dev.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
+    let d = env.start();
+    let wait = |timeout: &str| {
+        let out = env.run(&[
+            "wait",
+            "--bridge",
+            "test",
+            "--usb",
+            "051D:0002",
+            "--timeout",
+            timeout,
+        ]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), said)
+    };
+    // Not plugged in: out of time, saying so.
+    let (code, said) = wait("2s");
+    assert_eq!(code, Some(1), "{said}\n{}", d.log());
+    assert!(said.contains("051d:0002 is not plugged in"), "{said}");
+    assert!(said.contains("not ready after 2s"), "{said}");
+
+    // Plugged in while nothing changed in the export, its node as NUT's rule
+    // leaves it (udevd is not here): the check `wait` asks for sees it.
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    let nut_gid = nix::unistd::Group::from_name("nut")
+        .unwrap()
+        .unwrap()
+        .gid
+        .as_raw();
+    if !node(&dev, 1, 4, nut_gid, 0o664) {
+        return;
+    }
+    let (code, said) = wait("120s");
+    assert_eq!(code, Some(0), "{said}\n{}", d.log());
+    assert!(said.contains("051d:0002 at 001:004 ok"), "{said}");
+
+    // A node the user cannot open: not ready, and why.
+    node(&dev, 1, 4, 0, 0o600);
+    let (code, said) = wait("2s");
+    assert_eq!(code, Some(1), "{said}\n{}", d.log());
+    assert!(said.contains("051d:0002 at 001:004: "), "{said}");
+}

@@ -102,6 +102,30 @@ pub(crate) enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Wait until a bridge has installed what its source holds now, run its
+    /// actions (udev reload and trigger, and the rest), and found its USB
+    /// devices usable: for a unit's ExecStartPre= (a container that exports
+    /// files waits for them to take effect before it starts).
+    ///
+    /// The daemon first looks at the bridge's source anew, so files written
+    /// just before are seen. Exit codes: 0 ready, 1 not ready by --timeout
+    /// (or an action failed), 2 usage, 65 a file was refused, skipped or in
+    /// conflict (waiting will not help until it is written anew).
+    Wait {
+        /// The bridge to wait for.
+        #[arg(long, value_name = "NAME")]
+        bridge: String,
+        /// A VID:PID that must be plugged in and usable as the bridge's
+        /// usb-check sees it (repeatable), e.g. 051d:0002.
+        #[arg(long, value_name = "VID:PID", value_parser = usb_id)]
+        usb: Vec<String>,
+        /// How long to wait, e.g. 60s or 2min.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+        timeout: std::time::Duration,
+        /// The status socket (default: from the config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Ask the running daemon to reload its config (like SIGHUP) and report
     /// whether the new config was accepted.
     ///
@@ -285,6 +309,27 @@ pub(crate) fn socket_path(cli: &Cli, explicit: &Option<PathBuf>) -> PathBuf {
         Ok(c) => c.status_socket,
         Err(_) => config::status_socket_hint(&cli.config),
     }
+}
+
+/// `VID:PID`, four hex digits each, lowercased.
+fn usb_id(s: &str) -> Result<String, String> {
+    let ok = s.len() == 9
+        && s.as_bytes()[4] == b':'
+        && s.bytes()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_hexdigit());
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is not VID:PID (four hex digits each, e.g. 051d:0002)"
+        ))
+    }
+}
+
+/// A duration such as `60s`, `2min` or `1m 30s`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// How long the runtime waits, at exit, for blocking tasks still running.

@@ -14,6 +14,7 @@ pub(crate) mod man;
 pub(crate) mod status;
 pub(crate) mod sync;
 pub(crate) mod usb;
+pub(crate) mod wait;
 
 use args::{Cli, Command, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, RulesCommand, StatusFormat};
 use args::{in_runtime, load_config, socket_path};
@@ -83,6 +84,12 @@ fn dispatch(cli: &Cli) -> u8 {
             status::status(&socket_path(cli, socket), format, bridge.as_deref())
         }
         Command::Reload { socket } => status::reload(&socket_path(cli, socket)),
+        Command::Wait {
+            bridge,
+            usb,
+            timeout,
+            socket,
+        } => wait::run(&socket_path(cli, socket), bridge, usb, *timeout),
         Command::ProbeOpen { path } => match crate::host::usb::probe_open(path) {
             Ok(()) => EXIT_OK,
             Err(e) => {

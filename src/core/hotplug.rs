@@ -50,6 +50,11 @@ impl UsbChecks {
         self.running
     }
 
+    /// Whether a re-check runs or is owed.
+    pub(crate) fn idle(&self) -> bool {
+        !self.running && self.owed.is_empty()
+    }
+
     /// Owes `evs` to the next re-check ([`owe`]).
     pub(crate) fn owe(&mut self, evs: Vec<UsbEvent>) {
         owe(&mut self.owed, evs);

@@ -17,3 +17,4 @@ pub(crate) mod text;
 pub mod tls;
 pub(crate) mod trust;
 pub(crate) mod usb;
+pub(crate) mod wait;

@@ -466,4 +466,4 @@ mod render;
 pub(crate) use render::{metrics, render, summary};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

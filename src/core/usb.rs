@@ -274,6 +274,8 @@ pub(crate) struct UsbEvent {
 
 /// The action of [`UsbEvent::lost`].
 const LOST: &str = "lost";
+/// The action of [`UsbEvent::asked`].
+const ASKED: &str = "asked";
 
 impl UsbEvent {
     /// Not a device event: the monitor's socket overflowed and events were
@@ -293,6 +295,21 @@ impl UsbEvent {
         self.action == LOST
     }
 
+    /// Not a device event: `hostbridge wait` asks for a check of every
+    /// device as they are now.
+    pub(crate) fn asked() -> UsbEvent {
+        UsbEvent {
+            action: ASKED.into(),
+            ..UsbEvent::lost()
+        }
+    }
+
+    /// Whether every device must be looked at ([`UsbEvent::lost`],
+    /// [`UsbEvent::asked`]) rather than one.
+    fn is_whole(&self) -> bool {
+        self.is_lost() || self.action == ASKED
+    }
+
     /// `BBB:DDD`, as the status model shows devices.
     pub(crate) fn bus_dev(&self) -> String {
         format!("{:03}:{:03}", self.busnum, self.devnum)
@@ -303,13 +320,19 @@ impl UsbEvent {
         if self.is_lost() {
             return "lost events".into();
         }
+        if self.action == ASKED {
+            return "hostbridge wait".into();
+        }
         format!("{} {}", self.action, self.bus_dev())
     }
 
     /// Whether a re-check is worth running: devices appearing, changing or
     /// going away; not driver bind/unbind, which follow an add.
     pub(crate) fn wants_check(&self) -> bool {
-        matches!(self.action.as_str(), "add" | "change" | "remove" | LOST)
+        matches!(
+            self.action.as_str(),
+            "add" | "change" | "remove" | LOST | ASKED
+        )
     }
 }
 
@@ -333,7 +356,7 @@ pub(crate) fn event_concerns(
     after: &[String],
 ) -> bool {
     let bus_dev = ev.bus_dev();
-    ev.is_lost()
+    ev.is_whole()
         || ev.id.as_ref().is_some_and(|id| expect.contains(id))
         || before.contains(&bus_dev)
         || after.contains(&bus_dev)

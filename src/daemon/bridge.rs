@@ -132,6 +132,9 @@ pub(super) struct BridgeRt {
     pub(super) source_identity: Option<(u64, u64)>,
     /// Whether absences may prune yet.
     pub(super) grace: PruneGrace,
+    /// Syncs started since the bridge was added (`hostbridge wait` waits
+    /// for one started after its request).
+    pub(super) syncs_started: u64,
 }
 
 impl Drop for BridgeRt {

@@ -57,7 +57,7 @@ impl Hotplug {
 }
 
 /// The `usb-check` settings of a bridge: user, expected VID:PIDs, probe.
-fn usb_check_of(b: &Bridge) -> Option<(String, Vec<String>, bool)> {
+pub(super) fn usb_check_of(b: &Bridge) -> Option<(String, Vec<String>, bool)> {
     b.then.iter().find_map(|a| match a {
         Action::UsbCheck {
             user,

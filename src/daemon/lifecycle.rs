@@ -107,18 +107,23 @@ impl Daemon {
     pub(super) fn ready(&mut self) {
         self.starting = false;
         let plural = crate::core::text::plural;
-        let failed = self
+        let st = self.snapshot();
+        let bad: Vec<String> = st
             .bridges
             .iter()
-            .filter(|b| b.status.last_sync.as_ref().is_some_and(|s| s.failed()))
-            .count();
-        let done = plural(self.bridges.len() - failed, "bridge");
-        if failed == 0 {
+            .filter(|b| b.health != crate::core::status::Health::Healthy)
+            .map(|b| format!("{}: {}", b.name, b.reason.as_deref().unwrap_or("")))
+            .collect();
+        let done = plural(self.bridges.len(), "bridge");
+        if bad.is_empty() {
             info!("ready: {done} reconciled, waiting for changes");
         } else {
+            // READY=1 still goes out: the daemon serves every bridge, and a
+            // unit that needs one bridge waits for it (`hostbridge wait`).
             warn!(
-                "ready: {done} reconciled, {} failed (retried; see hostbridge status), waiting for changes",
-                plural(failed, "bridge")
+                "ready: {done} reconciled, {} degraded ({}); units that wait for it with `hostbridge wait` keep waiting; see hostbridge status",
+                bad.len(),
+                bad.join("; ")
             );
         }
         notify::ready(&self.status_line());

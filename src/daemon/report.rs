@@ -13,18 +13,22 @@ use crate::host::dest::DestDir;
 use crate::sync::SyncReport;
 
 impl Daemon {
-    /// The `STATUS=` line: "3 bridges ok; last: nut-udev installed 1 file".
+    /// The `STATUS=` line: "3 bridges ok; last: nut-udev installed 1 file",
+    /// or, while a bridge is not healthy, "degraded: 1 of 3 bridges;
+    /// nut-udev: REASON; last: …": READY=1 is never sent as if all were well.
     pub(super) fn status_line(&self) -> String {
         let st = self.snapshot();
-        let bad = st
-            .bridges
-            .iter()
-            .filter(|b| b.health != Health::Healthy)
-            .count();
-        let mut line = if bad == 0 {
-            format!("{} ok", plural(st.bridges.len(), "bridge"))
-        } else {
-            format!("{} bridges ok, {bad} degraded", st.bridges.len() - bad)
+        let n = st.bridges.len();
+        let mut bad = st.bridges.iter().filter(|b| b.health != Health::Healthy);
+        let mut line = match bad.next() {
+            None => format!("{} ok", plural(n, "bridge")),
+            Some(b) => format!(
+                "degraded: {} of {}; {}: {}",
+                1 + bad.count(),
+                plural(n, "bridge"),
+                b.name,
+                b.reason.as_deref().unwrap_or("unknown reason")
+            ),
         };
         let latest = st
             .bridges

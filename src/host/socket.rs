@@ -4,7 +4,10 @@
 //!
 //! Requests are one JSON object: `{"request":"status"}` returns the status
 //! document; `{"request":"reload"}` reloads the config and returns
-//! `{"ok":true}` or `{"ok":false,"error":"…"}`. The socket is mode 0600
+//! `{"ok":true}` or `{"ok":false,"error":"…"}`; `{"request":"wait","bridge":
+//! NAME}` has the bridge look at its source anew and answers
+//! `{"ok":true,"bridge":{…}}` once it is done with it (`hostbridge wait`).
+//! The socket is mode 0600
 //! (0660 with `status_group`) and removed when the daemon stops.
 
 use std::io::{self, Read, Write};
@@ -28,6 +31,12 @@ pub(crate) enum Wire {
     Status,
     /// Reload the config.
     Reload,
+    /// Answer once `bridge` has synced what its source holds now (a rescan
+    /// started by this request) and run what that owes.
+    Wait {
+        /// The bridge's name.
+        bridge: String,
+    },
 }
 
 /// A request handed to the daemon loop, with the channel for its answer
@@ -87,10 +96,14 @@ pub(crate) fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener
 /// number of descriptors, drains the listen backlog, and never keeps root
 /// (who is always answered) from asking.
 pub(crate) const MAX_CLIENTS: usize = 32;
-/// How long one client may take to send its request and read the answer.
+/// How long a status or reload answer may take, and a client to read any
+/// answer.
 pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request.
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// How long a `wait` request may take: a sync and its actions (each action
+/// has its own timeout, 60 s by default, and a bridge may have several).
+pub(crate) const WAIT_DEADLINE: Duration = Duration::from_secs(900);
 
 /// Accepts connections forever, handing each request to the loop.
 pub(crate) async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>) {
@@ -132,7 +145,7 @@ pub(crate) async fn serve(listener: UnixListener, to_loop: mpsc::Sender<Request>
         };
         let to_loop = to_loop.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(CLIENT_DEADLINE, answer(stream, to_loop)).await;
+            let _ = answer(stream, to_loop).await;
             drop(slot);
         });
     }
@@ -147,27 +160,51 @@ async fn answer(stream: tokio::net::UnixStream, to_loop: mpsc::Sender<Request>) 
     )
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request in time"))??;
+    let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "no answer in time");
     let reply = match serde_json::from_slice::<Wire>(&buf) {
         Ok(what) => {
+            let deadline = match what {
+                Wire::Wait { .. } => WAIT_DEADLINE,
+                Wire::Status | Wire::Reload => CLIENT_DEADLINE,
+            };
             let (tx, rx) = oneshot::channel();
-            if to_loop.send(Request { what, reply: tx }).await.is_err() {
-                return Ok(());
+            let asked = async {
+                if to_loop.send(Request { what, reply: tx }).await.is_err() {
+                    return None;
+                }
+                Some(
+                    rx.await
+                        .unwrap_or_else(|_| r#"{"ok":false,"error":"daemon is stopping"}"#.into()),
+                )
+            };
+            match tokio::time::timeout(deadline, asked).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return Ok(()),
+                Err(_) => return Err(timed_out()),
             }
-            rx.await
-                .unwrap_or_else(|_| r#"{"ok":false,"error":"daemon is stopping"}"#.into())
         }
         Err(e) => {
             serde_json::json!({"ok": false, "error": format!("bad request: {e}")}).to_string()
         }
     };
-    write.write_all(reply.as_bytes()).await?;
-    write.shutdown().await
+    let sent = async {
+        write.write_all(reply.as_bytes()).await?;
+        write.shutdown().await
+    };
+    tokio::time::timeout(CLIENT_DEADLINE, sent)
+        .await
+        .map_err(|_| timed_out())?
 }
 
 /// Client side: sends `request` and returns the answer (blocking).
 pub(crate) fn query(path: &Path, request: &Wire) -> io::Result<String> {
+    query_within(path, request, Duration::from_secs(30))
+}
+
+/// [`query`], giving up on the answer after `within`.
+pub(crate) fn query_within(path: &Path, request: &Wire, within: Duration) -> io::Result<String> {
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_read_timeout(Some(within.max(Duration::from_millis(1))))?;
     s.write_all(serde_json::to_string(request)?.as_bytes())?;
     s.shutdown(std::net::Shutdown::Write)?;
     let mut out = String::new();

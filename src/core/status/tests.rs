@@ -4,7 +4,8 @@
 use super::render::ago;
 use super::*;
 
-fn sync(at: u64) -> Sync {
+/// An ok sync at `at` that installed one file and ran udev-reload.
+pub(crate) fn sync(at: u64) -> Sync {
     Sync {
         at,
         trigger: "settled after 312 ms".into(),
@@ -28,7 +29,8 @@ fn sync(at: u64) -> Sync {
     }
 }
 
-fn bridge(name: &str, last: Option<Sync>) -> Bridge {
+/// A healthy bridge whose last sync is `last`.
+pub(crate) fn bridge(name: &str, last: Option<Sync>) -> Bridge {
     Bridge {
         name: name.into(),
         source: "/run/containers/nut/udev-rules".into(),

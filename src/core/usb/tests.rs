@@ -85,6 +85,11 @@ fn hotplug_events() {
     assert!(lost.wants_check() && lost.is_lost() && !add.is_lost());
     assert_eq!(lost.label(), "lost events");
     assert!(event_concerns(&lost, &[], &none, &none));
+    // So does `hostbridge wait`'s request.
+    let asked = UsbEvent::asked();
+    assert!(asked.wants_check() && !asked.is_lost());
+    assert_eq!(asked.label(), "hostbridge wait");
+    assert!(event_concerns(&asked, &[], &none, &none));
 }
 
 #[test]
