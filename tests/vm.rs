@@ -139,8 +139,8 @@ fn image(suite: &str) -> Result<PathBuf, String> {
 /// The 9p share: the hostbridge binary under test (stripped: 9p under TCG is
 /// slow), the project's unit, its quadlet examples and the guest scripts.
 /// Nothing else of the project is visible to the guest.
-fn share(suite: &str) -> PathBuf {
-    let dir = vm_dir().join(format!("share-{suite}"));
+fn share(name: &str) -> PathBuf {
+    let dir = vm_dir().join(format!("share-{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let bin = env!("CARGO_BIN_EXE_hostbridge");
@@ -170,6 +170,26 @@ fn share(suite: &str) -> PathBuf {
     dir
 }
 
+/// Builds the emulated UPS (tests/vm/ups, std only) into the share with
+/// the toolchain that builds the project.
+fn build_emulator(share: &Path) -> Result<(), String> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = Command::new(rustc)
+        .args(["--edition", "2024", "-O", "-C", "strip=symbols", "-o"])
+        .arg(share.join("hb-ups"))
+        .arg(root().join("tests/vm/ups/main.rs"))
+        .output()
+        .map_err(|e| format!("running rustc: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "building tests/vm/ups failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// What one boot showed.
 struct Console {
     lines: Vec<String>,
@@ -187,10 +207,10 @@ impl Console {
 }
 
 /// Boots `image` with the share, running `script` (a file in the share).
-fn boot(suite: &str, image: &Path, share: &Path, script: &str) -> Console {
-    let monitor = vm_dir().join(format!("monitor-{suite}.sock"));
+fn boot(name: &str, image: &Path, share: &Path, script: &str) -> Console {
+    let monitor = vm_dir().join(format!("monitor-{name}.sock"));
     let _ = std::fs::remove_file(&monitor);
-    let log_path = vm_dir().join(format!("console-{suite}.log"));
+    let log_path = vm_dir().join(format!("console-{name}.log"));
     let mut log = std::fs::File::create(&log_path).unwrap();
     let accel = std::env::var("HOSTBRIDGE_VM_ACCEL").unwrap_or_else(|_| "tcg".into());
     let accel_args: Vec<&str> = if accel == "kvm" {
@@ -283,7 +303,7 @@ fn boot(suite: &str, image: &Path, share: &Path, script: &str) -> Console {
         if let Some(at) = line.find("HB-") {
             let tag = line[at..].to_string();
             let secs = t0.elapsed().as_secs_f64();
-            eprintln!("vm {suite} +{secs:.1}s: {tag}");
+            eprintln!("vm {name} +{secs:.1}s: {tag}");
             console.booted |= tag.starts_with("HB-BOOTED");
             console.exited |= tag.starts_with("HB-EXIT");
             if let Some(args) = tag.strip_prefix("HB-HOTPLUG ") {
@@ -327,7 +347,7 @@ fn hotplug(monitor: &Path, command: &str, console: &mut Console) {
 }
 
 /// Boots `suite` with `script` and asserts every scenario in `expect` passed.
-fn run_guest(suite: &str, script: &str, expect: &[u32]) {
+fn run_guest(suite: &str, script: &str, expect: &[&str]) {
     if !wanted() {
         return;
     }
@@ -339,9 +359,12 @@ fn run_guest(suite: &str, script: &str, expect: &[u32]) {
         Ok(i) => i,
         Err(why) => return cannot_run(&why),
     };
-    let share = share(suite);
+    // Names the share, console log and monitor socket of this boot.
+    let name = script.trim_end_matches(".sh");
+    let share = share(name);
+    build_emulator(&share).unwrap();
     let t0 = Instant::now();
-    let console = boot(suite, &image, &share, script);
+    let console = boot(name, &image, &share, script);
     if !console.booted {
         return cannot_run(&format!(
             "the {suite} guest did not boot (can qemu start here?): {}\n{}",
@@ -364,7 +387,7 @@ fn run_guest(suite: &str, script: &str, expect: &[u32]) {
     }
     assert!(
         failed.is_empty() && console.exited,
-        "VM {suite} failed:\n{}\n--- console (last lines; all in target/vm/console-{suite}.log) ---\n{}",
+        "VM {suite} failed:\n{}\n--- console (last lines; all in target/vm/console-{name}.log) ---\n{}",
         failed.join("\n"),
         console.excerpt()
     );
@@ -372,10 +395,15 @@ fn run_guest(suite: &str, script: &str, expect: &[u32]) {
 
 #[test]
 fn bookworm_real_udevd_scenarios_1_to_5() {
-    run_guest("bookworm", "bookworm.sh", &[1, 2, 3, 4, 5]);
+    run_guest("bookworm", "bookworm.sh", &["1", "2", "3", "4", "5"]);
 }
 
 #[test]
 fn newest_suite_preflight_matches_udevd_6_and_quadlets_generate_7() {
-    run_guest("sid", "sid.sh", &[6, 7]);
+    run_guest("sid", "sid.sh", &["6", "7"]);
+}
+
+#[test]
+fn nut_in_a_container_reads_an_emulated_ups_through_hostbridge() {
+    run_guest("sid", "nut.sh", &["nut6", "nut1", "nut2"]);
 }

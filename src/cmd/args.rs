@@ -122,6 +122,15 @@ pub(crate) enum Command {
         /// How long to wait, e.g. 60s or 2min.
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
         timeout: std::time::Duration,
+        /// Also check the USB devices as the container will see them: --user
+        /// resolved in this image's own /etc/passwd and /etc/group (read with
+        /// `podman run --rm --entrypoint /bin/cat IMAGE`), its ids against
+        /// each device node as the host's udev left it.
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<String>,
+        /// The user in --image that opens the devices.
+        #[arg(long, value_name = "NAME", default_value = "nut", requires = "image")]
+        user: String,
         /// The status socket (default: from the config).
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,

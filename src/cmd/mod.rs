@@ -89,7 +89,24 @@ fn dispatch(cli: &Cli) -> u8 {
             usb,
             timeout,
             socket,
-        } => wait::run(&socket_path(cli, socket), bridge, usb, *timeout),
+            image,
+            user,
+        } => {
+            let config = crate::config::load(&cli.config, &args::dropin_dirs(cli)).ok();
+            let a = wait::WaitArgs {
+                bridge,
+                usb,
+                timeout: *timeout,
+                inside: image.as_deref().map(|image| wait::Inside {
+                    image,
+                    user,
+                    dev_root: config
+                        .as_ref()
+                        .map_or_else(|| "/dev".into(), |c| c.dev_root.clone()),
+                }),
+            };
+            wait::run(&socket_path(cli, socket), &a)
+        }
         Command::ProbeOpen { path } => match crate::host::usb::probe_open(path) {
             Ok(()) => EXIT_OK,
             Err(e) => {

@@ -4,19 +4,46 @@
 //! code: requests, a poll of the status while not yet ready, exit codes.
 
 use std::io::ErrorKind;
-use std::path::Path;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::args::{EXIT_FAILURE, EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
+use crate::core::inside;
 use crate::core::status::{Bridge, Status};
+use crate::core::usb::Node;
 use crate::core::wait::{Verdict, judge};
 use crate::host::socket::{self, Wire};
 
 /// How often the status is read again while the bridge is not ready.
 const POLL: Duration = Duration::from_millis(250);
 
+/// What `wait` was asked.
+pub(crate) struct WaitArgs<'a> {
+    /// The bridge.
+    pub(crate) bridge: &'a str,
+    /// `VID:PID`s that must be usable (lowercase).
+    pub(crate) usb: &'a [String],
+    /// How long to wait.
+    pub(crate) timeout: Duration,
+    /// Check the devices as a container's user, too.
+    pub(crate) inside: Option<Inside<'a>>,
+}
+
+/// `--image IMAGE --user NAME`: the devices as that image's user sees them.
+pub(crate) struct Inside<'a> {
+    /// The container image.
+    pub(crate) image: &'a str,
+    /// Its user.
+    pub(crate) user: &'a str,
+    /// Where the device nodes are (the config's `dev_root`).
+    pub(crate) dev_root: PathBuf,
+}
+
 /// Runs `wait`; returns the exit code.
-pub(crate) fn run(sock: &Path, bridge: &str, usb: &[String], timeout: Duration) -> u8 {
+pub(crate) fn run(sock: &Path, a: &WaitArgs<'_>) -> u8 {
+    let (bridge, usb, timeout) = (a.bridge, a.usb, a.timeout);
     let deadline = Instant::now() + timeout;
     let mut w = Waiting {
         sock,
@@ -32,7 +59,17 @@ pub(crate) fn run(sock: &Path, bridge: &str, usb: &[String], timeout: Duration) 
     loop {
         match judge(&b, usb) {
             Verdict::Ready(what) => {
-                println!("{bridge}: ready: {what}");
+                let inside = match &a.inside {
+                    Some(i) => match i.check(&b, usb) {
+                        Ok(seen) => format!("; {seen}"),
+                        Err(why) => {
+                            eprintln!("hostbridge wait: {bridge}: {why}");
+                            return EXIT_FAILURE;
+                        }
+                    },
+                    None => String::new(),
+                };
+                println!("{bridge}: ready: {what}{inside}");
                 return EXIT_OK;
             }
             Verdict::Refused(why) => {
@@ -202,5 +239,70 @@ impl Waiting<'_> {
                 Err(EXIT_USAGE)
             }
         }
+    }
+}
+
+impl Inside<'_> {
+    /// Resolves the user in the image and judges each device the bridge's
+    /// check saw (those of `usb`, else every one that is ok) with its ids.
+    fn check(&self, b: &Bridge, usb: &[String]) -> Result<String, String> {
+        let out = Command::new("podman")
+            .args(["run", "--rm", "--network=none", "--entrypoint=/bin/cat"])
+            .args([self.image, "/etc/passwd", "/etc/group"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running podman to read {}'s users: {e}", self.image))?;
+        if !out.status.success() {
+            return Err(format!(
+                "reading /etc/passwd and /etc/group of {} failed ({}): {}",
+                self.image,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let (passwd, group) = inside::split_passwd_group(&String::from_utf8_lossy(&out.stdout));
+        let who = inside::resolve(&passwd, &group, self.user)
+            .map_err(|e| format!("{}: {e}", self.image))?;
+        let what = format!("{} in {}", self.user, self.image);
+        let devices: Vec<_> = b
+            .usb
+            .iter()
+            .flat_map(|u| &u.devices)
+            .filter(|d| d.bus_dev != "-")
+            .filter(|d| {
+                if usb.is_empty() {
+                    d.verdict == "ok"
+                } else {
+                    usb.contains(&d.id)
+                }
+            })
+            .collect();
+        for d in &devices {
+            let rel = format!("bus/usb/{}", d.bus_dev.replace(':', "/"));
+            let path = self.dev_root.join(&rel);
+            let m = path
+                .symlink_metadata()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let node = Node {
+                is_char: m.file_type().is_char_device(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode() & 0o7777,
+                rdev: None,
+            };
+            let group = crate::host::nss::name_of_gid(node.gid);
+            inside::judge(&who, &what, &path.display().to_string(), &node, &group)
+                .map_err(|why| format!("{} at {}: {why}", d.id, d.bus_dev))?;
+        }
+        Ok(format!(
+            "{what} (uid {}, gids {}) can open {}",
+            who.uid,
+            who.gids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            crate::core::text::plural(devices.len(), "device")
+        ))
     }
 }

@@ -228,7 +228,7 @@ fn applied(
 }
 
 /// Whether `user` may open the node for reading and writing, and if not why.
-fn can_open(user: &User, node: &Node) -> Result<(), String> {
+pub(crate) fn can_open(user: &User, node: &Node) -> Result<(), String> {
     let bits = if user.uid == 0 {
         0o6
     } else if user.uid == node.uid {
@@ -306,7 +306,7 @@ impl UsbEvent {
 
     /// Whether every device must be looked at ([`UsbEvent::lost`],
     /// [`UsbEvent::asked`]) rather than one.
-    fn is_whole(&self) -> bool {
+    pub(crate) fn is_whole(&self) -> bool {
         self.is_lost() || self.action == ASKED
     }
 

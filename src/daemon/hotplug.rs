@@ -213,7 +213,7 @@ impl Daemon {
                 "{name}: USB re-check after {labels} failed: {e:#}"
             ),
             Ok(report) => {
-                let new = report.to_status(&expect, &format!("hotplug {labels}"), unix_now());
+                let new = report.to_status(&expect, &trigger_of(&evs, &labels), unix_now());
                 let listed = |u: Option<&Usb>| -> Vec<String> {
                     u.map(|u| u.devices.iter().map(|d| d.bus_dev.clone()).collect())
                         .unwrap_or_default()
@@ -241,12 +241,22 @@ impl Daemon {
     }
 }
 
+/// A re-check's trigger in the status: "hotplug add 001:003", or
+/// "hostbridge wait" for the check a `wait` asked for.
+fn trigger_of(evs: &[UsbEvent], labels: &str) -> String {
+    if evs.iter().all(|e| e.label() == UsbEvent::asked().label()) {
+        labels.to_string()
+    } else {
+        format!("hotplug {labels}")
+    }
+}
+
 /// One line per re-check: the event's device and its verdict, or that it
 /// is gone, then the whole summary.
 fn log_recheck(name: &str, ev: &UsbEvent, u: &Usb) {
     let bus_dev = ev.bus_dev();
     let what = match u.devices.iter().find(|d| d.bus_dev == bus_dev) {
-        _ if ev.is_lost() => "every device re-checked".into(),
+        _ if ev.is_whole() => "every device re-checked".into(),
         Some(d) => match &d.reason {
             Some(r) => format!("{} {}: {r}", d.id, d.verdict),
             None => format!("{} {}", d.id, d.verdict),

@@ -4,7 +4,7 @@
 # initrd to boot it with. Root only (debootstrap, chroot).
 #
 # Usage: tests/vm/build-image.sh SUITE OUTDIR      (SUITE: bookworm, sid, …)
-# Env:   MIRROR (default: the Debian mirror apt uses), IMG_SIZE (1200M),
+# Env:   MIRROR (default: the Debian mirror apt uses), IMG_SIZE (1600M),
 #        CACHE (debootstrap's package cache, default target/vm/debs)
 # Output: OUTDIR/rootfs.img OUTDIR/vmlinuz OUTDIR/initrd.img OUTDIR/build.txt
 #
@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 suite=${1:?suite}
 out=$(realpath -m "${2:?outdir}")
 root=$out/root
-size=${IMG_SIZE:-1200M}
+size=${IMG_SIZE:-1600M}
 cache=$(realpath -m "${CACHE:-$here/../../target/vm/debs}")
 
 # The mirror apt is configured with (deb822 "URIs:" or a one-line "deb URI suite").
@@ -46,6 +46,24 @@ fi
 debootstrap --variant=minbase --cache-dir="$cache" --include="$include" \
     "$suite" "$root" "$mirror" >"$out/debootstrap.log" 2>&1 \
     || { tail -30 "$out/debootstrap.log" >&2; exit 1; }
+# Suites with podman also carry a NUT container image: a second minbase
+# root with Debian's nut-server and nut-client (usbhid-ups, upsd, upsc),
+# as a tar the guest imports with `podman import` (the guest has no
+# network). Its nut user has the ids Debian's package gave it there, not
+# the guest's.
+if [ "$suite" != bookworm ]; then
+    nut=$out/nut-root
+    rm -rf "$nut"
+    debootstrap --variant=minbase --cache-dir="$cache" --include=nut-server,nut-client \
+        "$suite" "$nut" "$mirror" >"$out/debootstrap-nut.log" 2>&1 \
+        || { tail -30 "$out/debootstrap-nut.log" >&2; exit 1; }
+    chroot "$nut" dpkg-query -W -f='${Package} ${Version} (NUT image)\n' nut-server >"$out/nut.txt"
+    rm -rf "$nut"/var/cache/apt/*.bin "$nut"/var/lib/apt/lists/* "$nut"/usr/share/doc/* \
+        "$nut"/usr/share/man/* "$nut"/usr/share/locale/* "$nut"/var/cache/debconf/*-old
+    mkdir -p "$root/var/lib/hb"
+    tar -C "$nut" -cf "$root/var/lib/hb/nut-image.tar" .
+    rm -rf "$nut"
+fi
 t1=$(date +%s)
 
 echo hbvm >"$root/etc/hostname"
@@ -89,6 +107,7 @@ cp -L "$root/vmlinuz" "$out/vmlinuz"
 cp -L "$root/initrd.img" "$out/initrd.img"
 # shellcheck disable=SC2086 # a list of package names
 chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' $recorded >"$out/build.txt"
+if [ -f "$out/nut.txt" ]; then cat "$out/nut.txt" >>"$out/build.txt" && rm "$out/nut.txt"; fi
 rm -rf "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root"/usr/share/locale/*
 t2=$(date +%s)

@@ -70,3 +70,12 @@ evidence() {
     journalctl -u systemd-udevd --no-pager -n 15 -o cat 2>&1
     echo "--- end of evidence"
 }
+
+# podman_for_this_guest: this minimal guest has no D-Bus and no firewall
+# tools, which podman's defaults need (a Fedora CoreOS host has both):
+# cgroupfs, no firewall.
+podman_for_this_guest() {
+    mkdir -p /etc/containers/containers.conf.d
+    printf '[engine]\ncgroup_manager = "cgroupfs"\n[network]\nfirewall_driver = "none"\n' \
+        >/etc/containers/containers.conf.d/90-vm-guest.conf
+}

@@ -101,11 +101,7 @@ fake_nut_image() {
 nut_server_runs() {
     local image mounts
     image=$(sed -n 's/^Image=//p' "$SHARE/nut-server.container")
-    # This minimal guest has no D-Bus and no firewall tools, which podman's
-    # defaults need (a Fedora CoreOS host has both): cgroupfs, no firewall.
-    mkdir -p /etc/containers/containers.conf.d
-    printf '[engine]\ncgroup_manager = "cgroupfs"\n[network]\nfirewall_driver = "none"\n' \
-        >/etc/containers/containers.conf.d/90-vm-guest.conf
+    podman_for_this_guest
     fake_nut_image "$image" || { echo "podman import of a stand-in for $image failed"; return; }
     mkdir -p /etc/nut-local
     for f in ups.conf upsd.users upsmon.conf; do echo "# VM scenario 7" >"/etc/nut-local/$f"; done

@@ -1,0 +1,196 @@
+#!/bin/bash
+# VM scenarios for NUT for real (issue 19), on the newest Debian suite: a
+# real NUT driver (Debian's usbhid-ups, in a container made from Debian's
+# nut-server package) opens an emulated APC Back-UPS (hb-ups, attached
+# through the guest kernel's vhci-hcd) through the access hostbridge set up
+# with the real udevd, started by the project's own quadlet example.
+#
+#   nut6  readiness: a refused rules line keeps `hostbridge wait` (the
+#         quadlet's ExecStartPre=) failing, so the NUT container never runs.
+#   nut1  first boot order: the quadlet copies NUT's rules out of the image,
+#         waits for hostbridge, and the driver, as the image's own nut user,
+#         claims the UPS: upsc says OL, then OB and OB LB as the emulated UPS
+#         goes on battery and runs low.
+#   nut2  the host's nut group gets another gid than the image's nut: the
+#         host-side usb-check still says ok (the host's nut user is in it),
+#         but `hostbridge wait --image` (the quadlet's ExecStartPre=) sees the
+#         node as the container's nut will, refuses to let NUT start, and
+#         names the gid the rule must grant; with the gid set back, NUT
+#         starts and reads the UPS again.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+SRC=/run/containers/nut/udev-rules
+UPS_SOCK=/run/hb-ups.sock
+TAR=/var/lib/hb/nut-image.tar
+
+# from_image FILE: a file of the NUT image.
+from_image() {
+    tar -xOf "$TAR" "./$1"
+}
+
+# import_nut_image: the NUT image under the name the quadlet example uses
+# (the guest has no network), with nut-entry.sh as its entry point.
+import_nut_image() {
+    local image add=/tmp/nut-add
+    image=$(sed -n 's/^Image=//p' "$SHARE/nut-server.container")
+    rm -rf "$add" && mkdir -p "$add/usr/local/sbin"
+    install -m 0755 "$SHARE/nut-entry.sh" "$add/usr/local/sbin/nut-entry"
+    # Appended in place: the guest's disk is a throwaway snapshot.
+    tar -C "$add" -rf "$TAR" ./usr/local/sbin/nut-entry
+    podman import --change 'ENTRYPOINT ["/usr/local/sbin/nut-entry"]' "$TAR" "$image" >/dev/null
+}
+
+# upsc_status: ups.status as the container's own upsc reads it from upsd.
+upsc_status() {
+    podman exec nut-server upsc ups@localhost ups.status 2>/dev/null
+}
+
+setup() {
+    podman_for_this_guest
+    modprobe vhci-hcd || { echo "no vhci-hcd"; return 1; }
+    # The host's nut group and user with the image's ids (the aligned case;
+    # a host whose ids differ is scenario nut2).
+    local uid gid
+    uid=$(from_image etc/passwd | awk -F: '$1=="nut"{print $3}')
+    gid=$(from_image etc/group | awk -F: '$1=="nut"{print $3}')
+    [ -n "$uid" ] && [ -n "$gid" ] || { echo "no nut user in the image"; return 1; }
+    echo "--- the image's nut user: uid $uid gid $gid; $(from_image var/lib/dpkg/status | grep -A8 '^Package: nut-server$' | grep '^Version')"
+    groupadd -g "$gid" nut && useradd -r -u "$uid" -g nut -M -s /usr/sbin/nologin nut
+    install_hostbridge
+    cat >/etc/hostbridge/config.yaml <<YAML
+bridges:
+  - name: nut-udev
+    kind: udev-rules
+    source: $SRC
+    include: ["*.rules"]
+    install_to: /run/udev/rules.d
+    then:
+      - udev-reload
+      - udev-trigger: { subsystem: usb, action: add }
+      - usb-check: { user: nut, expect: ["051d:0002"] }
+YAML
+    mkdir -p "$SRC"
+    systemctl start hostbridge || { echo "hostbridge did not start"; return 1; }
+    "$SHARE/hb-ups" serve "$UPS_SOCK" online >/tmp/hb-ups.log 2>&1 &
+    wait_until 60 node_of 051d 0002 || { echo "the emulated UPS did not appear: $(cat /tmp/hb-ups.log; dmesg | tail -20)"; return 1; }
+    echo "--- UPS at $(node_of 051d 0002): $(perms "$(node_of 051d 0002)"); $(lsusb -d 051d:0002)"
+    import_nut_image || { echo "podman import failed"; return 1; }
+    mkdir -p /etc/nut-local /etc/containers/systemd
+    cat >/etc/nut-local/ups.conf <<'CONF'
+pollinterval = 1
+[ups]
+    driver = usbhid-ups
+    port = auto
+    vendorid = 051d
+    productid = 0002
+CONF
+    printf '[monitor]\n    password = vm-test\n    upsmon primary\n' >/etc/nut-local/upsd.users
+    echo "# VM test: upsmon is not run" >/etc/nut-local/upsmon.conf
+    install -m 0644 "$SHARE/nut-server.container" /etc/containers/systemd/
+    systemctl daemon-reload
+}
+
+nut6() {
+    local why="" said
+    rm -f "$SRC"/*
+    echo 'SUBSYSTEM=="usb", ATTR{idVendor}=="051d", RUN+="/bin/touch /run/pwned"' >"$SRC/63-evil.rules"
+    if timeout 300 systemctl start nut-server.service; then
+        why="nut-server.service started with a refused rules file"
+    fi
+    said=$(journalctl -u nut-server --no-pager -o cat | grep -m1 'hostbridge wait: nut-udev: ')
+    [ -z "$why" ] && ! grep -q '63-evil.rules:1:' <<<"$said" && why="wait did not name the refused line: $said"
+    [ -z "$why" ] && podman container exists nut-server && [ "$(podman inspect -f '{{.State.Running}}' nut-server)" = true ] \
+        && why="the NUT container runs"
+    [ -z "$why" ] && [ -e /run/pwned ] && why="the refused RUN ran"
+    [ -z "$why" ] && [ -e /run/udev/rules.d/63-evil.rules ] && why="63-evil.rules was installed"
+    # Restart=on-failure would try again: stop that before the file goes.
+    systemctl stop nut-server.service
+    systemctl reset-failed nut-server.service 2>/dev/null
+    rm -f "$SRC/63-evil.rules"
+    if [ -z "$why" ]; then
+        result nut6 PASS "nut-server.service did not start: $said"
+    else
+        evidence
+        result nut6 FAIL "$why"
+    fi
+}
+
+nut1() {
+    local why="" node before after seen="" s
+    node=$(node_of 051d 0002)
+    before=$(perms "$node")
+    if ! timeout 300 systemctl start nut-server.service; then
+        why="nut-server.service did not start"
+    fi
+    local ready
+    ready=$(journalctl -u nut-server --no-pager -o cat | grep -m1 'nut-udev: ready: ')
+    [ -z "$why" ] && [ -z "$ready" ] && why="no ready line from hostbridge wait"
+    [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)', not OL"
+    after=$(perms "$(node_of 051d 0002)")
+    for s in "battery:OB" "low:OB LB" "online:OL"; do
+        [ -n "$why" ] && break
+        "$SHARE/hb-ups" ctl "$UPS_SOCK" "${s%%:*}" >/dev/null || { why="hb-ups ctl ${s%%:*} failed"; break; }
+        wait_until 60 is "${s#*:}" upsc_status || why="after '${s%%:*}' upsc says '$(upsc_status)', not '${s#*:}'"
+        seen="$seen -> ${s#*:}"
+    done
+    if [ -z "$why" ]; then
+        result nut1 PASS "node $before -> $after; ExecStartPre: $ready; upsc: OL$seen; driver: $(podman exec nut-server upsc ups@localhost driver.name 2>/dev/null) $(podman exec nut-server upsc ups@localhost ups.model 2>/dev/null)"
+    else
+        evidence
+        journalctl -u nut-server --no-pager -n 40 -o cat
+        podman logs nut-server 2>&1 | tail -20
+        cat /tmp/hb-ups.log
+        result nut1 FAIL "$why"
+    fi
+}
+
+t0=$(date +%s)
+nut2() {
+    local why="" gid other node said host_check
+    gid=$(getent group nut | cut -d: -f3)
+    for other in $(seq 990 -1 900); do getent group "$other" >/dev/null || break; done
+    node=$(node_of 051d 0002)
+    systemctl stop nut-server.service
+    # Another gid for the host's nut group (its members follow), and the
+    # node re-made by udev with it.
+    groupmod -g "$other" nut
+    udevadm trigger --subsystem-match=usb --action=add && udevadm settle
+    [ "$(stat -c %g "$node")" = "$other" ] || why="the node has gid $(stat -c %g "$node"), not $other"
+    if [ -z "$why" ] && timeout 300 systemctl start nut-server.service; then
+        why="nut-server.service started although its nut (gid $gid) cannot open $node"
+    fi
+    said=$(journalctl -u nut-server --no-pager -o cat | grep 'hostbridge wait: nut-udev: 051d:0002' | tail -1)
+    host_check=$("$HB" usb --expect 051d:0002 2>&1 | grep 051d:0002)
+    [ -z "$why" ] && ! grep -q "groupmod -g $gid nut" <<<"$said" && why="wait did not name gid $gid: $said"
+    [ -z "$why" ] && ! grep -q ' ok$' <<<"$host_check" && why="the host-side check is not ok: $host_check"
+    systemctl stop nut-server.service
+    systemctl reset-failed nut-server.service 2>/dev/null
+    # Back to the image's gid: NUT starts and reads the UPS.
+    groupmod -g "$gid" nut
+    udevadm trigger --subsystem-match=usb --action=add && udevadm settle
+    if [ -z "$why" ]; then
+        timeout 300 systemctl start nut-server.service || why="nut-server.service did not start with gid $gid back"
+    fi
+    [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)' with gid $gid back"
+    if [ -z "$why" ]; then
+        result nut2 PASS "host check: $host_check | ExecStartPre: $said | gid $gid back: upsc OL"
+    else
+        evidence
+        journalctl -u nut-server --no-pager -n 30 -o cat
+        result nut2 FAIL "$why"
+    fi
+}
+
+if why=$(setup 2>&1); then
+    echo "--- setup took $(($(date +%s) - t0)) s"
+    echo "$why"
+    nut6
+    nut1
+else
+    echo "$why"
+    evidence
+    result nut6 FAIL "setup: $(tail -1 <<<"$why")"
+    result nut1 FAIL "setup: $(tail -1 <<<"$why")"
+    result nut2 FAIL "setup: $(tail -1 <<<"$why")"
+fi
