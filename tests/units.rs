@@ -327,7 +327,12 @@ fn quadlets_are_wired_to_hostbridge() {
             "Volume",
             "/run/containers/nut/udev-rules:/export/udev-rules:z",
         ),
-        ("Container", "AddDevice", "/dev/bus/usb"),
+        ("Container", "Volume", "/dev/bus/usb:/dev/bus/usb"),
+        (
+            "Container",
+            "PodmanArgs",
+            "\"--device-cgroup-rule=c 189:* rwm\"",
+        ),
         (
             "Service",
             "ExecStartPre",

@@ -281,20 +281,31 @@ fn the_probe_really_opens_as_the_user() {
 /// A daemon whose bridge grants 051d:0002 to dialout; returns the env, the
 /// daemon, the node path and dialout's gid.
 fn revocation_setup(revoke: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
-    revocation_setup_with(revoke, "", false)
+    revocation_setup_with(revoke, "", Plug::Before)
 }
 
 /// [`revocation_setup`] with more `then:` actions after `udev-reload`.
 fn revocation_setup_then(revoke: &str, then: &str) -> Option<(Env, common::Daemon, PathBuf, u32)> {
-    revocation_setup_with(revoke, then, false)
+    revocation_setup_with(revoke, then, Plug::Before)
 }
 
-/// [`revocation_setup_then`]; with `plugged_later` the UPS appears only once
-/// the rule is installed (udev grants it on plug-in).
+/// When the fake UPS is plugged in, and how its node starts.
+#[derive(PartialEq)]
+enum Plug {
+    /// Before the daemon starts, its node `root:root 0600`.
+    Before,
+    /// Once the rule is installed (udev grants it on plug-in).
+    Later,
+    /// Before, its node already `root:dialout 0660`: the grant of an
+    /// earlier glue whose rules file is gone.
+    GrantedByEarlierGlue,
+}
+
+/// [`revocation_setup_then`], the UPS plugged in as `plug` says.
 fn revocation_setup_with(
     revoke: &str,
     then: &str,
-    plugged_later: bool,
+    plug_as: Plug,
 ) -> Option<(Env, common::Daemon, PathBuf, u32)> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("SKIP revocation: needs root for device nodes");
@@ -308,9 +319,12 @@ fn revocation_setup_with(
     let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
     let plug = || {
         usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
-        node(&dev, 1, 4, 0, 0o600)
+        match plug_as {
+            Plug::GrantedByEarlierGlue => node(&dev, 1, 4, dialout, 0o660),
+            _ => node(&dev, 1, 4, 0, 0o600),
+        }
     };
-    if !plugged_later && !plug() {
+    if plug_as != Plug::Later && !plug() {
         return None;
     }
     let cfg = fs::read_to_string(&env.config).unwrap();
@@ -321,7 +335,7 @@ fn revocation_setup_with(
     .unwrap();
     env.put("62-ups.rules", "SUBSYSTEM==\"usb\", ATTR{idVendor}==\"051d\", ATTR{idProduct}==\"0002\", MODE=\"0660\", GROUP=\"dialout\"\n");
     let d = env.start();
-    if plugged_later && !plug() {
+    if plug_as == Plug::Later && !plug() {
         return None;
     }
     // What udevd would do with the rule: root:dialout 0660.
@@ -358,6 +372,35 @@ fn a_removed_rule_has_its_grant_restored() {
 }
 
 #[test]
+fn a_grant_an_earlier_glue_left_is_never_restored() {
+    // The node already had root:dialout 0660 when hostbridge first granted
+    // it (the old path-unit glue's rules file is gone, its grant stayed):
+    // revoking does what a fresh plug-in does, not put that grant back.
+    let Some((env, d, node_path, _)) =
+        revocation_setup_with("restore", "", Plug::GrantedByEarlierGlue)
+    else {
+        return;
+    };
+    let grants = fs::read_to_string(env.state.join("usb-grants.json")).unwrap();
+    assert!(
+        grants.contains("\"inherited\": \"root:dialout 0660\""),
+        "{grants}"
+    );
+    remove_rule_and_wait(&env, &d);
+    assert_logged(
+        &d,
+        "revoked 051d:0002: before hostbridge's grant it had root:dialout 0660, a grant of rules no longer installed (an earlier glue's?), which is not put back, so reset",
+    );
+    // Owner and group root; udev's add (a stand-in here) sets the mode.
+    assert_eq!(perms(&node_path).0, 0, "{}", d.log());
+    assert!(
+        env.udevadm_calls()
+            .iter()
+            .any(|c| c.starts_with("trigger --action=add "))
+    );
+}
+
+#[test]
 fn after_a_restore_the_usb_status_shows_the_restored_node() {
     let then = "      - usb-check: { user: root, expect: [\"051d:0002\"] }\n";
     let Some((env, d, _, _)) = revocation_setup_then("restore", then) else {
@@ -377,7 +420,7 @@ fn after_a_restore_the_usb_status_shows_the_restored_node() {
 
 #[test]
 fn a_device_plugged_in_after_the_grant_goes_back_to_root_when_the_rule_goes() {
-    let Some((env, d, node_path, _)) = revocation_setup_with("restore", "", true) else {
+    let Some((env, d, node_path, _)) = revocation_setup_with("restore", "", Plug::Later) else {
         return;
     };
     remove_rule_and_wait(&env, &d);
@@ -402,7 +445,8 @@ fn a_device_plugged_in_after_the_grant_goes_back_to_root_when_the_rule_goes() {
 
 #[test]
 fn revoke_report_leaves_a_device_plugged_in_after_the_grant() {
-    let Some((env, d, node_path, dialout)) = revocation_setup_with("report", "", true) else {
+    let Some((env, d, node_path, dialout)) = revocation_setup_with("report", "", Plug::Later)
+    else {
         return;
     };
     remove_rule_and_wait(&env, &d);

@@ -364,7 +364,20 @@ fn run_guest(suite: &str, script: &str, expect: &[&str]) {
     let share = share(name);
     build_emulator(&share).unwrap();
     let t0 = Instant::now();
-    let console = boot(name, &image, &share, script);
+    let mut console = boot(name, &image, &share, script);
+    if !console.booted && console.lines.iter().any(|l| l.contains("Kernel panic")) {
+        // Seen once in the sid guest's first boots of 2026-12-07 under
+        // TCG: an oops (`int3` in `sched_clock_cpu`) 2 s into boot, before
+        // any of our code runs. Such a boot is tried once more, and says so.
+        let first = console
+            .lines
+            .iter()
+            .find(|l| l.contains("Oops") || l.contains("Kernel panic"))
+            .cloned()
+            .unwrap_or_default();
+        eprintln!("vm {name}: the guest kernel panicked while booting ({first}); booting it again");
+        console = boot(name, &image, &share, script);
+    }
     if !console.booted {
         return cannot_run(&format!(
             "the {suite} guest did not boot (can qemu start here?): {}\n{}",
@@ -405,5 +418,9 @@ fn newest_suite_preflight_matches_udevd_6_and_quadlets_generate_7() {
 
 #[test]
 fn nut_in_a_container_reads_an_emulated_ups_through_hostbridge() {
-    run_guest("sid", "nut.sh", &["nut6", "nut1", "nut2"]);
+    run_guest(
+        "sid",
+        "nut.sh",
+        &["nut6", "nut1", "nut2", "nut3", "nut4", "nut5"],
+    );
 }

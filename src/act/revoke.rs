@@ -64,6 +64,20 @@ pub(crate) struct Record {
     /// udev's `add` applies whatever rules remain.
     #[serde(default)]
     pub(crate) fresh: bool,
+    /// The node already granted something before hostbridge's rules did
+    /// (an owner or group other than root, or write for others): a grant of
+    /// rules no longer there, such as the path-unit glue hostbridge
+    /// replaces. Its `owner:group mode`, for the log. Such a state is never
+    /// put back: revoking treats the device as `fresh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) inherited: Option<String>,
+}
+
+/// Whether a node's state before hostbridge's grant is itself a grant
+/// (see [`Record::inherited`]): the kernel creates USB nodes root-owned,
+/// and no udev default lets others write.
+fn inherited_grant(uid: u32, gid: u32, mode: u32) -> bool {
+    uid != 0 || gid != 0 || mode & 0o002 != 0
 }
 
 fn path(config: &Config) -> PathBuf {
@@ -118,6 +132,8 @@ pub(crate) fn record(
             continue;
         }
         if let Some(n) = host::node(&config.dev_root, &d) {
+            let inherited = (!fresh && inherited_grant(n.uid, n.gid, n.mode))
+                .then(|| perms(n.uid, n.gid, n.mode));
             let r = Record {
                 bridge: bridge.into(),
                 sysname: d.sysname.clone(),
@@ -126,7 +142,8 @@ pub(crate) fn record(
                 gid: n.gid,
                 mode: n.mode & 0o7777,
                 rdev: n.rdev,
-                fresh,
+                fresh: fresh || inherited.is_some(),
+                inherited,
             };
             records.insert(key(&d), r);
         }
@@ -302,9 +319,15 @@ fn fresh_note(config: &Config, dev: &Device, rec: &Record, reset: std::io::Resul
     let node_path = node_path(config, dev);
     let now = host::node(&config.dev_root, dev)
         .map_or_else(|| "nothing (gone)".into(), |n| perms(n.uid, n.gid, n.mode));
+    let why = match &rec.inherited {
+        Some(was) => format!(
+            "before hostbridge's grant it had {was}, a grant of rules no longer installed (an earlier glue's?), which is not put back"
+        ),
+        None => "plugged in after the grant".to_string(),
+    };
     match reset {
         Ok(()) => format!(
-            "revoked {}: plugged in after the grant, so reset {} to root:root as a fresh node and let udev's add apply the remaining rules: {now}",
+            "revoked {}: {why}, so reset {} to root:root as a fresh node and let udev's add apply the remaining rules: {now}",
             rec.id,
             node_path.display()
         ),

@@ -19,18 +19,31 @@ use tokio::sync::mpsc;
 
 use crate::core::usb::{UsbEvent, product_id};
 
-/// Why hotplug cannot work, if udevd does not run: `run_dir/control` (the
-/// socket udevd listens on, `/run/udev/control`) is missing or no socket.
+/// Why hotplug cannot work, if udevd does not run: none of the sockets
+/// udevd listens on in `run_dir` is there: `control` (`/run/udev/control`,
+/// `udevadm control`'s), or the varlink one newer systemd adds
+/// (`io.systemd.Udev`; `io.systemd.udev` in systemd 255-256). Links are
+/// followed: where a socket lives is udevd's business.
 pub(crate) fn udevd_missing(run_dir: &Path) -> Option<String> {
-    let control = run_dir.join("control");
-    match control.symlink_metadata() {
-        Ok(m) if m.file_type().is_socket() => None,
-        Ok(_) => Some(format!(
-            "udevd is not running ({} is not a socket)",
-            control.display()
-        )),
-        Err(_) => Some(format!("udevd is not running (no {})", control.display())),
+    let sockets = ["control", "io.systemd.Udev", "io.systemd.udev"];
+    let found = sockets.iter().any(|s| {
+        run_dir
+            .join(s)
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_socket())
+    });
+    if found {
+        return None;
     }
+    let control = run_dir.join("control");
+    Some(match control.symlink_metadata() {
+        Ok(_) => format!(
+            "udevd is not running ({} is not a socket, and neither is {})",
+            control.display(),
+            run_dir.join(sockets[1]).display()
+        ),
+        Err(_) => format!("udevd is not running (no {})", control.display()),
+    })
 }
 
 /// A running monitor: a thread waits on udevd's netlink socket and passes
@@ -195,4 +208,33 @@ fn to_event(ev: &udev::Event) -> Option<UsbEvent> {
         id: prop("PRODUCT").and_then(product_id),
         synthetic: prop("SYNTH_UUID").is_some(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udevd_is_found_by_its_control_socket_or_the_varlink_one_it_links_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        assert!(udevd_missing(run).unwrap().contains("no "));
+        // systemd 262 (Debian sid, VM tests): `control` is a link to the
+        // varlink socket.
+        let _sock = std::os::unix::net::UnixListener::bind(run.join("io.systemd.Udev")).unwrap();
+        std::os::unix::fs::symlink(run.join("io.systemd.Udev"), run.join("control")).unwrap();
+        assert_eq!(udevd_missing(run), None);
+        // Older systemd: `control` is the socket itself.
+        let old = tempfile::tempdir().unwrap();
+        let _ctl = std::os::unix::net::UnixListener::bind(old.path().join("control")).unwrap();
+        assert_eq!(udevd_missing(old.path()), None);
+        // A plain file is no udevd.
+        let none = tempfile::tempdir().unwrap();
+        std::fs::write(none.path().join("control"), "").unwrap();
+        assert!(
+            udevd_missing(none.path())
+                .unwrap()
+                .contains("is not a socket")
+        );
+    }
 }

@@ -17,6 +17,11 @@
 #         node as the container's nut will, refuses to let NUT start, and
 #         names the gid the rule must grant; with the gid set back, NUT
 #         starts and reads the UPS again.
+#   nut3  replug: the emulated UPS is detached (the driver's data goes
+#         stale) and attached again at a new device number: udev gives the
+#         new node the rule's group and mode, hostbridge's hotplug re-check
+#         says ok for it, and the driver in the running container reopens it
+#         on its own (the quadlet shares the host's /dev/bus/usb live).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -75,6 +80,8 @@ YAML
     "$SHARE/hb-ups" serve "$UPS_SOCK" online >/tmp/hb-ups.log 2>&1 &
     wait_until 60 node_of 051d 0002 || { echo "the emulated UPS did not appear: $(cat /tmp/hb-ups.log; dmesg | tail -20)"; return 1; }
     echo "--- UPS at $(node_of 051d 0002): $(perms "$(node_of 051d 0002)"); $(lsusb -d 051d:0002)"
+    echo "--- /run/udev: $(ls -l /run/udev | tr '\n' ' ')"
+    echo "--- hostbridge: hotplug $(status_jq .daemon.hotplug)"
     import_nut_image || { echo "podman import failed"; return 1; }
     mkdir -p /etc/nut-local /etc/containers/systemd
     cat >/etc/nut-local/ups.conf <<'CONF'
@@ -182,6 +189,114 @@ nut2() {
     fi
 }
 
+# stale: upsc gets no status (the driver lost the UPS).
+stale() {
+    ! podman exec nut-server upsc ups@localhost ups.status
+}
+
+# replugged OLD: the UPS is there again, at another node than OLD.
+replugged() {
+    local n
+    n=$(node_of 051d 0002) && [ "$n" != "$1" ]
+}
+
+nut3() {
+    local why="" old new said
+    old=$(node_of 051d 0002)
+    "$SHARE/hb-ups" ctl "$UPS_SOCK" detach >/dev/null || why="detach failed"
+    [ -z "$why" ] && ! wait_until 30 stale && why="upsc still answers after the UPS was unplugged: $(upsc_status)"
+    "$SHARE/hb-ups" ctl "$UPS_SOCK" attach >/dev/null || why="${why:-attach failed}"
+    [ -z "$why" ] && ! wait_until 60 replugged "$old" && why="no new node after the replug (was $old)"
+    new=$(node_of 051d 0002)
+    local bus_dev
+    bus_dev=$(printf '%s:%s' "$(basename "$(dirname "$new")")" "$(basename "$new")")
+    [ -z "$why" ] && ! wait_until 30 is "root:nut 664" perms "$new" && why="$new is $(perms "$new")"
+    [ -z "$why" ] && ! wait_until 30 is ok status_jq ".bridges[0].usb.devices[] | select(.bus_dev==\"$bus_dev\") | .verdict" \
+        && why="no hotplug re-check of $bus_dev: $(status_jq '.bridges[0].usb')"
+    said=$(journalctl -u hostbridge --no-pager -o cat | grep "USB add $bus_dev" | tail -1)
+    [ -z "$why" ] && ! wait_until 90 is OL upsc_status && why="the driver did not come back: upsc says '$(upsc_status)'"
+    if [ -z "$why" ]; then
+        result nut3 PASS "$old unplugged, upsc stale; replugged as $new ($(perms "$new")); hostbridge: $said; upsc OL again"
+    else
+        evidence
+        journalctl -u nut-server --no-pager -n 30 -o cat
+        cat /tmp/hb-ups.log
+        result nut3 FAIL "$why"
+    fi
+}
+
+# driver_status: ups.status from the hand-started driver's container.
+driver_status() {
+    podman exec nut-driver upsc ups@localhost ups.status 2>/dev/null
+}
+
+# driver_denied: the hand-started driver said it may not open the UPS.
+driver_denied() {
+    podman logs nut-driver 2>&1 | grep -E -q 'insufficient permissions|Access denied'
+}
+
+nut4() {
+    local why="" node note
+    node=$(node_of 051d 0002)
+    systemctl stop nut-server.service   # its ExecStartPre= would export the rules again
+    # NUT's driver, started by hand in a container that keeps running.
+    podman run -d --rm --name nut-driver --network=none -v /dev/bus/usb:/dev/bus/usb \
+        --device-cgroup-rule='c 189:* rwm' -v /etc/nut-local:/etc/nut/local:ro \
+        "$(sed -n 's/^Image=//p' "$SHARE/nut-server.container")" >/dev/null || why="podman run failed"
+    [ -z "$why" ] && ! wait_until 60 is OL driver_status && why="the driver did not start: $(podman logs nut-driver 2>&1 | tail -5)"
+    rm -f "$SRC/62-nut-usbups.rules"
+    [ -z "$why" ] && ! wait_until 60 is "root:root 664" perms "$node" && why="$node is $(perms "$node") after the revocation"
+    note=$(status_jq '.bridges[0].last_sync.notes[]' | grep -m1 'revoked 051d:0002')
+    [ -z "$why" ] && [ -z "$note" ] && why="status says nothing revoked: $(status_jq '.bridges[0].last_sync')"
+    [ -z "$why" ] && ! is OL driver_status && why="the open handle was lost at once: $(driver_status)"
+    "$SHARE/hb-ups" ctl "$UPS_SOCK" detach >/dev/null && "$SHARE/hb-ups" ctl "$UPS_SOCK" attach >/dev/null \
+        || why="${why:-replug failed}"
+    [ -z "$why" ] && ! wait_until 60 replugged "$node" && why="no new node after the replug"
+    local denied
+    [ -z "$why" ] && ! wait_until 60 driver_denied \
+        && why="no 'insufficient permissions' from the driver: $(podman logs nut-driver 2>&1 | tail -5)"
+    denied=$(podman logs nut-driver 2>&1 | grep -E -m1 'insufficient permissions|Access denied')
+    [ -z "$why" ] && driver_status && why="upsc still answers: $(driver_status)"
+    podman rm -f nut-driver >/dev/null 2>&1
+    if [ -z "$why" ]; then
+        result nut4 PASS "status: $note | after a replug, $(node_of 051d 0002) is $(perms "$(node_of 051d 0002)"); driver: $denied"
+    else
+        evidence
+        result nut4 FAIL "$why"
+    fi
+}
+
+nut5() {
+    local why="" node note rules=/usr/share/hb-nut-62.rules
+    node=$(node_of 051d 0002)
+    systemctl stop hostbridge
+    rm -rf /run/hostbridge
+    # The old glue: NUT's rules copied by hand, udev triggered, then the copy
+    # removed; the node keeps the grant.
+    from_image usr/lib/udev/rules.d/62-nut-usbups.rules >"$rules"
+    cp "$rules" /run/udev/rules.d/62-nut-usbups.rules
+    udevadm control --reload && udevadm trigger --subsystem-match=usb --action=add && udevadm settle
+    rm /run/udev/rules.d/62-nut-usbups.rules
+    udevadm control --reload
+    [ "$(perms "$node")" = "root:nut 664" ] || why="the glue's grant did not apply: $(perms "$node")"
+    chmod 0660 "$node"   # as the old glue's own rule had it
+    systemctl start hostbridge || why="${why:-hostbridge did not start}"
+    cp "$rules" "$SRC/62-nut-usbups.rules"
+    [ -z "$why" ] && ! wait_until 60 test -e /run/udev/rules.d/62-nut-usbups.rules && why="not installed"
+    [ -z "$why" ] && ! wait_until 60 grep -q inherited /run/hostbridge/usb-grants.json \
+        && why="no inherited grant recorded: $(cat /run/hostbridge/usb-grants.json 2>&1)"
+    rm -f "$SRC/62-nut-usbups.rules"
+    [ -z "$why" ] && ! wait_until 60 is "root:root 664" perms "$node" && why="$node is $(perms "$node") after the revocation"
+    note=$(journalctl -u hostbridge --no-pager -o cat | grep -m1 "revoked 051d:0002: before hostbridge's grant")
+    [ -z "$why" ] && [ -z "$note" ] && why="no revocation line naming the inherited grant"
+    if [ -z "$why" ]; then
+        result nut5 PASS "node root:nut 660 from the old glue; revoked: $note"
+    else
+        evidence
+        result nut5 FAIL "$why"
+    fi
+}
+
 if why=$(setup 2>&1); then
     echo "--- setup took $(($(date +%s) - t0)) s"
     echo "$why"
@@ -193,4 +308,7 @@ else
     result nut6 FAIL "setup: $(tail -1 <<<"$why")"
     result nut1 FAIL "setup: $(tail -1 <<<"$why")"
     result nut2 FAIL "setup: $(tail -1 <<<"$why")"
+    result nut3 FAIL "setup: $(tail -1 <<<"$why")"
+    result nut4 FAIL "setup: $(tail -1 <<<"$why")"
+    result nut5 FAIL "setup: $(tail -1 <<<"$why")"
 fi

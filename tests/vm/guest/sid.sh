@@ -135,7 +135,8 @@ scenario7() {
     [ -z "$why" ] && ! grep -qx 'Requires=hostbridge.service' <<<"$nut" && why="nut-server.service lacks Requires=hostbridge.service"
     [ -z "$why" ] && ! grep -qx 'After=hostbridge.service' <<<"$nut" && why="nut-server.service lacks After=hostbridge.service"
     [ -z "$why" ] && ! grep -q -- '-v /run/containers/nut/udev-rules:/export/udev-rules:z' <<<"$nut" && why="nut-server.service lacks the export volume: $nut"
-    [ -z "$why" ] && ! grep -q -- '--device /dev/bus/usb' <<<"$nut" && why="nut-server.service lacks --device /dev/bus/usb"
+    [ -z "$why" ] && ! grep -q -- '-v /dev/bus/usb:/dev/bus/usb' <<<"$nut" && why="nut-server.service lacks -v /dev/bus/usb:/dev/bus/usb"
+    [ -z "$why" ] && ! grep -q -- '--device-cgroup-rule' <<<"$nut" && why="nut-server.service lacks its --device-cgroup-rule"
     [ -z "$why" ] && ! grep -q -- '-v /run/containers/fetchcert/loki:/out:z' <<<"$fetch" && why="fetchcert.service lacks its volume: $fetch"
     # What systemd itself says of the generated units and the timer.
     local verify
