@@ -194,6 +194,20 @@ fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
     assert_eq!(json["absent"][0], "051d:0002");
 }
 
+/// Starts `env`'s bridge over the fake `sys` and `dev` trees, exporting
+/// NUT's `rules`, with a `usb-check` as nut expecting 051d:0002.
+fn start_nut_check(env: &Env, sys: &Path, dev: &Path, rules: &Path) -> common::Daemon {
+    let cfg = fs::read_to_string(&env.config).unwrap();
+    fs::write(
+        &env.config,
+        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: nut, expect: [\"051d:0002\"] }}\n", sys.display(), dev.display()),
+    )
+    .unwrap();
+    fs::create_dir_all(&env.src).unwrap();
+    fs::copy(rules, env.src.join("62-nut-usbups.rules")).unwrap();
+    env.start()
+}
+
 #[test]
 fn usb_check_action_reports_into_the_sync() {
     let Some(rules) = nut_rules() else { return };
@@ -206,15 +220,7 @@ fn usb_check_action_reports_into_the_sync() {
     if !node(&dev, 1, 4, 0, 0o600) {
         return;
     }
-    let cfg = fs::read_to_string(&env.config).unwrap();
-    fs::write(
-        &env.config,
-        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: nut, expect: [\"051d:0002\"] }}\n", sys.display(), dev.display()),
-    )
-    .unwrap();
-    fs::create_dir_all(&env.src).unwrap();
-    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
-    let d = env.start();
+    let d = start_nut_check(&env, &sys, &dev, &rules);
     assert_logged(
         &d,
         "usb-check failed (retried on the next sync): 051d:0002 rules-not-applied",
@@ -912,15 +918,7 @@ fn wait_for_a_usb_device_needs_it_plugged_in_and_usable() {
     let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
     fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
     fs::create_dir_all(&dev).unwrap();
-    let cfg = fs::read_to_string(&env.config).unwrap();
-    fs::write(
-        &env.config,
-        format!("sysfs_root: {}\ndev_root: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: nut, expect: [\"051d:0002\"] }}\n", sys.display(), dev.display()),
-    )
-    .unwrap();
-    fs::create_dir_all(&env.src).unwrap();
-    fs::copy(&rules, env.src.join("62-nut-usbups.rules")).unwrap();
-    let d = env.start();
+    let d = start_nut_check(&env, &sys, &dev, &rules);
     let wait = |timeout: &str| {
         let out = env.run(&[
             "wait",

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 static ONE_VM: Mutex<()> = Mutex::new(());
 
 /// A whole boot, scenarios included, is bounded by this.
-const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

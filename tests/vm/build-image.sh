@@ -58,8 +58,14 @@ if [ "$suite" != bookworm ]; then
         "$suite" "$nut" "$mirror" >"$out/debootstrap-nut.log" 2>&1 \
         || { tail -30 "$out/debootstrap-nut.log" >&2; exit 1; }
     chroot "$nut" dpkg-query -W -f='${Package} ${Version} (NUT image)\n' nut-server >"$out/nut.txt"
-    rm -rf "$nut"/var/cache/apt/*.bin "$nut"/var/lib/apt/lists/* "$nut"/usr/share/doc/* \
-        "$nut"/usr/share/man/* "$nut"/usr/share/locale/* "$nut"/var/cache/debconf/*-old
+    # What a container never reads, so that the guest's `podman import`
+    # (most of the NUT boot's setup under TCG) has less to unpack: the
+    # downloaded packages, udev's hardware database (NUT's rules file stays),
+    # documentation and locales.
+    rm -rf "$nut"/var/cache/apt/archives/*.deb "$nut"/var/cache/apt/*.bin "$nut"/var/lib/apt/lists/* \
+        "$nut"/usr/lib/udev/hwdb.bin "$nut"/usr/lib/udev/hwdb.d "$nut"/usr/share/doc/* \
+        "$nut"/usr/share/man/* "$nut"/usr/share/info/* "$nut"/usr/share/locale/* \
+        "$nut"/usr/share/common-licenses "$nut"/var/cache/debconf/*-old
     mkdir -p "$root/var/lib/hb"
     tar -C "$nut" -cf "$root/var/lib/hb/nut-image.tar" .
     rm -rf "$nut"
