@@ -92,7 +92,7 @@ pub(crate) fn judge(
     );
     let fix = if node.mode & 0o060 == 0o060 {
         format!(
-            "the rule's group must be a host group with gid {gid} (the container's): `groupmod -g {gid} {host_group}` on the host, then `udevadm trigger --action=add --subsystem-match=usb`",
+            "the rule's group must be a host group with gid {gid} (the container's): `groupmod -g {gid} {host_group}` on the host, then `systemctl restart systemd-udevd` (it resolves group names when it loads the rules) and `udevadm trigger --action=add --subsystem-match=usb`",
             gid = who.gids[0]
         )
     } else {

@@ -134,6 +134,12 @@ nut1() {
     ready=$(journalctl -u nut-server --no-pager -o cat | grep -m1 'nut-udev: ready: ')
     [ -z "$why" ] && [ -z "$ready" ] && why="no ready line from hostbridge wait"
     [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)', not OL"
+    # The operator's files are mounted read-only, one per mount.
+    local mounts f
+    mounts=$(podman inspect nut-server --format '{{range .Mounts}}{{.Destination}}:{{.RW}} {{end}}')
+    for f in ups.conf upsd.users upsmon.conf; do
+        [ -z "$why" ] && ! grep -q "/etc/nut/local/$f:false" <<<"$mounts" && why="no read-only /etc/nut/local/$f: $mounts"
+    done
     after=$(perms "$(node_of 051d 0002)")
     for s in "battery:OB" "low:OB LB" "online:OL"; do
         [ -n "$why" ] && break
@@ -161,8 +167,9 @@ nut2() {
     # Another gid for the host's nut group (its members follow), and the
     # node re-made by udev with it.
     groupmod -g "$other" nut
-    # udevd resolves GROUP= names when it loads the rules: reload first.
-    udevadm control --reload
+    # udevd resolves GROUP= names when it loads the rules, and a reload
+    # skips rules files that did not change: restart it.
+    systemctl restart systemd-udevd
     udevadm trigger --subsystem-match=usb --action=add && udevadm settle
     [ "$(stat -c %g "$node")" = "$other" ] || why="the node has gid $(stat -c %g "$node"), not $other"
     if [ -z "$why" ] && timeout 300 systemctl start nut-server.service; then
@@ -176,7 +183,7 @@ nut2() {
     systemctl reset-failed nut-server.service 2>/dev/null
     # Back to the image's gid: NUT starts and reads the UPS.
     groupmod -g "$gid" nut
-    udevadm control --reload
+    systemctl restart systemd-udevd
     udevadm trigger --subsystem-match=usb --action=add && udevadm settle
     if [ -z "$why" ]; then
         timeout 300 systemctl start nut-server.service || why="nut-server.service did not start with gid $gid back"
