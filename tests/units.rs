@@ -327,12 +327,7 @@ fn quadlets_are_wired_to_hostbridge() {
             "Volume",
             "/run/containers/nut/udev-rules:/export/udev-rules:z",
         ),
-        ("Container", "Volume", "/dev/bus/usb:/dev/bus/usb"),
-        (
-            "Container",
-            "PodmanArgs",
-            "\"--device-cgroup-rule=c 189:* rwm\"",
-        ),
+        ("Container", "AddDevice", "/dev/bus/usb"),
         (
             "Service",
             "ExecStartPre",

@@ -19,9 +19,11 @@
 #         starts and reads the UPS again.
 #   nut3  replug: the emulated UPS is detached (the driver's data goes
 #         stale) and attached again at a new device number: udev gives the
-#         new node the rule's group and mode, hostbridge's hotplug re-check
-#         says ok for it, and the driver in the running container reopens it
-#         on its own (the quadlet shares the host's /dev/bus/usb live).
+#         new node the rule's group and mode and hostbridge's hotplug
+#         re-check says ok for it. The driver in the running container does
+#         not find it again by itself; restarting the unit does (its
+#         `hostbridge wait` passes at once, the quadlet shares the host's
+#         /dev/bus/usb live).
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -226,9 +228,17 @@ nut3() {
     [ -z "$why" ] && ! wait_until 30 is ok status_jq ".bridges[0].usb.devices[] | select(.bus_dev==\"$bus_dev\") | .verdict" \
         && why="no hotplug re-check of $bus_dev: $(status_jq '.bridges[0].usb')"
     said=$(journalctl -u hostbridge --no-pager -o cat | grep "USB add $bus_dev" | tail -1)
-    [ -z "$why" ] && ! wait_until 90 is OL upsc_status && why="the driver did not come back: upsc says '$(upsc_status)'"
+    # NUT 2.8.5's usbhid-ups does not find the UPS again by itself in the
+    # container (seen here: its data stays stale); a restart of the unit
+    # does, through the same `hostbridge wait`.
+    local itself=no
+    [ -z "$why" ] && wait_until 20 is OL upsc_status && itself=yes
+    if [ -z "$why" ] && [ "$itself" = no ]; then
+        timeout 300 systemctl restart nut-server.service || why="nut-server.service did not restart"
+        [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)' after the restart"
+    fi
     if [ -z "$why" ]; then
-        result nut3 PASS "$old unplugged, upsc stale; replugged as $new ($(perms "$new")); hostbridge: $said; upsc OL again"
+        result nut3 PASS "$old unplugged, upsc stale; replugged as $new ($(perms "$new")); hostbridge: $said; driver reopened it by itself: $itself; upsc OL again"
     else
         evidence
         journalctl -u nut-server --no-pager -n 30 -o cat
