@@ -194,6 +194,18 @@ fn nut_rules_verdicts_on_a_fake_apc_back_ups() {
     assert_eq!(json["absent"][0], "051d:0002");
 }
 
+/// NUT's rules file, the nut user, an env and its fake sysfs and /dev roots;
+/// `None` (said) where the corpus or root is missing.
+fn nut_env() -> Option<(PathBuf, Env, PathBuf, PathBuf)> {
+    let rules = nut_rules()?;
+    if !common::ensure_nut_user() {
+        return None;
+    }
+    let env = Env::new("");
+    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    Some((rules, env, sys, dev))
+}
+
 /// Starts `env`'s bridge over the fake `sys` and `dev` trees, exporting
 /// NUT's `rules`, with a `usb-check` as nut expecting 051d:0002.
 fn start_nut_check(env: &Env, sys: &Path, dev: &Path, rules: &Path) -> common::Daemon {
@@ -210,12 +222,9 @@ fn start_nut_check(env: &Env, sys: &Path, dev: &Path, rules: &Path) -> common::D
 
 #[test]
 fn usb_check_action_reports_into_the_sync() {
-    let Some(rules) = nut_rules() else { return };
-    if !common::ensure_nut_user() {
+    let Some((rules, env, sys, dev)) = nut_env() else {
         return;
-    }
-    let env = Env::new("");
-    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    };
     usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
     if !node(&dev, 1, 4, 0, 0o600) {
         return;
@@ -910,12 +919,9 @@ fn lost_udev_events_are_said_and_every_device_is_rechecked() {
 
 #[test]
 fn wait_for_a_usb_device_needs_it_plugged_in_and_usable() {
-    let Some(rules) = nut_rules() else { return };
-    if !common::ensure_nut_user() {
+    let Some((rules, env, sys, dev)) = nut_env() else {
         return;
-    }
-    let env = Env::new("");
-    let (sys, dev) = (env.tmp.path().join("sys"), env.tmp.path().join("dev"));
+    };
     fs::create_dir_all(sys.join("bus/usb/devices")).unwrap();
     fs::create_dir_all(&dev).unwrap();
     let d = start_nut_check(&env, &sys, &dev, &rules);

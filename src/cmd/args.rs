@@ -108,9 +108,10 @@ pub(crate) enum Command {
     /// files waits for them to take effect before it starts).
     ///
     /// The daemon first looks at the bridge's source anew, so files written
-    /// just before are seen. Exit codes: 0 ready, 1 not ready by --timeout
-    /// (or an action failed), 2 usage, 65 a file was refused, skipped or in
-    /// conflict (waiting will not help until it is written anew).
+    /// just before are seen. Exit codes: 0 ready, 1 not ready by --timeout,
+    /// an action failed, or the --image user cannot open a device, 2 usage,
+    /// 65 a file was refused, skipped or in conflict (waiting will not help
+    /// until it is written anew).
     Wait {
         /// The bridge to wait for.
         #[arg(long, value_name = "NAME")]

@@ -79,3 +79,25 @@ podman_for_this_guest() {
     printf '[engine]\ncgroup_manager = "cgroupfs"\n[network]\nfirewall_driver = "none"\n' \
         >/etc/containers/containers.conf.d/90-vm-guest.conf
 }
+
+# nut_udev_config SRC [THEN-LINE...]: /etc/hostbridge/config.yaml with one
+# bridge, nut-udev, from SRC into /run/udev/rules.d, reloading and
+# triggering udev, then the extra `then:` lines given (YAML, one each).
+nut_udev_config() {
+    local src=$1 line
+    shift
+    cat >/etc/hostbridge/config.yaml <<YAML
+bridges:
+  - name: nut-udev
+    kind: udev-rules
+    source: $src
+    include: ["*.rules"]
+    install_to: /run/udev/rules.d
+    then:
+      - udev-reload
+      - udev-trigger: { subsystem: usb, action: add }
+YAML
+    for line in "$@"; do
+        echo "      - $line" >>/etc/hostbridge/config.yaml
+    done
+}

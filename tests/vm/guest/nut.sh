@@ -65,18 +65,7 @@ setup() {
     echo "--- the image's nut user: uid $uid gid $gid; $(from_image var/lib/dpkg/status | grep -A8 '^Package: nut-server$' | grep '^Version')"
     groupadd -g "$gid" nut && useradd -r -u "$uid" -g nut -M -s /usr/sbin/nologin nut
     install_hostbridge
-    cat >/etc/hostbridge/config.yaml <<YAML
-bridges:
-  - name: nut-udev
-    kind: udev-rules
-    source: $SRC
-    include: ["*.rules"]
-    install_to: /run/udev/rules.d
-    then:
-      - udev-reload
-      - udev-trigger: { subsystem: usb, action: add }
-      - usb-check: { user: nut, expect: ["051d:0002"] }
-YAML
+    nut_udev_config "$SRC" 'usb-check: { user: nut, expect: ["051d:0002"] }'
     mkdir -p "$SRC"
     systemctl start hostbridge || { echo "hostbridge did not start"; return 1; }
     "$SHARE/hb-ups" serve "$UPS_SOCK" online >/tmp/hb-ups.log 2>&1 &

@@ -24,17 +24,7 @@ scenario6() {
     install_hostbridge
     # No allow_groups: the policy accepts any non-privileged group name, so
     # only the preflight (does the group exist here?) stands in the way.
-    cat >/etc/hostbridge/config.yaml <<YAML
-bridges:
-  - name: nut-udev
-    kind: udev-rules
-    source: $SRC
-    include: ["*.rules"]
-    install_to: /run/udev/rules.d
-    then:
-      - udev-reload
-      - udev-trigger: { subsystem: usb, action: add }
-YAML
+    nut_udev_config "$SRC"
     mkdir -p "$SRC"
     local node orig why=""
     node=$(node_of 0627 0001) || { result 6 FAIL "no 0627:0001 device"; return; }
