@@ -31,6 +31,7 @@ mod acting;
 mod bridge;
 mod hotplug;
 mod lifecycle;
+mod replugging;
 mod report;
 mod waiting;
 mod watching;
@@ -171,6 +172,7 @@ impl Daemon {
             syncing: None,
             counters: status::Counters::default(),
             usb: None,
+            replug: None,
         };
         self.bridges.push(BridgeRt {
             id,
@@ -185,6 +187,8 @@ impl Daemon {
             source_identity: None,
             grace: PruneGrace::default(),
             syncs_started: 0,
+            replug: Default::default(),
+            replug_task: None,
         });
         let now = Instant::now();
         self.rewatch(id, now);
@@ -223,6 +227,7 @@ impl Daemon {
                 Some(req) = requests.recv() => self.on_request(req),
                 res = hotplug::ready(self.hotplug.monitor.as_mut()) => self.on_hotplug(res),
                 Some(done) = self.hotplug.done_rx.recv() => self.on_usb_checked(done),
+                Some(done) = self.hotplug.replug_rx.recv() => self.on_replug_done(done),
                 () = sleep => self.on_timer(),
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }
@@ -267,6 +272,7 @@ impl Daemon {
                 b.settle.deadline(),
                 b.retry.deadline(),
                 b.grace.deadline(b.bridge.prune_grace),
+                b.replug.deadline(),
             ]
         });
         bridges.chain([self.watchdog.map(|w| w.1)]).flatten().min()
@@ -296,6 +302,7 @@ impl Daemon {
                 );
                 self.observe(id, now, Input::Rescan);
             }
+            self.run_due_replug(id, now);
             let Some(b) = self.find(id) else { continue };
             if let Some(batch) = b.settle.poll(now) {
                 // The watch saw every change of the window, unless it
@@ -421,12 +428,17 @@ impl Daemon {
             Ok(report) => report.recheck.clone(),
             Err(_) => Vec::new(),
         };
+        // The sync's usb-check: the one before it, and its own.
+        let mut checked = None;
         match res {
             Ok(report) => {
                 b.grace.synced(report.source_files > 0, report.prune_held);
                 b.status.source_seen |= report.source_present;
                 log_report(&report, &trigger);
                 let usb = report.actions.iter().find_map(|a| a.usb.clone());
+                if let Some(after) = &usb {
+                    checked = Some((b.status.usb.clone(), after.clone()));
+                }
                 b.status.record(report.to_status(&trigger, unix_now()), usb);
             }
             Err(e) => {
@@ -449,6 +461,9 @@ impl Daemon {
         let now = Instant::now();
         for input in recheck {
             self.observe(id, now, input);
+        }
+        if let Some((before, after)) = checked {
+            self.note_arrivals(id, before.as_ref(), &after);
         }
         if !self.starting {
             notify::status(&self.status_line());

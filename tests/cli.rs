@@ -89,7 +89,7 @@ fn check_fails_on_a_group_or_owner_the_host_lacks() {
 #[test]
 fn check_prints_what_each_bridge_would_do() {
     let env = Env::new(
-        "    then:\n      - udev-reload\n      - udev-trigger: { subsystem: usb, attrs: { idVendor: 051d } }\n",
+        "    then:\n      - udev-reload\n      - udev-trigger: { subsystem: usb, attrs: { idVendor: 051d } }\n      - usb-check: { user: root, expect: [051d:0002], on_replug: [ restart-unit: nut-server.service ] }\n",
     );
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(0));
@@ -104,6 +104,7 @@ fn check_prints_what_each_bridge_would_do() {
         "settle     quiet 300ms, max_wait 10s; files up to 1048576 bytes".to_string(),
         "control --reload".to_string(),
         "trigger --action=change --subsystem-match=usb --attr-match=idVendor=051d".to_string(),
+        "then       check USB access for user root, expecting 051d:0002\n  on replug  /usr/bin/systemctl try-restart nut-server.service\n".to_string(),
     ] {
         assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
     }

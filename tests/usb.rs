@@ -554,6 +554,11 @@ fn hotplug_env() -> (Env, PathBuf, PathBuf, PathBuf) {
 }
 
 fn hotplug_env_from(env: Env) -> (Env, PathBuf, PathBuf, PathBuf) {
+    hotplug_env_checking(env, "{ user: root }")
+}
+
+/// [`hotplug_env_from`] with `check` as the `usb-check` action's settings.
+fn hotplug_env_checking(env: Env, check: &str) -> (Env, PathBuf, PathBuf, PathBuf) {
     let root = env.tmp.path();
     let (sys, dev, udev_run) = (root.join("sys"), root.join("dev"), root.join("run-udev"));
     fs::create_dir_all(&udev_run).unwrap();
@@ -561,7 +566,7 @@ fn hotplug_env_from(env: Env) -> (Env, PathBuf, PathBuf, PathBuf) {
     fs::write(
         &env.config,
         format!(
-            "sysfs_root: {}\ndev_root: {}\nudev_run_dir: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {{ user: root }}\n",
+            "sysfs_root: {}\ndev_root: {}\nudev_run_dir: {}\n{cfg}    then:\n      - udev-reload\n      - usb-check: {check}\n",
             sys.display(),
             dev.display(),
             udev_run.display()
@@ -968,4 +973,76 @@ fn wait_for_a_usb_device_needs_it_plugged_in_and_usable() {
     let (code, said) = wait("2s");
     assert_eq!(code, Some(1), "{said}\n{}", d.log());
     assert!(said.contains("051d:0002 at 001:004: "), "{said}");
+}
+
+#[test]
+fn a_replugged_ups_runs_on_replug_and_a_flapping_one_is_held_back() {
+    if !can_fake_udevd() {
+        return;
+    }
+    let env = Env::new("");
+    let ran = env.tmp.path().join("on-replug.log");
+    let check = format!(
+        "{{ user: root, expect: [051d:0002], on_replug: [ exec: {{ argv: [/bin/sh, -c, 'echo \"$HOSTBRIDGE_BRIDGE: $HOSTBRIDGE_REPLUGGED\" >> {}'] }} ] }}",
+        ran.display()
+    );
+    let (env, sys, dev, udev_run) = hotplug_env_checking(env, &check);
+    let dialout = dialout_gid();
+    usb_device(&sys, "1-1", "051d", "0002", 1, 4, "Back-UPS ES 700");
+    if !node(&dev, 1, 4, dialout, 0o660) {
+        return;
+    }
+    let _control = std::os::unix::net::UnixListener::bind(udev_run.join("control")).unwrap();
+    let d = env.spawn_daemon_via(&["unshare", "--net"], &[("HOSTBRIDGE_LOG", "debug")]);
+    d.wait_log("ready:");
+    assert_logged(&d, "listening for USB hotplug events from udevd");
+    let runs = || fs::read_to_string(&ran).unwrap_or_default();
+    let replug = |seq: u64, devnum: u32| {
+        fs::remove_dir_all(sys.join("bus/usb/devices/1-1")).unwrap();
+        fake_udevd::send(d.pid(), "remove", seq, 1, devnum - 1, "51d/2/100", &[]);
+        usb_device(&sys, "1-1", "051d", "0002", 1, devnum, "Back-UPS ES 700");
+        assert!(node(&dev, 1, devnum, dialout, 0o660));
+        fake_udevd::send(d.pid(), "add", seq + 1, 1, devnum, "51d/2/100", &[]);
+    };
+
+    // The UPS was there at start: the startup check is the first, nothing
+    // arrived, nothing runs.
+    assert_eq!(status_json(&env)["bridges"][0]["usb"]["ok"], true);
+    assert!(runs().is_empty(), "{}", runs());
+
+    // Unplugged and plugged back: a new device number.
+    replug(1001, 5);
+    d.wait_log("test: 051d:0002 at 001:005 re-enumerated: running on_replug (exec)");
+    d.wait_log("test: on_replug exec ok");
+    assert_eq!(runs(), "test: 051d:0002 at 001:005\n");
+    let st = status_json(&env);
+    let r = &st["bridges"][0]["replug"];
+    assert_eq!(
+        r["devices"],
+        serde_json::json!(["051d:0002 at 001:005"]),
+        "{r:#}"
+    );
+    assert_eq!(r["ok"], true, "{r:#}");
+    assert_eq!(r["actions"][0]["action"], "exec", "{r:#}");
+    assert_eq!(st["bridges"][0]["counters"]["replug_runs"], 1);
+    assert_eq!(st["bridges"][0]["health"], "healthy", "{st:#}");
+
+    // At once again (it flaps): held back for the rest of the first gap,
+    // then it runs once, for the device as it is now.
+    replug(1003, 6);
+    d.wait_log("test: 051d:0002 at 001:006 re-enumerated; on_replug is held back");
+    let r = &status_json(&env)["bridges"][0]["replug"];
+    assert!(r["next_at"].as_u64().is_some(), "{r:#}");
+    d.wait_log("test: 051d:0002 at 001:006 re-enumerated: running on_replug (exec)");
+    d.wait_log_count("test: on_replug exec ok", 2);
+    assert_eq!(
+        runs(),
+        "test: 051d:0002 at 001:005\ntest: 051d:0002 at 001:006\n"
+    );
+    let out = env.run(&["status"]);
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("replug (") && screen.contains("051d:0002 at 001:006): exec ok"),
+        "{screen}"
+    );
 }

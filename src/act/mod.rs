@@ -182,22 +182,57 @@ async fn run_one(config: &Config, action: &Action, who: &[&Owed]) -> ActionOutco
         user,
         expect,
         probe,
+        ..
     } = action
     {
         return usb::run_action(config, user, expect, *probe).await;
     }
-    let ctx = actions::ActionCtx {
+    let bridge = who
+        .iter()
+        .map(|o| o.bridge.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let changed = who.iter().flat_map(|o| o.changed_names()).collect();
+    actions::run(action, &ctx(config, bridge, changed, Vec::new())).await
+}
+
+/// Runs a `usb-check`'s `on_replug` actions for bridge `bridge`, in order,
+/// after expected devices arrived (`replugged`, as "051d:0002 at
+/// 003:004"); a failed one skips the rest until the next arrival.
+pub(crate) async fn run_on_replug(
+    config: &Config,
+    bridge: &str,
+    on_replug: &[Action],
+    replugged: Vec<String>,
+) -> Vec<ActionOutcome> {
+    let ctx = ctx(config, bridge.to_string(), Vec::new(), replugged);
+    let mut out = Vec::new();
+    for action in on_replug {
+        let outcome = actions::run(action, &ctx).await;
+        let failed = outcome.result.is_err();
+        out.push(outcome);
+        if failed {
+            break;
+        }
+    }
+    out
+}
+
+/// What an action run for `bridge` knows of the host and the cause.
+fn ctx(
+    config: &Config,
+    bridge: String,
+    changed: Vec<String>,
+    replugged: Vec<String>,
+) -> actions::ActionCtx {
+    actions::ActionCtx {
         udevadm: config.udevadm.clone(),
         systemctl: config.systemctl.clone(),
         podman: config.podman.clone(),
         proc_root: config.proc_root.clone(),
-        bridge: who
-            .iter()
-            .map(|o| o.bridge.name.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-        changed: who.iter().flat_map(|o| o.changed_names()).collect(),
+        bridge,
+        changed,
         changed_dir: config.state_dir.join("changed"),
-    };
-    actions::run(action, &ctx).await
+        replugged,
+    }
 }

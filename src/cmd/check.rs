@@ -226,6 +226,11 @@ pub(crate) fn describe(c: &Config) -> String {
         }
         for a in &b.then {
             s += &format!("  then       {}\n", action_command(c, a));
+            if let Action::UsbCheck { on_replug, .. } = a {
+                for r in on_replug {
+                    s += &format!("  on replug  {}\n", action_command(c, r));
+                }
+            }
         }
     }
     s

@@ -24,15 +24,36 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
             }
         }
         RawAction::RestartUnit(u) => Action::RestartUnit(u.0),
-        RawAction::UsbCheck(u) => Action::UsbCheck {
-            user: u.user.map_or_else(|| "nut".into(), |t| t.0),
-            expect: u
+        RawAction::UsbCheck(u) => {
+            let expect: Vec<String> = u
                 .expect
                 .into_iter()
                 .map(|t| t.0.to_ascii_lowercase())
-                .collect(),
-            probe: u.probe.unwrap_or(false),
-        },
+                .collect();
+            if !u.on_replug.is_empty() && expect.is_empty() {
+                return Err("usb-check: on_replug needs expect: (the devices whose re-enumeration it acts on)".into());
+            }
+            let on_replug = u
+                .on_replug
+                .into_iter()
+                .map(|raw| match action(raw)? {
+                    a @ (Action::RestartUnit(_)
+                    | Action::ReloadUnit(_)
+                    | Action::Signal { .. }
+                    | Action::Exec { .. }) => Ok(a),
+                    a => Err(format!(
+                        "usb-check: on_replug may restart-unit, reload-unit, signal or exec, not {}",
+                        a.label()
+                    )),
+                })
+                .collect::<Result<_, String>>()?;
+            Action::UsbCheck {
+                user: u.user.map_or_else(|| "nut".into(), |t| t.0),
+                expect,
+                probe: u.probe.unwrap_or(false),
+                on_replug,
+            }
+        }
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
         RawAction::Exec(e) => {
             if e.argv.first().is_none_or(|p| !p.starts_with('/')) {

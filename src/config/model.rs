@@ -266,6 +266,9 @@ pub(crate) enum Action {
         expect: Vec<String>,
         /// Really open each node as the user.
         probe: bool,
+        /// Run when an expected device re-enumerates and is ok
+        /// (`core::replug`); never udev actions or another usb-check.
+        on_replug: Vec<Action>,
     },
     /// Run a program.
     Exec {

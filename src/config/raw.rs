@@ -293,7 +293,7 @@ pub(crate) enum RawAction {
     UsbCheck(RawUsbCheck),
 }
 
-/// `usb-check: { user, expect }`.
+/// `usb-check: { user, expect, probe, on_replug }`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawUsbCheck {
@@ -304,6 +304,10 @@ pub(crate) struct RawUsbCheck {
     pub(crate) expect: Vec<Token>,
     /// Also really open each node as the user. Default false.
     pub(crate) probe: Option<bool>,
+    /// Actions when an expected device re-enumerates (a new device
+    /// number): restart-unit, reload-unit, signal or exec.
+    #[serde(default)]
+    pub(crate) on_replug: Vec<RawAction>,
 }
 
 /// `signal: { … }`: one target and a signal.

@@ -334,3 +334,38 @@ fn a_pid_file_needs_a_process_and_must_lie_outside_every_source() {
     );
     assert!(p(&ok).is_ok());
 }
+
+#[test]
+fn on_replug_takes_service_actions_for_expected_devices() {
+    let with = |check: &str| format!("{SAMPLE}      - usb-check: {check}\n");
+    let c = p(&with(
+        "{ user: nut, expect: [051D:0002], on_replug: [ restart-unit: nut-server.service ] }",
+    ))
+    .expect("parses");
+    assert_eq!(
+        c.bridges[0].then[2],
+        Action::UsbCheck {
+            user: "nut".into(),
+            expect: vec!["051d:0002".into()],
+            probe: false,
+            on_replug: vec![Action::RestartUnit("nut-server.service".into())],
+        }
+    );
+    fails_at(
+        &with("{ user: nut, on_replug: [ restart-unit: nut-server.service ] }"),
+        4,
+        11,
+        "on_replug needs expect:",
+    );
+    let e = p(&with("{ expect: [051d:0002], on_replug: [ udev-reload ] }")).unwrap_err();
+    assert!(
+        e.message
+            .contains("on_replug may restart-unit, reload-unit, signal or exec, not udev-reload"),
+        "{e}"
+    );
+    let e = p(&with(
+        "{ expect: [051d:0002], on_replug: [ usb-check: { user: nut } ] }",
+    ))
+    .unwrap_err();
+    assert!(e.message.contains("not usb-check"), "{e}");
+}

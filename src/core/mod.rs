@@ -9,6 +9,7 @@ pub(crate) mod hotplug;
 pub(crate) mod inside;
 pub(crate) mod names;
 pub(crate) mod plan;
+pub(crate) mod replug;
 pub(crate) mod retry;
 pub mod rules;
 pub(crate) mod settle;

@@ -93,6 +93,26 @@ pub(crate) struct Bridge {
     /// sync or on hotplug).
     #[serde(default)]
     pub(crate) usb: Option<Usb>,
+    /// The latest run of the `usb-check`'s `on_replug` actions, if an
+    /// expected device re-enumerated since the daemon started.
+    #[serde(default)]
+    pub(crate) replug: Option<Replug>,
+}
+
+/// A run of `on_replug` actions (`core::replug`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Replug {
+    /// When it started (Unix seconds).
+    pub(crate) at: u64,
+    /// The devices that arrived: "051d:0002 at 003:004".
+    pub(crate) devices: Vec<String>,
+    /// Whether every action succeeded; `None` while they run.
+    pub(crate) ok: Option<bool>,
+    /// The actions' results (a failed one ends the list).
+    pub(crate) actions: Vec<ActionRun>,
+    /// A further run the backoff holds back is due then (Unix seconds),
+    /// for devices that arrived since.
+    pub(crate) next_at: Option<u64>,
 }
 
 /// The latest USB check of a bridge.
@@ -146,6 +166,9 @@ pub(crate) struct Counters {
     pub(crate) action_failures: u64,
     /// inotify queue overflows.
     pub(crate) overflows: u64,
+    /// Runs of the `usb-check`'s `on_replug` actions.
+    #[serde(default)]
+    pub(crate) replug_runs: u64,
 }
 
 /// An open settle window.
@@ -418,6 +441,19 @@ impl Bridge {
             .as_ref()
             .filter(|s| s.stuck)
             .map(|s| format!("syncing for {} s: {}", now.saturating_sub(s.since), s.doing));
+        let replug_problem = self
+            .replug
+            .as_ref()
+            .filter(|r| r.ok == Some(false))
+            .map(|r| {
+                let failed = r.actions.iter().find(|a| !a.ok);
+                format!(
+                    "on_replug after {}: {} failed: {} (runs again at the next replug)",
+                    r.devices.join(", "),
+                    failed.map_or("an action", |a| a.action.as_str()),
+                    failed.map_or("", |a| a.detail.as_str())
+                )
+            });
         let reason = watch_problem
             .or(stuck)
             .or_else(|| {
@@ -425,7 +461,8 @@ impl Bridge {
                     .as_ref()
                     .and_then(|s| s.first_problem_except(skip))
             })
-            .or(usb_problem);
+            .or(usb_problem)
+            .or(replug_problem);
         self.health = if reason.is_some() {
             Health::Degraded
         } else {

@@ -10,6 +10,7 @@ use super::BridgeId;
 use crate::config::Bridge;
 use crate::core::grace::PruneGrace;
 use crate::core::hotplug::UsbChecks;
+use crate::core::replug::Backoff;
 use crate::core::retry::Retry;
 use crate::core::settle::{Batch, Settle};
 use crate::core::status;
@@ -135,11 +136,19 @@ pub(super) struct BridgeRt {
     /// Syncs started since the bridge was added (`hostbridge wait` waits
     /// for one started after its request).
     pub(super) syncs_started: u64,
+    /// When its `on_replug` actions run.
+    pub(super) replug: Backoff,
+    /// Those actions while they run (aborted, with their child, when the
+    /// bridge stops).
+    pub(super) replug_task: Option<JoinHandle<()>>,
 }
 
 impl Drop for BridgeRt {
     fn drop(&mut self) {
         if let Watch::Live { task, .. } = &self.watch {
+            task.abort();
+        }
+        if let Some(task) = &self.replug_task {
             task.abort();
         }
     }

@@ -18,6 +18,7 @@ use anyhow::Result;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::replugging::Replugged;
 use super::{BridgeId, Daemon};
 use crate::act::usb::UsbReport;
 use crate::config::{Action, Bridge};
@@ -41,17 +42,23 @@ pub(super) struct Hotplug {
     told: bool,
     done_tx: mpsc::UnboundedSender<Checked>,
     pub(super) done_rx: mpsc::UnboundedReceiver<Checked>,
+    /// Finished runs of `on_replug` actions.
+    pub(super) replug_tx: mpsc::UnboundedSender<Replugged>,
+    pub(super) replug_rx: mpsc::UnboundedReceiver<Replugged>,
 }
 
 impl Hotplug {
     pub(super) fn new() -> Hotplug {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (replug_tx, replug_rx) = mpsc::unbounded_channel();
         Hotplug {
             monitor: None,
             state: "not used (no bridge has a usb-check action)".into(),
             told: false,
             done_tx,
             done_rx,
+            replug_tx,
+            replug_rx,
         }
     }
 }
@@ -63,6 +70,7 @@ pub(super) fn usb_check_of(b: &Bridge) -> Option<(String, Vec<String>, bool)> {
             user,
             expect,
             probe,
+            ..
         } => Some((user.clone(), expect.clone(), *probe)),
         _ => None,
     })
@@ -229,7 +237,8 @@ impl Daemon {
                     for ev in concerning {
                         log_recheck(&name, ev, &new);
                     }
-                    b.status.usb = Some(new);
+                    let before = b.status.usb.replace(new.clone());
+                    self.note_arrivals(id, before.as_ref(), &new);
                     if !self.starting {
                         notify::status(&self.status_line());
                     }

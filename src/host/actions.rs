@@ -19,6 +19,11 @@ use crate::config::{Action, Target, Trigger};
 
 /// Timeout for commands that have no timeout of their own.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timeout for `systemctl try-restart` and `reload`, which wait for the
+/// unit's job: a container's start (an image pull, an `ExecStartPre=`
+/// that runs `hostbridge wait`) can take longer than a minute, and the
+/// unit's own start timeout bounds it first; this is a backstop.
+const UNIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The result of one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +55,10 @@ pub(crate) struct ActionCtx {
     /// Where exec's `HOSTBRIDGE_CHANGED_FILE` is written (root's own dir
     /// under `state_dir`).
     pub(crate) changed_dir: PathBuf,
+    /// For a `usb-check`'s `on_replug` actions, the devices that arrived
+    /// ("051d:0002 at 003:004"; `HOSTBRIDGE_REPLUGGED` for exec,
+    /// comma-separated); empty otherwise.
+    pub(crate) replugged: Vec<String>,
 }
 
 /// Runs one action. The `usb-check` action is not a host command: `act`
@@ -87,17 +96,12 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             run_command(
                 &ctx.systemctl,
                 &["try-restart".into(), u.clone()],
-                COMMAND_TIMEOUT,
+                UNIT_TIMEOUT,
             )
             .await
         }
         Action::ReloadUnit(u) => {
-            run_command(
-                &ctx.systemctl,
-                &["reload".into(), u.clone()],
-                COMMAND_TIMEOUT,
-            )
-            .await
+            run_command(&ctx.systemctl, &["reload".into(), u.clone()], UNIT_TIMEOUT).await
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
         Action::UsbCheck { .. } => {
@@ -206,6 +210,9 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ActionCtx) -> Result<Str
             crate::core::act::changed_env(&ctx.changed, crate::core::act::CHANGED_ENV_MAX),
         )
         .env("HOSTBRIDGE_CHANGED_FILE", &list.0);
+    if !ctx.replugged.is_empty() {
+        cmd.env("HOSTBRIDGE_REPLUGGED", ctx.replugged.join(", "));
+    }
     output_of(cmd, &argv.join(" "), timeout).await
 }
 

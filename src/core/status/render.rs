@@ -82,6 +82,26 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
                 escape(&u.summary)
             );
         }
+        if let Some(r) = &b.replug {
+            let result = match r.ok {
+                None => "running".to_string(),
+                Some(_) => r
+                    .actions
+                    .iter()
+                    .map(|a| format!("{} {}", a.action, if a.ok { "ok" } else { "failed" }))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let next = r.next_at.map_or(String::new(), |t| {
+                format!("; next run held back {} s", t.saturating_sub(now))
+            });
+            let _ = writeln!(
+                out,
+                "  replug ({} ago, {}): {result}{next}",
+                ago(now, r.at),
+                escape(&r.devices.join(", "))
+            );
+        }
         if let Some(r) = &b.reason {
             let _ = writeln!(out, "  {}", escape(r));
         }
@@ -206,6 +226,12 @@ const FAMILIES: &[Family] = &[
         kind: "counter",
         help: "Failed actions.",
         samples: |b| vec![("", b.counters.action_failures as f64)],
+    },
+    Family {
+        name: "hostbridge_replug_runs_total",
+        kind: "counter",
+        help: "Runs of the usb-check's on_replug actions (an expected USB device re-enumerated).",
+        samples: |b| vec![("", b.counters.replug_runs as f64)],
     },
     Family {
         name: "hostbridge_inotify_overflows_total",

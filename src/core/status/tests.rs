@@ -49,6 +49,41 @@ pub(crate) fn bridge(name: &str, last: Option<Sync>) -> Bridge {
             ..Counters::default()
         },
         usb: None,
+        replug: None,
+    }
+}
+
+/// One USB device of a check, with `verdict`.
+pub(crate) fn device(id: &str, bus_dev: &str, verdict: &str) -> UsbDevice {
+    UsbDevice {
+        bus_dev: bus_dev.into(),
+        id: id.into(),
+        product: Some("Back-UPS ES 700".into()),
+        node: if verdict == "device-absent" {
+            "missing".into()
+        } else {
+            "root:nut 0660".into()
+        },
+        rule: Some("62-nut-usbups.rules:14".into()),
+        verdict: verdict.into(),
+        reason: (verdict != "ok").then(|| format!("because {verdict}")),
+    }
+}
+
+/// A USB check at `at` that found `devices`.
+pub(crate) fn usb_with(at: u64, devices: Vec<UsbDevice>) -> Usb {
+    let ok = devices.iter().all(|d| d.verdict == "ok");
+    Usb {
+        at,
+        trigger: "sync".into(),
+        ok,
+        summary: devices
+            .iter()
+            .map(|d| format!("{} {}", d.id, d.verdict))
+            .collect::<Vec<_>>()
+            .join("; "),
+        user: "nut".into(),
+        devices,
     }
 }
 

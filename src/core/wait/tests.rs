@@ -2,40 +2,8 @@
 //! must give.
 
 use super::*;
-use crate::core::status::tests::{bridge, sync};
-use crate::core::status::{ActionRun, Finding, Note, Pending, Syncing, Usb, UsbDevice};
-
-fn device(id: &str, bus_dev: &str, verdict: &str) -> UsbDevice {
-    UsbDevice {
-        bus_dev: bus_dev.into(),
-        id: id.into(),
-        product: Some("Back-UPS ES 700".into()),
-        node: if verdict == "device-absent" {
-            "missing".into()
-        } else {
-            "root:nut 0660".into()
-        },
-        rule: Some("62-nut-usbups.rules:14".into()),
-        verdict: verdict.into(),
-        reason: (verdict != "ok").then(|| format!("because {verdict}")),
-    }
-}
-
-fn usb(at: u64, devices: Vec<UsbDevice>) -> Usb {
-    let ok = devices.iter().all(|d| d.verdict == "ok");
-    Usb {
-        at,
-        trigger: "sync".into(),
-        ok,
-        summary: devices
-            .iter()
-            .map(|d| format!("{} {}", d.id, d.verdict))
-            .collect::<Vec<_>>()
-            .join("; "),
-        user: "nut".into(),
-        devices,
-    }
-}
+use crate::core::status::tests::{bridge, device, sync, usb_with as usb};
+use crate::core::status::{ActionRun, Finding, Note, Pending, Syncing};
 
 fn action(name: &str, ok: bool) -> ActionRun {
     ActionRun {

@@ -70,6 +70,7 @@ async fn an_exec_action_past_its_timeout_is_killed_with_its_group() {
         bridge: "b".into(),
         changed: vec![],
         changed_dir: dir.path().join("changed"),
+        replugged: vec![],
     };
     let action = Action::Exec {
         argv,

@@ -21,9 +21,9 @@
 #         stale) and attached again at a new device number: udev gives the
 #         new node the rule's group and mode and hostbridge's hotplug
 #         re-check says ok for it. The driver in the running container does
-#         not find it again by itself; restarting the unit does (its
-#         `hostbridge wait` passes at once, the quadlet shares the host's
-#         /dev/bus/usb live).
+#         not find it again by itself; the bridge's `on_replug` restarts
+#         nut-server.service (its `hostbridge wait` passes at once) and upsc
+#         says OL again, with no hand on the host.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -65,7 +65,7 @@ setup() {
     echo "--- the image's nut user: uid $uid gid $gid; $(from_image var/lib/dpkg/status | grep -A8 '^Package: nut-server$' | grep '^Version')"
     groupadd -g "$gid" nut && useradd -r -u "$uid" -g nut -M -s /usr/sbin/nologin nut
     install_hostbridge
-    nut_udev_config "$SRC" 'usb-check: { user: nut, expect: ["051d:0002"] }'
+    nut_udev_config "$SRC" 'usb-check: { user: nut, expect: ["051d:0002"], on_replug: [ restart-unit: nut-server.service ] }'
     mkdir -p "$SRC"
     systemctl start hostbridge || { echo "hostbridge did not start"; return 1; }
     "$SHARE/hb-ups" serve "$UPS_SOCK" online >/tmp/hb-ups.log 2>&1 &
@@ -217,17 +217,17 @@ nut3() {
     [ -z "$why" ] && ! wait_until 30 is ok status_jq ".bridges[0].usb.devices[] | select(.bus_dev==\"$bus_dev\") | .verdict" \
         && why="no hotplug re-check of $bus_dev: $(status_jq '.bridges[0].usb')"
     said=$(journalctl -u hostbridge --no-pager -o cat | grep "USB add $bus_dev" | tail -1)
-    # NUT 2.8.5's usbhid-ups does not find the UPS again by itself in the
-    # container (seen here: its data stays stale); a restart of the unit
-    # does, through the same `hostbridge wait`.
-    local itself=no
-    [ -z "$why" ] && wait_until 20 is OL upsc_status && itself=yes
-    if [ -z "$why" ] && [ "$itself" = no ]; then
-        timeout 300 systemctl restart nut-server.service || why="nut-server.service did not restart"
-        [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)' after the restart"
-    fi
+    # NUT's usbhid-ups in the container does not find the UPS again by
+    # itself (its /dev was made at start); the bridge's on_replug restarts
+    # the unit, whose `hostbridge wait` passes at once.
+    local ran="$bus_dev re-enumerated: running on_replug (restart-unit)"
+    [ -z "$why" ] && ! wait_until 60 logged "$ran" && why="hostbridge did not say '$ran'"
+    [ -z "$why" ] && ! wait_until 300 logged "nut-udev: on_replug restart-unit ok" \
+        && why="the restart did not finish well: $(status_jq '.bridges[0].replug')"
+    [ -z "$why" ] && ! wait_until 60 is OL upsc_status && why="upsc says '$(upsc_status)' after hostbridge restarted NUT"
+    [ -z "$why" ] && ! is true status_jq '.bridges[0].replug.ok' && why="status: $(status_jq '.bridges[0].replug')"
     if [ -z "$why" ]; then
-        result nut3 PASS "$old unplugged, upsc stale; replugged as $new ($(perms "$new")); hostbridge: $said; driver reopened it by itself: $itself; upsc OL again"
+        result nut3 PASS "$old unplugged, upsc stale; replugged as $new ($(perms "$new")); hostbridge: $said; then $(journalctl -u hostbridge --no-pager -o cat | grep -m1 "running on_replug"); upsc OL again"
     else
         evidence
         journalctl -u nut-server --no-pager -n 30 -o cat
