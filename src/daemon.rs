@@ -436,7 +436,13 @@ impl Daemon {
                 b.status.source_seen |= report.source_present;
                 log_report(&report, &trigger);
                 let usb = report.actions.iter().find_map(|a| a.usb.clone());
-                if let Some(after) = &usb {
+                if let Some(after) = &usb
+                    && !b
+                        .status
+                        .usb
+                        .as_ref()
+                        .is_some_and(|old| after.older_than(old))
+                {
                     checked = Some((b.status.usb.clone(), after.clone()));
                 }
                 b.status.record(report.to_status(&trigger, unix_now()), usb);

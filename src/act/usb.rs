@@ -108,6 +108,7 @@ impl UsbReport {
             summary: self.summary(expect),
             user: self.user.clone(),
             devices,
+            began: None,
         }
     }
 }
@@ -293,9 +294,13 @@ pub(crate) async fn run_action(
     probe: bool,
 ) -> crate::host::actions::ActionOutcome {
     let (config, user, expect) = (config.clone(), user.to_string(), expect.to_vec());
+    let began = std::time::Instant::now();
     let checked = tokio::task::spawn_blocking(move || {
-        check(&config, &user, &expect, probe)
-            .map(|r| r.to_status(&expect, "sync", crate::host::clock::unix_now()))
+        check(&config, &user, &expect, probe).map(|r| {
+            let mut s = r.to_status(&expect, "sync", crate::host::clock::unix_now());
+            s.began = Some(began);
+            s
+        })
     })
     .await;
     let (result, usb) = match checked {

@@ -155,8 +155,7 @@ fn source_lookups(config: &Config, b: &crate::config::Bridge) -> (Vec<String>, V
 /// Why the pid files of `b`'s signal actions cannot be trusted: a dir on
 /// the way that another user owns or can write, or a symlink on the path.
 fn pidfile_problems(b: &crate::config::Bridge) -> Vec<String> {
-    b.then
-        .iter()
+    b.actions()
         .filter_map(|a| match a {
             crate::config::Action::Signal {
                 target: crate::config::Target::Pidfile { path, .. },

@@ -279,6 +279,21 @@ pub(crate) enum Action {
     },
 }
 
+impl Bridge {
+    /// Every action the bridge may run: its `then:` list, and after each
+    /// `usb-check` its `on_replug` actions (checks of actions, such as
+    /// where a pid file may lie, must see both).
+    pub(crate) fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.then.iter().flat_map(|a| {
+            let nested = match a {
+                Action::UsbCheck { on_replug, .. } => on_replug.as_slice(),
+                _ => &[],
+            };
+            std::iter::once(a).chain(nested)
+        })
+    }
+}
+
 impl Action {
     /// Whether two actions act on the same thing, so they never run at once
     /// (the daemon runs actions on different targets side by side): every

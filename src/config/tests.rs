@@ -333,6 +333,15 @@ fn a_pid_file_needs_a_process_and_must_lie_outside_every_source() {
         "{base}      - signal: {{ pidfile: /run/nginx.pid, process: nginx, signal: HUP }}\n"
     );
     assert!(p(&ok).is_ok());
+    // The same in a usb-check's on_replug.
+    let replug = format!(
+        "{base}      - usb-check: {{ expect: [051d:0002], on_replug: [ signal: {{ pidfile: /run/c/upsd.pid, process: upsd, signal: HUP }} ] }}\n"
+    );
+    let e = p(&replug).unwrap_err();
+    assert!(
+        e.message.contains("inside bridge \"certs\"'s source"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -125,7 +125,7 @@ impl Validator<'_> {
         state_dir: &Path,
     ) -> Result<(), ConfigError> {
         for (b, locs) in bridges {
-            for a in &b.then {
+            for a in b.actions() {
                 let Action::Signal {
                     target: Target::Pidfile { path, .. },
                     ..

@@ -130,6 +130,18 @@ pub(crate) struct Usb {
     pub(crate) user: String,
     /// Every present device, and expected ones that are absent.
     pub(crate) devices: Vec<UsbDevice>,
+    /// When the check began (not shown): a check that began before the
+    /// one recorded (a slow re-check overtaken by a sync's) never replaces
+    /// it, nor counts as seeing a device arrive.
+    #[serde(skip)]
+    pub(crate) began: Option<std::time::Instant>,
+}
+
+impl Usb {
+    /// Whether this check began before `other` (both known).
+    pub(crate) fn older_than(&self, other: &Usb) -> bool {
+        matches!((self.began, other.began), (Some(a), Some(b)) if a < b)
+    }
 }
 
 /// One device in a USB check.
@@ -402,7 +414,9 @@ impl Bridge {
         c.files_installed += (n.installed + n.replaced) as u64;
         c.files_pruned += n.pruned as u64;
         c.action_failures += sync.actions.iter().filter(|a| !a.ok).count() as u64;
-        if let Some(mut usb) = usb {
+        if let Some(mut usb) = usb
+            && !self.usb.as_ref().is_some_and(|old| usb.older_than(old))
+        {
             usb.at = sync.at;
             self.usb = Some(usb);
         }

@@ -29,8 +29,14 @@ use crate::host::clock::unix_now;
 use crate::host::{hotplug as host, notify};
 
 /// A finished re-check: the bridge, the events it covers, the expected
-/// VID:PIDs and the result.
-pub(super) type Checked = (BridgeId, Vec<UsbEvent>, Vec<String>, Result<UsbReport>);
+/// VID:PIDs, when it began and the result.
+pub(super) type Checked = (
+    BridgeId,
+    Vec<UsbEvent>,
+    Vec<String>,
+    std::time::Instant,
+    Result<UsbReport>,
+);
 
 /// The daemon's hotplug state.
 pub(super) struct Hotplug {
@@ -183,9 +189,10 @@ impl Daemon {
         let Some(evs) = b.usb.start(evs) else {
             return;
         };
+        let began = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             let res = crate::act::usb::check(&config, &user, &expect, probe);
-            let _ = tx.send((id, evs, expect, res));
+            let _ = tx.send((id, evs, expect, began, res));
         });
     }
 
@@ -206,7 +213,7 @@ impl Daemon {
     }
 
     /// Records a finished re-check if one of its events concerns the bridge.
-    pub(super) fn on_usb_checked(&mut self, (id, evs, expect, res): Checked) {
+    pub(super) fn on_usb_checked(&mut self, (id, evs, expect, began, res): Checked) {
         let Some(b) = self.find(id) else { return };
         b.usb.finished();
         let name = b.bridge.name.clone();
@@ -220,8 +227,12 @@ impl Daemon {
                 bridge = name,
                 "{name}: USB re-check after {labels} failed: {e:#}"
             ),
+            Ok(_) if b.status.usb.as_ref().and_then(|u| u.began) > Some(began) => {
+                debug!("{name}: USB re-check after {labels} overtaken by a newer check; dropped")
+            }
             Ok(report) => {
-                let new = report.to_status(&expect, &trigger_of(&evs, &labels), unix_now());
+                let mut new = report.to_status(&expect, &trigger_of(&evs, &labels), unix_now());
+                new.began = Some(began);
                 let listed = |u: Option<&Usb>| -> Vec<String> {
                     u.map(|u| u.devices.iter().map(|d| d.bus_dev.clone()).collect())
                         .unwrap_or_default()

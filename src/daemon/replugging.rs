@@ -38,7 +38,8 @@ impl Daemon {
         let Some((expect, _)) = on_replug_of(&b.bridge) else {
             return;
         };
-        let what = crate::core::replug::arrived(expect, before, after);
+        let expect = expect.to_vec();
+        let what = crate::core::replug::arrived(&expect, before, after, &mut b.replug.unsettled);
         if what.is_empty() {
             return;
         }
@@ -75,10 +76,24 @@ impl Daemon {
             return;
         };
         let actions = actions.to_vec();
-        let Some(what) = b.replug.take_due(now) else {
+        let Some(due) = b.replug.take_due(now) else {
             return;
         };
         let name = b.bridge.name.clone();
+        // A run the backoff held back acts only for what is still there.
+        let what = crate::core::replug::still_there(&due, b.status.usb.as_ref());
+        if what.is_empty() {
+            b.replug.finished();
+            if let Some(r) = &mut b.status.replug {
+                r.next_at = None;
+            }
+            info!(
+                bridge = name,
+                "{name}: on_replug held back for {} not run: gone or not usable again",
+                due.join(", ")
+            );
+            return;
+        }
         let labels: Vec<&str> = actions.iter().map(Action::label).collect();
         info!(
             bridge = name,

@@ -21,9 +21,10 @@ use crate::config::{Action, Target, Trigger};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timeout for `systemctl try-restart` and `reload`, which wait for the
 /// unit's job: a container's start (an image pull, an `ExecStartPre=`
-/// that runs `hostbridge wait`) can take longer than a minute, and the
-/// unit's own start timeout bounds it first; this is a backstop.
-const UNIT_TIMEOUT: Duration = Duration::from_secs(300);
+/// that runs `hostbridge wait`) can take longer than a minute. The unit's
+/// own `TimeoutStartSec=` (the example NUT quadlet's: 900 s) ends a hung
+/// start first; this is a last resort past it.
+const UNIT_TIMEOUT: Duration = Duration::from_secs(1200);
 
 /// The result of one action.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +57,8 @@ pub(crate) struct ActionCtx {
     /// under `state_dir`).
     pub(crate) changed_dir: PathBuf,
     /// For a `usb-check`'s `on_replug` actions, the devices that arrived
-    /// ("051d:0002 at 003:004"; `HOSTBRIDGE_REPLUGGED` for exec,
-    /// comma-separated); empty otherwise.
+    /// ("051d:0002 at 003:004"; `HOSTBRIDGE_REPLUGGED` for exec, joined
+    /// by ", "); empty otherwise.
     pub(crate) replugged: Vec<String>,
 }
 

@@ -53,7 +53,12 @@ fn what_counts_as_an_arrival() {
         ),
     ];
     for (what, before, after, want) in cases {
-        assert_eq!(arrived(&ups, before.as_ref(), &after), want, "{what}");
+        let mut unsettled = Vec::new();
+        assert_eq!(
+            arrived(&ups, before.as_ref(), &after, &mut unsettled),
+            want,
+            "{what}"
+        );
     }
     // Two of the expected kind: only the new one arrived.
     let two = |a: &str, b: &str| {
@@ -66,9 +71,82 @@ fn what_counts_as_an_arrival() {
         arrived(
             &ups,
             Some(&two("001:002", "001:003")),
-            &two("001:002", "001:007")
+            &two("001:002", "001:007"),
+            &mut Vec::new()
         ),
         vec!["051d:0002 at 001:007"]
+    );
+}
+
+#[test]
+fn a_device_that_comes_back_unusable_arrives_once_it_is_ok() {
+    let ups = vec!["051d:0002".to_string()];
+    let at = |bus_dev: &str, verdict: &str| usb(1, vec![device("051d:0002", bus_dev, verdict)]);
+    let mut unsettled = Vec::new();
+    // Back at 003:003 while its rules are not applied: nothing yet.
+    let (old, bad) = (at("003:002", "ok"), at("003:003", "rules-not-applied"));
+    assert!(arrived(&ups, Some(&old), &bad, &mut unsettled).is_empty());
+    assert_eq!(unsettled, vec!["051d:0002 at 003:003"]);
+    // Still not: still waiting.
+    assert!(arrived(&ups, Some(&bad), &bad, &mut unsettled).is_empty());
+    assert_eq!(unsettled.len(), 1);
+    // The rules come back: ok at the same bus:dev, so it arrives now, once.
+    let good = at("003:003", "ok");
+    assert_eq!(
+        arrived(&ups, Some(&bad), &good, &mut unsettled),
+        vec!["051d:0002 at 003:003"]
+    );
+    assert!(unsettled.is_empty());
+    assert!(arrived(&ups, Some(&good), &good, &mut unsettled).is_empty());
+    // One that is gone before it became ok is forgotten.
+    assert!(
+        arrived(
+            &ups,
+            Some(&good),
+            &at("003:004", "user-cannot-open"),
+            &mut unsettled
+        )
+        .is_empty()
+    );
+    let gone = usb(1, vec![device("051d:0002", "-", "device-absent")]);
+    assert!(arrived(&ups, Some(&good), &gone, &mut unsettled).is_empty());
+    assert!(unsettled.is_empty());
+}
+
+#[test]
+fn a_held_back_run_acts_only_for_devices_still_there() {
+    let what = vec!["051d:0002 at 003:003".to_string()];
+    let now = |bus_dev: &str, verdict: &str| usb(1, vec![device("051d:0002", bus_dev, verdict)]);
+    assert_eq!(still_there(&what, Some(&now("003:003", "ok"))), what);
+    assert!(still_there(&what, Some(&now("003:004", "ok"))).is_empty());
+    assert!(still_there(&what, Some(&now("003:003", "user-cannot-open"))).is_empty());
+    assert!(still_there(&what, None).is_empty());
+}
+
+#[test]
+fn a_device_replugged_every_20_s_is_restarted_ever_more_rarely() {
+    let t0 = Instant::now();
+    let mut b = Backoff::default();
+    let mut runs = Vec::new();
+    for i in 0..90u64 {
+        let now = t0 + s(20 * i);
+        b.arrived(now, vec![format!("at {i}")]);
+        // Whatever became due before the next arrival runs (and ends).
+        let mut t = now;
+        while t < now + s(20) {
+            if b.take_due(t).is_some() {
+                runs.push(t.duration_since(t0).as_secs());
+                b.finished();
+            }
+            t += s(1);
+        }
+    }
+    // 30 minutes of flapping: the gaps double to MAX_GAP, not a run per replug.
+    assert!(runs.len() <= 12, "{runs:?}");
+    let gaps: Vec<u64> = runs.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().rev().take(2).all(|g| *g >= MAX_GAP.as_secs()),
+        "{gaps:?}"
     );
 }
 

@@ -84,6 +84,7 @@ pub(crate) fn usb_with(at: u64, devices: Vec<UsbDevice>) -> Usb {
             .join("; "),
         user: "nut".into(),
         devices,
+        began: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn usb(at: u64, trigger: &str, ok: bool, summary: &str) -> Usb {
         summary: summary.into(),
         user: "nut".into(),
         devices: vec![],
+        began: None,
     }
 }
 
@@ -381,6 +383,7 @@ fn record_stamps_the_syncs_usb_check_with_the_syncs_time() {
         summary: "051d:0002 ok".into(),
         user: "nut".into(),
         devices: vec![],
+        began: None,
     };
     b.record(sync(2000), Some(usb));
     assert_eq!(b.usb.as_ref().map(|u| u.at), Some(2000));
