@@ -173,6 +173,7 @@ impl Daemon {
             counters: status::Counters::default(),
             usb: None,
             replug: None,
+            cert: None,
         };
         self.bridges.push(BridgeRt {
             id,
@@ -367,9 +368,7 @@ impl Daemon {
             // The bridge stays "syncing" until its actions ran: events
             // meanwhile mark it dirty and open a window once it is done.
             match res {
-                Ok((report, Some(manifest)))
-                    if manifest.actions_pending && !b.bridge.then.is_empty() =>
-                {
+                Ok((report, Some(manifest))) if manifest.actions_pending && b.bridge.acts() => {
                     let bridge = b.bridge.clone();
                     // A newer sync of the same bridge replaces an owed one.
                     self.owed.retain(|(o, _)| *o != id);
@@ -446,6 +445,10 @@ impl Daemon {
                     checked = Some((b.status.usb.clone(), after.clone()));
                 }
                 b.status.record(report.to_status(&trigger, unix_now()), usb);
+                if !report.failed() || report.served.is_some() {
+                    b.status
+                        .note_cert(report.cert.clone(), report.served.clone());
+                }
             }
             Err(e) => {
                 error!("{}: sync failed: {e:#}", b.bridge.name);

@@ -67,6 +67,58 @@ impl Drop for Nginx {
     }
 }
 
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx under `prefix` (its pid file is `prefix/nginx.pid`),
+/// serving `dest/tls.crt` and `dest/tls.key` on 127.0.0.1:`port`; returns
+/// once it serves.
+fn start_nginx(nginx_bin: &str, prefix: &Path, port: u16, dest: &Path) -> Nginx {
+    let pidfile = prefix.join("nginx.pid");
+    let conf = prefix.join("nginx.conf");
+    let temp = |n: &str| prefix.join(n).display().to_string();
+    fs::write(
+        &conf,
+        format!(
+            "pid {pid};\nerror_log {log} notice;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t1};\n  proxy_temp_path {t2};\n  fastcgi_temp_path {t3};\n  uwsgi_temp_path {t4};\n  scgi_temp_path {t5};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {dest}/tls.crt;\n    ssl_certificate_key {dest}/tls.key;\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+            pid = pidfile.display(),
+            log = prefix.join("logs/error.log").display(),
+            t1 = temp("t1"),
+            t2 = temp("t2"),
+            t3 = temp("t3"),
+            t4 = temp("t4"),
+            t5 = temp("t5"),
+            dest = dest.display()
+        ),
+    )
+    .unwrap();
+    let started = Command::new(nginx_bin)
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let guard = Nginx { pidfile };
+    wait_for(
+        "nginx serving",
+        || served_serial(port).is_some(),
+        || fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default(),
+    );
+    guard
+}
+
 #[test]
 fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     let Some(nginx_bin) = nginx() else { return };
@@ -97,48 +149,8 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     );
 
     // nginx on a free loopback port, serving the installed pair.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = prefix.join("nginx.conf");
-    let temp = |n: &str| prefix.join(n).display().to_string();
-    fs::write(
-        &conf,
-        format!(
-            "pid {pid};\nerror_log {log} notice;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t1};\n  proxy_temp_path {t2};\n  fastcgi_temp_path {t3};\n  uwsgi_temp_path {t4};\n  scgi_temp_path {t5};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {dest}/tls.crt;\n    ssl_certificate_key {dest}/tls.key;\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
-            pid = pidfile.display(),
-            log = prefix.join("logs/error.log").display(),
-            t1 = temp("t1"),
-            t2 = temp("t2"),
-            t3 = temp("t3"),
-            t4 = temp("t4"),
-            t5 = temp("t5"),
-            dest = env.dest.display()
-        ),
-    )
-    .unwrap();
-    let started = Command::new(nginx_bin)
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf)
-        .output()
-        .unwrap();
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let _guard = Nginx {
-        pidfile: pidfile.clone(),
-    };
-    wait_for(
-        "nginx serving",
-        || served_serial(port).is_some(),
-        || fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default(),
-    );
+    let port = free_port();
+    let _guard = start_nginx(nginx_bin, &prefix, port, &env.dest);
     let reloads = || {
         fs::read_to_string(prefix.join("logs/error.log"))
             .unwrap_or_default()
@@ -179,4 +191,130 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
         || d.log(),
     );
     assert_eq!(env.run(&["status"]).status.code(), Some(0));
+}
+
+/// A files bridge for the pair with `verify` of 127.0.0.1:`port` (SNI
+/// localhost, within 3 s) and no `then:` action; `escalate` is the YAML
+/// list of its escalation actions.
+fn verify_env(port: u16, escalate: &str) -> Env {
+    let env = Env::new(&format!(
+        "    require: [tls.crt, tls.key]\n    validate: {{ tls-pair: {{ cert: tls.crt, key: tls.key }} }}\n    verify: {{ tls-endpoint: \"127.0.0.1:{port}\", sni: localhost, within: 3s, escalate: {escalate} }}\n    then: []\n"
+    ));
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("kind: udev-rules", "kind: files");
+    fs::write(&env.config, cfg).unwrap();
+    env
+}
+
+fn status_json(env: &Env) -> serde_json::Value {
+    serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap()
+}
+
+#[test]
+fn verify_finds_nginx_still_serving_the_old_certificate() {
+    let Some(nginx_bin) = nginx() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("nginx");
+    fs::create_dir_all(prefix.join("logs")).unwrap();
+    let (crt_a, key_a, serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
+    let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
+    let port = free_port();
+    let env = verify_env(port, "[]");
+    env.put_renamed("tls.crt", &crt_a);
+    env.put_renamed("tls.key", &key_a);
+    let d = env.start();
+    // Nothing listens yet: not serving, which is not "the old certificate".
+    d.wait_log(&format!(
+        "verify failed (retried on the next sync): not serving: connection to 127.0.0.1:{port} refused (within 3s)"
+    ));
+    let st = status_json(&env);
+    let cert = &st["bridges"][0]["cert"];
+    assert_eq!(cert["file"], "tls.crt", "{cert:#}");
+    assert_eq!(cert["served"]["matches"], false, "{cert:#}");
+    assert!(cert["served"]["serial"].is_null(), "{cert:#}");
+
+    // nginx starts with A; B is installed, and nothing tells nginx.
+    let _nginx = start_nginx(nginx_bin, &prefix, port, &env.dest);
+    env.put_renamed("tls.crt", &crt_b);
+    env.put_renamed("tls.key", &key_b);
+    d.wait_log("verify failed (retried on the next sync): serves serial ");
+    let hex = |s: &str| s.trim_start_matches("serial=").to_ascii_lowercase();
+    let log = d.log();
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("serves serial"))
+        .unwrap()
+        .to_ascii_lowercase()
+        .replace(':', "");
+    assert!(
+        line.contains(&hex(&serial_a)) && line.contains("cn=hostbridge-a"),
+        "names the served certificate: {line}"
+    );
+    assert!(
+        line.contains("not the installed serial") && line.contains(&hex(&serial_b)),
+        "names the installed one: {line}"
+    );
+    let out = env.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "degraded");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("cert tls.crt serial "), "{screen}");
+    let metrics = String::from_utf8_lossy(&env.run(&["status", "--metrics"]).stdout).to_string();
+    assert!(
+        metrics.contains("hostbridge_cert_served{bridge=\"test\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hostbridge_cert_not_after_seconds{bridge=\"test\"} "),
+        "{metrics}"
+    );
+    assert_eq!(served_serial(port), Some(serial_a));
+}
+
+#[test]
+fn verify_escalates_once_and_then_sees_the_new_certificate() {
+    let Some(nginx_bin) = nginx() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("nginx");
+    fs::create_dir_all(prefix.join("logs")).unwrap();
+    let (crt_a, key_a, _) = common::openssl_pair("p256", "hostbridge-a", 30);
+    let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
+    let port = free_port();
+    let env = verify_env(
+        port,
+        &format!(
+            "[ {{ signal: {{ pidfile: {}, process: nginx, signal: HUP }} }} ]",
+            prefix.join("nginx.pid").display()
+        ),
+    );
+    env.put_renamed("tls.crt", &crt_a);
+    env.put_renamed("tls.key", &key_a);
+    fs::create_dir_all(&env.dest).unwrap();
+    let d = env.start();
+    let _nginx = start_nginx(nginx_bin, &prefix, port, &env.dest);
+    // The startup sync's verify may have run before nginx did; B decides.
+    env.put_renamed("tls.crt", &crt_b);
+    env.put_renamed("tls.key", &key_b);
+    d.wait_log("verify ok: serving serial ");
+    let line = d
+        .log()
+        .lines()
+        .rfind(|l| l.contains("verify ok: serving serial"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("CN=hostbridge-b") && line.contains("then escalate: signal ok"),
+        "{line}"
+    );
+    assert_eq!(served_serial(port), Some(serial_b));
+    let st = status_json(&env);
+    let served = &st["bridges"][0]["cert"]["served"];
+    assert_eq!(served["matches"], true, "{served:#}");
+    assert!(served["since"].as_u64().is_some(), "{served:#}");
+    assert_eq!(st["bridges"][0]["health"], "healthy", "{st:#}");
+    let metrics = String::from_utf8_lossy(&env.run(&["status", "--metrics"]).stdout).to_string();
+    assert!(
+        metrics.contains("hostbridge_cert_served{bridge=\"test\"} 1"),
+        "{metrics}"
+    );
 }

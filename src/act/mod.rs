@@ -13,6 +13,7 @@ use crate::sync::SyncReport;
 
 pub(crate) mod revoke;
 pub(crate) mod usb;
+pub(crate) mod verify;
 
 /// A bridge whose files changed and whose `then:` actions are owed.
 #[derive(Debug, Clone)]
@@ -65,6 +66,7 @@ pub(crate) async fn run_owed(config: &Config, owed: &mut [Owed]) {
     let plan = crate::core::act::merge(&lists);
     let mut failed = run_merged(config, plan, owed).await;
     revoke_after(config, owed, &mut failed).await;
+    verify::verify_after(config, owed, &mut failed).await;
     settle_manifests(config, owed, &failed).await;
 }
 

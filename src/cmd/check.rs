@@ -231,6 +231,17 @@ pub(crate) fn describe(c: &Config) -> String {
                 }
             }
         }
+        if let Some(v) = b.files.as_ref().and_then(|f| f.verify.as_ref()) {
+            s += &format!(
+                "  verify     {} serves the installed certificate (TLS handshake, SNI {}), within {}\n",
+                v.endpoint,
+                v.sni,
+                humantime::format_duration(v.within)
+            );
+            for a in &v.escalate {
+                s += &format!("  escalate   {}\n", action_command(c, a));
+            }
+        }
     }
     s
 }

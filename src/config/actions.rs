@@ -33,20 +33,7 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
             if !u.on_replug.is_empty() && expect.is_empty() {
                 return Err("usb-check: on_replug needs expect: (the devices whose re-enumeration it acts on)".into());
             }
-            let on_replug = u
-                .on_replug
-                .into_iter()
-                .map(|raw| match action(raw)? {
-                    a @ (Action::RestartUnit(_)
-                    | Action::ReloadUnit(_)
-                    | Action::Signal { .. }
-                    | Action::Exec { .. }) => Ok(a),
-                    a => Err(format!(
-                        "usb-check: on_replug may restart-unit, reload-unit, signal or exec, not {}",
-                        a.label()
-                    )),
-                })
-                .collect::<Result<_, String>>()?;
+            let on_replug = service_actions(u.on_replug, "usb-check: on_replug")?;
             Action::UsbCheck {
                 user: u.user.map_or_else(|| "nut".into(), |t| t.0),
                 expect,
@@ -71,4 +58,22 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
             settle_timeout: t.settle_timeout.map_or(DEFAULT_SETTLE_TIMEOUT, |d| d.0),
         }),
     })
+}
+
+/// A nested list of actions that act on a service (`on_replug`,
+/// `escalate`): restart-unit, reload-unit, signal or exec; `what` names the
+/// list in errors.
+pub(super) fn service_actions(raws: Vec<RawAction>, what: &str) -> Result<Vec<Action>, String> {
+    raws.into_iter()
+        .map(|raw| match action(raw)? {
+            a @ (Action::RestartUnit(_)
+            | Action::ReloadUnit(_)
+            | Action::Signal { .. }
+            | Action::Exec { .. }) => Ok(a),
+            a => Err(format!(
+                "{what} may restart-unit, reload-unit, signal or exec, not {}",
+                a.label()
+            )),
+        })
+        .collect()
 }

@@ -25,7 +25,17 @@ impl Validator<'_> {
     ) -> Result<(Bridge, RawLocs), ConfigError> {
         let origin = rb.origin.clone();
         self.kind_keys(&rb, &origin)?;
-        let files = (rb.kind == Kind::Files).then(|| files_settings(&rb));
+        let files = match rb.kind {
+            Kind::Files => Some(files_settings(&mut rb).map_err(|e| {
+                let name = &rb.name.value.0;
+                self.err(
+                    &origin,
+                    &rb.name.referenced,
+                    format!("bridge {name:?}: {e}"),
+                )
+            })?),
+            Kind::UdevRules => None,
+        };
         let settle = self.settle(
             &origin,
             &rb.settle.take().unwrap_or_default(),
@@ -142,6 +152,7 @@ impl Validator<'_> {
             ("require", rb.require.is_some()),
             ("validate", rb.validate.is_some()),
             ("swap", rb.swap.is_some()),
+            ("verify", rb.verify.is_some()),
         ];
         let rules_only = [
             ("policy", rb.policy.is_some()),
@@ -291,7 +302,7 @@ fn default_include(kind: Kind) -> Vec<String> {
     }
 }
 
-fn files_settings(rb: &RawBridge) -> FilesSettings {
+fn files_settings(rb: &mut RawBridge) -> Result<FilesSettings, String> {
     let tls_pair = rb
         .validate
         .as_ref()
@@ -307,11 +318,44 @@ fn files_settings(rb: &RawBridge) -> FilesSettings {
         None if tls_pair.is_some() => Swap::SymlinkDir,
         None => Swap::Rename,
     };
-    FilesSettings {
+    let verify = match rb.verify.take() {
+        None => None,
+        Some(_) if tls_pair.is_none() => {
+            return Err(
+                "verify needs validate: { tls-pair: … } (the certificate it compares with)".into(),
+            );
+        }
+        Some(v) => Some(verify(v)?),
+    };
+    Ok(FilesSettings {
         owner: rb.owner.as_ref().map(|t| t.0.clone()),
         group: rb.group.as_ref().map(|t| t.0.clone()),
         require: rb.require.iter().flatten().map(|p| p.0.clone()).collect(),
         tls_pair,
         swap,
-    }
+        verify,
+    })
+}
+
+/// `verify:`: the endpoint is `host:port` (`[v6]:port` for IPv6); the
+/// server name defaults to its host.
+fn verify(v: raw::RawVerify) -> Result<Verify, String> {
+    let endpoint = v.tls_endpoint.0;
+    let host = match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        _ => {
+            return Err(format!(
+                "verify: tls-endpoint {endpoint:?} is not host:port (e.g. \"127.0.0.1:8443\")"
+            ));
+        }
+    };
+    Ok(Verify {
+        endpoint,
+        sni: v.sni.map_or(host, |s| s.0),
+        within: v.within.map_or(DEFAULT_VERIFY_WITHIN, |d| d.0),
+        escalate: super::actions::service_actions(v.escalate, "verify: escalate")?,
+    })
 }

@@ -197,7 +197,26 @@ pub(crate) struct FilesSettings {
     pub(crate) tls_pair: Option<TlsPair>,
     /// How the set is swapped in.
     pub(crate) swap: Swap,
+    /// Check the service serves the installed certificate.
+    pub(crate) verify: Option<Verify>,
 }
+
+/// `verify:` of a files bridge: after its actions, a TLS handshake with
+/// `endpoint` must present the certificate of the bridge's `tls-pair`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verify {
+    /// `host:port`.
+    pub(crate) endpoint: String,
+    /// The server name sent (an IP address: none).
+    pub(crate) sni: String,
+    /// How long to keep trying.
+    pub(crate) within: Duration,
+    /// Actions run once when it is not served within `within`.
+    pub(crate) escalate: Vec<Action>,
+}
+
+/// Default `within` of `verify`.
+pub(crate) const DEFAULT_VERIFY_WITHIN: Duration = Duration::from_secs(30);
 
 /// `validate: { tls-pair: … }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +239,7 @@ pub(crate) enum Swap {
 }
 
 /// Default `expiry_warning` of `tls-pair`.
-pub(crate) const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(7 * 86400);
+pub(crate) const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86400);
 
 /// Default `mode` of kind files.
 pub(crate) const DEFAULT_FILES_MODE: u32 = 0o644;
@@ -280,17 +299,31 @@ pub(crate) enum Action {
 }
 
 impl Bridge {
-    /// Every action the bridge may run: its `then:` list, and after each
-    /// `usb-check` its `on_replug` actions (checks of actions, such as
-    /// where a pid file may lie, must see both).
+    /// Whether a change owes the bridge anything after its files are in
+    /// place: `then:` actions, or a `verify` (which runs after them).
+    pub(crate) fn acts(&self) -> bool {
+        !self.then.is_empty() || self.files.as_ref().is_some_and(|f| f.verify.is_some())
+    }
+
+    /// Every action the bridge may run: its `then:` list, after each
+    /// `usb-check` its `on_replug` actions, and its `verify`'s `escalate`
+    /// (checks of actions, such as where a pid file may lie, must see all).
     pub(crate) fn actions(&self) -> impl Iterator<Item = &Action> {
-        self.then.iter().flat_map(|a| {
-            let nested = match a {
-                Action::UsbCheck { on_replug, .. } => on_replug.as_slice(),
-                _ => &[],
-            };
-            std::iter::once(a).chain(nested)
-        })
+        let escalate = self
+            .files
+            .iter()
+            .filter_map(|f| f.verify.as_ref())
+            .flat_map(|v| &v.escalate);
+        self.then
+            .iter()
+            .flat_map(|a| {
+                let nested = match a {
+                    Action::UsbCheck { on_replug, .. } => on_replug.as_slice(),
+                    _ => &[],
+                };
+                std::iter::once(a).chain(nested)
+            })
+            .chain(escalate)
     }
 }
 

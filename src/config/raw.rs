@@ -161,6 +161,9 @@ pub(crate) struct RawBridge {
     pub(crate) validate: Option<RawValidate>,
     /// kind files: how a set is swapped in. Default symlink-dir with validate, else rename.
     pub(crate) swap: Option<RawSwap>,
+    /// kind files: after the actions, check that a TLS endpoint serves the
+    /// installed certificate.
+    pub(crate) verify: Option<RawVerify>,
     /// The file this bridge came from (set after parsing).
     #[serde(skip)]
     pub(crate) origin: PathBuf,
@@ -185,6 +188,22 @@ pub(crate) struct RawValidate {
     pub(crate) tls_pair: Option<RawTlsPair>,
 }
 
+/// `verify:` of a files bridge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVerify {
+    /// `host:port` of the TLS endpoint that must serve the certificate.
+    #[serde(rename = "tls-endpoint")]
+    pub(crate) tls_endpoint: Token,
+    /// The server name sent (SNI). Default: the endpoint's host.
+    pub(crate) sni: Option<Token>,
+    /// How long the service may take to serve it. Default 30s.
+    pub(crate) within: Option<Dur>,
+    /// Run once when it is not served by then, then verify again.
+    #[serde(default)]
+    pub(crate) escalate: Vec<RawAction>,
+}
+
 /// `validate: { tls-pair: … }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,7 +212,7 @@ pub(crate) struct RawTlsPair {
     pub(crate) cert: Pattern,
     /// The private key file name (PEM).
     pub(crate) key: Pattern,
-    /// Warn when the certificate expires within this. Default 7 days.
+    /// Warn when the certificate expires within this. Default 14 days.
     pub(crate) expiry_warning: Option<Dur>,
 }
 

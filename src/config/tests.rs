@@ -378,3 +378,69 @@ fn on_replug_takes_service_actions_for_expected_devices() {
     .unwrap_err();
     assert!(e.message.contains("not usb-check"), "{e}");
 }
+
+#[test]
+fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
+    let files = "bridges:\n  - name: certs\n    kind: files\n    source: /run/c\n    install_to: /etc/loki/tls\n";
+    let pair = "    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n";
+    let c = p(&format!(
+        "{files}{pair}    verify: {{ tls-endpoint: \"loki.example:3100\" }}\n"
+    ))
+    .expect("parses");
+    let f = c.bridges[0].files.as_ref().unwrap();
+    assert_eq!(
+        f.verify,
+        Some(Verify {
+            endpoint: "loki.example:3100".into(),
+            sni: "loki.example".into(),
+            within: DEFAULT_VERIFY_WITHIN,
+            escalate: vec![],
+        })
+    );
+    assert_eq!(
+        f.tls_pair.as_ref().unwrap().expiry_warning.as_secs(),
+        14 * 86400
+    );
+    let c = p(&format!(
+        "{files}{pair}    verify: {{ tls-endpoint: \"[::1]:8443\", sni: loki.example, within: 1m, escalate: [ restart-unit: loki.service ] }}\n"
+    ))
+    .expect("parses");
+    let v = c.bridges[0].files.as_ref().unwrap().verify.clone().unwrap();
+    assert_eq!((v.sni.as_str(), v.within.as_secs()), ("loki.example", 60));
+    assert_eq!(v.escalate, vec![Action::RestartUnit("loki.service".into())]);
+    assert!(c.bridges[0].acts(), "a verify alone is owed after a change");
+
+    for (text, needle) in [
+        (
+            format!("{files}    verify: {{ tls-endpoint: \"127.0.0.1:8443\" }}\n"),
+            "verify needs validate: { tls-pair",
+        ),
+        (
+            format!("{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1\" }}\n"),
+            "is not host:port",
+        ),
+        (
+            format!("{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:0\" }}\n"),
+            "is not host:port",
+        ),
+        (
+            format!(
+                "{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:1\", escalate: [ udev-reload ] }}\n"
+            ),
+            "verify: escalate may restart-unit, reload-unit, signal or exec, not udev-reload",
+        ),
+        (
+            format!(
+                "{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:1\", escalate: [ signal: {{ pidfile: /run/c/x.pid, process: x, signal: HUP }} ] }}\n"
+            ),
+            "inside bridge \"certs\"'s source",
+        ),
+        (
+            format!("{SAMPLE}    verify: {{ tls-endpoint: \"127.0.0.1:1\" }}\n"),
+            "`verify` only applies to kind files",
+        ),
+    ] {
+        let e = p(&text).unwrap_err();
+        assert!(e.message.contains(needle), "{e}\nwanted {needle:?}");
+    }
+}

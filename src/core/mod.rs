@@ -12,6 +12,7 @@ pub(crate) mod plan;
 pub(crate) mod replug;
 pub(crate) mod retry;
 pub mod rules;
+pub(crate) mod served;
 pub(crate) mod settle;
 pub(crate) mod stamp;
 pub(crate) mod status;

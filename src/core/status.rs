@@ -97,6 +97,71 @@ pub(crate) struct Bridge {
     /// expected device re-enumerated since the daemon started.
     #[serde(default)]
     pub(crate) replug: Option<Replug>,
+    /// The certificate of a files bridge with `validate: tls-pair`, as last
+    /// installed, and what its `verify` endpoint served.
+    #[serde(default)]
+    pub(crate) cert: Option<Cert>,
+}
+
+/// A files bridge's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Cert {
+    /// The file name (`tls.crt`).
+    pub(crate) file: String,
+    /// Serial, hex with colons.
+    pub(crate) serial: String,
+    /// Subject.
+    pub(crate) subject: String,
+    /// Not after (Unix seconds).
+    pub(crate) not_after: i64,
+    /// The `expiry_warning` window (seconds): closer to `not_after` than
+    /// this degrades the bridge (the renewal is overdue).
+    pub(crate) warn_within: u64,
+    /// The latest `verify` of the endpoint, if the bridge has one.
+    pub(crate) served: Option<Served>,
+}
+
+/// What a `verify` found at the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Served {
+    /// When (Unix seconds).
+    pub(crate) at: u64,
+    /// `host:port`.
+    pub(crate) endpoint: String,
+    /// Whether it serves the installed certificate.
+    pub(crate) matches: bool,
+    /// The serial it serves (`None`: nothing served there).
+    pub(crate) serial: Option<String>,
+    /// The subject it serves.
+    pub(crate) subject: Option<String>,
+    /// One line: "serving serial … (CN=…)", "serves serial …, not the
+    /// installed …", "not serving: connection … refused".
+    pub(crate) detail: String,
+    /// Since when it has served the installed certificate (Unix seconds).
+    pub(crate) since: Option<u64>,
+}
+
+impl Cert {
+    /// Why the bridge needs attention because of its certificate, at
+    /// `now`: expiring within the warning window, or not served.
+    pub(crate) fn problem(&self, now: u64) -> Option<String> {
+        if let Some(s) = self.served.as_ref().filter(|s| !s.matches) {
+            return Some(format!("verify {}: {}", s.endpoint, s.detail));
+        }
+        let left = self.not_after - now as i64;
+        (left < self.warn_within as i64).then(|| {
+            if left <= 0 {
+                format!("{}: serial {} has expired", self.file, self.serial)
+            } else {
+                format!(
+                    "{}: serial {} expires in {} (within the expiry_warning window): the renewal is overdue",
+                    self.file,
+                    self.serial,
+                    render::ago(left as u64, 0)
+                )
+            }
+        })
+    }
 }
 
 /// A run of `on_replug` actions (`core::replug`).
@@ -423,6 +488,31 @@ impl Bridge {
         self.last_sync = Some(sync);
     }
 
+    /// Records a sync's certificate (the pair it validated) and what its
+    /// `verify` found: the served record stays with the certificate it
+    /// was made for, and `since` carries over while the same certificate
+    /// keeps being served.
+    pub(crate) fn note_cert(&mut self, cert: Option<Cert>, served: Option<Served>) {
+        if let Some(mut c) = cert {
+            if let Some(old) = self.cert.take().filter(|o| o.serial == c.serial) {
+                c.served = old.served;
+            }
+            self.cert = Some(c);
+        }
+        let (Some(c), Some(mut s)) = (self.cert.as_mut(), served) else {
+            return;
+        };
+        if s.matches {
+            let before = c
+                .served
+                .as_ref()
+                .filter(|o| o.matches && o.serial == s.serial)
+                .and_then(|o| o.since);
+            s.since = before.or(Some(s.at));
+        }
+        c.served = Some(s);
+    }
+
     /// Sets `health` and `reason` from the watch, the last sync and the
     /// latest USB check. A USB check at or after the last sync supersedes
     /// that sync's `usb-check` action result (a device plugged in later).
@@ -476,7 +566,8 @@ impl Bridge {
                     .and_then(|s| s.first_problem_except(skip))
             })
             .or(usb_problem)
-            .or(replug_problem);
+            .or(replug_problem)
+            .or_else(|| self.cert.as_ref().and_then(|c| c.problem(now)));
         self.health = if reason.is_some() {
             Health::Degraded
         } else {

@@ -18,6 +18,7 @@ pub(crate) mod socket;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod targets;
+pub(crate) mod tls_probe;
 pub(crate) mod usb;
 pub(crate) mod verified;
 pub(crate) mod watch;

@@ -242,7 +242,7 @@ fn put_in_place(
 /// intent record, which until then says what a crash needs (the actions
 /// owed, every name planned). So a sync writes the manifest twice.
 fn save_final(t: &Target<'_>, manifest: &mut Manifest) -> Result<()> {
-    if manifest.actions_pending && !t.bridge.then.is_empty() {
+    if manifest.actions_pending && t.bridge.acts() {
         return Ok(());
     }
     manifest.left = t.state.save(&t.bridge.name, manifest)?;
@@ -269,7 +269,7 @@ fn save_intent(
         ..Manifest::default()
     };
     // Should it crash midway, the next run owes the actions for all of them.
-    if !t.bridge.then.is_empty() {
+    if t.bridge.acts() {
         head.changed.extend(changing.iter().map(|n| n.to_string()));
     }
     let (mut after, mut before, mut seen) = (
@@ -299,7 +299,7 @@ fn append_intent(t: &Target<'_>, plan: &Plan) -> Result<()> {
         Op::Install { name, .. } | Op::Replace { name, .. } => (name, plan.owned_after.get(name)),
         Op::Prune { name } => (name, None),
     });
-    let block = crate::host::state::format::intent(!t.bridge.then.is_empty(), planned);
+    let block = crate::host::state::format::intent(t.bridge.acts(), planned);
     t.state.append_intent(&t.bridge.name, &block)
 }
 
@@ -317,7 +317,7 @@ fn keep_previous(after: &mut BTreeMap<String, plan::Owned>, manifest: &Manifest,
 /// ([`crate::core::act::owed_after`]), from the manifest before it.
 fn owed_after(bridge: &Bridge, before: &Manifest, report: &SyncReport) -> (bool, BTreeSet<String>) {
     crate::core::act::owed_after(
-        !bridge.then.is_empty(),
+        bridge.acts(),
         (before.actions_pending, &before.changed),
         &report.changed_names(),
     )

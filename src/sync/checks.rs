@@ -68,6 +68,14 @@ pub(super) fn set_checks(
                     .findings
                     .push(finding(Severity::Warning, format!("{cert} and {key}: {w}")));
             }
+            report.cert = Some(crate::core::status::Cert {
+                file: cert.to_string(),
+                serial: info.serial,
+                subject: info.subject,
+                not_after: info.not_after,
+                warn_within: pair.expiry_warning.as_secs(),
+                served: None,
+            });
             None
         }
         Err(e) => {

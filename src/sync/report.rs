@@ -52,6 +52,10 @@ pub(crate) struct SyncReport {
     pub(crate) unreadable: Vec<String>,
     /// Actions run, in order.
     pub(crate) actions: Vec<ActionOutcome>,
+    /// The certificate of a valid TLS pair this sync read (`tls-pair`).
+    pub(crate) cert: Option<crate::core::status::Cert>,
+    /// What the `verify` step found after the actions.
+    pub(crate) served: Option<crate::core::status::Served>,
 }
 
 impl SyncReport {

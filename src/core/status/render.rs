@@ -82,6 +82,31 @@ pub(crate) fn render(st: &Status, now: u64) -> String {
                 escape(&u.summary)
             );
         }
+        if let Some(c) = &b.cert {
+            let left = c.not_after - now as i64;
+            let expiry = if left > 0 {
+                format!("expires in {}", ago(left as u64, 0))
+            } else {
+                "expired".to_string()
+            };
+            let served = c.served.as_ref().map_or(String::new(), |s| {
+                let since = s
+                    .since
+                    .map_or(String::new(), |t| format!(", for {}", ago(now, t)));
+                format!(
+                    "; verify {} ({} ago): {}{since}",
+                    escape(&s.endpoint),
+                    ago(now, s.at),
+                    escape(&s.detail)
+                )
+            });
+            let _ = writeln!(
+                out,
+                "  cert {} serial {}, {expiry}{served}",
+                escape(&c.file),
+                escape(&c.serial)
+            );
+        }
         if let Some(r) = &b.replug {
             let result = match r.ok {
                 None => "running".to_string(),
@@ -226,6 +251,24 @@ const FAMILIES: &[Family] = &[
         kind: "counter",
         help: "Failed actions.",
         samples: |b| vec![("", b.counters.action_failures as f64)],
+    },
+    Family {
+        name: "hostbridge_cert_not_after_seconds",
+        kind: "gauge",
+        help: "Not-after of the installed certificate (files bridges with validate: tls-pair).",
+        samples: |b| b.cert.iter().map(|c| ("", c.not_after as f64)).collect(),
+    },
+    Family {
+        name: "hostbridge_cert_served",
+        kind: "gauge",
+        help: "1 if the verify endpoint served the installed certificate at the last check.",
+        samples: |b| {
+            b.cert
+                .iter()
+                .filter_map(|c| c.served.as_ref())
+                .map(|s| ("", flag(s.matches)))
+                .collect()
+        },
     },
     Family {
         name: "hostbridge_replug_runs_total",

@@ -50,6 +50,7 @@ pub(crate) fn bridge(name: &str, last: Option<Sync>) -> Bridge {
         },
         usb: None,
         replug: None,
+        cert: None,
     }
 }
 
@@ -437,4 +438,111 @@ fn a_large_sync_keeps_its_counts_and_only_its_first_names() {
     let mut old = sync(1000);
     old.totals = Totals::default();
     assert_eq!(old.counts().installed, 1);
+}
+
+fn cert(serial: &str, not_after: i64) -> Cert {
+    Cert {
+        file: "tls.crt".into(),
+        serial: serial.into(),
+        subject: "CN=loki".into(),
+        not_after,
+        warn_within: 14 * 86400,
+        served: None,
+    }
+}
+
+fn served(at: u64, serial: &str, matches: bool) -> Served {
+    Served {
+        at,
+        endpoint: "127.0.0.1:3100".into(),
+        matches,
+        serial: Some(serial.into()),
+        subject: Some("CN=loki".into()),
+        detail: if matches {
+            format!("serving serial {serial} (CN=loki)")
+        } else {
+            format!("serves serial {serial} (CN=loki), not the installed serial 02 (CN=loki)")
+        },
+        since: None,
+    }
+}
+
+#[test]
+fn a_certificate_is_served_since_its_first_good_verify() {
+    let day = 86400;
+    let mut b = bridge("loki-cert", Some(sync(1000)));
+    b.note_cert(Some(cert("01", 100 * day)), Some(served(1000, "01", true)));
+    assert_eq!(
+        b.cert.as_ref().unwrap().served.as_ref().unwrap().since,
+        Some(1000)
+    );
+    // The same certificate, verified again: served since the first time.
+    b.note_cert(Some(cert("01", 100 * day)), Some(served(2000, "01", true)));
+    let s = b.cert.as_ref().unwrap().served.clone().unwrap();
+    assert_eq!((s.at, s.since), (2000, Some(1000)));
+    // A sync with no verify (nothing changed) keeps what was served.
+    b.note_cert(Some(cert("01", 100 * day)), None);
+    assert_eq!(b.cert.as_ref().unwrap().served.as_ref().unwrap().at, 2000);
+    b.assess(3000);
+    assert_eq!(b.health, Health::Healthy, "{:?}", b.reason);
+
+    // A new certificate the service does not serve yet: degraded, naming both.
+    b.note_cert(Some(cert("02", 100 * day)), Some(served(4000, "01", false)));
+    let s = b.cert.as_ref().unwrap().served.clone().unwrap();
+    assert_eq!((s.matches, s.since), (false, None));
+    b.assess(4000);
+    assert_eq!(b.health, Health::Degraded);
+    assert!(
+        b.reason.as_deref().unwrap().starts_with(
+            "verify 127.0.0.1:3100: serves serial 01 (CN=loki), not the installed serial 02"
+        ),
+        "{:?}",
+        b.reason
+    );
+    // A new certificate forgets what was served of the old one.
+    b.note_cert(Some(cert("03", 100 * day)), None);
+    assert!(b.cert.as_ref().unwrap().served.is_none());
+}
+
+#[test]
+fn a_certificate_inside_its_expiry_window_degrades_the_bridge() {
+    let day = 86400;
+    let mut b = bridge("loki-cert", Some(sync(1000)));
+    b.cert = Some(cert("0a", 1000 + 20 * day));
+    b.assess(1000);
+    assert_eq!(b.health, Health::Healthy);
+    b.assess((1000 + 10 * day) as u64);
+    assert_eq!(
+        b.reason.as_deref(),
+        Some(
+            "tls.crt: serial 0a expires in 10 d (within the expiry_warning window): the renewal is overdue"
+        )
+    );
+    b.assess((1000 + 21 * day) as u64);
+    assert_eq!(b.reason.as_deref(), Some("tls.crt: serial 0a has expired"));
+
+    let mut st = doc(vec![b]);
+    st.bridges[0].cert.as_mut().unwrap().served = Some(Served {
+        since: Some(1000),
+        ..served(1000 + day as u64, "0a", true)
+    });
+    let screen = render(&st, (1000 + day) as u64 + 5);
+    assert!(
+        screen.contains(
+            "  cert tls.crt serial 0a, expires in 18 d; verify 127.0.0.1:3100 (5 s ago): serving serial 0a (CN=loki), for 1 d\n"
+        ),
+        "{screen}"
+    );
+    let m = metrics(&st);
+    assert!(
+        m.contains(&format!(
+            "hostbridge_cert_not_after_seconds{{bridge=\"loki-cert\"}} {}",
+            1000 + 20 * day
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("hostbridge_cert_served{bridge=\"loki-cert\"} 1"),
+        "{m}"
+    );
 }
