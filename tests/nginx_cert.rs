@@ -80,21 +80,31 @@ fn free_port() -> u16 {
 /// serving `dest/tls.crt` and `dest/tls.key` on 127.0.0.1:`port`; returns
 /// once it serves.
 fn start_nginx(nginx_bin: &str, prefix: &Path, port: u16, dest: &Path) -> Nginx {
+    let server = format!(
+        "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {dest}/tls.crt;\n    ssl_certificate_key {dest}/tls.key;\n    location / {{ return 200 \"ok\"; }}",
+        dest = dest.display()
+    );
+    run_nginx(nginx_bin, prefix, &server, || served_serial(port).is_some())
+}
+
+/// Starts nginx under `prefix` with one `server { … }` holding `server`
+/// (access log: `prefix/logs/access.log`); returns once `ready`.
+fn run_nginx(nginx_bin: &str, prefix: &Path, server: &str, ready: impl FnMut() -> bool) -> Nginx {
     let pidfile = prefix.join("nginx.pid");
     let conf = prefix.join("nginx.conf");
     let temp = |n: &str| prefix.join(n).display().to_string();
     fs::write(
         &conf,
         format!(
-            "pid {pid};\nerror_log {log} notice;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {t1};\n  proxy_temp_path {t2};\n  fastcgi_temp_path {t3};\n  uwsgi_temp_path {t4};\n  scgi_temp_path {t5};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {dest}/tls.crt;\n    ssl_certificate_key {dest}/tls.key;\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+            "pid {pid};\nerror_log {log} notice;\nevents {{}}\nhttp {{\n  access_log {access};\n  client_body_temp_path {t1};\n  proxy_temp_path {t2};\n  fastcgi_temp_path {t3};\n  uwsgi_temp_path {t4};\n  scgi_temp_path {t5};\n  server {{\n    {server}\n  }}\n}}\n",
             pid = pidfile.display(),
             log = prefix.join("logs/error.log").display(),
+            access = prefix.join("logs/access.log").display(),
             t1 = temp("t1"),
             t2 = temp("t2"),
             t3 = temp("t3"),
             t4 = temp("t4"),
             t5 = temp("t5"),
-            dest = dest.display()
         ),
     )
     .unwrap();
@@ -111,11 +121,9 @@ fn start_nginx(nginx_bin: &str, prefix: &Path, port: u16, dest: &Path) -> Nginx 
         String::from_utf8_lossy(&started.stderr)
     );
     let guard = Nginx { pidfile };
-    wait_for(
-        "nginx serving",
-        || served_serial(port).is_some(),
-        || fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default(),
-    );
+    wait_for("nginx serving", ready, || {
+        fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default()
+    });
     guard
 }
 
@@ -317,4 +325,42 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
         metrics.contains("hostbridge_cert_served{bridge=\"test\"} 1"),
         "{metrics}"
     );
+}
+
+#[test]
+fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
+    let Some(nginx_bin) = nginx() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("nginx");
+    fs::create_dir_all(prefix.join("logs")).unwrap();
+    let sock = work.path().join("admin.sock");
+    let server = format!(
+        "listen unix:{};\n    location = /-/reload {{\n      if ($request_method != POST) {{ return 405; }}\n      return 200 \"reloaded\\n\";\n    }}",
+        sock.display()
+    );
+    let _nginx = run_nginx(nginx_bin, &prefix, &server, || sock.exists());
+    let env = Env::new_files(&format!(
+        "    then:\n      - http: {{ url: \"http://localhost/-/reload\", socket: {} }}\n",
+        sock.display()
+    ));
+    env.put("app.conf", "a\n");
+    let d = env.start();
+    d.wait_log(&format!(
+        "http ok: POST http://localhost/-/reload via {}: HTTP 200",
+        sock.display()
+    ));
+    let access = fs::read_to_string(prefix.join("logs/access.log")).unwrap();
+    assert!(
+        access.contains("\"POST /-/reload HTTP/1.1\" 200"),
+        "{access}"
+    );
+    // A path nginx does not serve: its 404 is the action's failure.
+    env.write_files_config(&format!(
+        "    then:\n      - http: {{ url: \"http://localhost/nope\", socket: {} }}\n",
+        sock.display()
+    ));
+    assert_eq!(env.run(&["reload"]).status.code(), Some(0));
+    env.put("app.conf", "b\n");
+    d.wait_log("http failed (retried on the next sync): POST http://localhost/nope via ");
+    assert!(d.log().contains(": HTTP 404, expected 200"), "{}", d.log());
 }

@@ -282,6 +282,16 @@ fn action_command(c: &Config, a: &Action) -> String {
             }
         ),
         Action::ReloadUnit(u) => format!("{} reload {u}", c.systemctl.display()),
+        Action::Http(h) => format!(
+            "{} {}{} (expect HTTP {}, timeout {})",
+            h.method,
+            h.url,
+            h.socket
+                .as_ref()
+                .map_or(String::new(), |s| format!(" via {}", s.display())),
+            h.expect_status,
+            humantime::format_duration(h.timeout)
+        ),
         Action::Exec { argv, timeout } => format!(
             "{} (timeout {})",
             argv.join(" "),

@@ -42,6 +42,30 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
             }
         }
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
+        RawAction::Http(h) => {
+            let parsed =
+                crate::core::http::Url::parse(&h.url.0).map_err(|e| format!("http: {e}"))?;
+            let method = h.method.map_or_else(|| "POST".to_string(), |m| m.0);
+            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!(
+                    "http: method {method:?} is not an HTTP method (POST, PUT, GET, …)"
+                ));
+            }
+            let expect_status = h.expect_status.unwrap_or(200);
+            if !(100..600).contains(&expect_status) {
+                return Err(format!(
+                    "http: expect_status {expect_status} is not an HTTP status"
+                ));
+            }
+            Action::Http(HttpAction {
+                url: h.url.0,
+                parsed,
+                socket: h.socket.map(|s| s.0),
+                method,
+                expect_status,
+                timeout: h.timeout.map_or(DEFAULT_HTTP_TIMEOUT, |d| d.0),
+            })
+        }
         RawAction::Exec(e) => {
             if e.argv.first().is_none_or(|p| !p.starts_with('/')) {
                 return Err("exec argv must start with an absolute program path".into());
@@ -61,7 +85,7 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
 }
 
 /// A nested list of actions that act on a service (`on_replug`,
-/// `escalate`): restart-unit, reload-unit, signal or exec; `what` names the
+/// `escalate`): restart-unit, reload-unit, signal, http or exec; `what` names the
 /// list in errors.
 pub(super) fn service_actions(raws: Vec<RawAction>, what: &str) -> Result<Vec<Action>, String> {
     raws.into_iter()
@@ -69,9 +93,10 @@ pub(super) fn service_actions(raws: Vec<RawAction>, what: &str) -> Result<Vec<Ac
             a @ (Action::RestartUnit(_)
             | Action::ReloadUnit(_)
             | Action::Signal { .. }
+            | Action::Http(_)
             | Action::Exec { .. }) => Ok(a),
             a => Err(format!(
-                "{what} may restart-unit, reload-unit, signal or exec, not {}",
+                "{what} may restart-unit, reload-unit, signal, http or exec, not {}",
                 a.label()
             )),
         })

@@ -289,6 +289,8 @@ pub(crate) enum Action {
         /// (`core::replug`); never udev actions or another usb-check.
         on_replug: Vec<Action>,
     },
+    /// An HTTP request to a reload endpoint, over TCP or a Unix socket.
+    Http(HttpAction),
     /// Run a program.
     Exec {
         /// Program and arguments.
@@ -345,6 +347,27 @@ impl Action {
     }
 }
 
+/// `http:`: one request, no body; the answer's status must be
+/// `expect_status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpAction {
+    /// The URL as written.
+    pub(crate) url: String,
+    /// It, parsed.
+    pub(crate) parsed: crate::core::http::Url,
+    /// A Unix socket to send it to instead.
+    pub(crate) socket: Option<PathBuf>,
+    /// `POST`, `PUT`, `GET`, …
+    pub(crate) method: String,
+    /// The status that means it worked.
+    pub(crate) expect_status: u16,
+    /// The whole exchange's bound.
+    pub(crate) timeout: Duration,
+}
+
+/// Default `timeout` of `http`.
+pub(crate) const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Whom a `signal` action signals.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Target {
@@ -388,6 +411,7 @@ impl Action {
             Action::ReloadUnit(_) => "reload-unit",
             Action::Exec { .. } => "exec",
             Action::UsbCheck { .. } => "usb-check",
+            Action::Http(_) => "http",
         }
     }
 }

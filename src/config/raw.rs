@@ -310,6 +310,24 @@ pub(crate) enum RawAction {
     Exec(RawExec),
     /// Check that the USB devices the rules grant are accessible.
     UsbCheck(RawUsbCheck),
+    /// An HTTP request to a reload endpoint.
+    Http(RawHttp),
+}
+
+/// `http: { url, socket, method, expect_status, timeout }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    /// `http://host[:port]/path`.
+    pub(crate) url: Token,
+    /// A Unix socket to send it to instead of the URL's host.
+    pub(crate) socket: Option<AbsPath>,
+    /// Default POST.
+    pub(crate) method: Option<Token>,
+    /// Default 200.
+    pub(crate) expect_status: Option<u16>,
+    /// Default 10s.
+    pub(crate) timeout: Option<Dur>,
 }
 
 /// `usb-check: { user, expect, probe, on_replug }`.
@@ -324,7 +342,7 @@ pub(crate) struct RawUsbCheck {
     /// Also really open each node as the user. Default false.
     pub(crate) probe: Option<bool>,
     /// Actions when an expected device re-enumerates (a new device
-    /// number): restart-unit, reload-unit, signal or exec.
+    /// number): restart-unit, reload-unit, signal, http or exec.
     #[serde(default)]
     pub(crate) on_replug: Vec<RawAction>,
 }

@@ -368,8 +368,9 @@ fn on_replug_takes_service_actions_for_expected_devices() {
     );
     let e = p(&with("{ expect: [051d:0002], on_replug: [ udev-reload ] }")).unwrap_err();
     assert!(
-        e.message
-            .contains("on_replug may restart-unit, reload-unit, signal or exec, not udev-reload"),
+        e.message.contains(
+            "on_replug may restart-unit, reload-unit, signal, http or exec, not udev-reload"
+        ),
         "{e}"
     );
     let e = p(&with(
@@ -427,7 +428,7 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
             format!(
                 "{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:1\", escalate: [ udev-reload ] }}\n"
             ),
-            "verify: escalate may restart-unit, reload-unit, signal or exec, not udev-reload",
+            "verify: escalate may restart-unit, reload-unit, signal, http or exec, not udev-reload",
         ),
         (
             format!(
@@ -441,6 +442,58 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
         ),
     ] {
         let e = p(&text).unwrap_err();
+        assert!(e.message.contains(needle), "{e}\nwanted {needle:?}");
+    }
+}
+
+#[test]
+fn http_actions_take_a_url_and_maybe_a_socket() {
+    let with = |a: &str| format!("{SAMPLE}      - http: {a}\n");
+    let c = p(&with("{ url: \"http://127.0.0.1:9090/-/reload\" }")).expect("parses");
+    let Action::Http(h) = &c.bridges[0].then[2] else {
+        panic!("{:?}", c.bridges[0].then)
+    };
+    assert_eq!(
+        (
+            h.method.as_str(),
+            h.expect_status,
+            h.timeout,
+            h.socket.is_none()
+        ),
+        ("POST", 200, DEFAULT_HTTP_TIMEOUT, true)
+    );
+    assert_eq!((h.parsed.port, h.parsed.path.as_str()), (9090, "/-/reload"));
+    let c = p(&with(
+        "{ url: \"http://localhost/load\", socket: /run/caddy/admin.sock, method: PUT, expect_status: 204, timeout: 3s }",
+    ))
+    .expect("parses");
+    let Action::Http(h) = &c.bridges[0].then[2] else {
+        panic!()
+    };
+    assert_eq!(
+        h.socket.as_deref(),
+        Some(Path::new("/run/caddy/admin.sock"))
+    );
+    assert_eq!((h.method.as_str(), h.expect_status), ("PUT", 204));
+    for (a, needle) in [
+        (
+            "{ url: \"https://127.0.0.1/-/reload\" }",
+            "https is not supported",
+        ),
+        (
+            "{ url: \"http://127.0.0.1/x\", method: post }",
+            "is not an HTTP method",
+        ),
+        (
+            "{ url: \"http://127.0.0.1/x\", expect_status: 99 }",
+            "is not an HTTP status",
+        ),
+        (
+            "{ url: \"http://127.0.0.1/x\", socket: relative.sock }",
+            "absolute",
+        ),
+    ] {
+        let e = p(&with(a)).unwrap_err();
         assert!(e.message.contains(needle), "{e}\nwanted {needle:?}");
     }
 }

@@ -6,6 +6,7 @@ pub(crate) mod budget;
 pub(crate) mod fresh;
 pub(crate) mod grace;
 pub(crate) mod hotplug;
+pub(crate) mod http;
 pub(crate) mod inside;
 pub(crate) mod names;
 pub(crate) mod plan;

@@ -105,6 +105,7 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             run_command(&ctx.systemctl, &["reload".into(), u.clone()], UNIT_TIMEOUT).await
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
+        Action::Http(h) => http(h).await,
         Action::UsbCheck { .. } => {
             Err("usb-check is run by act::usb, not as a host command".into())
         }
@@ -382,3 +383,40 @@ impl Drop for GroupKill {
 
 #[cfg(test)]
 mod tests;
+
+/// `http`: the request in a blocking task, bounded by its timeout; ok when
+/// the status is the one expected.
+async fn http(h: &crate::config::HttpAction) -> Result<String, String> {
+    let what = match &h.socket {
+        Some(s) => format!("{} {} via {}", h.method, h.url, s.display()),
+        None => format!("{} {}", h.method, h.url),
+    };
+    let (url, socket, method, timeout) = (
+        h.parsed.clone(),
+        h.socket.clone(),
+        h.method.clone(),
+        h.timeout,
+    );
+    let call = tokio::task::spawn_blocking(move || {
+        super::http::call(&url, socket.as_deref(), &method, timeout)
+    });
+    let answer = match tokio::time::timeout(timeout + Duration::from_secs(1), call).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "timed out after {}",
+            humantime::format_duration(timeout)
+        )),
+    };
+    match answer {
+        Ok((code, _)) if code == h.expect_status => Ok(format!("{what}: HTTP {code}")),
+        Ok((code, body)) if body.is_empty() => {
+            Err(format!("{what}: HTTP {code}, expected {}", h.expect_status))
+        }
+        Ok((code, body)) => Err(format!(
+            "{what}: HTTP {code}, expected {}: {body}",
+            h.expect_status
+        )),
+        Err(e) => Err(format!("{what}: {e}")),
+    }
+}

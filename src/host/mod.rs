@@ -11,6 +11,7 @@ pub(crate) mod fsx;
 pub(crate) mod gendir;
 pub(crate) mod heap;
 pub(crate) mod hotplug;
+pub(crate) mod http;
 pub(crate) mod notify;
 pub(crate) mod nss;
 pub(crate) mod preflight;
