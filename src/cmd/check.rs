@@ -282,6 +282,11 @@ fn action_command(c: &Config, a: &Action) -> String {
             }
         ),
         Action::ReloadUnit(u) => format!("{} reload {u}", c.systemctl.display()),
+        Action::HaproxyCert { socket, cert, .. } => format!(
+            "set ssl cert {0} (its content) + commit ssl cert {0} on {1}",
+            cert.display(),
+            socket.display()
+        ),
         Action::Http(h) => format!(
             "{} {}{} (expect HTTP {}, timeout {})",
             h.method,

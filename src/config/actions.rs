@@ -42,6 +42,11 @@ pub(super) fn action(raw: RawAction) -> Result<Action, String> {
             }
         }
         RawAction::ReloadUnit(u) => Action::ReloadUnit(u.0),
+        RawAction::HaproxyCert(h) => Action::HaproxyCert {
+            socket: h.socket.0,
+            cert: h.cert.0,
+            timeout: h.timeout.map_or(DEFAULT_HTTP_TIMEOUT, |d| d.0),
+        },
         RawAction::Http(h) => {
             let parsed =
                 crate::core::http::Url::parse(&h.url.0).map_err(|e| format!("http: {e}"))?;
@@ -94,9 +99,10 @@ pub(super) fn service_actions(raws: Vec<RawAction>, what: &str) -> Result<Vec<Ac
             | Action::ReloadUnit(_)
             | Action::Signal { .. }
             | Action::Http(_)
+            | Action::HaproxyCert { .. }
             | Action::Exec { .. }) => Ok(a),
             a => Err(format!(
-                "{what} may restart-unit, reload-unit, signal, http or exec, not {}",
+                "{what} may restart-unit, reload-unit, signal, http, haproxy-cert or exec, not {}",
                 a.label()
             )),
         })

@@ -291,6 +291,15 @@ pub(crate) enum Action {
     },
     /// An HTTP request to a reload endpoint, over TCP or a Unix socket.
     Http(HttpAction),
+    /// `set ssl cert` + `commit ssl cert` on HAProxy's stats socket.
+    HaproxyCert {
+        /// The stats socket.
+        socket: PathBuf,
+        /// The PEM file, also HAProxy's name for the certificate.
+        cert: PathBuf,
+        /// Each command's bound.
+        timeout: Duration,
+    },
     /// Run a program.
     Exec {
         /// Program and arguments.
@@ -412,6 +421,7 @@ impl Action {
             Action::Exec { .. } => "exec",
             Action::UsbCheck { .. } => "usb-check",
             Action::Http(_) => "http",
+            Action::HaproxyCert { .. } => "haproxy-cert",
         }
     }
 }

@@ -312,6 +312,20 @@ pub(crate) enum RawAction {
     UsbCheck(RawUsbCheck),
     /// An HTTP request to a reload endpoint.
     Http(RawHttp),
+    /// A certificate into HAProxy through its runtime API.
+    HaproxyCert(RawHaproxyCert),
+}
+
+/// `haproxy-cert: { socket, cert, timeout }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHaproxyCert {
+    /// HAProxy's stats socket (`stats socket … level admin`).
+    pub(crate) socket: AbsPath,
+    /// The PEM (certificate and key) as HAProxy's config names it (`crt`).
+    pub(crate) cert: AbsPath,
+    /// Default 10s a command.
+    pub(crate) timeout: Option<Dur>,
 }
 
 /// `http: { url, socket, method, expect_status, timeout }`.

@@ -369,7 +369,7 @@ fn on_replug_takes_service_actions_for_expected_devices() {
     let e = p(&with("{ expect: [051d:0002], on_replug: [ udev-reload ] }")).unwrap_err();
     assert!(
         e.message.contains(
-            "on_replug may restart-unit, reload-unit, signal, http or exec, not udev-reload"
+            "on_replug may restart-unit, reload-unit, signal, http, haproxy-cert or exec, not udev-reload"
         ),
         "{e}"
     );
@@ -428,7 +428,7 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
             format!(
                 "{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:1\", escalate: [ udev-reload ] }}\n"
             ),
-            "verify: escalate may restart-unit, reload-unit, signal, http or exec, not udev-reload",
+            "verify: escalate may restart-unit, reload-unit, signal, http, haproxy-cert or exec, not udev-reload",
         ),
         (
             format!(

@@ -5,6 +5,7 @@ pub(crate) mod act;
 pub(crate) mod budget;
 pub(crate) mod fresh;
 pub(crate) mod grace;
+pub(crate) mod haproxy;
 pub(crate) mod hotplug;
 pub(crate) mod http;
 pub(crate) mod inside;

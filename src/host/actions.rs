@@ -106,6 +106,18 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
         }
         Action::Exec { argv, timeout } => exec(argv, *timeout, ctx).await,
         Action::Http(h) => http(h).await,
+        Action::HaproxyCert {
+            socket,
+            cert,
+            timeout,
+        } => {
+            let (socket, cert, timeout) = (socket.clone(), cert.clone(), *timeout);
+            tokio::task::spawn_blocking(move || {
+                super::haproxy::update_cert(&socket, &cert, timeout)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+        }
         Action::UsbCheck { .. } => {
             Err("usb-check is run by act::usb, not as a host command".into())
         }

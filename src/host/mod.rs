@@ -9,6 +9,7 @@ pub(crate) mod dest;
 pub(crate) mod feed;
 pub(crate) mod fsx;
 pub(crate) mod gendir;
+pub(crate) mod haproxy;
 pub(crate) mod heap;
 pub(crate) mod hotplug;
 pub(crate) mod http;
