@@ -101,17 +101,42 @@ fn json_matches_the_pinned_fixture() {
     let mut got: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(got["schema_version"], 1);
     normalise(&mut got, &env.tmp.path().display().to_string());
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/status.json");
+    matches_fixture(&got, "status.json");
+}
+
+/// Compares `got` with tests/fixtures/`name` (rewritten with
+/// UPDATE_FIXTURES=1).
+fn matches_fixture(got: &serde_json::Value, name: &str) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     if std::env::var_os("UPDATE_FIXTURES").is_some() {
-        fs::write(&fixture, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        fs::write(&fixture, serde_json::to_string_pretty(got).unwrap() + "\n").unwrap();
     }
     let want: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(&fixture).unwrap()).unwrap();
     assert_eq!(
-        got, want,
+        *got, want,
         "the status JSON changed; if on purpose, bump SCHEMA_VERSION when incompatible and rerun with UPDATE_FIXTURES=1"
     );
+}
+
+#[test]
+fn a_certificate_bridge_json_matches_its_pinned_fixture() {
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/certs");
+    // Port 1 on loopback: nothing listens, so the verify's answer is fixed.
+    let env = Env::new_files(
+        "    validate: { tls-pair: { cert: tls.crt, key: tls.key } }\n    then: []\n    verify: { tls-endpoint: \"127.0.0.1:1\", within: 1s }\n",
+    );
+    env.put_renamed("tls.crt", &fs::read(certs.join("a.pem")).unwrap());
+    env.put_renamed("tls.key", &fs::read(certs.join("a.key")).unwrap());
+    let d = env.start();
+    d.wait_log("verify failed");
+    let (code, text) = status(&env, &["--json"]);
+    assert_eq!(code, Some(1));
+    let mut got: serde_json::Value = serde_json::from_str(&text).unwrap();
+    normalise(&mut got, &env.tmp.path().display().to_string());
+    matches_fixture(&got, "status-cert.json");
 }
 
 #[test]
