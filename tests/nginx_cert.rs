@@ -364,3 +364,50 @@ fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
     d.wait_log("http failed (retried on the next sync): POST http://localhost/nope via ");
     assert!(d.log().contains(": HTTP 404, expected 200"), "{}", d.log());
 }
+
+#[test]
+fn a_certificate_the_service_does_not_take_is_rolled_back() {
+    let Some(nginx_bin) = nginx() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("nginx");
+    fs::create_dir_all(prefix.join("logs")).unwrap();
+    let (crt_a, key_a, serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
+    let (crt_b, key_b, _) = common::openssl_pair("p256", "hostbridge-b", 30);
+    let port = free_port();
+    // No action tells nginx: B is never served, so it is rolled back.
+    let env = Env::new_files(&format!(
+        "    validate: {{ tls-pair: {{ cert: tls.crt, key: tls.key }} }}\n    then: []\n    verify: {{ tls-endpoint: \"127.0.0.1:{port}\", within: 2s }}\n    on_verify_fail: rollback\n"
+    ));
+    env.put_renamed("tls.crt", &crt_a);
+    env.put_renamed("tls.key", &key_a);
+    fs::create_dir_all(&env.dest).unwrap();
+    let d = env.start();
+    d.wait_log("no earlier certificate to roll back to");
+    let _nginx = start_nginx(nginx_bin, &prefix, port, &env.dest);
+    env.put_renamed("tls.crt", &crt_b);
+    env.put_renamed("tls.key", &key_b);
+    d.wait_log("rolled back to serial ");
+    let line = d
+        .log()
+        .lines()
+        .rfind(|l| l.contains("rolled back to serial"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("not the installed serial")
+            && line.contains("(CN=hostbridge-a): served again"),
+        "{line}"
+    );
+    // The destination holds A again, through its links, and nginx serves A.
+    assert_eq!(fs::read(env.dest.join("tls.crt")).unwrap(), crt_a);
+    assert_eq!(fs::read(env.dest.join("tls.key")).unwrap(), key_a);
+    assert_eq!(served_serial(port), Some(serial_a));
+    let st: serde_json::Value =
+        serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
+    let cert = &st["bridges"][0]["cert"];
+    assert_eq!(cert["subject"], "CN=hostbridge-a", "{cert:#}");
+    assert_eq!(
+        st["bridges"][0]["health"], "degraded",
+        "the renewal failed: {st:#}"
+    );
+}

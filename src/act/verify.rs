@@ -74,6 +74,10 @@ pub(crate) async fn verify_after(config: &Config, owed: &mut [Owed], failed: &mu
         } else if !verdict.ok() {
             text = format!("{text} (within {})", humantime::format_duration(v.within));
         }
+        if !verdict.ok() && v.rollback {
+            let back = roll_back(config, o, &v, pair.expiry_warning).await;
+            text = format!("{text}; {back}");
+        }
         let served = match &verdict {
             Verdict::Serving(f) | Verdict::Other { served: f } => Some(f),
             Verdict::NotServing(_) => None,
@@ -136,4 +140,59 @@ async fn until_served(v: &Verify, expected: &CertFacts) -> Verdict {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
     }
+}
+
+/// `on_verify_fail: rollback`: the previous generation swapped back in, the
+/// bridge's `then:` actions run again so the service takes it, and whether
+/// it is served then; one line saying so. The sync's `cert` becomes the one
+/// now installed.
+async fn roll_back(config: &Config, o: &mut Owed, v: &Verify, warn_within: Duration) -> String {
+    let dir = o.bridge.install_to.clone();
+    let swapped = tokio::task::spawn_blocking(move || {
+        let dest = crate::host::dest::DestDir::open(&dir)?;
+        crate::host::gendir::roll_back(&dest)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r);
+    match swapped {
+        Ok(None) => return "no earlier certificate to roll back to".into(),
+        Err(e) => return format!("rolling back failed: {e}"),
+        Ok(Some(_)) => {}
+    }
+    let Some(pair) = o.bridge.files.as_ref().and_then(|f| f.tls_pair.clone()) else {
+        return "rolled back".into();
+    };
+    let old = match installed(&o.bridge.install_to, &pair.cert).await {
+        Ok(f) => f,
+        Err(e) => return format!("rolled back, but reading {} failed: {e}", pair.cert),
+    };
+    o.report.cert = Some(crate::core::status::Cert {
+        file: pair.cert.clone(),
+        serial: old.serial.clone(),
+        subject: old.subject.clone(),
+        not_after: old.not_after,
+        warn_within: warn_within.as_secs(),
+        served: None,
+    });
+    let then = o.bridge.then.clone();
+    for a in &then {
+        let out = super::run_one(config, a, &[&*o]).await;
+        let bad = out.result.is_err();
+        o.report.actions.push(out);
+        if bad {
+            break;
+        }
+    }
+    let again = until_served(v, &old).await;
+    format!(
+        "rolled back to serial {} ({}): {}",
+        old.serial,
+        old.subject,
+        if again.ok() {
+            "served again".to_string()
+        } else {
+            again.text(&old)
+        }
+    )
 }

@@ -153,6 +153,7 @@ impl Validator<'_> {
             ("validate", rb.validate.is_some()),
             ("swap", rb.swap.is_some()),
             ("verify", rb.verify.is_some()),
+            ("on_verify_fail", rb.on_verify_fail.is_some()),
         ];
         let rules_only = [
             ("policy", rb.policy.is_some()),
@@ -318,14 +319,27 @@ fn files_settings(rb: &mut RawBridge) -> Result<FilesSettings, String> {
         None if tls_pair.is_some() => Swap::SymlinkDir,
         None => Swap::Rename,
     };
+    let rollback = rb.on_verify_fail == Some(raw::RawOnVerifyFail::Rollback);
     let verify = match rb.verify.take() {
+        None if rb.on_verify_fail.is_some() => {
+            return Err("on_verify_fail needs verify:".into());
+        }
         None => None,
         Some(_) if tls_pair.is_none() => {
             return Err(
                 "verify needs validate: { tls-pair: … } (the certificate it compares with)".into(),
             );
         }
-        Some(v) => Some(verify(v)?),
+        Some(_) if rollback && swap != Swap::SymlinkDir => {
+            return Err(
+                "on_verify_fail: rollback needs swap: symlink-dir (only it keeps the previous set)"
+                    .into(),
+            );
+        }
+        Some(v) => Some(Verify {
+            rollback,
+            ..verify(v)?
+        }),
     };
     Ok(FilesSettings {
         owner: rb.owner.as_ref().map(|t| t.0.clone()),
@@ -357,5 +371,6 @@ fn verify(v: raw::RawVerify) -> Result<Verify, String> {
         sni: v.sni.map_or(host, |s| s.0),
         within: v.within.map_or(DEFAULT_VERIFY_WITHIN, |d| d.0),
         escalate: super::actions::service_actions(v.escalate, "verify: escalate")?,
+        rollback: false,
     })
 }

@@ -213,6 +213,8 @@ pub(crate) struct Verify {
     pub(crate) within: Duration,
     /// Actions run once when it is not served within `within`.
     pub(crate) escalate: Vec<Action>,
+    /// `on_verify_fail: rollback`: swap the previous generation back in.
+    pub(crate) rollback: bool,
 }
 
 /// Default `within` of `verify`.

@@ -164,6 +164,9 @@ pub(crate) struct RawBridge {
     /// kind files: after the actions, check that a TLS endpoint serves the
     /// installed certificate.
     pub(crate) verify: Option<RawVerify>,
+    /// kind files: what a failed `verify` does: `report` (default) or
+    /// `rollback` (symlink-dir only).
+    pub(crate) on_verify_fail: Option<RawOnVerifyFail>,
     /// The file this bridge came from (set after parsing).
     #[serde(skip)]
     pub(crate) origin: PathBuf,
@@ -186,6 +189,16 @@ pub(crate) struct RawValidate {
     /// A certificate and its private key must match.
     #[serde(rename = "tls-pair")]
     pub(crate) tls_pair: Option<RawTlsPair>,
+}
+
+/// `on_verify_fail:` of a files bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum RawOnVerifyFail {
+    /// Say so; the new set stays.
+    Report,
+    /// Swap the previous generation back in.
+    Rollback,
 }
 
 /// `verify:` of a files bridge.

@@ -396,6 +396,7 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
             sni: "loki.example".into(),
             within: DEFAULT_VERIFY_WITHIN,
             escalate: vec![],
+            rollback: false,
         })
     );
     assert_eq!(
@@ -410,6 +411,20 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
     assert_eq!((v.sni.as_str(), v.within.as_secs()), ("loki.example", 60));
     assert_eq!(v.escalate, vec![Action::RestartUnit("loki.service".into())]);
     assert!(c.bridges[0].acts(), "a verify alone is owed after a change");
+    let c = p(&format!(
+        "{files}{pair}    verify: {{ tls-endpoint: \"127.0.0.1:1\" }}\n    on_verify_fail: rollback\n"
+    ))
+    .expect("parses");
+    assert!(
+        c.bridges[0]
+            .files
+            .as_ref()
+            .unwrap()
+            .verify
+            .as_ref()
+            .unwrap()
+            .rollback
+    );
 
     for (text, needle) in [
         (
@@ -439,6 +454,16 @@ fn verify_needs_a_pair_and_a_host_port_and_takes_service_actions() {
         (
             format!("{SAMPLE}    verify: {{ tls-endpoint: \"127.0.0.1:1\" }}\n"),
             "`verify` only applies to kind files",
+        ),
+        (
+            format!("{files}{pair}    on_verify_fail: rollback\n"),
+            "on_verify_fail needs verify:",
+        ),
+        (
+            format!(
+                "{files}{pair}    swap: rename\n    verify: {{ tls-endpoint: \"127.0.0.1:1\" }}\n    on_verify_fail: rollback\n"
+            ),
+            "rollback needs swap: symlink-dir",
         ),
     ] {
         let e = p(&text).unwrap_err();

@@ -119,6 +119,35 @@ pub(crate) fn publish(
     remove_old_generations(dest, &keep)
 }
 
+/// Points `..data` back at the generation before the current one (the
+/// one [`publish`] keeps), by one rename as a swap does, and makes the
+/// links agree with it. Returns its name, or `None` when there is no
+/// earlier generation. The generation rolled back from stays until the
+/// next publish removes it.
+pub(crate) fn roll_back(dest: &DestDir) -> io::Result<Option<String>> {
+    let fd = dest.fd();
+    let current = readlinkat(fd, DATA)?
+        .into_string()
+        .map_err(|t| io::Error::other(format!("{DATA} points at {t:?}")))?;
+    let mut dir = Dir::from_fd(fd.try_clone()?)?;
+    let earlier = dir
+        .iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+        .filter(|n| is_generation(n) && n.as_str() < current.as_str())
+        .max();
+    let Some(earlier) = earlier else {
+        return Ok(None);
+    };
+    let tmp_link = "..data_tmp";
+    let _ = unlinkat(fd, tmp_link, UnlinkatFlags::NoRemoveDir);
+    symlinkat(earlier.as_str(), fd, tmp_link)?;
+    renameat(fd, tmp_link, fd, DATA)?;
+    reconcile_links(dest)?;
+    fsync(fd)?;
+    Ok(Some(earlier))
+}
+
 /// Opens the current generation dir: `..data` is read as a link and must
 /// name a generation in this dir; nothing is followed blindly.
 fn open_current(dest: &DestDir) -> io::Result<OwnedFd> {
