@@ -9,51 +9,10 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{Env, wait_for};
-
-fn haproxy() -> Option<&'static str> {
-    if Path::new("/usr/sbin/haproxy").exists() {
-        return Some("/usr/sbin/haproxy");
-    }
-    let why = "SKIP: haproxy not installed (scripts/test installs it)";
-    assert!(std::env::var_os("CI").is_none(), "{why}; CI must have it");
-    eprintln!("{why}");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The serial of the certificate served on 127.0.0.1:port (openssl s_client).
-fn served_serial(port: u16) -> Option<String> {
-    let client = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    x509.stdin.as_mut()?.write_all(&client.stdout).ok()?;
-    let out = x509.wait_with_output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+use common::{Env, free_port, last_line_with, served_serial, wait_for};
 
 struct Haproxy(Child);
 
@@ -66,7 +25,9 @@ impl Drop for Haproxy {
 
 #[test]
 fn haproxy_takes_the_renewed_certificate_through_its_runtime_api_without_a_reload() {
-    let Some(bin) = haproxy() else { return };
+    let Some(bin) = common::server("/usr/sbin/haproxy", "haproxy") else {
+        return;
+    };
     let port = free_port();
     let (crt_a, key_a, _) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
@@ -123,12 +84,7 @@ fn haproxy_takes_the_renewed_certificate_through_its_runtime_api_without_a_reloa
         Path::new(&format!("/proc/{pid}")).exists(),
         "the same HAProxy process serves it: no reload, no restart"
     );
-    let line = d
-        .log()
-        .lines()
-        .rfind(|l| l.contains("verify ok"))
-        .unwrap()
-        .to_string();
+    let line = last_line_with(&d.log(), "verify ok");
     assert!(
         line.contains("CN=hostbridge-b") && !line.contains("escalate"),
         "{line}"

@@ -10,47 +10,9 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Env, wait_for};
-
-fn nginx() -> Option<&'static str> {
-    if Path::new("/usr/sbin/nginx").exists() {
-        return Some("/usr/sbin/nginx");
-    }
-    let why = "SKIP: nginx not installed (scripts/test installs nginx-light)";
-    assert!(std::env::var_os("CI").is_none(), "{why}; CI must have it");
-    eprintln!("{why}");
-    None
-}
-
-/// The serial of the certificate served on 127.0.0.1:port, via openssl s_client.
-fn served_serial(port: u16) -> Option<String> {
-    let client = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{port}"),
-            "-servername",
-            "localhost",
-        ])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    std::io::Write::write_all(x509.stdin.as_mut()?, &client.stdout).ok()?;
-    let out = x509.wait_with_output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+use common::{Env, free_port, last_line_with, served_serial, wait_for};
 
 struct Nginx {
     pidfile: std::path::PathBuf,
@@ -65,15 +27,6 @@ impl Drop for Nginx {
             );
         }
     }
-}
-
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts nginx under `prefix` (its pid file is `prefix/nginx.pid`),
@@ -129,7 +82,9 @@ fn run_nginx(nginx_bin: &str, prefix: &Path, server: &str, ready: impl FnMut() -
 
 #[test]
 fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
-    let Some(nginx_bin) = nginx() else { return };
+    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let (crt_a, key_a, _serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
@@ -221,7 +176,9 @@ fn status_json(env: &Env) -> serde_json::Value {
 
 #[test]
 fn verify_finds_nginx_still_serving_the_old_certificate() {
-    let Some(nginx_bin) = nginx() else { return };
+    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -281,7 +238,9 @@ fn verify_finds_nginx_still_serving_the_old_certificate() {
 
 #[test]
 fn verify_escalates_once_and_then_sees_the_new_certificate() {
-    let Some(nginx_bin) = nginx() else { return };
+    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -304,12 +263,7 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
     env.put_renamed("tls.crt", &crt_b);
     env.put_renamed("tls.key", &key_b);
     d.wait_log("verify ok: serving serial ");
-    let line = d
-        .log()
-        .lines()
-        .rfind(|l| l.contains("verify ok: serving serial"))
-        .unwrap()
-        .to_string();
+    let line = last_line_with(&d.log(), "verify ok: serving serial");
     assert!(
         line.contains("CN=hostbridge-b") && line.contains("then escalate: signal ok"),
         "{line}"
@@ -329,7 +283,9 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
 
 #[test]
 fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
-    let Some(nginx_bin) = nginx() else { return };
+    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -367,7 +323,9 @@ fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
 
 #[test]
 fn a_certificate_the_service_does_not_take_is_rolled_back() {
-    let Some(nginx_bin) = nginx() else { return };
+    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+        return;
+    };
     let work = tempfile::tempdir().unwrap();
     let prefix = work.path().join("nginx");
     fs::create_dir_all(prefix.join("logs")).unwrap();
@@ -387,12 +345,7 @@ fn a_certificate_the_service_does_not_take_is_rolled_back() {
     env.put_renamed("tls.crt", &crt_b);
     env.put_renamed("tls.key", &key_b);
     d.wait_log("rolled back to serial ");
-    let line = d
-        .log()
-        .lines()
-        .rfind(|l| l.contains("rolled back to serial"))
-        .unwrap()
-        .to_string();
+    let line = last_line_with(&d.log(), "rolled back to serial");
     assert!(
         line.contains("not the installed serial")
             && line.contains("(CN=hostbridge-a): served again"),

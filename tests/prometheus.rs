@@ -14,25 +14,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{Env, wait_for};
-
-fn prometheus() -> Option<&'static str> {
-    if Path::new("/usr/bin/prometheus").exists() {
-        return Some("/usr/bin/prometheus");
-    }
-    let why = "SKIP: prometheus not installed (scripts/test installs it)";
-    assert!(std::env::var_os("CI").is_none(), "{why}; CI must have it");
-    eprintln!("{why}");
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::{Env, free_port, last_line_with, served_serial, wait_for};
 
 /// A Prometheus on 127.0.0.1:`port`, killed when dropped.
 struct Prom {
@@ -101,7 +83,9 @@ fn http_env(port: u16, method: &str) -> Env {
 
 #[test]
 fn the_http_action_reloads_prometheus_and_a_refusal_is_its_answer() {
-    let Some(bin) = prometheus() else { return };
+    let Some(bin) = common::server("/usr/bin/prometheus", "prometheus") else {
+        return;
+    };
     let port = free_port();
     let env = http_env(port, "POST");
     env.put("prometheus.yml", SCRAPE_A);
@@ -160,7 +144,9 @@ fn the_http_action_reloads_prometheus_and_a_refusal_is_its_answer() {
 
 #[test]
 fn prometheus_serves_a_swapped_pair_with_no_action_as_verify_sees() {
-    let Some(bin) = prometheus() else { return };
+    let Some(bin) = common::server("/usr/bin/prometheus", "prometheus") else {
+        return;
+    };
     let port = free_port();
     let (crt_a, key_a, _) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
@@ -194,12 +180,7 @@ fn prometheus_serves_a_swapped_pair_with_no_action_as_verify_sees() {
     env.put_renamed("tls.crt", &crt_b);
     env.put_renamed("tls.key", &key_b);
     d.wait_log("verify ok: serving serial ");
-    let line = d
-        .log()
-        .lines()
-        .rfind(|l| l.contains("verify ok: serving serial"))
-        .unwrap()
-        .to_string();
+    let line = last_line_with(&d.log(), "verify ok: serving serial");
     assert!(line.contains("CN=hostbridge-b"), "{line}");
     assert!(!line.contains("escalate"), "{line}");
     assert_eq!(served_serial(port), Some(serial_b));
@@ -218,26 +199,4 @@ fn prometheus_serves_a_swapped_pair_with_no_action_as_verify_sees() {
         "{st:#}"
     );
     assert_eq!(st["bridges"][0]["health"], "healthy", "{st:#}");
-}
-
-/// The serial of the certificate served on 127.0.0.1:port (openssl s_client).
-fn served_serial(port: u16) -> Option<String> {
-    let client = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    x509.stdin.as_mut()?.write_all(&client.stdout).ok()?;
-    let out = x509.wait_with_output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -629,3 +629,63 @@ fn source_events_during(
     }
     (listed, counts)
 }
+
+/// The server program at `path` from Debian's `package`, which
+/// scripts/test installs: `None` (and why, on stderr) when missing, which
+/// is a failure under CI.
+pub fn server(path: &'static str, package: &str) -> Option<&'static str> {
+    if Path::new(path).exists() {
+        return Some(path);
+    }
+    let why = format!("SKIP: {path} not installed (scripts/test installs {package})");
+    assert!(std::env::var_os("CI").is_none(), "{why}; CI must have it");
+    eprintln!("{why}");
+    None
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The serial (`serial=…`, as `openssl x509 -serial` prints it) of the
+/// certificate served on 127.0.0.1:`port`, by a real TLS client, `openssl
+/// s_client` with SNI localhost; `None` while nothing serves.
+pub fn served_serial(port: u16) -> Option<String> {
+    let client = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    x509.stdin.as_mut()?.write_all(&client.stdout).ok()?;
+    let out = x509.wait_with_output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The last line of `log` holding `needle`.
+pub fn last_line_with(log: &str, needle: &str) -> String {
+    log.lines()
+        .rfind(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in\n{log}"))
+        .to_string()
+}
