@@ -522,3 +522,34 @@ fn http_actions_take_a_url_and_maybe_a_socket() {
         assert!(e.message.contains(needle), "{e}\nwanted {needle:?}");
     }
 }
+
+#[test]
+fn haproxy_cert_sends_a_file_a_files_bridge_installs() {
+    let base = "bridges:\n  - name: certs\n    kind: files\n    source: /run/c\n    install_to: /etc/haproxy/certs\n    then:\n";
+    let ok = format!(
+        "{base}      - haproxy-cert: {{ socket: /run/haproxy/admin.sock, cert: /etc/haproxy/certs/site.pem }}\n"
+    );
+    let c = p(&ok).expect("parses");
+    assert!(matches!(c.bridges[0].then[0], Action::HaproxyCert { .. }));
+    for (cert, socket, needle) in [
+        (
+            "/etc/ssl/private/other.pem",
+            "/run/haproxy/admin.sock",
+            "is not a file a files bridge installs",
+        ),
+        (
+            "/run/c/site.pem",
+            "/run/haproxy/admin.sock",
+            "is not a file a files bridge installs",
+        ),
+        (
+            "/etc/haproxy/certs/site.pem",
+            "/run/c/admin.sock",
+            "lies inside bridge \"certs\"'s dirs",
+        ),
+    ] {
+        let text = format!("{base}      - haproxy-cert: {{ socket: {socket}, cert: {cert} }}\n");
+        let e = p(&text).unwrap_err();
+        assert!(e.message.contains(needle), "{e}\nwanted {needle:?}");
+    }
+}

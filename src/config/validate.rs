@@ -38,6 +38,7 @@ impl Validator<'_> {
             .state_dir
             .map_or_else(|| DEFAULT_STATE_DIR.into(), |p| p.0);
         self.pidfiles_outside_sources(&bridges, &state_dir)?;
+        self.haproxy_paths(&bridges)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             status_socket: raw
@@ -159,6 +160,49 @@ impl Validator<'_> {
                         &b.origin,
                         &locs.name,
                         format!("bridge {:?}: pidfile {} {why}", b.name, path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `haproxy-cert`'s PEM must be a file a files bridge installs (read
+    /// through its destination, never a path a container chose), and its
+    /// socket must lie outside every source and install_to.
+    fn haproxy_paths(&self, bridges: &[(Bridge, RawLocs)]) -> Result<(), ConfigError> {
+        for (b, locs) in bridges {
+            for a in b.actions() {
+                let Action::HaproxyCert { socket, cert, .. } = a else {
+                    continue;
+                };
+                let installed = bridges.iter().any(|(o, _)| {
+                    o.files.is_some()
+                        && cert.parent() == Some(o.install_to.as_path())
+                        && cert.file_name().is_some()
+                });
+                let why = if !installed {
+                    Some(format!(
+                        "haproxy-cert: cert {} is not a file a files bridge installs (its dir must be a files bridge's install_to)",
+                        cert.display()
+                    ))
+                } else {
+                    bridges
+                        .iter()
+                        .find(|(o, _)| socket.starts_with(&o.source) || socket.starts_with(&o.install_to))
+                        .map(|(o, _)| {
+                            format!(
+                                "haproxy-cert: socket {} lies inside bridge {:?}'s dirs, whose files come from a container",
+                                socket.display(),
+                                o.name
+                            )
+                        })
+                };
+                if let Some(why) = why {
+                    return Err(self.err(
+                        &b.origin,
+                        &locs.name,
+                        format!("bridge {:?}: {why}", b.name),
                     ));
                 }
             }

@@ -111,12 +111,18 @@ async fn run_one(action: &Action, ctx: &ActionCtx) -> Result<String, String> {
             cert,
             timeout,
         } => {
-            let (socket, cert, timeout) = (socket.clone(), cert.clone(), *timeout);
-            tokio::task::spawn_blocking(move || {
-                super::haproxy::update_cert(&socket, &cert, timeout)
-            })
-            .await
-            .unwrap_or_else(|e| Err(e.to_string()))
+            let (socket, cert, bound) = (socket.clone(), cert.clone(), *timeout);
+            // Three commands at most (set, commit, abort), each bounded.
+            let run = tokio::task::spawn_blocking(move || {
+                super::haproxy::update_cert(&socket, &cert, bound)
+            });
+            match tokio::time::timeout(3 * bound + Duration::from_secs(1), run).await {
+                Ok(done) => done.unwrap_or_else(|e| Err(e.to_string())),
+                Err(_) => Err(format!(
+                    "timed out after {}",
+                    humantime::format_duration(3 * bound)
+                )),
+            }
         }
         Action::UsbCheck { .. } => {
             Err("usb-check is run by act::usb, not as a host command".into())

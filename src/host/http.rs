@@ -1,6 +1,7 @@
 //! The `http` action's connection: TCP to the URL's host, or a Unix socket
 //! (an admin socket), one request, the answer read to its end (at most 64
-//! KiB) within the timeout. Host layer: `core::http` builds and reads the
+//! KiB), all by one deadline. Also the bounded connect and exchange
+//! `host::haproxy` uses. Host layer: `core::http` builds and reads the
 //! bytes.
 
 use std::io::{Read, Write};
@@ -12,10 +13,10 @@ use std::time::{Duration, Instant};
 use crate::core::http::{Url, request, status_of};
 
 /// The most of an answer read.
-const ANSWER_LIMIT: u64 = 64 * 1024;
+const ANSWER_LIMIT: usize = 64 * 1024;
 
 /// Sends `method url` (over `socket` if given) and returns the status and
-/// the start of the body.
+/// the start of the body; the whole exchange ends by `timeout`.
 pub(crate) fn call(
     url: &Url,
     socket: Option<&Path>,
@@ -25,48 +26,130 @@ pub(crate) fn call(
     let deadline = Instant::now() + timeout;
     let req = request(method, url);
     let answer = match socket {
-        Some(path) => {
-            let mut s = UnixStream::connect(path)
-                .map_err(|e| format!("connecting to {}: {e}", path.display()))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            exchange(&mut s, &req, deadline)?
-        }
+        Some(path) => exchange(
+            &mut connect_unix(path, deadline)?,
+            &req,
+            deadline,
+            ANSWER_LIMIT,
+        )?,
         None => {
-            let addr = url
+            let mut why = format!("{} resolves to no address", url.address());
+            let addrs = url
                 .address()
                 .to_socket_addrs()
-                .map_err(|e| format!("cannot resolve {}: {e}", url.address()))?
-                .next()
-                .ok_or_else(|| format!("{} resolves to no address", url.address()))?;
-            let mut s = TcpStream::connect_timeout(&addr, timeout)
-                .map_err(|e| format!("connecting to {addr}: {e}"))?;
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            s.set_write_timeout(Some(timeout))
-                .map_err(|e| e.to_string())?;
-            exchange(&mut s, &req, deadline)?
+                .map_err(|e| format!("cannot resolve {}: {e}", url.address()))?;
+            let mut stream = None;
+            for addr in addrs {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match TcpStream::connect_timeout(&addr, left) {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) => why = format!("connecting to {addr}: {e}"),
+                }
+            }
+            let mut s = stream.ok_or(why)?;
+            exchange(&mut s, &req, deadline, ANSWER_LIMIT)?
         }
     };
     status_of(&answer)
 }
 
-fn exchange<S: Read + Write>(s: &mut S, req: &[u8], deadline: Instant) -> Result<Vec<u8>, String> {
+/// A stream whose reads and writes can be bounded.
+pub(crate) trait Timed: Read + Write {
+    /// Sets both timeouts.
+    fn bound(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for TcpStream {
+    fn bound(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+}
+
+impl Timed for UnixStream {
+    fn bound(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+}
+
+/// Connects to the Unix socket `path` by `deadline`: a listener whose
+/// backlog is full makes a blocking `connect` wait for ever, so the socket
+/// stays non-blocking until connected.
+pub(crate) fn connect_unix(path: &Path, deadline: Instant) -> Result<UnixStream, String> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fail = |e: Errno| {
+        format!(
+            "connecting to {}: {}",
+            path.display(),
+            std::io::Error::from(e)
+        )
+    };
+    let addr = UnixAddr::new(path).map_err(fail)?;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )
+    .map_err(fail)?;
+    loop {
+        match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+            Ok(()) => break,
+            Err(Errno::EAGAIN | Errno::EINTR) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(Errno::EAGAIN) => {
+                return Err(format!(
+                    "connecting to {}: timed out (its listener is not accepting)",
+                    path.display()
+                ));
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    let s = UnixStream::from(fd);
+    s.set_nonblocking(false).map_err(|e| e.to_string())?;
+    Ok(s)
+}
+
+/// Writes `req` and reads the answer until the peer closes, at most
+/// `limit` bytes, all by `deadline`: each read and write gets what is left
+/// of it, so a peer that trickles bytes cannot stretch it.
+pub(crate) fn exchange<S: Timed>(
+    s: &mut S,
+    req: &[u8],
+    deadline: Instant,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
+    let left = || {
+        let l = deadline.saturating_duration_since(Instant::now());
+        if l.is_zero() {
+            Err("timed out".to_string())
+        } else {
+            Ok(l)
+        }
+    };
+    s.bound(left()?).map_err(|e| e.to_string())?;
     s.write_all(req)
         .map_err(|e| format!("sending the request: {e}"))?;
     let mut answer = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        if Instant::now() > deadline {
-            return Err("timed out reading the answer".into());
-        }
+        let l = left().map_err(|_| "timed out reading the answer".to_string())?;
+        s.bound(l).map_err(|e| e.to_string())?;
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 answer.extend_from_slice(&buf[..n]);
-                if answer.len() as u64 >= ANSWER_LIMIT {
+                if answer.len() >= limit {
                     break;
                 }
             }
@@ -89,4 +172,32 @@ fn exchange<S: Read + Write>(s: &mut S, req: &[u8], deadline: Instant) -> Result
         }
     }
     Ok(answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_listener_that_never_accepts_or_trickles_cannot_hold_a_call() {
+        let dir = tempfile::tempdir().unwrap();
+        // A trickling server: the answer never ends, a byte at a time.
+        let sock = dir.path().join("slow.sock");
+        let l = UnixListener::bind(&sock).unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            for _ in 0..50 {
+                if s.write_all(b"H").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let url = Url::parse("http://localhost/-/reload").unwrap();
+        let t0 = Instant::now();
+        let e = call(&url, Some(&sock), "POST", Duration::from_secs(1)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(e.contains("timed out"), "{e}");
+    }
 }

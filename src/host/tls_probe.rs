@@ -11,7 +11,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -60,33 +60,43 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
-/// Connects to `endpoint` ("host:port"), sends `sni` as the server name
-/// (none when `sni` is an IP address), and returns the served leaf, or
-/// why there is none. Each step is bounded by `timeout`.
+/// Connects to `endpoint` ("host:port"; each address it resolves to in
+/// turn until one answers), sends `sni` as the server name (none when
+/// `sni` is an IP address), and returns the served leaf, or why there is
+/// none. The whole probe ends by `timeout`: a server that trickles bytes
+/// cannot hold it longer.
 pub(crate) fn probe(endpoint: &str, sni: &str, timeout: Duration) -> Probe {
+    let deadline = Instant::now() + timeout;
     let addrs: Vec<SocketAddr> = match endpoint.to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(e) => return Probe::NotServing(format!("cannot resolve {endpoint}: {e}")),
     };
-    let Some(addr) = addrs.first() else {
-        return Probe::NotServing(format!("{endpoint} resolves to no address"));
-    };
-    let mut tcp = match TcpStream::connect_timeout(addr, timeout) {
-        Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-            return Probe::NotServing(format!("connection to {addr} refused"));
+    let mut why = format!("{endpoint} resolves to no address");
+    for addr in &addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
         }
-        Err(e) => return Probe::NotServing(format!("connecting to {addr}: {e}")),
-    };
-    let _ = tcp.set_read_timeout(Some(timeout));
-    let _ = tcp.set_write_timeout(Some(timeout));
-    match handshake(&mut tcp, sni) {
-        Ok(der) => Probe::Served(der),
-        Err(e) => Probe::NotServing(format!("TLS handshake with {addr}: {e}")),
+        let mut tcp = match TcpStream::connect_timeout(addr, left) {
+            Ok(s) => s,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                why = format!("connection to {addr} refused");
+                continue;
+            }
+            Err(e) => {
+                why = format!("connecting to {addr}: {e}");
+                continue;
+            }
+        };
+        return match handshake(&mut tcp, sni, deadline) {
+            Ok(der) => Probe::Served(der),
+            Err(e) => Probe::NotServing(format!("TLS handshake with {addr}: {e}")),
+        };
     }
+    Probe::NotServing(why)
 }
 
-fn handshake(tcp: &mut TcpStream, sni: &str) -> Result<Vec<u8>, String> {
+fn handshake(tcp: &mut TcpStream, sni: &str, deadline: Instant) -> Result<Vec<u8>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algs = provider.signature_verification_algorithms;
     let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -99,7 +109,30 @@ fn handshake(tcp: &mut TcpStream, sni: &str) -> Result<Vec<u8>, String> {
     let mut conn =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
-        conn.complete_io(tcp).map_err(|e| match e.kind() {
+        // Each read and write gets what is left of the whole probe's time.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("timed out".into());
+        }
+        tcp.set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        // One read or write a turn (not `complete_io`, which reads on while
+        // bytes trickle in), so the deadline is looked at between each.
+        let io = if conn.wants_write() {
+            conn.write_tls(tcp)
+        } else {
+            match conn.read_tls(tcp) {
+                Ok(0) => return Err("the server closed the connection".into()),
+                Ok(n) => conn
+                    .process_new_packets()
+                    .map(|_| n)
+                    .map_err(|e| std::io::Error::other(e.to_string())),
+                Err(e) => Err(e),
+            }
+        };
+        io.map_err(|e| match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => "timed out".to_string(),
             ErrorKind::UnexpectedEof => "the server closed the connection".to_string(),
             _ => e.to_string(),
@@ -112,6 +145,60 @@ fn handshake(tcp: &mut TcpStream, sni: &str) -> Result<Vec<u8>, String> {
         .as_ref()
         .to_vec();
     conn.send_close_notify();
-    let _ = conn.complete_io(tcp);
+    let _ = tcp.set_write_timeout(Some(Duration::from_millis(100)));
+    let _ = conn.write_tls(tcp);
     Ok(leaf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    /// A server that starts a TLS record and then trickles a byte at a
+    /// time: the probe still ends by its timeout, saying so.
+    #[test]
+    fn a_trickling_server_cannot_hold_a_probe_past_its_timeout() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            // A handshake record header announcing 16 KiB, then a drip.
+            let _ = s.write_all(&[0x16, 0x03, 0x03, 0x40, 0x00]);
+            for _ in 0..40 {
+                if s.write_all(&[0]).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let t0 = Instant::now();
+        let p = probe(&addr.to_string(), "localhost", Duration::from_secs(1));
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(4), "took {took:?}");
+        match p {
+            Probe::NotServing(why) => assert!(why.contains("timed out"), "{why}"),
+            Probe::Served(_) => panic!("served?"),
+        }
+        drop(server);
+    }
+
+    #[test]
+    fn nothing_listening_is_refused() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = probe(
+            &format!("127.0.0.1:{port}"),
+            "127.0.0.1",
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            p,
+            Probe::NotServing(format!("connection to 127.0.0.1:{port} refused"))
+        );
+    }
 }
