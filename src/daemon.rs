@@ -81,6 +81,11 @@ pub(crate) struct Daemon {
     hotplug: hotplug::Hotplug,
     /// `hostbridge wait` requests not answered yet.
     waiters: Vec<waiting::Waiter>,
+    /// Bridges whose startup actions ran without their `verify`, which
+    /// runs once READY is out.
+    verify_later: Vec<(BridgeId, Owed)>,
+    verified_tx: mpsc::UnboundedSender<(BridgeId, SyncReport)>,
+    verified_rx: mpsc::UnboundedReceiver<(BridgeId, SyncReport)>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -107,7 +112,11 @@ impl Daemon {
         let (events_tx, events) = mpsc::channel(1024);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let (actions_tx, actions_rx) = mpsc::unbounded_channel();
+        let (verified_tx, verified_rx) = mpsc::unbounded_channel();
         Daemon {
+            verify_later: Vec::new(),
+            verified_tx,
+            verified_rx,
             owed: Vec::new(),
             actions_tx,
             actions_rx,
@@ -229,6 +238,7 @@ impl Daemon {
                 res = hotplug::ready(self.hotplug.monitor.as_mut()) => self.on_hotplug(res),
                 Some(done) = self.hotplug.done_rx.recv() => self.on_usb_checked(done),
                 Some(done) = self.hotplug.replug_rx.recv() => self.on_replug_done(done),
+                Some(done) = self.verified_rx.recv() => self.on_verified(done),
                 () = sleep => self.on_timer(),
                 _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
                 _ = int.recv() => { info!("SIGINT: shutting down"); break; }

@@ -259,13 +259,13 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
     fs::create_dir_all(&env.dest).unwrap();
     let d = env.start();
     let _nginx = start_nginx(nginx_bin, &prefix, port, &env.dest);
-    // The startup sync's verify may have run before nginx did; B decides.
     env.put_renamed("tls.crt", &crt_b);
     env.put_renamed("tls.key", &key_b);
-    d.wait_log("verify ok: serving serial ");
-    let line = last_line_with(&d.log(), "verify ok: serving serial");
+    // (The startup's own verify, after READY, may have seen A.)
+    d.wait_log("(CN=hostbridge-b) (after 3s without it, then escalate: signal ok)");
+    let line = last_line_with(&d.log(), "(CN=hostbridge-b)");
     assert!(
-        line.contains("CN=hostbridge-b") && line.contains("then escalate: signal ok"),
+        line.contains("verify ok: serving serial") && line.contains("then escalate: signal ok"),
         "{line}"
     );
     assert_eq!(served_serial(port), Some(serial_b));
@@ -363,4 +363,25 @@ fn a_certificate_the_service_does_not_take_is_rolled_back() {
         st["bridges"][0]["health"], "degraded",
         "the renewal failed: {st:#}"
     );
+}
+
+#[test]
+fn ready_does_not_wait_for_a_startup_verify() {
+    // A service ordered after hostbridge cannot be up before READY: the
+    // startup's verify runs after it, however long `within` is.
+    let (crt, key, _) = common::openssl_pair("p256", "hostbridge-a", 30);
+    let env = verify_env(free_port(), "[]");
+    let cfg = fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("within: 3s", "within: 10m");
+    fs::write(&env.config, cfg).unwrap();
+    env.put_renamed("tls.crt", &crt);
+    env.put_renamed("tls.key", &key);
+    let d = env.start();
+    d.wait_log("ready:");
+    assert!(!d.log().contains("verify "), "{}", d.log());
+    let st: serde_json::Value =
+        serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
+    assert!(st["bridges"][0]["cert"]["served"].is_null(), "{st:#}");
+    assert!(st["bridges"][0]["syncing"].is_null(), "{st:#}");
 }

@@ -57,7 +57,7 @@ pub(crate) async fn run(
     }
     if !owed.is_empty() {
         let (slots, mut owed): (Vec<usize>, Vec<Owed>) = owed.into_iter().unzip();
-        run_owed(&config, &mut owed).await;
+        run_owed(&config, &mut owed, true).await;
         for (i, o) in slots.into_iter().zip(owed) {
             results[i].1 = Ok(o.report);
         }

@@ -22,6 +22,9 @@ pub(super) struct ActionGroup {
     pub(super) actions: Vec<Action>,
     /// The task (aborted at shutdown: its children are killed).
     pub(super) task: JoinHandle<()>,
+    /// Whether it verifies (not while the daemon starts: READY must not
+    /// wait for a service that starts after it).
+    pub(super) verify: bool,
 }
 
 impl Daemon {
@@ -77,21 +80,77 @@ impl Daemon {
             .iter()
             .flat_map(|(_, o)| o.bridge.then.iter().cloned())
             .collect();
+        let verify = !self.starting;
         let task = tokio::spawn(async move {
             let (ids, mut owed): (Vec<BridgeId>, Vec<Owed>) = group.into_iter().unzip();
-            run_owed(&config, &mut owed).await;
+            run_owed(&config, &mut owed, verify).await;
             let _ = tx.send(ids.into_iter().zip(owed).collect());
         });
-        self.acting.push(ActionGroup { ids, actions, task });
+        self.acting.push(ActionGroup {
+            ids,
+            actions,
+            task,
+            verify,
+        });
     }
 
     pub(super) fn on_actions_done(&mut self, done: Vec<(BridgeId, Owed)>) {
         let ids: Vec<BridgeId> = done.iter().map(|(id, _)| *id).collect();
+        let verified = self
+            .acting
+            .iter()
+            .find(|g| g.ids == ids)
+            .is_none_or(|g| g.verify);
         self.acting.retain(|g| g.ids != ids);
         for (id, o) in done {
+            let owes_verify = o.bridge.files.as_ref().is_some_and(|f| f.verify.is_some());
+            if !verified && owes_verify && !o.report.failed() {
+                // Verified once READY is out (`verify_later`).
+                self.verify_later.push((id, o.clone()));
+            }
             self.finish(id, Ok(o.report));
         }
         self.run_owed_actions();
         self.ready_if_reconciled();
+    }
+}
+
+impl Daemon {
+    /// Runs the `verify` steps the startup's actions left for after READY,
+    /// each as its own task.
+    pub(super) fn verify_later(&mut self) {
+        for (id, o) in std::mem::take(&mut self.verify_later) {
+            let config = Arc::clone(&self.config);
+            let tx = self.verified_tx.clone();
+            tokio::spawn(async move {
+                let mut owed = [o];
+                let before = owed[0].report.actions.len();
+                crate::act::verify::verify_after(&config, &mut owed, &mut [false]).await;
+                let [mut o] = owed;
+                o.report.actions.drain(..before);
+                let _ = tx.send((id, o.report));
+            });
+        }
+    }
+
+    /// Records a verify run after READY: its outcomes join the bridge's
+    /// last sync, and what was served its certificate.
+    pub(super) fn on_verified(&mut self, (id, report): (BridgeId, crate::sync::SyncReport)) {
+        let Some(b) = self.find(id) else { return };
+        super::report::log_outcomes(&b.bridge.name, &report.actions);
+        if let Some(sync) = &mut b.status.last_sync {
+            let runs = report.to_status("", 0).actions;
+            let failed = runs.iter().filter(|a| !a.ok).count();
+            b.status.counters.action_failures += failed as u64;
+            if failed > 0 {
+                // Its files were counted a success when they were done.
+                sync.result = "failed".into();
+            }
+            sync.actions.extend(runs);
+        }
+        b.status
+            .note_cert(report.cert.clone(), report.served.clone());
+        crate::host::notify::status(&self.status_line());
+        self.write_metrics();
     }
 }

@@ -128,6 +128,7 @@ impl Daemon {
         }
         notify::ready(&self.status_line());
         self.write_metrics();
+        self.verify_later();
     }
 
     /// Stops taking events, cancels pending windows and actions, and waits

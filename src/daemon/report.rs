@@ -213,8 +213,12 @@ fn log_files(r: &SyncReport) {
 
 /// One line per action run, with its output or error.
 fn log_actions(r: &SyncReport) {
-    let name = r.bridge.as_str();
-    for a in &r.actions {
+    log_outcomes(&r.bridge, &r.actions);
+}
+
+/// One log line per action outcome of bridge `name`.
+pub(super) fn log_outcomes(name: &str, actions: &[crate::host::actions::ActionOutcome]) {
+    for a in actions {
         let action = a.action;
         match &a.result {
             Ok(out) if out.is_empty() => {
