@@ -259,3 +259,40 @@ fn a_changed_or_dropped_group_is_applied_to_installed_files_at_the_reload() {
         || d.log(),
     );
 }
+
+#[test]
+fn a_pair_member_in_conflict_holds_the_whole_pair() {
+    // An operator's own tls.crt sits in the destination: the container's
+    // pair must not half land (its key beside the foreign certificate).
+    let env = files_env(TLS);
+    fs::create_dir_all(&env.dest).unwrap();
+    fs::write(env.dest.join("tls.crt"), "operator's own\n").unwrap();
+    let (crt, key, _) = common::openssl_pair("p256", "hostbridge-a", 30);
+    env.put_renamed("tls.crt", &crt);
+    env.put_renamed("tls.key", &key);
+    let d = env.start();
+    d.wait_log("holding the set: tls.crt is in conflict; nothing was changed");
+    assert!(
+        !env.dest.join("tls.key").exists(),
+        "the key did not land alone"
+    );
+    assert_eq!(
+        fs::read_to_string(env.dest.join("tls.crt")).unwrap(),
+        "operator's own\n"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&env.run(&["status", "--json"]).stdout).unwrap();
+    assert!(
+        st["bridges"][0]["cert"].is_null(),
+        "no certificate was installed: {st:#}"
+    );
+    // The operator removes theirs: the next change installs the pair whole.
+    fs::remove_file(env.dest.join("tls.crt")).unwrap();
+    env.put_renamed("tls.key", &key);
+    wait_for(
+        "the pair installed",
+        || fs::read(env.dest.join("tls.crt")).is_ok_and(|c| c == crt),
+        || d.log(),
+    );
+    assert_eq!(fs::read(env.dest.join("tls.key")).unwrap(), key);
+}

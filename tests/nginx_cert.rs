@@ -268,7 +268,12 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
         line.contains("verify ok: serving serial") && line.contains("then escalate: signal ok"),
         "{line}"
     );
-    assert_eq!(served_serial(port), Some(serial_b));
+    // A second TLS client agrees (nginx may still be retiring old workers).
+    wait_for(
+        "openssl sees B",
+        || served_serial(port).as_deref() == Some(serial_b.as_str()),
+        || d.log(),
+    );
     let st = status_json(&env);
     let served = &st["bridges"][0]["cert"]["served"];
     assert_eq!(served["matches"], true, "{served:#}");

@@ -75,6 +75,16 @@ impl Validator<'_> {
             max_files,
             max_bytes,
             source_owner: rb.source_owner.take(),
+            targets: then
+                .iter()
+                .chain(
+                    files
+                        .iter()
+                        .filter_map(|f| f.verify.as_ref())
+                        .flat_map(|v| &v.escalate),
+                )
+                .cloned()
+                .collect(),
             then,
             files,
             rules: (rb.kind == Kind::UdevRules).then(|| rules_checks(&mut rb)),

@@ -178,6 +178,10 @@ pub(crate) struct Bridge {
     pub(crate) source_owner: Option<Vec<u32>>,
     /// Actions after a sync that changed something.
     pub(crate) then: Vec<Action>,
+    /// What a group running this bridge's owed actions may act on: `then`
+    /// and its `verify`'s `escalate` (the daemon holds these targets while
+    /// the group runs).
+    pub(crate) targets: Vec<Action>,
     /// Checks applied to udev rules files (kind `udev-rules`).
     pub(crate) rules: Option<RulesChecks>,
     /// Settings of kind `files`.

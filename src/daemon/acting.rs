@@ -49,19 +49,19 @@ impl Daemon {
             .bridges
             .iter()
             .filter(|b| self.activity(b).collecting())
-            .map(|b| b.bridge.then.as_slice())
+            .map(|b| b.bridge.targets.as_slice())
             .collect();
         let now = std::time::Instant::now();
         let (ready, wait) = crate::core::act::ready_now(
             std::mem::take(&mut self.owed),
-            |(_, o)| o.bridge.then.as_slice(),
+            |(_, o)| o.bridge.targets.as_slice(),
             |(_, o)| now >= o.since + 2 * o.bridge.settle.max_wait,
             &busy,
         );
         let running: Vec<&[Action]> = self.acting.iter().map(|g| g.actions.as_slice()).collect();
         let (groups, held) = crate::core::act::start_groups(
             ready,
-            |(_, o)| o.bridge.then.as_slice(),
+            |(_, o)| o.bridge.targets.as_slice(),
             Action::same_target,
             &running,
         );
@@ -78,7 +78,7 @@ impl Daemon {
         let ids: Vec<BridgeId> = group.iter().map(|(id, _)| *id).collect();
         let actions: Vec<Action> = group
             .iter()
-            .flat_map(|(_, o)| o.bridge.then.iter().cloned())
+            .flat_map(|(_, o)| o.bridge.targets.iter().cloned())
             .collect();
         let verify = !self.starting;
         let task = tokio::spawn(async move {

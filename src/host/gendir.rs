@@ -120,23 +120,27 @@ pub(crate) fn publish(
 }
 
 /// Points `..data` back at the generation before the current one (the
-/// one [`publish`] keeps), by one rename as a swap does, and makes the
-/// links agree with it. Returns its name, or `None` when there is no
-/// earlier generation. The generation rolled back from stays until the
-/// next publish removes it.
+/// one [`publish`] keeps: the only other), by one rename as a swap does,
+/// makes the links agree with it, and removes the generation rolled back
+/// from, so a second roll back finds nothing (rather than the set that
+/// just failed). Returns its name, or `None` when there is no earlier
+/// generation. Chosen by what `publish` kept, not by comparing names, so a
+/// wall clock stepped back cannot pick the wrong one.
 pub(crate) fn roll_back(dest: &DestDir) -> io::Result<Option<String>> {
     let fd = dest.fd();
     let current = readlinkat(fd, DATA)?
         .into_string()
         .map_err(|t| io::Error::other(format!("{DATA} points at {t:?}")))?;
     let mut dir = Dir::from_fd(fd.try_clone()?)?;
-    let earlier = dir
+    let others: Vec<String> = dir
         .iter()
         .filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-        .filter(|n| is_generation(n) && n.as_str() < current.as_str())
-        .max();
-    let Some(earlier) = earlier else {
+        .filter(|n| is_generation(n) && *n != current)
+        .collect();
+    // `publish` keeps one besides the current; more only after a crash
+    // mid-cleanup, when the newest is the one it meant to keep.
+    let Some(earlier) = others.into_iter().max() else {
         return Ok(None);
     };
     let tmp_link = "..data_tmp";
@@ -144,6 +148,7 @@ pub(crate) fn roll_back(dest: &DestDir) -> io::Result<Option<String>> {
     symlinkat(earlier.as_str(), fd, tmp_link)?;
     renameat(fd, tmp_link, fd, DATA)?;
     reconcile_links(dest)?;
+    remove_old_generations(dest, &[Some(earlier.clone())])?;
     fsync(fd)?;
     Ok(Some(earlier))
 }
@@ -282,4 +287,44 @@ pub(crate) fn read_current(dest: &DestDir, name: &str, limit: u64) -> io::Result
     };
     fsx::read_limited(&mut file, limit)?
         .ok_or_else(|| io::Error::other(format!("{name} is larger than {limit} bytes")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(dest: &DestDir, content: &[u8]) {
+        let e = [Entry {
+            name: "tls.crt",
+            bytes: content,
+        }];
+        publish(dest, &e, &[], 0o644, (None, None)).unwrap();
+    }
+
+    #[test]
+    fn a_roll_back_goes_to_the_kept_set_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = DestDir::open(dir.path()).unwrap();
+        assert!(roll_back(&dest).is_err(), "no ..data yet");
+        set(&dest, b"A");
+        assert_eq!(
+            roll_back(&dest).unwrap(),
+            None,
+            "nothing before the first set"
+        );
+        set(&dest, b"B");
+        set(&dest, b"C");
+        assert_eq!(std::fs::read(dir.path().join("tls.crt")).unwrap(), b"C");
+        assert!(roll_back(&dest).unwrap().is_some());
+        assert_eq!(std::fs::read(dir.path().join("tls.crt")).unwrap(), b"B");
+        // The set rolled back from is gone: no second roll back to it.
+        assert_eq!(roll_back(&dest).unwrap(), None);
+        assert_eq!(std::fs::read(dir.path().join("tls.crt")).unwrap(), b"B");
+        let gens = names_in(dest.fd())
+            .unwrap()
+            .into_iter()
+            .filter(|n| is_generation(n))
+            .count();
+        assert_eq!(gens, 1);
+    }
 }

@@ -249,6 +249,17 @@ pub(crate) fn sync_files(
         &mut report,
     )?;
     races_are_not_faults(&scan.transient, &mut report);
+    if let Some(name) = set_conflict(bridge, &report) {
+        // A set is installed whole or not at all: one member in conflict
+        // holds the others too (a new key beside a foreign certificate).
+        report.notes.push(format!(
+            "holding the set: {name} is in conflict; nothing was changed"
+        ));
+        report.set_held = true;
+        report.cert = None;
+        forget_what_was_read(state, bridge, &scan, &mut manifest, opts.dry_run)?;
+        return Ok((report, Some(manifest)));
+    }
     manifest.complete = delta::clean(&report, &scan) && held.is_empty();
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
@@ -775,4 +786,15 @@ fn unix_now() -> i64 {
 pub(crate) async fn wait_idle(state_dir: &Path) {
     let state = StateDir::new(state_dir);
     let _ = tokio::task::spawn_blocking(move || state.lock().map(drop)).await;
+}
+
+/// The first member in conflict of a bridge whose files are a set (kind
+/// files with `require`, a TLS pair or the symlink-dir swap).
+fn set_conflict(bridge: &Bridge, report: &SyncReport) -> Option<String> {
+    let files = bridge.files.as_ref()?;
+    let is_set =
+        !files.require.is_empty() || files.tls_pair.is_some() || files.swap == Swap::SymlinkDir;
+    is_set
+        .then(|| report.conflicts.first().map(|(n, _)| n.clone()))
+        .flatten()
 }
