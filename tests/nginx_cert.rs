@@ -82,17 +82,14 @@ fn run_nginx(nginx_bin: &str, prefix: &Path, server: &str, ready: impl FnMut() -
 
 #[test]
 fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
-    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+    let Some((nginx_bin, _work, prefix)) = nginx_setup() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
     let (crt_a, key_a, _serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
     let (crt_c, _key_c, _) = common::openssl_pair("p256", "hostbridge-c", 30);
     let (crt_d, key_d, serial_d) = common::openssl_pair("p256", "hostbridge-d", 30);
 
-    let prefix = work.path().join("nginx");
-    fs::create_dir_all(prefix.join("logs")).unwrap();
     let pidfile = prefix.join("nginx.pid");
     let env = Env::new(&format!(
         "    require: [tls.crt, tls.key]\n    validate: {{ tls-pair: {{ cert: tls.crt, key: tls.key }} }}\n    then:\n      - signal: {{ pidfile: {}, process: nginx, signal: HUP }}\n",
@@ -156,6 +153,17 @@ fn nginx_serves_the_renewed_certificate_and_never_a_mismatch() {
     assert_eq!(env.run(&["status"]).status.code(), Some(0));
 }
 
+/// Debian's nginx and a fresh prefix dir for it (`prefix/logs` made): the
+/// program, the temp dir that holds the prefix (kept alive by the test),
+/// the prefix; `None` when nginx is missing (scripts/test installs it).
+fn nginx_setup() -> Option<(&'static str, tempfile::TempDir, std::path::PathBuf)> {
+    let bin = common::server("/usr/sbin/nginx", "nginx-light")?;
+    let work = tempfile::tempdir().unwrap();
+    let prefix = work.path().join("nginx");
+    fs::create_dir_all(prefix.join("logs")).unwrap();
+    Some((bin, work, prefix))
+}
+
 /// A files bridge for the pair with `verify` of 127.0.0.1:`port` (SNI
 /// localhost, within 3 s) and no `then:` action; `escalate` is the YAML
 /// list of its escalation actions.
@@ -176,12 +184,9 @@ fn status_json(env: &Env) -> serde_json::Value {
 
 #[test]
 fn verify_finds_nginx_still_serving_the_old_certificate() {
-    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+    let Some((nginx_bin, _work, prefix)) = nginx_setup() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let prefix = work.path().join("nginx");
-    fs::create_dir_all(prefix.join("logs")).unwrap();
     let (crt_a, key_a, serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
     let port = free_port();
@@ -238,12 +243,9 @@ fn verify_finds_nginx_still_serving_the_old_certificate() {
 
 #[test]
 fn verify_escalates_once_and_then_sees_the_new_certificate() {
-    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+    let Some((nginx_bin, _work, prefix)) = nginx_setup() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let prefix = work.path().join("nginx");
-    fs::create_dir_all(prefix.join("logs")).unwrap();
     let (crt_a, key_a, _) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, serial_b) = common::openssl_pair("p256", "hostbridge-b", 30);
     let port = free_port();
@@ -288,13 +290,10 @@ fn verify_escalates_once_and_then_sees_the_new_certificate() {
 
 #[test]
 fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
-    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+    let Some((nginx_bin, _work, prefix)) = nginx_setup() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let prefix = work.path().join("nginx");
-    fs::create_dir_all(prefix.join("logs")).unwrap();
-    let sock = work.path().join("admin.sock");
+    let sock = prefix.join("admin.sock");
     let server = format!(
         "listen unix:{};\n    location = /-/reload {{\n      if ($request_method != POST) {{ return 405; }}\n      return 200 \"reloaded\\n\";\n    }}",
         sock.display()
@@ -328,12 +327,9 @@ fn the_http_action_reaches_an_admin_endpoint_on_a_unix_socket() {
 
 #[test]
 fn a_certificate_the_service_does_not_take_is_rolled_back() {
-    let Some(nginx_bin) = common::server("/usr/sbin/nginx", "nginx-light") else {
+    let Some((nginx_bin, _work, prefix)) = nginx_setup() else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let prefix = work.path().join("nginx");
-    fs::create_dir_all(prefix.join("logs")).unwrap();
     let (crt_a, key_a, serial_a) = common::openssl_pair("p256", "hostbridge-a", 30);
     let (crt_b, key_b, _) = common::openssl_pair("p256", "hostbridge-b", 30);
     let port = free_port();
