@@ -200,4 +200,37 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
         assert!(e.contains("timed out"), "{e}");
     }
+
+    #[test]
+    fn a_unix_listener_that_never_accepts_is_a_timeout_not_a_hang() {
+        use nix::sys::socket::{
+            AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("full.sock");
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &UnixAddr::new(&sock).unwrap(),
+        )
+        .unwrap();
+        listen(&fd, Backlog::new(0).unwrap()).unwrap();
+        // Fill its backlog: nobody accepts.
+        let mut held = Vec::new();
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while let Ok(s) = connect_unix(&sock, deadline) {
+            held.push(s);
+            assert!(held.len() < 100, "the backlog never filled");
+        }
+        let t0 = Instant::now();
+        let e = connect_unix(&sock, Instant::now() + Duration::from_secs(1)).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        assert!(e.contains("not accepting"), "{e}");
+    }
 }
