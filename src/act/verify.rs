@@ -49,19 +49,7 @@ pub(crate) async fn verify_after(config: &Config, owed: &mut [Owed], failed: &mu
         let mut verdict = until_served(&v, &expected).await;
         let mut escalated = Vec::new();
         if !verdict.ok() && !v.escalate.is_empty() {
-            for a in &v.escalate {
-                let out = super::run_one(config, a, &[&*o]).await;
-                let bad = out.result.is_err();
-                escalated.push(format!(
-                    "{} {}",
-                    out.action,
-                    if bad { "failed" } else { "ok" }
-                ));
-                o.report.actions.push(out);
-                if bad {
-                    break;
-                }
-            }
+            escalated = run_in_order(config, o, &v.escalate).await;
             verdict = until_served(&v, &expected).await;
         }
         let mut text = verdict.text(&expected);
@@ -176,14 +164,7 @@ async fn roll_back(config: &Config, o: &mut Owed, v: &Verify, warn_within: Durat
         served: None,
     });
     let then = o.bridge.then.clone();
-    for a in &then {
-        let out = super::run_one(config, a, &[&*o]).await;
-        let bad = out.result.is_err();
-        o.report.actions.push(out);
-        if bad {
-            break;
-        }
-    }
+    run_in_order(config, o, &then).await;
     let again = until_served(v, &old).await;
     format!(
         "rolled back to serial {} ({}): {}",
@@ -195,4 +176,29 @@ async fn roll_back(config: &Config, o: &mut Owed, v: &Verify, warn_within: Durat
             again.text(&old)
         }
     )
+}
+
+/// Runs `actions` for bridge `o` in order, each outcome into its report; a
+/// failed one ends the list. Returns "LABEL ok" / "LABEL failed" of each
+/// that ran.
+async fn run_in_order(
+    config: &Config,
+    o: &mut Owed,
+    actions: &[crate::config::Action],
+) -> Vec<String> {
+    let mut ran = Vec::new();
+    for a in actions {
+        let out = super::run_one(config, a, &[&*o]).await;
+        let bad = out.result.is_err();
+        ran.push(format!(
+            "{} {}",
+            out.action,
+            if bad { "failed" } else { "ok" }
+        ));
+        o.report.actions.push(out);
+        if bad {
+            break;
+        }
+    }
+    ran
 }

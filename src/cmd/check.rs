@@ -231,7 +231,7 @@ pub(crate) fn describe(c: &Config) -> String {
                 }
             }
         }
-        if let Some(v) = b.files.as_ref().and_then(|f| f.verify.as_ref()) {
+        if let Some(v) = b.verify() {
             s += &format!(
                 "  verify     {} serves the installed certificate (TLS handshake, SNI {}), within {}\n",
                 v.endpoint,

@@ -319,18 +319,19 @@ impl Bridge {
     /// Whether a change owes the bridge anything after its files are in
     /// place: `then:` actions, or a `verify` (which runs after them).
     pub(crate) fn acts(&self) -> bool {
-        !self.then.is_empty() || self.files.as_ref().is_some_and(|f| f.verify.is_some())
+        !self.then.is_empty() || self.verify().is_some()
+    }
+
+    /// The `verify` of a files bridge.
+    pub(crate) fn verify(&self) -> Option<&Verify> {
+        self.files.as_ref().and_then(|f| f.verify.as_ref())
     }
 
     /// Every action the bridge may run: its `then:` list, after each
     /// `usb-check` its `on_replug` actions, and its `verify`'s `escalate`
     /// (checks of actions, such as where a pid file may lie, must see all).
     pub(crate) fn actions(&self) -> impl Iterator<Item = &Action> {
-        let escalate = self
-            .files
-            .iter()
-            .filter_map(|f| f.verify.as_ref())
-            .flat_map(|v| &v.escalate);
+        let escalate = self.verify().into_iter().flat_map(|v| &v.escalate);
         self.then
             .iter()
             .flat_map(|a| {

@@ -103,8 +103,7 @@ impl Daemon {
             .is_none_or(|g| g.verify);
         self.acting.retain(|g| g.ids != ids);
         for (id, o) in done {
-            let owes_verify = o.bridge.files.as_ref().is_some_and(|f| f.verify.is_some());
-            if !verified && owes_verify && !o.report.failed() {
+            if !verified && o.bridge.verify().is_some() && !o.report.failed() {
                 // Verified once READY is out (`verify_later`).
                 self.verify_later.push((id, o.clone()));
             }
