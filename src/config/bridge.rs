@@ -365,8 +365,8 @@ fn files_settings(rb: &mut RawBridge) -> Result<FilesSettings, String> {
 /// server name defaults to its host.
 fn verify(v: raw::RawVerify) -> Result<Verify, String> {
     let endpoint = v.tls_endpoint.0;
-    let host = match endpoint.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => host
+    let host = match crate::core::http::split_authority(&endpoint) {
+        Ok((host, Some(port))) if port.parse::<u16>().is_ok_and(|p| p > 0) => host
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string(),

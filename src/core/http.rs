@@ -35,26 +35,7 @@ impl Url {
         if authority.is_empty() || authority.contains('@') {
             return Err(format!("{url:?} needs a host (and no user info)"));
         }
-        let (host, port) = match authority.strip_prefix('[').and_then(|a| a.find(']')) {
-            // [v6] or [v6]:port; the brackets stay (Host: and connect want them).
-            Some(end) => {
-                let (host, rest) = authority.split_at(end + 2);
-                match rest {
-                    "" => (host, None),
-                    _ => match rest.strip_prefix(':') {
-                        Some(p) => (host, Some(p)),
-                        None => return Err(format!("{url:?}: junk after the IPv6 address")),
-                    },
-                }
-            }
-            None => match authority.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (authority, None),
-            },
-        };
-        if host.is_empty() {
-            return Err(format!("{url:?} needs a host"));
-        }
+        let (host, port) = split_authority(authority).map_err(|e| format!("{url:?}: {e}"))?;
         let host = host.to_string();
         let port = match port {
             None => 80,
@@ -75,6 +56,32 @@ impl Url {
     pub(crate) fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+}
+
+/// Splits `host[:port]`, or `[v6][:port]`, into the host as written (an
+/// IPv6 address keeps its brackets: `Host:` and connect want them) and the
+/// port's text, if any.
+pub(crate) fn split_authority(authority: &str) -> Result<(&str, Option<&str>), String> {
+    let (host, port) = match authority.strip_prefix('[').and_then(|a| a.find(']')) {
+        Some(end) => {
+            let (host, rest) = authority.split_at(end + 2);
+            match rest {
+                "" => (host, None),
+                _ => match rest.strip_prefix(':') {
+                    Some(p) => (host, Some(p)),
+                    None => return Err("junk after the IPv6 address".into()),
+                },
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("needs a host".into());
+    }
+    Ok((host, port))
 }
 
 /// The request: `METHOD path HTTP/1.1`, `Host:`, no body.
