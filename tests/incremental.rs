@@ -433,98 +433,111 @@ fn sync_judges_everything_again_under_a_changed_policy() {
 /// `hostbridge sync` finds "nothing to change" from one listing and a stat
 /// of each file on each side, without writing the manifest; every kind of
 /// difference still takes the full way and is acted on (each case from the
-/// same settled, installed state).
+/// same settled, installed state). The check looks at the names in two
+/// halves, one a thread: each difference is made at the first name, at one
+/// in the middle and at the last, so it falls in either half and at the
+/// cut.
 #[test]
 fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
-    type Change = fn(&Env);
-    let cases: [(&str, Change, &str); 7] = [
+    type Change = fn(&Env, &str);
+    type Case = (&'static str, Change, fn(&str) -> String);
+    let cases: [Case; 7] = [
         (
             "installed copy chmod 0600",
-            |e| {
+            |e, n| {
                 fs::set_permissions(
-                    e.dest.join("61-ups.rules"),
+                    e.dest.join(n),
                     std::os::unix::fs::PermissionsExt::from_mode(0o600),
                 )
                 .unwrap()
             },
-            "replaced 61-ups.rules",
+            |n| format!("replaced {n}"),
         ),
         (
             "installed copy removed",
-            |e| fs::remove_file(e.dest.join("61-ups.rules")).unwrap(),
-            "installed 61-ups.rules",
+            |e, n| fs::remove_file(e.dest.join(n)).unwrap(),
+            |n| format!("installed {n}"),
         ),
         (
             "a new source file",
-            |e| e.put("63-ups.rules", RULE),
-            "installed 63-ups.rules",
+            |e, n| e.put(&new_name(n), RULE),
+            |n| format!("installed {}", new_name(n)),
         ),
         (
             "a source file removed",
-            |e| fs::remove_file(e.src.join("61-ups.rules")).unwrap(),
-            "pruned 61-ups.rules",
+            |e, n| fs::remove_file(e.src.join(n)).unwrap(),
+            |n| format!("pruned {n}"),
         ),
         (
             "a hard link to a source file",
-            |e| fs::hard_link(e.src.join("61-ups.rules"), e.tmp.path().join("elsewhere")).unwrap(),
-            "hard links",
+            |e, n| fs::hard_link(e.src.join(n), e.tmp.path().join("elsewhere")).unwrap(),
+            |_| "hard links".into(),
         ),
         (
             "a name the bridge refuses",
-            |e| e.put("bad name.rules", RULE),
-            "bad name.rules",
+            |e, n| e.put(&new_name(n).replace('-', " "), RULE),
+            |n| new_name(n).replace('-', " "),
         ),
         (
             "the manifest's record of a file dropped",
-            |e| {
+            |e, n| {
                 let path = e.state.join("bridges/test.manifest");
                 let text = fs::read_to_string(&path).unwrap();
                 let kept: String = text
                     .lines()
-                    .filter(|l| !l.ends_with(" 61-ups.rules"))
+                    .filter(|l| !l.ends_with(&format!(" {n}")))
                     .map(|l| format!("{l}\n"))
                     .collect();
                 fs::write(&path, kept).unwrap();
             },
-            "61-ups.rules",
+            |n| n.to_string(),
         ),
     ];
+    const FILES: usize = 9;
     for (what, change, want) in cases {
-        let env = Env::new("");
-        fs::create_dir_all(&env.src).unwrap();
-        for i in 0..3 {
-            env.put(&format!("6{i}-ups.rules"), RULE);
-        }
-        wait_settled(&env.src);
-        sync_ok(&env, &["sync"]);
-        sync_ok(&env, &["sync"]);
-        let manifest = env.state.join("bridges/test.manifest");
-        let stamp = |p: &Path| {
-            let m = fs::metadata(p).unwrap();
-            use std::os::unix::fs::MetadataExt;
-            (m.ino(), m.ctime(), m.ctime_nsec())
-        };
-        let before = stamp(&manifest);
-        let reads = reads_during(&env, || {
+        for at in [0, FILES / 2, FILES - 1] {
+            let name = format!("6{at}-ups.rules");
+            let env = Env::new("");
+            fs::create_dir_all(&env.src).unwrap();
+            for i in 0..FILES {
+                env.put(&format!("6{i}-ups.rules"), RULE);
+            }
+            wait_settled(&env.src);
+            sync_ok(&env, &["sync"]);
+            sync_ok(&env, &["sync"]);
+            let manifest = env.state.join("bridges/test.manifest");
+            let stamp = |p: &Path| {
+                let m = fs::metadata(p).unwrap();
+                use std::os::unix::fs::MetadataExt;
+                (m.ino(), m.ctime(), m.ctime_nsec())
+            };
+            let before = stamp(&manifest);
+            let reads = reads_during(&env, || {
+                let out = env.run(&["sync"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    text.contains(&format!("nothing to change; {FILES} unchanged")),
+                    "{what}: {text}"
+                );
+            });
+            assert!(reads.is_empty(), "{what}: nothing read: {reads:?}");
+            assert_eq!(
+                stamp(&manifest),
+                before,
+                "{what}: the manifest is not written"
+            );
+
+            change(&env, &name);
             let out = env.run(&["sync"]);
             let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                text.contains("nothing to change; 3 unchanged"),
-                "{what}: {text}"
-            );
-        });
-        assert!(reads.is_empty(), "{what}: nothing read: {reads:?}");
-        assert_eq!(
-            stamp(&manifest),
-            before,
-            "{what}: the manifest is not written"
-        );
-
-        change(&env);
-        let out = env.run(&["sync"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains(want), "{what}: {text}");
+            assert!(text.contains(&want(&name)), "{what} at {name}: {text}");
+        }
     }
+}
+
+/// A name next to `name` in name order (`60-ups.rules` -> `60-ups-new.rules`).
+fn new_name(name: &str) -> String {
+    name.replace(".rules", "-new.rules")
 }
 
 /// After a sync that left the source as its manifest records it, the

@@ -64,12 +64,24 @@ pub(crate) fn unsafe_reason(name: &str) -> Option<&'static str> {
         return Some("hidden name (leading dot)");
     }
     // Byte by byte: a byte of a multi-byte character is not ASCII either.
-    let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'@');
-    if !name.bytes().all(ok) {
+    // A table, not a test of each class: a listing checks every name.
+    if name.bytes().any(|b| !NAME_BYTES[usize::from(b)]) {
         return Some("name has characters outside [A-Za-z0-9._+@-]");
     }
     None
 }
+
+/// The bytes a name may hold: `[A-Za-z0-9._+@-]`.
+const NAME_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-' | b'+' | b'@');
+        b += 1;
+    }
+    t
+};
 
 /// Shell-style glob match supporting `*` (any run, possibly empty) and `?`
 /// (one character). No character classes: include patterns are simple.

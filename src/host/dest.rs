@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
-use nix::sys::stat::{Mode, fchmod, fstatat};
+use nix::sys::stat::{Mode, fchmod, fstat, fstatat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fsync, unlinkat};
 
 use super::fsx;
@@ -38,7 +38,10 @@ pub(crate) struct DestDir {
     path: PathBuf,
     /// Whether a file created here gets the mode asked for, less the umask
     /// (no default ACL): asked at the first install ([`DestDir::created_as`]).
-    plain_modes: std::cell::OnceCell<bool>,
+    plain_modes: std::sync::OnceLock<bool>,
+    /// Whether the dir is on tmpfs, whose `fsync` does nothing (its files
+    /// live in memory and end with it): asked at the first flush.
+    in_memory: std::sync::OnceLock<bool>,
 }
 
 impl DestDir {
@@ -64,7 +67,8 @@ impl DestDir {
         DestDir {
             fd,
             path,
-            plain_modes: std::cell::OnceCell::new(),
+            plain_modes: std::sync::OnceLock::new(),
+            in_memory: std::sync::OnceLock::new(),
         }
     }
 
@@ -120,27 +124,30 @@ impl DestDir {
     }
 
     /// The stamp of the regular file `name` (after an install), if it is one.
-    pub(crate) fn stamp(&self, name: &str) -> Option<Stamp> {
-        fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW)
-            .ok()
-            .filter(|st| fsx::odd_kind(st).is_none())
-            .map(|st| super::source::stamp_of(&st))
+    pub(crate) fn stamp<P: ?Sized + nix::NixPath>(&self, name: &P) -> Option<Stamp> {
+        let st = fstatat(&self.fd, name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        fsx::odd_kind(&st)
+            .is_none()
+            .then(|| super::source::stamp_of(&st))
     }
 
     /// Atomically places `bytes` under `name` with permission bits `mode`.
     pub(crate) fn install(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
         self.install_owned(name, bytes, mode, (None, None))
+            .map(|_| ())
     }
 
     /// Like [`DestDir::install`], also setting owner and group (before the
-    /// rename, so the file never appears with the wrong owner).
+    /// rename, so the file never appears with the wrong owner). Gives the
+    /// installed file's stamp, taken through its descriptor after the
+    /// rename (which changed its ctime).
     pub(crate) fn install_owned(
         &self,
         name: &str,
         bytes: &[u8],
         mode: u32,
         owner: (Option<Uid>, Option<Gid>),
-    ) -> io::Result<()> {
+    ) -> io::Result<Stamp> {
         // The pid asked once: a burst installs thousands of files.
         static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         let temp = format!(
@@ -162,7 +169,7 @@ impl DestDir {
             flags,
             Mode::from_bits_truncate(create_mode),
         )?;
-        let result = (|| -> io::Result<()> {
+        let result = (|| -> io::Result<Stamp> {
             let mut file = std::fs::File::from(fd);
             file.write_all(bytes)?;
             if owner.0.is_some() || owner.1.is_some() {
@@ -171,9 +178,11 @@ impl DestDir {
             if !exact {
                 fchmod(&file, Mode::from_bits_truncate(mode))?;
             }
-            file.sync_all()?;
+            if !self.in_memory() {
+                file.sync_all()?;
+            }
             renameat(&self.fd, temp.as_str(), &self.fd, name)?;
-            Ok(())
+            Ok(super::source::stamp_of(&fstat(&file)?))
         })();
         if result.is_err() {
             let _ = unlinkat(&self.fd, temp.as_str(), UnlinkatFlags::NoRemoveDir);
@@ -208,7 +217,20 @@ impl DestDir {
 
     /// Flushes renames and unlinks in this directory to stable storage.
     pub(crate) fn sync(&self) -> io::Result<()> {
+        if self.in_memory() {
+            return Ok(());
+        }
         Ok(fsync(&self.fd)?)
+    }
+
+    /// Whether the dir is on tmpfs (`/run`, where udev rules and the state
+    /// live on a host): there `fsync` is a no-op, so a burst of installs
+    /// skips thousands of calls that would flush nothing. Asked once.
+    fn in_memory(&self) -> bool {
+        *self.in_memory.get_or_init(|| {
+            nix::sys::statfs::fstatfs(&self.fd)
+                .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+        })
     }
 
     /// Removes temp files left by a crashed run; returns their names.

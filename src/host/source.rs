@@ -14,12 +14,12 @@
 //! - reads are capped at the bridge's `max_file_size`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::dir::Dir;
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
@@ -278,7 +278,8 @@ pub(crate) fn scan(
                 }
             }
         } else {
-            match judge(&dirfd, name, admit, &mut budget, accept, &mut out.transient)? {
+            let opened = fsx::open_path_at(&dirfd, name);
+            match judge(opened, name, admit, &mut budget, accept, &mut out.transient)? {
                 Ok((SourceFile::Ready(digest), Some((bytes, st)))) => {
                     let seen = Seen {
                         size: Some(st.size),
@@ -384,13 +385,14 @@ pub(crate) fn scan_changed(
         if spec.still_open.contains(name) {
             return Ok(None);
         }
-        match fstatat(&dirfd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Err(nix::errno::Errno::ENOENT) => continue, // removed
+        // Opened once, to know whether it is there and to read it.
+        let opened = match fsx::open_path_at(&dirfd, name) {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => continue, // removed
             Err(_) => return Ok(None),
-            Ok(_) => {}
-        }
+            Ok(fd) => Ok(fd),
+        };
         let judged = judge(
-            &dirfd,
+            opened,
             name,
             spec.admit,
             &mut budget,
@@ -436,82 +438,119 @@ pub(crate) fn as_recorded(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
-    // The names in one buffer, each a span of it: no allocation a name.
-    let (mut text, mut spans) = (String::new(), Vec::new());
+    // The names in one buffer, each a span of it ending in a NUL (a stat
+    // takes it as it is): no allocation and no copy a name.
+    let (mut text, mut spans) = (Vec::new(), Vec::new());
     let listed = list_into(
         &dirfd,
         spec.include,
         listing_cap(spec.limits),
         &mut |name| {
             spans.push((text.len(), name.len()));
-            text.push_str(name);
+            text.extend_from_slice(name.as_bytes());
+            text.push(0);
         },
     )?;
     if listed.is_none_or(|rejected| !rejected.is_empty()) {
         return Ok(None);
     }
-    let at = |&(start, len): &(usize, usize)| &text[start..start + len];
+    let at = |&(start, len): &(usize, usize)| &text[start..=start + len];
     // The manifest lists its files in name order. Sorted by each name's
     // first 8 bytes as a number (zero-padded: a shorter name comes first,
     // as in name order), then by the whole name: most comparisons are of
     // two integers (ext4 lists in hash order, so this sort is real work).
     // A stable sort finds the runs a listing often is (tmpfs lists newest
-    // first) and merges them.
+    // first) and merges them. The NUL ends every name, so it orders a name
+    // before the longer ones it begins.
     let prefix = |span: &(usize, usize)| {
         let mut key = [0u8; 8];
-        let name = at(span).as_bytes();
+        let name = &at(span)[..span.1];
         let n = name.len().min(8);
         key[..n].copy_from_slice(&name[..n]);
         u64::from_be_bytes(key)
     };
     let mut keyed: Vec<(u64, (usize, usize))> = spans.iter().map(|s| (prefix(s), *s)).collect();
     keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| at(a).cmp(at(b))));
-    let names: Vec<&str> = keyed.iter().map(|(_, s)| at(s)).collect();
-    // The stats of both sides, each on its own thread: they are the cost of
-    // this path, and both sides are read-only here.
-    let (sources, installed) = std::thread::scope(|scope| {
-        let sources = scope.spawn(|| {
-            let stat = |n: &&str| {
-                fstatat(&dirfd, *n, AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .ok()
-                    .filter(|st| spec.admit.refuse(st).is_none())
-                    .map(|st| stamp_of(&st))
-            };
-            names.iter().map(stat).collect::<Vec<_>>()
-        });
-        let installed: Vec<Option<Stamp>> = names.iter().map(|n| dest.stamp(n)).collect();
-        (sources.join().unwrap_or_default(), installed)
-    });
-    if sources.len() != names.len() {
+    let names: Vec<&CStr> = keyed
+        .iter()
+        .filter_map(|(_, s)| CStr::from_bytes_with_nul(at(s)).ok())
+        .collect();
+    if names.len() != keyed.len() {
         return Ok(None);
     }
+    // The stats of both sides are the cost of this path: the names and the
+    // manifest's lines are cut in two at one name, and each half is looked
+    // at on its own thread. Every name must still meet its own line, and
+    // every line a name, as in one walk.
+    let (first, second) = match records.split() {
+        Some((rest, name)) => {
+            let cut = names.partition_point(|n| n.to_bytes() < name);
+            if names.get(cut).is_none_or(|n| n.to_bytes() != name) {
+                return Ok(None);
+            }
+            let (a, b) = names.split_at(cut);
+            ((a, records), Some((b, rest)))
+        }
+        None => ((&names[..], records), None),
+    };
+    let walk = |(names, records)| recorded_half(&dirfd, dest, spec, names, records);
+    let (a, b) = std::thread::scope(|scope| {
+        let b = second.map(|half| scope.spawn(|| walk(half)));
+        let a = walk(first);
+        (a, b.map(|b| b.join().ok().flatten()))
+    });
+    let (Some((files, bytes)), Some((more_files, more_bytes))) = (a, b.unwrap_or(Some((0, 0))))
+    else {
+        return Ok(None);
+    };
+    // The budget taken by the whole: totals only grow, so a walk in one
+    // piece would have passed a limit exactly when the sums do.
+    let (files, bytes) = (files + more_files, bytes.checked_add(more_bytes));
     let mut budget = Budget::new(spec.limits);
-    let mut count = 0;
+    let fits = (0..files).try_for_each(|_| budget.take_file()).is_ok()
+        && bytes.is_some_and(|b| budget.take_bytes(b).is_ok());
+    Ok(fits.then_some(files))
+}
+
+/// [`as_recorded`] for `names` against `records` (the same part of the
+/// name order): each name's stats on both sides compared with its line, as
+/// written. The count of files and their recorded bytes when every name
+/// meets its line and every line a name; `None` at the first difference.
+fn recorded_half(
+    dirfd: &OwnedFd,
+    dest: &super::dest::DestDir,
+    spec: &RecordedSpec<'_>,
+    names: &[&CStr],
+    mut records: Records<'_>,
+) -> Option<(usize, u64)> {
     // The manifest's lines are compared with the text of each stamp, made
     // in these two buffers.
     let (mut source_text, mut installed_text) = (StampText::empty(), StampText::empty());
-    for ((name, source), installed) in names.iter().zip(sources).zip(installed) {
-        let (Some(source), Some(installed)) = (source, installed) else {
-            return Ok(None);
-        };
+    let mut bytes = 0u64;
+    for name in names {
+        // Each stat result taken where it lies: moved through `Option`
+        // adapters it is copied at each step in a build for size.
+        let st = fstatat(dirfd, *name, AtFlags::AT_SYMLINK_NOFOLLOW).ok()?;
+        if spec.admit.refuse(&st).is_some() {
+            return None;
+        }
+        let source = stamp_of(&st);
+        let installed = dest.stamp(*name)?;
         source_text.set(&source);
         installed_text.set(&installed);
         let expect = Expect {
-            name: name.as_bytes(),
+            name: name.to_bytes(),
             source: source_text.as_bytes(),
             dest: installed_text.as_bytes(),
         };
-        let Some(r) = records.next_as(&expect) else {
-            return Ok(None);
-        };
-        let mut fits = |size| budget.take_file().and_then(|()| budget.take_bytes(size));
-        if !(spec.wanted)(&r, &installed) || r.size.is_none_or(|size| fits(size).is_err()) {
-            return Ok(None);
+        let r = records.next_as(&expect)?;
+        if !(spec.wanted)(&r, &installed) {
+            return None;
         }
-        count += 1;
+        bytes = bytes.checked_add(r.size?)?;
     }
     // No file recorded that the source no longer lists.
-    Ok(records.at_end().then_some(count))
+    records.at_end().then_some((names.len(), bytes))
 }
 
 /// What [`as_recorded`] takes besides the records.
@@ -524,7 +563,7 @@ pub(crate) struct RecordedSpec<'a> {
     pub(crate) limits: Limits,
     /// Whether a record, and the installed copy's stamp now, are what the
     /// bridge installs today (its mode and owners).
-    pub(crate) wanted: &'a dyn Fn(&Record, &Stamp) -> bool,
+    pub(crate) wanted: &'a (dyn Fn(&Record, &Stamp) -> bool + Sync),
 }
 
 /// A dir's candidate names, and its rejected names with why.
@@ -552,12 +591,18 @@ fn list_into(
 ) -> io::Result<Option<Vec<(String, String)>>> {
     let mut rejected = Vec::new();
     let mut rejected_more = 0usize;
-    let mut listing = Dir::from_fd(dirfd.try_clone()?)?;
+    // The entries are read in place from one buffer (no allocation an
+    // entry), from the dir's start whatever read it before.
+    rustix::fs::seek(dirfd, rustix::fs::SeekFrom::Start(0))?;
+    let mut buf = Vec::with_capacity(32 * 1024);
+    let mut listing = rustix::fs::RawDir::new(dirfd, buf.spare_capacity_mut());
     // `.` and `..` are among the entries read.
-    for (seen, entry) in listing.iter().enumerate() {
+    let mut seen = 0usize;
+    while let Some(entry) = listing.next() {
         if seen >= cap + 2 {
             return Ok(None);
         }
+        seen += 1;
         let entry = entry?;
         let raw = entry.file_name().to_bytes();
         if raw == b"." || raw == b".." {
@@ -626,7 +671,7 @@ type Judged = (SourceFile, Option<(Vec<u8>, Stamp)>);
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
 /// size); `Ok(Ok(judged))` otherwise; `Err`: an I/O failure of the scan.
 fn judge(
-    dirfd: &OwnedFd,
+    opened: io::Result<OwnedFd>,
     name: &str,
     admit: &Admit,
     budget: &mut Budget,
@@ -637,7 +682,7 @@ fn judge(
         return Ok(Err(why));
     }
     let mut past_budget = None;
-    let read = read_stamped(dirfd, name, admit, &mut |size| {
+    let read = read_opened(opened, admit, &mut |size| {
         let fits = budget.precheck_bytes(size);
         past_budget = fits.clone().err();
         fits.is_ok()
@@ -751,12 +796,23 @@ fn read_stamped(
     admit: &Admit,
     fits: &mut dyn FnMut(u64) -> bool,
 ) -> io::Result<Result<Read, Skip>> {
+    read_opened(fsx::open_path_at(dirfd, name), admit, fits)
+}
+
+/// [`read_stamped`] of the entry `opened` is (or failed to be) opened as,
+/// with [`fsx::open_path_at`]: the caller that needs to know first whether
+/// the name is there at all opens it once, for both.
+fn read_opened(
+    opened: io::Result<OwnedFd>,
+    admit: &Admit,
+    fits: &mut dyn FnMut(u64) -> bool,
+) -> io::Result<Result<Read, Skip>> {
     // The name may be swapped (rename, RENAME_EXCHANGE) at any moment: take
     // a descriptor that opens nothing, judge the inode it names, and open
     // only that inode, only if it is a plain file. (Not even on a nodev
     // mount is an entry opened at once: a FIFO would be opened, and a
     // writer blocked on it woken.)
-    let handle = match fsx::open_path_at(dirfd, name) {
+    let handle = match opened {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(Err(Skip::Vanished)),
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),

@@ -458,7 +458,7 @@ impl StateDir {
     /// The stamp of a bridge's manifest file now, if there is one.
     pub(crate) fn stamp(&self, bridge: &str) -> Option<Stamp> {
         let dir = DestDir::open(&self.root.join("bridges")).ok()?;
-        dir.stamp(&format!("{bridge}.manifest"))
+        dir.stamp(format!("{bridge}.manifest").as_str())
     }
 
     /// Atomically replaces a bridge's manifest: one compact write, then the
@@ -490,7 +490,7 @@ impl StateDir {
         // was seen of their names: nothing is lost.
         let _ = std::fs::remove_file(self.json_path(bridge));
         let _ = std::fs::remove_file(self.intent_path(bridge));
-        Ok(dir.stamp(&name))
+        Ok(dir.stamp(name.as_str()))
     }
 }
 

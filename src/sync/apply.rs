@@ -196,12 +196,9 @@ fn put_in_place(
                     Ok(b) => t
                         .dest
                         .install_owned(name, &b, t.bridge.mode, t.owner)
-                        .map(|()| {
+                        .map(|st| {
                             // The new copy's stamp (the rename changed its ctime).
-                            match t.dest.stamp(name) {
-                                Some(st) => seeing.dest.insert(name.clone(), (st, *digest)),
-                                None => seeing.dest.remove(name),
-                            };
+                            seeing.dest.insert(name.clone(), (st, *digest));
                         })
                         .map_err(|e| OpError::from(&e)),
                     Err(skip) => {

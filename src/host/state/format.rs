@@ -268,6 +268,24 @@ pub(crate) struct Expect<'e> {
     pub(crate) dest: &'e [u8],
 }
 
+/// `bytes` less `prefix` when they start with it: a plain compare, inlined
+/// (a line is taken in a few of these, for every file of `hostbridge
+/// sync`, in a binary built for size).
+#[inline(always)]
+fn after<'b>(bytes: &'b [u8], prefix: &[u8]) -> Option<&'b [u8]> {
+    let (head, tail) = bytes.split_at_checked(prefix.len())?;
+    (head == prefix).then_some(tail)
+}
+
+/// `bytes` less their first when it is `b`.
+#[inline(always)]
+fn after_byte(bytes: &[u8], b: u8) -> Option<&[u8]> {
+    match bytes {
+        [first, rest @ ..] if *first == b => Some(rest),
+        _ => None,
+    }
+}
+
 /// The header of a manifest file of the current version, and its file
 /// lines to walk ([`Records::files`]); `None` for another version or a
 /// header line this reader does not take (the full [`parse`] says why).
@@ -302,7 +320,7 @@ pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
     Some(r)
 }
 
-impl Records<'_> {
+impl<'a> Records<'a> {
     /// The next file line's fields when it records `expect` (its name and
     /// its two stamps, compared as written, where they stand in the line:
     /// nothing is searched for), and takes it; `None` when it records
@@ -312,28 +330,52 @@ impl Records<'_> {
             return None;
         }
         // "file ", 64 hex digits and a space; then the fields.
-        let rest = self.files.strip_prefix(b"file ")?;
-        let mut rest = rest.get(64..)?.strip_prefix(b" ")?;
+        let rest = after(self.files, b"file ")?;
+        let mut rest = after_byte(rest.get(64..)?, b' ')?;
         let mut field = || {
             let end = rest.iter().position(|&b| b == b' ')?;
             let f = &rest[..end];
             rest = &rest[end + 1..];
             Some(f)
         };
-        let mut text = || std::str::from_utf8(field()?).ok();
-        let mode = mode(text()?)?;
-        let uid = id(text()?)?;
-        let gid = id(text()?)?;
-        let size = opt(text()?)?;
-        let rest = rest.strip_prefix(expect.source)?.strip_prefix(b" ")?;
-        let rest = rest.strip_prefix(expect.dest)?.strip_prefix(b" ")?;
-        self.files = rest.strip_prefix(expect.name)?.strip_prefix(b"\n")?;
+        // The fields are ASCII digits or `-` when well formed: taken as
+        // bytes (a malformed one is refused by the number's parse).
+        let mode = mode(field()?)?;
+        let uid = id(field()?)?;
+        let gid = id(field()?)?;
+        let size = opt(field()?)?;
+        let rest = after_byte(after(rest, expect.source)?, b' ')?;
+        let rest = after_byte(after(rest, expect.dest)?, b' ')?;
+        self.files = after_byte(after(rest, expect.name)?, b'\n')?;
         Some(Record {
             mode,
             uid,
             gid,
             size,
         })
+    }
+
+    /// The file lines not yet taken, cut in two at the line start nearest
+    /// their middle (at or after it): this keeps the first part, and the
+    /// second is returned with the name its first line records, as
+    /// written. `None` (nothing cut) when no line starts after the middle.
+    /// Each part is then walked on its own, e.g. on two threads.
+    pub(crate) fn split(&mut self) -> Option<(Records<'a>, &'a [u8])> {
+        let files = self.files;
+        let mid = files.len() / 2;
+        let start = mid + files.get(mid..)?.windows(6).position(|w| w == b"\nfile ")? + 1;
+        let line = &files[start..];
+        let end = line.iter().position(|&b| b == b'\n')?;
+        let name_at = line[..end].iter().rposition(|&b| b == b' ')? + 1;
+        self.files = &files[..start];
+        let second = Records {
+            destination: Vec::new(),
+            actions_pending: self.actions_pending,
+            changed: self.changed,
+            checks: self.checks,
+            files: line,
+        };
+        Some((second, &line[name_at..end]))
     }
 
     /// Whether every file line was taken.
@@ -346,10 +388,10 @@ impl Records<'_> {
 fn file_line(rest: &str, radix: u32) -> Option<(String, Owned, Seen)> {
     let mut f = rest.splitn(8, ' ');
     let digest = Digest::from_hex(f.next()?.as_bytes())?;
-    let mode = mode(f.next()?)?;
-    let uid = id(f.next()?)?;
-    let gid = id(f.next()?)?;
-    let size = opt(f.next()?)?;
+    let mode = mode(f.next()?.as_bytes())?;
+    let uid = id(f.next()?.as_bytes())?;
+    let gid = id(f.next()?.as_bytes())?;
+    let size = opt(f.next()?.as_bytes())?;
     let source = stamp(f.next()?, radix)?;
     let dest = stamp(f.next()?, radix)?;
     let n = name(f.next()?)?;
@@ -363,19 +405,25 @@ fn file_line(rest: &str, radix: u32) -> Option<(String, Owned, Seen)> {
     Some((n, owned, seen))
 }
 
-/// A `MODE` field (octal).
-fn mode(s: &str) -> Option<u32> {
-    u32::from_str_radix(s, 8).ok()
+/// A `MODE` field: at most 11 octal digits.
+fn mode(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 11 {
+        return None;
+    }
+    let n = b.iter().try_fold(0u64, |n, &d| {
+        matches!(d, b'0'..=b'7').then(|| n << 3 | u64::from(d - b'0'))
+    })?;
+    u32::try_from(n).ok()
 }
 
 /// A `UID` or `GID` field: [`opt`] within 32 bits.
-fn id(s: &str) -> Option<Option<u32>> {
+fn id(s: &[u8]) -> Option<Option<u32>> {
     opt(s)?.map(u32::try_from).transpose().ok()
 }
 
 /// A decimal number or `-`: `Some(None)` for `-`, `None` when malformed.
-fn opt(s: &str) -> Option<Option<u64>> {
-    if s == "-" {
+fn opt(s: &[u8]) -> Option<Option<u64>> {
+    if s == b"-" {
         return Some(None);
     }
     Some(Some(decimal(s)?))
@@ -383,11 +431,11 @@ fn opt(s: &str) -> Option<Option<u64>> {
 
 /// A decimal number of at most 19 digits (every id and size), in 64-bit
 /// arithmetic.
-fn decimal(s: &str) -> Option<u64> {
+fn decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 {
         return None;
     }
-    s.bytes().try_fold(0u64, |n, b| {
+    s.iter().try_fold(0u64, |n, &b| {
         b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0'))
     })
 }
@@ -516,19 +564,10 @@ fn decimal_into(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// The 16 hex digits of `n`, computed eight at a time in a u64 (each
-/// nibble spread to a byte, then turned into its digit), not one by one:
-/// every manifest write and `hostbridge sync` formats two stamps a file.
-fn hex16(n: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&hex8((n >> 32) as u32));
-    out[8..].copy_from_slice(&hex8(n as u32));
-    out
-}
-
 /// The 8 lowercase hex digits of `n`, most significant first, each nibble
 /// spread into a byte and turned into its digit in one pass (no table, no
 /// division).
+#[inline(always)]
 fn hex8(n: u32) -> [u8; 8] {
     // Nibble k (from the low end) of `n` into byte k of the result.
     let x = u64::from(n);
@@ -582,6 +621,7 @@ fn stamp_into(out: &mut Vec<u8>, s: Option<&Stamp>) {
 }
 
 /// A stamp's fields as its text has them: (negative, magnitude).
+#[inline(always)]
 fn fields(s: &Stamp) -> [(bool, u64); 8] {
     let signed = |v: i64| (v < 0, v.unsigned_abs());
     [
@@ -594,6 +634,39 @@ fn fields(s: &Stamp) -> [(bool, u64); 8] {
         (false, u64::from(s.uid)),
         (false, u64::from(s.gid)),
     ]
+}
+
+/// `word`'s bytes, most significant first, at `buf[at..at + 8]` (a
+/// fixed-size store, inlined even where the binary is built for size).
+#[inline(always)]
+fn put8(buf: &mut [u8], at: usize, word: u64) {
+    if let Some(dst) = buf
+        .get_mut(at..at + 8)
+        .and_then(|d| <&mut [u8; 8]>::try_from(d).ok())
+    {
+        *dst = word.to_be_bytes();
+    }
+}
+
+/// One stamp field's text at `buf[at..]`: a `-` when negative, then its
+/// significant hex digits; where it ends. Eight digits at a time, the
+/// significant ones first and the rest overwritten next (a value of 32
+/// bits, most fields, is spread once); 17 bytes of room are needed.
+#[inline(always)]
+fn put_field(buf: &mut [u8], at: usize, (neg, n): (bool, u64)) -> usize {
+    // Written always, counted when due: no branch.
+    buf[at] = b'-';
+    let at = at + usize::from(neg);
+    let digits = ((64 - n.leading_zeros()).div_ceil(4).max(1)) as usize;
+    let low = u64::from_be_bytes(hex8(n as u32));
+    if digits > 8 {
+        let high = u64::from_be_bytes(hex8((n >> 32) as u32));
+        put8(buf, at, high << (8 * (16 - digits)));
+        put8(buf, at + digits - 8, low);
+    } else {
+        put8(buf, at, low << (8 * (8 - digits)));
+    }
+    at + digits
 }
 
 /// A stamp's text as a manifest file writes it, made in a fixed buffer:
@@ -621,25 +694,16 @@ impl StampText {
     }
 
     /// Makes this the text of `s`, in the same buffer (a loop over many
-    /// stamps makes one buffer, not one each).
+    /// stamps makes one buffer, not one each). The eight fields written
+    /// one after the other, each by [`put_field`]: this runs twice a file
+    /// in `hostbridge sync`, and the binary is built for size.
     pub(crate) fn set(&mut self, s: &Stamp) {
-        let mut len = 0;
-        for (i, (neg, n)) in fields(s).into_iter().enumerate() {
-            // Written always, counted when due: no branch.
-            self.buf[len] = b':';
-            len += usize::from(i > 0);
-            self.buf[len] = b'-';
-            len += usize::from(neg);
-            let digits = ((64 - n.leading_zeros()).div_ceil(4).max(1)) as usize;
-            // The significant digits first, the rest overwritten next; a
-            // value of 32 bits (most fields) is spread once, not twice.
-            let text = if n >> 32 == 0 {
-                u128::from(u64::from_be_bytes(hex8(n as u32))) << (8 * (16 - digits))
-            } else {
-                u128::from_be_bytes(hex16(n)) << (8 * (16 - digits))
-            };
-            self.buf[len..len + 16].copy_from_slice(&text.to_be_bytes());
-            len += digits;
+        let [dev, ino, size, mtime, ctime, mode, uid, gid] = fields(s);
+        let b = &mut self.buf;
+        let mut len = put_field(b, 0, dev);
+        for f in [ino, size, mtime, ctime, mode, uid, gid] {
+            b[len] = b':';
+            len = put_field(b, len + 1, f);
         }
         self.len = len;
     }
@@ -750,6 +814,77 @@ mod tests {
 
     /// The file lines are taken in order, each only when its name and both
     /// stamps are the ones expected; the header is read as written.
+    #[test]
+    fn records_cut_in_two_are_walked_as_one() {
+        let st = Stamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+            mode: 0o100644,
+            uid: 0,
+            gid: 0,
+        };
+        let text = StampText::of(&st).as_bytes().to_vec();
+        let walk = |r: &mut Records<'_>, names: &[String]| {
+            names.iter().all(|n| {
+                r.next_as(&Expect {
+                    name: n.as_bytes(),
+                    source: &text,
+                    dest: &text,
+                })
+                .is_some()
+            }) && r.at_end()
+        };
+        let mut cut = 0;
+        for n in 0..40 {
+            let mut m = Manifest::default();
+            // Names of varied lengths: the cut is a byte middle, not a line's.
+            let names: Vec<String> = (0..n)
+                .map(|i| format!("{i:02}{}.rules", "x".repeat(i % 7)))
+                .collect();
+            for name in &names {
+                m.files.insert(
+                    name.clone(),
+                    Owned {
+                        digest: Digest::of(name.as_bytes()),
+                        mode: 0o644,
+                        uid: None,
+                        gid: None,
+                    },
+                );
+                let seen = Seen {
+                    size: Some(3),
+                    source: Some(st),
+                    dest: Some(st),
+                };
+                m.seen.insert(name.clone(), seen);
+            }
+            let bytes = write(&m);
+            let mut first = records(&bytes).unwrap();
+            let Some((mut second, at)) = first.split() else {
+                // Nothing cut: the whole is walked as one part.
+                assert!(n < 3, "{n} lines are cut");
+                assert!(walk(&mut first, &names), "{n}");
+                continue;
+            };
+            cut += 1;
+            let k = names.iter().position(|x| x.as_bytes() == at).unwrap();
+            assert!(k > 0 && k < names.len(), "{n}: cut at {k}");
+            assert!(walk(&mut first, &names[..k]), "{n}: first part");
+            assert!(walk(&mut second, &names[k..]), "{n}: second part");
+            // A part does not take a line of the other.
+            let mut first = records(&bytes).unwrap();
+            first.split();
+            assert!(
+                !walk(&mut first, &names),
+                "{n}: the first part ends at the cut"
+            );
+        }
+        assert!(cut > 30);
+    }
+
     #[test]
     fn records_take_a_line_only_as_expected() {
         let mut m = sample();
@@ -917,7 +1052,8 @@ mod tests {
             .chain((0..200).map(|i| 0x0123_4567_89ab_cdef_u64.wrapping_mul(i * i + 1)))
         {
             let text = format!("{:016x}", n);
-            assert_eq!(hex16(n), text.as_bytes());
+            assert_eq!(hex8((n >> 32) as u32), text.as_bytes()[..8]);
+            assert_eq!(hex8(n as u32), text.as_bytes()[8..]);
             // A stamp's text, each field as `format!` writes it.
             let st = Stamp {
                 dev: n,
