@@ -177,14 +177,26 @@ pub(crate) fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
 
 /// Opens the very inode behind an `O_PATH` descriptor for reading, through
 /// `/proc/self/fd` (non-blocking, no controlling terminal). Call it only
-/// after `fstat` said the descriptor is a regular file.
+/// after `fstat` said the descriptor is a regular file. The dir
+/// `/proc/self/fd` is opened once and kept: a reopen then looks up the
+/// descriptor's number in it alone, not `/proc`, `self` and `fd` again (a
+/// burst reopens thousands of files).
 pub(crate) fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
-    let proc = format!("/proc/self/fd/{}", path_fd.as_raw_fd());
+    static PROC_FDS: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    let dir = PROC_FDS.get_or_init(|| {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        nix::fcntl::open("/proc/self/fd", flags, Mode::empty()).ok()
+    });
+    let n = path_fd.as_raw_fd().to_string();
     let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-    let fd = nix::fcntl::open(proc.as_str(), flags, Mode::empty()).map_err(|e| {
+    let opened = match dir {
+        Some(dir) => openat(dir, n.as_str(), flags, Mode::empty()),
+        None => nix::fcntl::open(format!("/proc/self/fd/{n}").as_str(), flags, Mode::empty()),
+    };
+    let fd = opened.map_err(|e| {
         io::Error::new(
             io::Error::from(e).kind(),
-            format!("reopening through {proc} (is /proc mounted?): {e}"),
+            format!("reopening through /proc/self/fd/{n} (is /proc mounted?): {e}"),
         )
     })?;
     Ok(File::from(fd))
