@@ -180,7 +180,9 @@ pub(crate) fn open_path_at(dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
 /// after `fstat` said the descriptor is a regular file. The dir
 /// `/proc/self/fd` is opened once and kept: a reopen then looks up the
 /// descriptor's number in it alone, not `/proc`, `self` and `fd` again (a
-/// burst reopens thousands of files).
+/// burst reopens thousands of files). The dir is this process's: a forked
+/// child that did not exec would reach its parent's descriptors through it
+/// (hostbridge forks only to exec).
 pub(crate) fn reopen_for_reading(path_fd: &OwnedFd) -> io::Result<File> {
     static PROC_FDS: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
     let dir = PROC_FDS.get_or_init(|| {

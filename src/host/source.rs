@@ -278,8 +278,8 @@ pub(crate) fn scan(
                 }
             }
         } else {
-            let opened = fsx::open_path_at(&dirfd, name);
-            match judge(opened, name, admit, &mut budget, accept, &mut out.transient)? {
+            let entry = Entry::At(&dirfd);
+            match judge(entry, name, admit, &mut budget, accept, &mut out.transient)? {
                 Ok((SourceFile::Ready(digest), Some((bytes, st)))) => {
                     let seen = Seen {
                         size: Some(st.size),
@@ -389,7 +389,7 @@ pub(crate) fn scan_changed(
         let opened = match fsx::open_path_at(&dirfd, name) {
             Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => continue, // removed
             Err(_) => return Ok(None),
-            Ok(fd) => Ok(fd),
+            Ok(fd) => Entry::Opened(fd),
         };
         let judged = judge(
             opened,
@@ -667,11 +667,22 @@ pub(crate) fn stamp_of(st: &FileStat) -> Stamp {
 /// with the stamp of the file they were read from.
 type Judged = (SourceFile, Option<(Vec<u8>, Stamp)>);
 
+/// How [`judge`] gets at a candidate.
+enum Entry<'a> {
+    /// By its name in this dir, opened once its place in the budget is
+    /// taken (a flood of names past `max_files` costs a listing, not an
+    /// open each).
+    At(&'a OwnedFd),
+    /// Already opened ([`fsx::open_path_at`]) by a caller that needed to
+    /// know first whether the name is there.
+    Opened(OwnedFd),
+}
+
 /// One candidate: its place in the budget, then its read and its vetting.
 /// `Ok(Err(why))`: past the budget (not read, or read and refused for its
 /// size); `Ok(Ok(judged))` otherwise; `Err`: an I/O failure of the scan.
 fn judge(
-    opened: io::Result<OwnedFd>,
+    entry: Entry<'_>,
     name: &str,
     admit: &Admit,
     budget: &mut Budget,
@@ -681,6 +692,10 @@ fn judge(
     if let Err(why) = budget.take_file() {
         return Ok(Err(why));
     }
+    let opened = match entry {
+        Entry::At(dirfd) => fsx::open_path_at(dirfd, name),
+        Entry::Opened(fd) => Ok(fd),
+    };
     let mut past_budget = None;
     let read = read_opened(opened, admit, &mut |size| {
         let fits = budget.precheck_bytes(size);
