@@ -791,10 +791,7 @@ pub(crate) async fn wait_idle(state_dir: &Path) {
 /// The first member in conflict of a bridge whose files are a set (kind
 /// files with `require`, a TLS pair or the symlink-dir swap).
 fn set_conflict(bridge: &Bridge, report: &SyncReport) -> Option<String> {
-    let files = bridge.files.as_ref()?;
-    let is_set =
-        !files.require.is_empty() || files.tls_pair.is_some() || files.swap == Swap::SymlinkDir;
-    is_set
+    seen::whole_set(bridge)
         .then(|| report.conflicts.first().map(|(n, _)| n.clone()))
         .flatten()
 }
