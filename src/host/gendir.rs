@@ -96,11 +96,7 @@ pub(crate) fn publish(
     }
     fsync(&gen_fd)?;
     let previous = readlinkat(fd, DATA).ok();
-    // One rename swaps the whole set.
-    let tmp_link = "..data_tmp";
-    let _ = unlinkat(fd, tmp_link, UnlinkatFlags::NoRemoveDir);
-    symlinkat(generation.as_str(), fd, tmp_link)?;
-    renameat(fd, tmp_link, fd, DATA)?;
+    point_data_at(fd, &generation)?;
     for e in entries {
         ensure_link(fd, e.name)?;
     }
@@ -131,26 +127,37 @@ pub(crate) fn roll_back(dest: &DestDir) -> io::Result<Option<String>> {
     let current = readlinkat(fd, DATA)?
         .into_string()
         .map_err(|t| io::Error::other(format!("{DATA} points at {t:?}")))?;
-    let mut dir = Dir::from_fd(fd.try_clone()?)?;
-    let others: Vec<String> = dir
-        .iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-        .filter(|n| is_generation(n) && *n != current)
-        .collect();
     // `publish` keeps one besides the current; more only after a crash
     // mid-cleanup, when the newest is the one it meant to keep.
-    let Some(earlier) = others.into_iter().max() else {
+    let Some(earlier) = generations(dest)?
+        .into_iter()
+        .filter(|n| *n != current)
+        .max()
+    else {
         return Ok(None);
     };
-    let tmp_link = "..data_tmp";
-    let _ = unlinkat(fd, tmp_link, UnlinkatFlags::NoRemoveDir);
-    symlinkat(earlier.as_str(), fd, tmp_link)?;
-    renameat(fd, tmp_link, fd, DATA)?;
+    point_data_at(fd, &earlier)?;
     reconcile_links(dest)?;
     remove_old_generations(dest, &[Some(earlier.clone())])?;
     fsync(fd)?;
     Ok(Some(earlier))
+}
+
+/// Points `..data` at `generation`: one rename of a fresh link over it, so
+/// the whole set changes at once.
+fn point_data_at(fd: &OwnedFd, generation: &str) -> io::Result<()> {
+    let tmp_link = "..data_tmp";
+    let _ = unlinkat(fd, tmp_link, UnlinkatFlags::NoRemoveDir);
+    symlinkat(generation, fd, tmp_link)?;
+    renameat(fd, tmp_link, fd, DATA)?;
+    Ok(())
+}
+
+/// The names of the generation dirs in `dest`.
+fn generations(dest: &DestDir) -> io::Result<Vec<String>> {
+    let mut names = names_in(dest.fd())?;
+    names.retain(|n| is_generation(n));
+    Ok(names)
 }
 
 /// Opens the current generation dir: `..data` is read as a link and must
@@ -191,23 +198,12 @@ fn is_generation(name: &str) -> bool {
 }
 
 fn remove_old_generations(dest: &DestDir, keep: &[Option<String>]) -> io::Result<()> {
-    let mut dir = Dir::from_fd(dest.fd().try_clone()?)?;
-    let old: Vec<String> = dir
-        .iter()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-        .filter(|n| is_generation(n) && !keep.iter().flatten().any(|k| k == n))
-        .collect();
+    let old = generations(dest)?
+        .into_iter()
+        .filter(|n| !keep.iter().flatten().any(|k| k == n));
     for name in old {
         let gen_fd = fsx::open_dir_at(dest.fd(), &name)?;
-        let mut listing = Dir::from_fd(gen_fd.try_clone()?)?;
-        let files: Vec<String> = listing
-            .iter()
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        for f in files {
+        for f in names_in(&gen_fd)? {
             let _ = unlinkat(&gen_fd, f.as_str(), UnlinkatFlags::NoRemoveDir);
         }
         unlinkat(dest.fd(), name.as_str(), UnlinkatFlags::RemoveDir)?;
