@@ -5,7 +5,7 @@
 //! bytes.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,30 +33,40 @@ pub(crate) fn call(
             ANSWER_LIMIT,
         )?,
         None => {
-            let mut why = format!("{} resolves to no address", url.address());
             let addrs = url
                 .address()
                 .to_socket_addrs()
                 .map_err(|e| format!("cannot resolve {}: {e}", url.address()))?;
-            let mut stream = None;
-            for addr in addrs {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match TcpStream::connect_timeout(&addr, left) {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Err(e) => why = format!("connecting to {addr}: {e}"),
-                }
-            }
-            let mut s = stream.ok_or(why)?;
+            let (mut s, _) = connect_first(addrs, deadline).map_err(|last| match last {
+                Some((addr, e)) => format!("connecting to {addr}: {e}"),
+                None => format!("{} resolves to no address", url.address()),
+            })?;
             exchange(&mut s, &req, deadline, ANSWER_LIMIT)?
         }
     };
     status_of(&answer)
+}
+
+/// Connects to the first of `addrs` that answers, trying each in turn
+/// with what is left of the time until `deadline`. When none does, the
+/// last address tried and its error, or `None` when none was tried (no
+/// address, or no time left).
+pub(crate) fn connect_first(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    deadline: Instant,
+) -> Result<(TcpStream, SocketAddr), Option<(SocketAddr, std::io::Error)>> {
+    let mut last = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(last)
 }
 
 /// A stream whose reads and writes can be bounded.

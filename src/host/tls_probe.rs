@@ -18,6 +18,7 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
+use super::http::{Timed, connect_first};
 use crate::core::served::Probe;
 
 /// Accepts any certificate chain; checks the handshake's signature with the
@@ -71,29 +72,18 @@ pub(crate) fn probe(endpoint: &str, sni: &str, timeout: Duration) -> Probe {
         Ok(a) => a.collect(),
         Err(e) => return Probe::NotServing(format!("cannot resolve {endpoint}: {e}")),
     };
-    let mut why = format!("{endpoint} resolves to no address");
-    for addr in &addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
+    let (mut tcp, addr) = match connect_first(addrs, deadline) {
+        Ok(connected) => connected,
+        Err(Some((addr, e))) if e.kind() == ErrorKind::ConnectionRefused => {
+            return Probe::NotServing(format!("connection to {addr} refused"));
         }
-        let mut tcp = match TcpStream::connect_timeout(addr, left) {
-            Ok(s) => s,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
-                why = format!("connection to {addr} refused");
-                continue;
-            }
-            Err(e) => {
-                why = format!("connecting to {addr}: {e}");
-                continue;
-            }
-        };
-        return match handshake(&mut tcp, sni, deadline) {
-            Ok(der) => Probe::Served(der),
-            Err(e) => Probe::NotServing(format!("TLS handshake with {addr}: {e}")),
-        };
+        Err(Some((addr, e))) => return Probe::NotServing(format!("connecting to {addr}: {e}")),
+        Err(None) => return Probe::NotServing(format!("{endpoint} resolves to no address")),
+    };
+    match handshake(&mut tcp, sni, deadline) {
+        Ok(der) => Probe::Served(der),
+        Err(e) => Probe::NotServing(format!("TLS handshake with {addr}: {e}")),
     }
-    Probe::NotServing(why)
 }
 
 fn handshake(tcp: &mut TcpStream, sni: &str, deadline: Instant) -> Result<Vec<u8>, String> {
@@ -114,10 +104,7 @@ fn handshake(tcp: &mut TcpStream, sni: &str, deadline: Instant) -> Result<Vec<u8
         if left.is_zero() {
             return Err("timed out".into());
         }
-        tcp.set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
+        tcp.bound(left).map_err(|e| e.to_string())?;
         // One read or write a turn (not `complete_io`, which reads on while
         // bytes trickle in), so the deadline is looked at between each.
         let io = if conn.wants_write() {
