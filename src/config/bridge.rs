@@ -58,7 +58,7 @@ impl Validator<'_> {
                 self.err(&origin, &locs.name, format!("bridge {name:?}: then: {e}"))
             })?;
         let (max_files, max_bytes) = bounds(&rb);
-        let b = Bridge {
+        let mut b = Bridge {
             name: rb.name.value.0.clone(),
             kind: rb.kind,
             source: rb.source.value.0.clone(),
@@ -75,21 +75,14 @@ impl Validator<'_> {
             max_files,
             max_bytes,
             source_owner: rb.source_owner.take(),
-            targets: then
-                .iter()
-                .chain(
-                    files
-                        .iter()
-                        .filter_map(|f| f.verify.as_ref())
-                        .flat_map(|v| &v.escalate),
-                )
-                .cloned()
-                .collect(),
+            targets: Vec::new(),
             then,
             files,
             rules: (rb.kind == Kind::UdevRules).then(|| rules_checks(&mut rb)),
             origin,
         };
+        let escalate = b.verify().into_iter().flat_map(|v| &v.escalate);
+        b.targets = b.then.iter().chain(escalate).cloned().collect();
         self.own_checks(&b, &locs)?;
         Ok((b, locs))
     }
