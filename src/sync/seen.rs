@@ -39,10 +39,17 @@ pub(crate) enum Scope {
 /// TLS pair…) and the host paths its rules checks look at. A manifest
 /// recorded under another digest is not trusted for skipping reads (a
 /// tightened policy must judge every file again, even for `hostbridge
-/// sync`, which reads the config anew without a reload).
+/// sync`, which reads the config anew without a reload). Not the file
+/// that defines the bridge: the same bridge moved to a drop-in, or its
+/// config named by another path (`--config config.yaml` in its dir), is
+/// judged the same.
 pub(crate) fn checks_of(config: &Config, bridge: &Bridge) -> Digest {
+    let settings = Bridge {
+        origin: std::path::PathBuf::new(),
+        ..bridge.clone()
+    };
     let text = format!(
-        "{bridge:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "{settings:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         config.etc_udev_rules_dir, config.system_udev_rules_dirs, config.dev_root, config.udevadm
     );
     Digest::of(text.as_bytes())
@@ -242,6 +249,23 @@ mod tests {
             })
         );
         assert_eq!(out.len(), 1, "{out:?}");
+    }
+
+    /// The checks are the bridge's settings and the host paths, not the
+    /// file that defines it: the same config named by another path keeps
+    /// its verdicts; a changed setting does not.
+    #[test]
+    fn checks_are_of_the_settings_not_of_where_they_are_written() {
+        let text = "bridges:\n  - name: b\n    kind: udev-rules\n    source: /run/s\n    install_to: /run/d\n";
+        let at = |path: &str, text: &str| {
+            let c = crate::config::parse(text, std::path::Path::new(path)).unwrap();
+            checks_of(&c, &c.bridges[0])
+        };
+        let here = at("/etc/hostbridge/config.yaml", text);
+        assert_eq!(here, at("config.yaml", text));
+        assert_eq!(here, at("/etc/hostbridge/config.d/10-b.yaml", text));
+        let other = text.replace("/run/s", "/run/t");
+        assert_ne!(here, at("/etc/hostbridge/config.yaml", &other));
     }
 
     /// Only files whose source was seen with the installed digest are
