@@ -20,16 +20,18 @@ const RULE: &str =
 const OTHER: &str =
     "SUBSYSTEM==\"usb\", ATTRS{idVendor}==\"051e\", ATTRS{bDeviceClass}!=\"09\", MODE=\"0660\"\n";
 
-/// Waits until every file in `dir` was last changed over a second ago: a
-/// stamp is trusted only for a file that had been quiet that long when it
-/// was read (`core::stamp::SETTLED`), and no process can set a change time
-/// back, so the test waits on the clock for it.
+/// Waits until `dir` and every file in it were last changed over a second
+/// ago: a stamp is trusted only for a file (or a dir's listing) that had
+/// been quiet that long when it was read (`core::stamp::SETTLED`), and no
+/// process can set a change time back, so the test waits on the clock for
+/// it.
 fn wait_settled(dir: &Path) {
     wait_for(
         "source files quiet for over 1 s",
         || {
-            fs::read_dir(dir).unwrap().all(|e| {
-                let m = e.unwrap().metadata().unwrap();
+            let entries = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+            std::iter::once(dir.to_path_buf()).chain(entries).all(|p| {
+                let m = fs::metadata(p).unwrap();
                 let ctime = std::time::UNIX_EPOCH
                     + Duration::new(
                         std::os::unix::fs::MetadataExt::ctime(&m) as u64,
@@ -430,18 +432,19 @@ fn sync_judges_everything_again_under_a_changed_policy() {
     );
 }
 
-/// `hostbridge sync` finds "nothing to change" from one listing and a stat
-/// of each file on each side, without writing the manifest; every kind of
-/// difference still takes the full way and is acted on (each case from the
-/// same settled, installed state). The check looks at the names in two
-/// halves, one a thread: each difference is made at the first name, at one
-/// in the middle and at the last, so it falls in either half and at the
-/// cut.
+/// `hostbridge sync` finds "nothing to change" from a stat of each file on
+/// each side, without writing the manifest, and without listing the source
+/// while the dir's stamp is the one recorded when its names were the
+/// manifest's; every kind of difference still takes the full way and is
+/// acted on (each case from the same settled, installed state). The check
+/// looks at the names in two halves, one a thread: each difference is
+/// made at the first name, at one in the middle and at the last, so it
+/// falls in either half and at the cut.
 #[test]
 fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
     type Change = fn(&Env, &str);
     type Case = (&'static str, Change, fn(&str) -> String);
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         (
             "installed copy chmod 0600",
             |e, n| {
@@ -467,6 +470,19 @@ fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
             "a source file removed",
             |e, n| fs::remove_file(e.src.join(n)).unwrap(),
             |n| format!("pruned {n}"),
+        ),
+        (
+            "a source file renamed",
+            |e, n| fs::rename(e.src.join(n), e.src.join(new_name(n))).unwrap(),
+            |n| format!("installed {}", new_name(n)),
+        ),
+        (
+            "a source file replaced by a rename",
+            |e, n| {
+                fs::write(e.tmp.path().join("next"), OTHER).unwrap();
+                fs::rename(e.tmp.path().join("next"), e.src.join(n)).unwrap();
+            },
+            |n| format!("replaced {n}"),
         ),
         (
             "a hard link to a source file",
@@ -512,7 +528,13 @@ fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
                 (m.ino(), m.ctime(), m.ctime_nsec())
             };
             let before = stamp(&manifest);
-            let reads = reads_during(&env, || {
+            assert!(
+                fs::read_to_string(&manifest)
+                    .unwrap()
+                    .contains("\nlisting "),
+                "{what}: the listing is recorded"
+            );
+            let (listed, reads) = listings_and_reads_during(&env, || {
                 let out = env.run(&["sync"]);
                 let text = String::from_utf8_lossy(&out.stdout);
                 assert!(
@@ -521,6 +543,7 @@ fn a_sync_with_nothing_to_change_writes_nothing_and_misses_no_difference() {
                 );
             });
             assert!(reads.is_empty(), "{what}: nothing read: {reads:?}");
+            assert_eq!(listed, 0, "{what}: the source is not listed");
             assert_eq!(
                 stamp(&manifest),
                 before,
@@ -679,4 +702,41 @@ fn a_crash_after_an_appended_intent_leaves_the_file_owned_and_the_actions_owed()
         || d.log(),
     );
     assert!(d.log().contains("udev-reload ok"), "{}", d.log());
+}
+
+/// The daemon's sync of changed names keeps the source listing the
+/// startup sync recorded while it changes contents only, and drops it when
+/// it installs or removes a name: a `listing` line always stands for the
+/// names of the manifest it is written in.
+#[test]
+fn the_recorded_listing_is_kept_for_a_content_change_and_dropped_for_a_new_name() {
+    let env = Env::new("    settle: { quiet: 100ms, max_wait: 5s }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    for i in 0..3 {
+        env.put(&format!("0{i}-ups.rules"), RULE);
+    }
+    wait_settled(&env.src);
+    let d = env.start();
+    assert_eq!(env.installed().len(), 3);
+    let manifest = env.state.join("bridges/test.manifest");
+    let listing = || {
+        fs::read_to_string(&manifest)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("listing "))
+            .map(str::to_string)
+    };
+    let first = listing();
+    assert!(first.is_some(), "the startup sync lists a settled dir");
+
+    fs::write(env.src.join("01-ups.rules"), OTHER).unwrap();
+    d.wait_log("replaced 01-ups.rules");
+    assert_eq!(listing(), first, "kept for a content change\n{}", d.log());
+
+    env.put("05-new.rules", RULE);
+    d.wait_log("installed 05-new.rules");
+    assert_eq!(listing(), None, "dropped for a new name\n{}", d.log());
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("4 unchanged"), "{text}");
 }

@@ -24,7 +24,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
-use super::state::format::{Expect, Record, Records, StampText};
+use super::state::format::{self, Expect, Record, Records, StampText};
 use super::state::{Known, Manifest, Seen};
 use crate::core::budget::{Budget, Limits, claim_order};
 use crate::core::names::{NameVerdict, candidate, classify};
@@ -61,6 +61,9 @@ pub(crate) struct SourceScan {
     /// Ready files taken from the last sync without being read: their
     /// bytes are not in `content`.
     pub(crate) reused: BTreeSet<String>,
+    /// The dir's stamp just before it was listed, when settled: what
+    /// [`crate::host::state::Manifest::listing`] records of a complete sync.
+    pub(crate) listing: Option<Stamp>,
 }
 
 /// Which files a scan may take from the last sync instead of reading them.
@@ -228,6 +231,12 @@ pub(crate) fn scan(
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOENT) => return Ok(SourceScan::default()),
         Err(e) => return Err(e),
     };
+    // Taken before the listing: a change of names after it changes the
+    // dir's change time, so this stamp never stands for a later listing.
+    let listing = fstat(&dirfd)
+        .ok()
+        .map(|st| stamp_of(&st))
+        .filter(|st| stamp::settled(st, read_at));
     let cap = listing_cap(limits);
     let Some((candidates, rejected)) = list(&dirfd, include, cap)? else {
         // A flood: listing (and sorting) it all at every event is the cost
@@ -247,6 +256,7 @@ pub(crate) fn scan(
             files: BTreeMap::new(),
         },
         rejected,
+        listing,
         ..SourceScan::default()
     };
     let mut budget = Budget::new(limits);
@@ -441,41 +451,38 @@ pub(crate) fn as_recorded(
     // The names in one buffer, each a span of it ending in a NUL (a stat
     // takes it as it is): no allocation and no copy a name.
     let (mut text, mut spans) = (Vec::new(), Vec::new());
-    let listed = list_into(
-        &dirfd,
-        spec.include,
-        listing_cap(spec.limits),
-        &mut |name| {
-            spans.push((text.len(), name.len()));
-            text.extend_from_slice(name.as_bytes());
-            text.push(0);
-        },
-    )?;
-    if listed.is_none_or(|rejected| !rejected.is_empty()) {
-        return Ok(None);
+    // The dir as it was when its candidates were exactly the files
+    // recorded (none rejected): the names are the manifest's, in its order
+    // (and the ones the line was written with).
+    let unchanged = records.listing.is_some_and(|(was, names)| {
+        fstat(&dirfd).is_ok_and(|st| stamp_of(&st) == was)
+            && records.names(&mut |name| push_name(&mut text, &mut spans, name))
+            && format::joined_names_sum(&text) == names
+    });
+    if !unchanged {
+        text.clear();
+        spans.clear();
+        let listed = list_into(
+            &dirfd,
+            spec.include,
+            listing_cap(spec.limits),
+            &mut |name| push_name(&mut text, &mut spans, name.as_bytes()),
+        )?;
+        if listed.is_none_or(|rejected| !rejected.is_empty()) {
+            return Ok(None);
+        }
     }
     let at = |&(start, len): &(usize, usize)| &text[start..=start + len];
-    // The manifest lists its files in name order. Sorted by each name's
-    // first 8 bytes as a number (zero-padded: a shorter name comes first,
-    // as in name order), then by the whole name: most comparisons are of
-    // two integers (ext4 lists in hash order, so this sort is real work).
-    // A stable sort finds the runs a listing often is (tmpfs lists newest
-    // first) and merges them. The NUL ends every name, so it orders a name
-    // before the longer ones it begins.
-    let prefix = |span: &(usize, usize)| {
-        let mut key = [0u8; 8];
-        let name = &at(span)[..span.1];
-        let n = name.len().min(8);
-        key[..n].copy_from_slice(&name[..n]);
-        u64::from_be_bytes(key)
+    let names: Vec<&CStr> = if unchanged {
+        // In name order already: the manifest is written in it.
+        spans
+            .iter()
+            .filter_map(|s| CStr::from_bytes_with_nul(at(s)).ok())
+            .collect()
+    } else {
+        sorted(&spans, at)
     };
-    let mut keyed: Vec<(u64, (usize, usize))> = spans.iter().map(|s| (prefix(s), *s)).collect();
-    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| at(a).cmp(at(b))));
-    let names: Vec<&CStr> = keyed
-        .iter()
-        .filter_map(|(_, s)| CStr::from_bytes_with_nul(at(s)).ok())
-        .collect();
-    if names.len() != keyed.len() {
+    if names.len() != spans.len() {
         return Ok(None);
     }
     // The stats of both sides are the cost of this path: the names and the
@@ -510,6 +517,36 @@ pub(crate) fn as_recorded(
     let fits = (0..files).try_for_each(|_| budget.take_file()).is_ok()
         && bytes.is_some_and(|b| budget.take_bytes(b).is_ok());
     Ok(fits.then_some(files))
+}
+
+/// Adds `name` to `text`, NUL-terminated, and its span to `spans`.
+fn push_name(text: &mut Vec<u8>, spans: &mut Vec<(usize, usize)>, name: &[u8]) {
+    spans.push((text.len(), name.len()));
+    text.extend_from_slice(name);
+    text.push(0);
+}
+
+/// The names at `spans` (of a listing) in name order, as [`CStr`]s.
+/// Sorted by each name's first 8 bytes as a number (zero-padded: a
+/// shorter name comes first, as in name order), then by the whole name:
+/// most comparisons are of two integers (ext4 lists in hash order, so this
+/// sort is real work). A stable sort finds the runs a listing often is
+/// (tmpfs lists newest first) and merges them. The NUL ends every name, so
+/// it orders a name before the longer ones it begins.
+fn sorted<'t>(spans: &[(usize, usize)], at: impl Fn(&(usize, usize)) -> &'t [u8]) -> Vec<&'t CStr> {
+    let prefix = |span: &(usize, usize)| {
+        let mut key = [0u8; 8];
+        let name = &at(span)[..span.1];
+        let n = name.len().min(8);
+        key[..n].copy_from_slice(&name[..n]);
+        u64::from_be_bytes(key)
+    };
+    let mut keyed: Vec<(u64, (usize, usize))> = spans.iter().map(|s| (prefix(s), *s)).collect();
+    keyed.sort_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| at(a).cmp(at(b))));
+    keyed
+        .iter()
+        .filter_map(|(_, s)| CStr::from_bytes_with_nul(at(s)).ok())
+        .collect()
 }
 
 /// [`as_recorded`] for `names` against `records` (the same part of the

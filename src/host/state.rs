@@ -96,6 +96,17 @@ pub(crate) struct Manifest {
     /// else ([`crate::sync::Scope::Changed`]). A manifest parsed from its
     /// file is not complete: its sync looks at every name once.
     pub(crate) complete: bool,
+    /// The source dir's stamp when the sync that made this manifest listed
+    /// it (settled, [`crate::core::stamp`]), with `complete`: the dir's
+    /// candidates were then exactly the files recorded, and no name was
+    /// rejected. Every entry created, removed or renamed in a dir changes
+    /// its change time, so a stat that gives this stamp again means the
+    /// same names, and `hostbridge sync` takes them from the manifest
+    /// instead of listing the dir ([`crate::host::source::as_recorded`]).
+    /// Written only with `complete`; the daemon's sync of changed names
+    /// keeps it while it installs or removes no name (a content change),
+    /// and drops it otherwise.
+    pub(crate) listing: Option<Stamp>,
 }
 
 impl Manifest {
@@ -201,6 +212,7 @@ fn from_json(text: &[u8], path: &Path) -> Result<Manifest> {
         checks: None,
         write_whole: true,
         complete: false,
+        listing: None,
     })
 }
 

@@ -123,6 +123,7 @@ fn applied(
         // A failed install leaves no entry at all: the next sync must not
         // look at the changed names alone.
         complete: before.complete && report.errors.is_empty(),
+        listing: before.listing,
     }
 }
 
@@ -146,7 +147,21 @@ pub(super) fn apply_changed(
     let after = put_in_place(t, plan, content, seeing, manifest, report)?;
     let (actions_pending, changed) = owed_after(t.bridge, manifest, report);
     let seen = seeing.for_files(&after);
+    let had: Vec<bool> = names
+        .iter()
+        .map(|n| manifest.files.contains_key(n))
+        .collect();
     patch(manifest, names, &after, &seen);
+    // Names installed or removed: the listing recorded is of other names
+    // (the dir's stamp changed with them, so it would not be taken; it is
+    // not kept either).
+    if names
+        .iter()
+        .zip(had)
+        .any(|(n, had)| manifest.files.contains_key(n) != had)
+    {
+        manifest.listing = None;
+    }
     manifest.actions_pending = actions_pending;
     manifest.changed = changed;
     // A failed operation leaves an entry whose source was not seen with

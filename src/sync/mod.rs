@@ -261,6 +261,11 @@ pub(crate) fn sync_files(
         return Ok((report, Some(manifest)));
     }
     manifest.complete = delta::clean(&report, &scan) && held.is_empty();
+    // The dir's names as this sync listed them, when they are exactly the
+    // files it records (a listing stamp newly known is worth a save).
+    let listing = scan.listing.filter(|_| manifest.complete);
+    let listing_new = listing.is_some() && listing != manifest.listing;
+    manifest.listing = listing;
     if opts.dry_run {
         record_ops(&mut report, &plan.ops);
         return Ok((report, Some(manifest)));
@@ -285,6 +290,7 @@ pub(crate) fn sync_files(
             || seen != manifest.seen
             || checks_changed
             || manifest.write_whole
+            || listing_new
         {
             // Entries for files already gone (removed behind hostbridge's
             // back, or by an interrupted swap): the manifest forgets them;

@@ -7,6 +7,7 @@
 //! destination /run/udev/rules.d
 //! actions_pending 1
 //! checks SHA256
+//! listing SOURCE NAMES
 //! changed 60-ups.rules
 //! file SHA256 MODE UID GID SIZE SOURCE DEST NAME
 //! ```
@@ -16,7 +17,11 @@
 //! are stamps (`dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`, lowercase
 //! hex, a negative time with a leading `-`: written and read without a
 //! division per digit) or `-`. Version 2 wrote the stamps in decimal; it is
-//! still read. Names and the destination are the last field of their line, with
+//! still read. `listing` holds the source dir's stamp when its candidate
+//! names were exactly the names of the `file` lines, and a checksum of
+//! those names ([`names_sum`], 16 hex digits): written by a complete sync
+//! only ([`Manifest::listing`]), and not taken when the names of the `file`
+//! lines are others. Names and the destination are the last field of their line, with
 //! bytes below 0x21, `%` and 0x7f written as `%XX`. Unknown keys are an
 //! error: a manifest is hostbridge's own, never edited by hand.
 
@@ -58,6 +63,15 @@ pub(crate) fn write_parts<'a>(
     if let Some(d) = &m.checks {
         out.extend_from_slice(b"checks ");
         out.extend_from_slice(&d.hex());
+        out.push(b'\n');
+    }
+    // Of `m`'s own files (a complete manifest is written whole).
+    if let (true, Some(s)) = (m.complete, &m.listing) {
+        out.extend_from_slice(b"listing ");
+        stamp_into(&mut out, Some(s));
+        out.push(b' ');
+        let sum = names_sum(m.files.keys().map(|n| n.as_bytes()));
+        out.extend_from_slice(&hex16(sum));
         out.push(b'\n');
     }
     for name in &m.changed {
@@ -181,6 +195,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         write_whole: radix != 16,
         ..Manifest::default()
     };
+    let mut listing = None;
     // Written in name order: collected, then built in bulk (no searches).
     let mut files = Vec::new();
     let mut seen = Vec::new();
@@ -205,6 +220,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
                 let d = Digest::from_hex(rest.as_bytes());
                 m.checks = Some(d.ok_or_else(|| bad("bad checks digest"))?);
             }
+            "listing" if radix == 16 => {
+                listing = Some(listing_line(rest).ok_or_else(|| bad("bad listing line"))?);
+            }
             "changed" => {
                 m.changed.insert(name(rest).ok_or_else(|| bad("bad name"))?);
             }
@@ -220,6 +238,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     }
     m.files = files.into_iter().collect();
     m.seen = seen.into_iter().collect();
+    // Taken only for the names it was written with.
+    m.listing = listing
+        .filter(|(_, names)| *names == names_sum(m.files.keys().map(|n| n.as_bytes())))
+        .map(|(dir, _)| dir);
     Ok(m)
 }
 
@@ -238,6 +260,10 @@ pub(crate) struct Records<'a> {
     pub(crate) changed: bool,
     /// What its verdicts were made under.
     pub(crate) checks: Option<Digest>,
+    /// The source dir's stamp when its names were the files listed
+    /// ([`Manifest::listing`]).
+    /// and the checksum of their names ([`names_sum`]).
+    pub(crate) listing: Option<(Stamp, u64)>,
     /// The lines from the first `file` line on, less those taken.
     files: &'a [u8],
 }
@@ -302,6 +328,7 @@ pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
         actions_pending: false,
         changed: false,
         checks: None,
+        listing: None,
         files: b"",
     };
     while !rest.is_empty() && !rest.starts_with("file ") {
@@ -311,6 +338,7 @@ pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
             "destination" => r.destination = unescape(value.as_bytes())?,
             "actions_pending" => r.actions_pending = value != "0",
             "checks" => r.checks = Some(Digest::from_hex(value.as_bytes())?),
+            "listing" => r.listing = Some(listing_line(value)?),
             "changed" => r.changed = true,
             _ => return None,
         }
@@ -373,15 +401,84 @@ impl<'a> Records<'a> {
             actions_pending: self.actions_pending,
             changed: self.changed,
             checks: self.checks,
+            listing: self.listing,
             files: line,
         };
         Some((second, &line[name_at..end]))
+    }
+
+    /// Gives `take` the name of each file line not yet taken, in order,
+    /// as written; `false` (at once) when a name is written escaped
+    /// (`%XX`, which [`Records::next_as`] never takes) or a line is
+    /// malformed.
+    pub(crate) fn names(&self, take: &mut dyn FnMut(&[u8])) -> bool {
+        let mut rest = self.files;
+        while !rest.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', rest) else {
+                return false;
+            };
+            let line = &rest[..end];
+            let Some(at) = memchr::memrchr(b' ', line) else {
+                return false;
+            };
+            let name = &line[at + 1..];
+            if name.is_empty() || name.contains(&b'%') {
+                return false;
+            }
+            take(name);
+            rest = &rest[end + 1..];
+        }
+        true
     }
 
     /// Whether every file line was taken.
     pub(crate) fn at_end(&self) -> bool {
         self.files.is_empty()
     }
+}
+
+/// A `listing` line's fields after the key: the dir's stamp and the
+/// checksum of the names.
+fn listing_line(rest: &str) -> Option<(Stamp, u64)> {
+    let (dir, sum) = rest.split_once(' ')?;
+    if sum.len() != 16 {
+        return None;
+    }
+    Some((stamp(dir, 16)??, u64::from_str_radix(sum, 16).ok()?))
+}
+
+/// The checksum of a list of names, each followed by a NUL (which no name
+/// holds): FNV-1a, 64 bits. It tells whether the `file` lines are still the
+/// names a `listing` line was written with; a manifest is hostbridge's own
+/// (root's, in `state_dir`), so this guards against lines changed apart
+/// from that line, not against an adversary, and a cryptographic digest
+/// would cost `hostbridge sync` more than its listing.
+pub(crate) fn names_sum<'n>(names: impl IntoIterator<Item = &'n [u8]>) -> u64 {
+    names
+        .into_iter()
+        .fold(FNV_OFFSET, |h, name| fnv(fnv(h, name), &[0]))
+}
+
+/// [`names_sum`] of names already in one buffer, each followed by its NUL.
+pub(crate) fn joined_names_sum(joined: &[u8]) -> u64 {
+    fnv(FNV_OFFSET, joined)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv(h: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// 16 lowercase hex digits of `n`.
+fn hex16(n: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// One `file` line's fields after the key.
@@ -810,6 +907,72 @@ mod tests {
         // Hex digits are not decimal ones.
         let bad = v2.replacen("64769:", "fd01:", 1);
         assert!(parse(bad.as_bytes()).is_err());
+    }
+
+    /// The source dir's stamp is written only for a complete manifest,
+    /// with the digest of its files' names; it is read back (by the parser
+    /// and as records) only while the file lines are those names, and the
+    /// names are given as written, in order.
+    #[test]
+    fn a_listing_stamp_is_written_complete_and_read_only_with_its_names() {
+        let dir = Stamp {
+            dev: 27,
+            ino: 99,
+            size: 60,
+            mtime_ns: 1_765_000_000_000_000_001,
+            ctime_ns: 1_765_000_000_000_000_002,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+        };
+        let mut m = sample();
+        m.listing = Some(dir);
+        assert!(
+            !String::from_utf8(write(&m)).unwrap().contains("\nlisting "),
+            "not complete: not written"
+        );
+        m.complete = true;
+        let bytes = write(&m);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let names = ["60-ups.rules", "70-x.rules", "b@c+d"];
+        let sum = names_sum(names.iter().map(|n| n.as_bytes()));
+        assert_eq!(
+            sum,
+            joined_names_sum(b"60-ups.rules\x0070-x.rules\x00b@c+d\x00")
+        );
+        assert_ne!(sum, names_sum(names[..2].iter().map(|n| n.as_bytes())));
+        assert!(
+            text.contains(&format!(
+                "\nlisting {} {sum:016x}\n",
+                String::from_utf8_lossy(StampText::of(&dir).as_bytes())
+            )),
+            "{text}"
+        );
+        // Parsed, a manifest is not complete, but keeps the stamp.
+        let read = parse(&bytes).unwrap();
+        assert_eq!(read.listing, Some(dir));
+        assert_eq!(
+            read,
+            Manifest {
+                complete: false,
+                ..m.clone()
+            }
+        );
+        let r = records(&bytes).unwrap();
+        assert_eq!(r.listing, Some((dir, sum)));
+        let mut given = Vec::new();
+        assert!(r.names(&mut |n| given.push(String::from_utf8(n.to_vec()).unwrap())));
+        assert_eq!(given, names);
+        // A file line dropped: the stamp no longer stands for the names.
+        let dropped: String = text
+            .lines()
+            .filter(|l| !l.ends_with(" 70-x.rules"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(parse(dropped.as_bytes()).unwrap().listing, None);
+        // An escaped name is not given (the check takes none such).
+        m.files.insert("a b".into(), m.files["70-x.rules"]);
+        assert!(!records(&write(&m)).unwrap().names(&mut |_| {}));
     }
 
     /// The file lines are taken in order, each only when its name and both
