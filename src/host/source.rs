@@ -236,7 +236,7 @@ pub(crate) fn scan(
     let listing = fstat(&dirfd)
         .ok()
         .map(|st| stamp_of(&st))
-        .filter(|st| stamp::settled(st, read_at));
+        .filter(|st| stamp::settled(st, read_at) && stands_for_names(&dirfd, st));
     let cap = listing_cap(limits);
     let Some((candidates, rejected)) = list(&dirfd, include, cap)? else {
         // A flood: listing (and sorting) it all at every event is the cost
@@ -442,6 +442,7 @@ pub(crate) fn as_recorded(
     dest: &super::dest::DestDir,
     spec: &RecordedSpec<'_>,
     mut records: Records<'_>,
+    listing: Option<(Stamp, u64)>,
 ) -> io::Result<Option<usize>> {
     let dirfd = match open_dir(dir) {
         Ok(fd) => fd,
@@ -454,7 +455,7 @@ pub(crate) fn as_recorded(
     // The dir as it was when its candidates were exactly the files
     // recorded (none rejected): the names are the manifest's, in its order
     // (and the ones the line was written with).
-    let unchanged = records.listing.is_some_and(|(was, names)| {
+    let unchanged = listing.is_some_and(|(was, names)| {
         fstat(&dirfd).is_ok_and(|st| stamp_of(&st) == was)
             && records.names(&mut |name| push_name(&mut text, &mut spans, name))
             && format::joined_names_sum(&text) == names
@@ -517,6 +518,30 @@ pub(crate) fn as_recorded(
     let fits = (0..files).try_for_each(|_| budget.take_file()).is_ok()
         && bytes.is_some_and(|b| budget.take_bytes(b).is_ok());
     Ok(fits.then_some(files))
+}
+
+/// Whether a dir's stamp `st` may stand for its names: its times have a
+/// grain finer than a second (a file system that keeps whole seconds, or
+/// two, as vfat does, could take a new name within the second of the
+/// stamp), and the file system is a local one whose times come from this
+/// host's clock (a network file system's come from its server's, and
+/// FUSE's or 9p's may be cached apart from the listing). Elsewhere the
+/// source is listed every time.
+fn stands_for_names(dirfd: &OwnedFd, st: &Stamp) -> bool {
+    use nix::sys::statfs::{
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC,
+        fstatfs,
+    };
+    const SECOND: i64 = 1_000_000_000;
+    let fine = st.mtime_ns % SECOND != 0 && st.ctime_ns % SECOND != 0;
+    let local = [
+        TMPFS_MAGIC,
+        EXT4_SUPER_MAGIC,
+        XFS_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+        OVERLAYFS_SUPER_MAGIC,
+    ];
+    fine && fstatfs(dirfd).is_ok_and(|fs| local.contains(&fs.filesystem_type()))
 }
 
 /// Adds `name` to `text`, NUL-terminated, and its span to `spans`.

@@ -9,7 +9,10 @@
 //!   earlier version is read once and replaced;
 //! - `bridges/<name>.intent`: the intent records appended by the daemon's
 //!   syncs of changed names since the manifest was last written whole
-//!   ([`format::intent`]), read with it, and removed by the next whole write.
+//!   ([`format::intent`]), read with it, and removed by the next whole write;
+//! - `bridges/<name>.listing`: the source dir's stamp when a complete sync
+//!   listed it ([`Manifest::listing`], [`format::listing_file`]), bound to
+//!   the manifest file it was saved with, and removed by the next write.
 //!
 //! A process keeps a copy of each manifest it saved ([`KEPT`]), so its next
 //! sync takes that copy instead of parsing the file again, while the file
@@ -96,17 +99,20 @@ pub(crate) struct Manifest {
     /// else ([`crate::sync::Scope::Changed`]). A manifest parsed from its
     /// file is not complete: its sync looks at every name once.
     pub(crate) complete: bool,
-    /// The source dir's stamp when the sync that made this manifest listed
-    /// it (settled, [`crate::core::stamp`]), with `complete`: the dir's
-    /// candidates were then exactly the files recorded, and no name was
-    /// rejected. Every entry created, removed or renamed in a dir changes
-    /// its change time, so a stat that gives this stamp again means the
-    /// same names, and `hostbridge sync` takes them from the manifest
+    /// The source dir's stamp just before the sync that made this
+    /// manifest listed it (settled, [`crate::core::stamp`]), and the
+    /// checksum of the candidate names it listed ([`format::names_sum`]),
+    /// kept only with `complete`: the candidates were then exactly the
+    /// files recorded, and no name was rejected. Every entry created,
+    /// removed or renamed in a dir changes its change time, so a stat that
+    /// gives this stamp again, with the files still of these names, means
+    /// the same names, and `hostbridge sync` takes them from the manifest
     /// instead of listing the dir ([`crate::host::source::as_recorded`]).
-    /// Written only with `complete`; the daemon's sync of changed names
-    /// keeps it while it installs or removes no name (a content change),
-    /// and drops it otherwise.
-    pub(crate) listing: Option<Stamp>,
+    /// Saved beside the manifest file (`bridges/<name>.listing`, bound to
+    /// it), which older versions do not read. The daemon's sync of changed
+    /// names keeps it while it installs or removes no name (a content
+    /// change), and drops it otherwise.
+    pub(crate) listing: Option<(Stamp, u64)>,
 }
 
 impl Manifest {
@@ -270,6 +276,17 @@ impl StateDir {
         self.root.join("bridges").join(format!("{bridge}.intent"))
     }
 
+    fn listing_path(&self, bridge: &str) -> PathBuf {
+        self.root.join("bridges").join(format!("{bridge}.listing"))
+    }
+
+    /// What the listing file says ([`Manifest::listing`]), when it was
+    /// written with the manifest file of stamp `manifest`.
+    pub(crate) fn listing(&self, bridge: &str, manifest: &Stamp) -> Option<(Stamp, u64)> {
+        let bytes = std::fs::read(self.listing_path(bridge)).ok()?;
+        format::read_listing_file(&bytes, &base_line(Some(manifest)))
+    }
+
     /// Where an earlier version kept the manifest.
     fn json_path(&self, bridge: &str) -> PathBuf {
         self.root.join("bridges").join(format!("{bridge}.json"))
@@ -301,6 +318,9 @@ impl StateDir {
                 let mut manifest = format::parse(&text)
                     .map_err(|e| anyhow::anyhow!("parsing manifest {}: {e}", path.display()))?;
                 manifest.left = Some(stamp);
+                // Taken for the names it was written with only.
+                let names = format::names_sum(manifest.files.keys().map(|n| n.as_bytes()));
+                manifest.listing = self.listing(bridge, &stamp).filter(|l| l.1 == names);
                 Loaded {
                     bytes: Some(text),
                     intents: None,
@@ -377,12 +397,12 @@ impl StateDir {
         written.with_context(|| format!("writing {}", path.display()))
     }
 
-    /// A bridge's manifest file as it is, unparsed ([`format::records`]);
-    /// `None` when there is none of this version's name.
-    pub(crate) fn read_raw(&self, bridge: &str) -> Result<Option<Vec<u8>>> {
+    /// A bridge's manifest file as it is, unparsed ([`format::records`]),
+    /// and its stamp; `None` when there is none of this version's name.
+    pub(crate) fn read_raw(&self, bridge: &str) -> Result<Option<(Vec<u8>, Stamp)>> {
         let path = self.manifest_path(bridge);
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match read_stamped(&path) {
+            Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -477,10 +497,31 @@ impl StateDir {
     /// dir's fsync (the rename is durable before anything relies on it).
     /// Returns the new file's stamp (every save is a new inode).
     /// This process keeps a copy of it for its next load ([`KEPT`]).
+    /// With a listing ([`Manifest::listing`]), the listing file is written
+    /// after it, bound to it (a crash between leaves none: the next
+    /// `hostbridge sync` lists the source).
     pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<Option<Stamp>> {
         let left = self.save_bytes(bridge, &format::write(m))?;
         Self::keep(self.manifest_path(bridge), Some(m), left);
+        if let Some(st) = left {
+            self.save_listing(bridge, m, &st);
+        }
         Ok(left)
+    }
+
+    /// Writes `m`'s listing ([`Manifest::listing`], of a complete `m`)
+    /// beside its manifest file, of stamp `file`, bound to it. Only a
+    /// saving of work: should it fail, `hostbridge sync` lists the source.
+    pub(crate) fn save_listing(&self, bridge: &str, m: &Manifest, file: &Stamp) {
+        let (true, Some(listing)) = (m.complete, m.listing) else {
+            return;
+        };
+        let bytes = format::listing_file(&base_line(Some(file)), listing);
+        let written = DestDir::open(&self.root.join("bridges"))
+            .and_then(|d| d.install(&format!("{bridge}.listing"), &bytes, 0o600));
+        if let Err(e) = written {
+            tracing::debug!("{bridge}: the listing was not saved: {e}");
+        }
     }
 
     /// [`StateDir::save`] of a manifest file's bytes ([`format`]).
@@ -502,6 +543,8 @@ impl StateDir {
         // was seen of their names: nothing is lost.
         let _ = std::fs::remove_file(self.json_path(bridge));
         let _ = std::fs::remove_file(self.intent_path(bridge));
+        // Of another manifest file: it would not be taken, and is not kept.
+        let _ = std::fs::remove_file(self.listing_path(bridge));
         Ok(dir.stamp(name.as_str()))
     }
 }

@@ -262,8 +262,11 @@ pub(crate) fn sync_files(
     }
     manifest.complete = delta::clean(&report, &scan) && held.is_empty();
     // The dir's names as this sync listed them, when they are exactly the
-    // files it records (a listing stamp newly known is worth a save).
-    let listing = scan.listing.filter(|_| manifest.complete);
+    // files it records (a listing newly known is worth a save).
+    let listing = scan.listing.filter(|_| manifest.complete).map(|dir| {
+        let names = scan.view.files.keys().map(|n| n.as_bytes());
+        (dir, crate::host::state::format::names_sum(names))
+    });
     let listing_new = listing.is_some() && listing != manifest.listing;
     manifest.listing = listing;
     if opts.dry_run {
@@ -290,7 +293,6 @@ pub(crate) fn sync_files(
             || seen != manifest.seen
             || checks_changed
             || manifest.write_whole
-            || listing_new
         {
             // Entries for files already gone (removed behind hostbridge's
             // back, or by an interrupted swap): the manifest forgets them;
@@ -302,6 +304,9 @@ pub(crate) fn sync_files(
             manifest.left = state.save(&bridge.name, &manifest)?;
         } else {
             // As its file holds it, now known complete or not.
+            if let (true, Some(file)) = (listing_new, manifest.left) {
+                state.save_listing(&bridge.name, &manifest, &file);
+            }
             state.remember(&bridge.name, &manifest);
         }
         return Ok((report, Some(manifest)));

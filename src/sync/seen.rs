@@ -42,14 +42,21 @@ pub(crate) enum Scope {
 /// sync`, which reads the config anew without a reload). Not the file
 /// that defines the bridge: the same bridge moved to a drop-in, or its
 /// config named by another path (`--config config.yaml` in its dir), is
-/// judged the same.
+/// judged the same. And hostbridge's version: the rules built into it (the
+/// names it refuses, its policy) may be others in another, whose
+/// `hostbridge sync` then judges everything again.
 pub(crate) fn checks_of(config: &Config, bridge: &Bridge) -> Digest {
+    checks_under(config, bridge, env!("CARGO_PKG_VERSION"))
+}
+
+/// [`checks_of`] for hostbridge `version`.
+fn checks_under(config: &Config, bridge: &Bridge, version: &str) -> Digest {
     let settings = Bridge {
         origin: std::path::PathBuf::new(),
         ..bridge.clone()
     };
     let text = format!(
-        "{settings:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        "hostbridge {version}\n{settings:?}\n{:?}\n{:?}\n{:?}\n{:?}",
         config.etc_udev_rules_dir, config.system_udev_rules_dirs, config.dev_root, config.udevadm
     );
     Digest::of(text.as_bytes())
@@ -78,7 +85,7 @@ pub(crate) fn as_recorded(
     if state.has_intents(&bridge.name) {
         return Ok(None);
     }
-    let Some(bytes) = state.read_raw(&bridge.name)? else {
+    let Some((bytes, stamp)) = state.read_raw(&bridge.name)? else {
         return Ok(None);
     };
     let Some(records) = format::records(&bytes) else {
@@ -111,7 +118,8 @@ pub(crate) fn as_recorded(
         limits: super::limits(bridge),
         wanted: &wanted,
     };
-    source::as_recorded(&bridge.source, &dest, &spec, records)
+    let listing = state.listing(&bridge.name, &stamp);
+    source::as_recorded(&bridge.source, &dest, &spec, records, listing)
         .with_context(|| format!("reading source dir {}", bridge.source.display()))
 }
 
@@ -251,9 +259,10 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:?}");
     }
 
-    /// The checks are the bridge's settings and the host paths, not the
-    /// file that defines it: the same config named by another path keeps
-    /// its verdicts; a changed setting does not.
+    /// The checks are the bridge's settings, the host paths and
+    /// hostbridge's version, not the file that defines it: the same config
+    /// named by another path keeps its verdicts; a changed setting, or
+    /// another version, does not.
     #[test]
     fn checks_are_of_the_settings_not_of_where_they_are_written() {
         let text = "bridges:\n  - name: b\n    kind: udev-rules\n    source: /run/s\n    install_to: /run/d\n";
@@ -266,6 +275,13 @@ mod tests {
         assert_eq!(here, at("/etc/hostbridge/config.d/10-b.yaml", text));
         let other = text.replace("/run/s", "/run/t");
         assert_ne!(here, at("/etc/hostbridge/config.yaml", &other));
+        // Another version of hostbridge may judge by other rules.
+        let c = crate::config::parse(text, std::path::Path::new("/c.yaml")).unwrap();
+        assert_eq!(
+            here,
+            checks_under(&c, &c.bridges[0], env!("CARGO_PKG_VERSION"))
+        );
+        assert_ne!(here, checks_under(&c, &c.bridges[0], "0.0.0-other"));
     }
 
     /// Only files whose source was seen with the installed digest are

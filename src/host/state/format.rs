@@ -7,7 +7,6 @@
 //! destination /run/udev/rules.d
 //! actions_pending 1
 //! checks SHA256
-//! listing SOURCE NAMES
 //! changed 60-ups.rules
 //! file SHA256 MODE UID GID SIZE SOURCE DEST NAME
 //! ```
@@ -17,11 +16,7 @@
 //! are stamps (`dev:ino:size:mtime_ns:ctime_ns:mode:uid:gid`, lowercase
 //! hex, a negative time with a leading `-`: written and read without a
 //! division per digit) or `-`. Version 2 wrote the stamps in decimal; it is
-//! still read. `listing` holds the source dir's stamp when its candidate
-//! names were exactly the names of the `file` lines, and a checksum of
-//! those names ([`names_sum`], 16 hex digits): written by a complete sync
-//! only ([`Manifest::listing`]), and not taken when the names of the `file`
-//! lines are others. Names and the destination are the last field of their line, with
+//! still read. Names and the destination are the last field of their line, with
 //! bytes below 0x21, `%` and 0x7f written as `%XX`. Unknown keys are an
 //! error: a manifest is hostbridge's own, never edited by hand.
 
@@ -63,15 +58,6 @@ pub(crate) fn write_parts<'a>(
     if let Some(d) = &m.checks {
         out.extend_from_slice(b"checks ");
         out.extend_from_slice(&d.hex());
-        out.push(b'\n');
-    }
-    // Of `m`'s own files (a complete manifest is written whole).
-    if let (true, Some(s)) = (m.complete, &m.listing) {
-        out.extend_from_slice(b"listing ");
-        stamp_into(&mut out, Some(s));
-        out.push(b' ');
-        let sum = names_sum(m.files.keys().map(|n| n.as_bytes()));
-        out.extend_from_slice(&hex16(sum));
         out.push(b'\n');
     }
     for name in &m.changed {
@@ -195,7 +181,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
         write_whole: radix != 16,
         ..Manifest::default()
     };
-    let mut listing = None;
     // Written in name order: collected, then built in bulk (no searches).
     let mut files = Vec::new();
     let mut seen = Vec::new();
@@ -220,9 +205,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
                 let d = Digest::from_hex(rest.as_bytes());
                 m.checks = Some(d.ok_or_else(|| bad("bad checks digest"))?);
             }
-            "listing" if radix == 16 => {
-                listing = Some(listing_line(rest).ok_or_else(|| bad("bad listing line"))?);
-            }
             "changed" => {
                 m.changed.insert(name(rest).ok_or_else(|| bad("bad name"))?);
             }
@@ -238,10 +220,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Manifest, String> {
     }
     m.files = files.into_iter().collect();
     m.seen = seen.into_iter().collect();
-    // Taken only for the names it was written with.
-    m.listing = listing
-        .filter(|(_, names)| *names == names_sum(m.files.keys().map(|n| n.as_bytes())))
-        .map(|(dir, _)| dir);
     Ok(m)
 }
 
@@ -260,10 +238,6 @@ pub(crate) struct Records<'a> {
     pub(crate) changed: bool,
     /// What its verdicts were made under.
     pub(crate) checks: Option<Digest>,
-    /// The source dir's stamp when its names were the files listed
-    /// ([`Manifest::listing`]).
-    /// and the checksum of their names ([`names_sum`]).
-    pub(crate) listing: Option<(Stamp, u64)>,
     /// The lines from the first `file` line on, less those taken.
     files: &'a [u8],
 }
@@ -328,7 +302,6 @@ pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
         actions_pending: false,
         changed: false,
         checks: None,
-        listing: None,
         files: b"",
     };
     while !rest.is_empty() && !rest.starts_with("file ") {
@@ -338,7 +311,6 @@ pub(crate) fn records(bytes: &[u8]) -> Option<Records<'_>> {
             "destination" => r.destination = unescape(value.as_bytes())?,
             "actions_pending" => r.actions_pending = value != "0",
             "checks" => r.checks = Some(Digest::from_hex(value.as_bytes())?),
-            "listing" => r.listing = Some(listing_line(value)?),
             "changed" => r.changed = true,
             _ => return None,
         }
@@ -401,7 +373,6 @@ impl<'a> Records<'a> {
             actions_pending: self.actions_pending,
             changed: self.changed,
             checks: self.checks,
-            listing: self.listing,
             files: line,
         };
         Some((second, &line[name_at..end]))
@@ -437,10 +408,34 @@ impl<'a> Records<'a> {
     }
 }
 
-/// A `listing` line's fields after the key: the dir's stamp and the
-/// checksum of the names.
-fn listing_line(rest: &str) -> Option<(Stamp, u64)> {
-    let (dir, sum) = rest.split_once(' ')?;
+/// The bytes of a bridge's listing file (`bridges/<name>.listing`, next
+/// to the manifest, which older versions do not read): the manifest file
+/// it was written with (`base`, as an intent file's first line), then the
+/// source dir's stamp and the checksum of its names
+/// ([`Manifest::listing`]):
+///
+/// ```text
+/// base INO:CTIME
+/// listing STAMP SUM
+/// ```
+pub(crate) fn listing_file(base: &str, (dir, sum): (Stamp, u64)) -> Vec<u8> {
+    let mut out = base.as_bytes().to_vec();
+    out.extend_from_slice(b"listing ");
+    stamp_into(&mut out, Some(&dir));
+    out.push(b' ');
+    out.extend_from_slice(&hex16(sum));
+    out.push(b'\n');
+    out
+}
+
+/// What a listing file ([`listing_file`]) says, if it was written with the
+/// manifest file of base line `base`; `None` otherwise, or when malformed.
+pub(crate) fn read_listing_file(bytes: &[u8], base: &str) -> Option<(Stamp, u64)> {
+    let rest = std::str::from_utf8(bytes.strip_prefix(base.as_bytes())?).ok()?;
+    let (dir, sum) = rest
+        .strip_prefix("listing ")?
+        .strip_suffix('\n')?
+        .split_once(' ')?;
     if sum.len() != 16 {
         return None;
     }
@@ -448,11 +443,11 @@ fn listing_line(rest: &str) -> Option<(Stamp, u64)> {
 }
 
 /// The checksum of a list of names, each followed by a NUL (which no name
-/// holds): FNV-1a, 64 bits. It tells whether the `file` lines are still the
-/// names a `listing` line was written with; a manifest is hostbridge's own
-/// (root's, in `state_dir`), so this guards against lines changed apart
-/// from that line, not against an adversary, and a cryptographic digest
-/// would cost `hostbridge sync` more than its listing.
+/// holds): FNV-1a, 64 bits. It tells whether the manifest's `file` lines
+/// are the names a listing found ([`Manifest::listing`]); the state dir is
+/// hostbridge's own (root's), so this guards against files that changed
+/// apart from each other, not against an adversary, and a cryptographic
+/// digest would cost `hostbridge sync` more than its listing.
 pub(crate) fn names_sum<'n>(names: impl IntoIterator<Item = &'n [u8]>) -> u64 {
     names
         .into_iter()
@@ -909,31 +904,22 @@ mod tests {
         assert!(parse(bad.as_bytes()).is_err());
     }
 
-    /// The source dir's stamp is written only for a complete manifest,
-    /// with the digest of its files' names; it is read back (by the parser
-    /// and as records) only while the file lines are those names, and the
-    /// names are given as written, in order.
+    /// A listing file holds the dir's stamp and the checksum of the names,
+    /// and is read only with the manifest file it was written with; the
+    /// names of the file lines are given as written, in order, and the
+    /// checksum of a buffer of them is that of the list.
     #[test]
-    fn a_listing_stamp_is_written_complete_and_read_only_with_its_names() {
+    fn a_listing_file_is_read_only_with_its_manifest_and_names_are_given_in_order() {
         let dir = Stamp {
             dev: 27,
             ino: 99,
             size: 60,
             mtime_ns: 1_765_000_000_000_000_001,
-            ctime_ns: 1_765_000_000_000_000_002,
+            ctime_ns: -2,
             mode: 0o40755,
             uid: 0,
             gid: 0,
         };
-        let mut m = sample();
-        m.listing = Some(dir);
-        assert!(
-            !String::from_utf8(write(&m)).unwrap().contains("\nlisting "),
-            "not complete: not written"
-        );
-        m.complete = true;
-        let bytes = write(&m);
-        let text = String::from_utf8(bytes.clone()).unwrap();
         let names = ["60-ups.rules", "70-x.rules", "b@c+d"];
         let sum = names_sum(names.iter().map(|n| n.as_bytes()));
         assert_eq!(
@@ -941,36 +927,29 @@ mod tests {
             joined_names_sum(b"60-ups.rules\x0070-x.rules\x00b@c+d\x00")
         );
         assert_ne!(sum, names_sum(names[..2].iter().map(|n| n.as_bytes())));
-        assert!(
-            text.contains(&format!(
-                "\nlisting {} {sum:016x}\n",
-                String::from_utf8_lossy(StampText::of(&dir).as_bytes())
-            )),
-            "{text}"
-        );
-        // Parsed, a manifest is not complete, but keeps the stamp.
-        let read = parse(&bytes).unwrap();
-        assert_eq!(read.listing, Some(dir));
+        let bytes = listing_file("base 1:2\n", (dir, sum));
         assert_eq!(
-            read,
-            Manifest {
-                complete: false,
-                ..m.clone()
-            }
+            String::from_utf8(bytes.clone()).unwrap(),
+            format!(
+                "base 1:2\nlisting {} {sum:016x}\n",
+                String::from_utf8_lossy(StampText::of(&dir).as_bytes())
+            )
         );
-        let r = records(&bytes).unwrap();
-        assert_eq!(r.listing, Some((dir, sum)));
+        assert_eq!(read_listing_file(&bytes, "base 1:2\n"), Some((dir, sum)));
+        assert_eq!(read_listing_file(&bytes, "base 1:3\n"), None);
+        assert_eq!(
+            read_listing_file(&bytes[..bytes.len() - 1], "base 1:2\n"),
+            None
+        );
+
+        let m = sample();
+        let bytes = write(&m);
         let mut given = Vec::new();
+        let r = records(&bytes).unwrap();
         assert!(r.names(&mut |n| given.push(String::from_utf8(n.to_vec()).unwrap())));
         assert_eq!(given, names);
-        // A file line dropped: the stamp no longer stands for the names.
-        let dropped: String = text
-            .lines()
-            .filter(|l| !l.ends_with(" 70-x.rules"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert_eq!(parse(dropped.as_bytes()).unwrap().listing, None);
         // An escaped name is not given (the check takes none such).
+        let mut m = m;
         m.files.insert("a b".into(), m.files["70-x.rules"]);
         assert!(!records(&write(&m)).unwrap().names(&mut |_| {}));
     }
