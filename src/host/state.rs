@@ -502,26 +502,34 @@ impl StateDir {
     /// `hostbridge sync` lists the source).
     pub(crate) fn save(&self, bridge: &str, m: &Manifest) -> Result<Option<Stamp>> {
         let left = self.save_bytes(bridge, &format::write(m))?;
-        Self::keep(self.manifest_path(bridge), Some(m), left);
-        if let Some(st) = left {
-            self.save_listing(bridge, m, &st);
+        if left.is_some_and(|st| !self.save_listing(bridge, m, &st)) {
+            // Kept as on disk: without it (the next sync saves it again).
+            let unlisted = Manifest {
+                listing: None,
+                ..m.clone()
+            };
+            Self::keep(self.manifest_path(bridge), Some(&unlisted), left);
+        } else {
+            Self::keep(self.manifest_path(bridge), Some(m), left);
         }
         Ok(left)
     }
 
     /// Writes `m`'s listing ([`Manifest::listing`], of a complete `m`)
-    /// beside its manifest file, of stamp `file`, bound to it. Only a
-    /// saving of work: should it fail, `hostbridge sync` lists the source.
-    pub(crate) fn save_listing(&self, bridge: &str, m: &Manifest, file: &Stamp) {
+    /// beside its manifest file, of stamp `file`, bound to it; `false` when
+    /// that failed. Only a saving of work: without it, `hostbridge sync`
+    /// lists the source.
+    pub(crate) fn save_listing(&self, bridge: &str, m: &Manifest, file: &Stamp) -> bool {
         let (true, Some(listing)) = (m.complete, m.listing) else {
-            return;
+            return true;
         };
         let bytes = format::listing_file(&base_line(Some(file)), listing);
         let written = DestDir::open(&self.root.join("bridges"))
             .and_then(|d| d.install(&format!("{bridge}.listing"), &bytes, 0o600));
-        if let Err(e) = written {
+        if let Err(e) = &written {
             tracing::debug!("{bridge}: the listing was not saved: {e}");
         }
+        written.is_ok()
     }
 
     /// [`StateDir::save`] of a manifest file's bytes ([`format`]).
@@ -567,6 +575,52 @@ mod tests {
         };
         m.files.insert(name.into(), owned);
         m
+    }
+
+    /// A complete manifest's listing is saved beside it, bound to its file:
+    /// read back for that file (and, parsed, for those names) only; a save
+    /// without one removes it.
+    #[test]
+    fn a_listing_is_saved_with_its_manifest_file_and_only_read_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let names = format::names_sum([&b"a.rules"[..]]);
+        let st = Stamp {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+            mode: 0o40755,
+            uid: 0,
+            gid: 0,
+        };
+        let mut m = manifest("a.rules");
+        m.listing = Some((st, names));
+        let left = state.save("b", &m).unwrap().unwrap();
+        assert_eq!(state.listing("b", &left), Some((st, names)));
+        // Parsed from its file (not the kept copy): taken with the names.
+        let kept = state.load_kept("b").unwrap();
+        assert_eq!(kept.manifest.listing, Some((st, names)));
+        let parsed = state.load_kept("b").unwrap();
+        assert!(!parsed.manifest.complete, "parsed, not the kept copy");
+        assert_eq!(parsed.manifest.listing, Some((st, names)));
+
+        // Another manifest file in its place: not its listing.
+        let path = state.manifest_path("b");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format::write(&manifest("c.rules"))).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        let other = state.stamp("b").unwrap();
+        assert_eq!(state.listing("b", &other), None);
+        assert_eq!(state.load_kept("b").unwrap().manifest.listing, None);
+
+        // Not complete, or no listing: none saved, the old one removed.
+        let mut incomplete = m.clone();
+        incomplete.complete = false;
+        let left = state.save("b", &incomplete).unwrap().unwrap();
+        assert_eq!(state.listing("b", &left), None);
+        assert!(!state.listing_path("b").exists());
     }
 
     /// A load takes the copy this process saved (`complete` is not in

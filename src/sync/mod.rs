@@ -304,8 +304,10 @@ pub(crate) fn sync_files(
             manifest.left = state.save(&bridge.name, &manifest)?;
         } else {
             // As its file holds it, now known complete or not.
-            if let (true, Some(file)) = (listing_new, manifest.left) {
-                state.save_listing(&bridge.name, &manifest, &file);
+            if let (true, Some(file)) = (listing_new, manifest.left)
+                && !state.save_listing(&bridge.name, &manifest, &file)
+            {
+                manifest.listing = None;
             }
             state.remember(&bridge.name, &manifest);
         }
