@@ -737,3 +737,38 @@ fn the_recorded_listing_is_kept_for_a_content_change_and_dropped_for_a_new_name(
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 unchanged"), "{text}");
 }
+
+/// The daemon's sync of a changed name takes the bridge's bounds as the
+/// full way does: the files not changed keep the places and bytes the last
+/// sync recorded for them, so a new file past `max_bytes` or `max_files`
+/// is refused (and what is installed stays), and one that fits is
+/// installed.
+#[test]
+fn a_sync_of_changed_names_keeps_the_bounds_of_the_whole_source() {
+    let env = Env::new_files(
+        "    settle: { quiet: 100ms, max_wait: 5s }\n    max_files: 3\n    max_bytes: 100\n",
+    );
+    fs::create_dir_all(&env.src).unwrap();
+    for n in ["a", "b"] {
+        env.put(&format!("{n}.conf"), "012345678\n");
+    }
+    let d = env.start();
+    assert_eq!(env.installed().len(), 2);
+
+    // 20 bytes taken: 85 more pass max_bytes.
+    env.put("c.conf", &"x".repeat(85));
+    d.wait_log("max_bytes limit of 100");
+    assert_eq!(env.installed(), ["a.conf", "b.conf"]);
+    fs::remove_file(env.src.join("c.conf")).unwrap();
+    // 70 more fit.
+    env.put("e.conf", &"y".repeat(70));
+    wait_for(
+        "e.conf installed",
+        || env.dest_content("e.conf").is_some(),
+        || d.log(),
+    );
+    // Three files (90 bytes): a fourth passes max_files.
+    env.put("f.conf", "z\n");
+    d.wait_log("max_files limit of 3");
+    assert_eq!(env.installed(), ["a.conf", "b.conf", "e.conf"]);
+}

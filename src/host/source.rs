@@ -322,7 +322,8 @@ pub(crate) fn scan(
 }
 
 /// The daemon's scan of only the names its watch saw change (`changed`),
-/// for a bridge whose last sync found the source as its manifest (`known`)
+/// for a bridge whose last sync found the source as its manifest (`known`,
+/// with `recorded`, the sum of the sizes it records of every file)
 /// records it: every candidate installed and known, nothing refused or
 /// left out ([`Manifest::complete`]). The candidates are then `known`'s
 /// files and the changed names, so nothing is listed and no other file is
@@ -338,7 +339,7 @@ pub(crate) fn scan(
 pub(crate) fn scan_changed(
     dir: &Path,
     changed: &BTreeSet<String>,
-    known: &Manifest,
+    (known, recorded): (&Manifest, u64),
     spec: &ScanSpec<'_>,
     accept: &mut Accept<'_>,
 ) -> io::Result<Option<SourceScan>> {
@@ -350,23 +351,23 @@ pub(crate) fn scan_changed(
         return Ok(None);
     };
     let mut budget = Budget::new(spec.limits);
-    // The unchanged files, in the places the last sync gave them.
-    let mut changed_at = changed.iter().peekable();
-    let mut seen_at = known.seen.iter().peekable();
-    for name in known.files.keys() {
-        let size = crate::core::plan::at(&mut seen_at, name).and_then(|s| s.size);
-        while changed_at.next_if(|c| c.as_str() < name.as_str()).is_some() {}
-        if changed_at.peek().is_some_and(|c| *c == name) {
-            continue;
-        }
-        let Some(size) = size else { return Ok(None) };
-        if budget
-            .take_file()
-            .and_then(|()| budget.take_bytes(size))
-            .is_err()
-        {
+    // The unchanged files take their places as the last sync recorded
+    // them: the manifest's files and the bytes recorded for them
+    // (`recorded`, every file's size summed by the caller), less the
+    // changed names' (judged below). The budget's totals only grow, so
+    // the sums pass a limit exactly when taking the files one by one would.
+    let (mut files, mut bytes) = (known.files.len(), recorded);
+    for name in changed.iter().filter(|n| known.files.contains_key(*n)) {
+        let Some(size) = known.seen.get(name).and_then(|s| s.size) else {
             return Ok(None);
-        }
+        };
+        files -= 1;
+        bytes = bytes.saturating_sub(size);
+    }
+    let fits =
+        (0..files).try_for_each(|_| budget.take_file()).is_ok() && budget.take_bytes(bytes).is_ok();
+    if !fits {
+        return Ok(None);
     }
     let mut out = SourceScan {
         view: SourceView {

@@ -59,15 +59,22 @@ pub(super) fn clean(report: &SyncReport, scan: &SourceScan) -> bool {
 /// (A source dir that has shown no content yet prunes nothing: the plan of
 /// the changed names alone may take it for empty and keep a removed file,
 /// which is not plain, and the full way decides.)
+/// With them, the bytes the manifest's files take of the budget, as
+/// recorded (summed in the walk that finds each seen on both sides).
 fn changed_only<'o>(
     bridge: &Bridge,
     opts: &'o SyncOptions,
     m: &Manifest,
     checks: Digest,
-) -> std::result::Result<&'o BTreeSet<String>, &'static str> {
+) -> std::result::Result<(&'o BTreeSet<String>, u64), &'static str> {
     let Scope::Changed(changed) = &opts.scope else {
         return Err("not a sync of a window's changes");
     };
+    let mut recorded = 0u64;
+    let seen_whole = m.seen.values().all(|s| {
+        recorded = recorded.saturating_add(s.size.unwrap_or(0));
+        s.size.is_some() && s.dest.is_some()
+    });
     let why = if !m.complete {
         "the last sync did not leave the source as its manifest records it"
     } else if m.write_whole {
@@ -75,7 +82,7 @@ fn changed_only<'o>(
     } else if m.destination != bridge.install_to || m.checks != Some(checks) {
         "the manifest was made under other settings"
     } else if m.seen.len() != m.files.len() // `seen` holds names of `files` only
-        || m.seen.values().any(|s| s.size.is_none() || s.dest.is_none())
+        || !seen_whole
     {
         "a file of the manifest was not seen on both sides"
     } else if opts.dry_run || opts.clean_temps || !opts.still_open.is_empty() {
@@ -86,7 +93,7 @@ fn changed_only<'o>(
         // A burst: the full way builds its maps in bulk, and costs less.
         "most names changed"
     } else {
-        return Ok(changed);
+        return Ok((changed, recorded));
     };
     Err(why)
 }
@@ -103,8 +110,8 @@ pub(super) fn sync(
     loaded: Loaded,
     checks: Digest,
 ) -> Result<Delta> {
-    let changed = match changed_only(bridge, opts, &loaded.manifest, checks) {
-        Ok(changed) => changed,
+    let (changed, recorded) = match changed_only(bridge, opts, &loaded.manifest, checks) {
+        Ok(only) => only,
         Err(why) => return full(bridge, why, loaded),
     };
     let mut report = SyncReport {
@@ -131,9 +138,8 @@ pub(super) fn sync(
             reuse: source::Reuse::Nothing,
             always_read: &[],
         };
-        let scan = source::scan_changed(&bridge.source, changed, known, &spec, &mut |n, b| {
-            checker.accept(n, b)
-        })?;
+        let accept = &mut |n: &str, b: &[u8]| checker.accept(n, b);
+        let scan = source::scan_changed(&bridge.source, changed, (known, recorded), &spec, accept)?;
         let Some(scan) = scan else {
             return full(
                 bridge,
