@@ -49,6 +49,21 @@ impl Budget {
         }
     }
 
+    /// Takes the places of `files` files of `bytes` bytes in all, as an
+    /// earlier sync recorded them (no reason is asked for: the caller takes
+    /// the full way when they do not fit). The totals only grow, so the sums
+    /// pass a limit exactly when taking the files one by one would. Nothing
+    /// is taken when they do not fit.
+    pub(crate) fn take_recorded(&mut self, files: usize, bytes: u64) -> bool {
+        match (self.files.checked_add(files), self.bytes.checked_add(bytes)) {
+            (Some(f), Some(b)) if f <= self.limits.max_files && b <= self.limits.max_bytes => {
+                (self.files, self.bytes) = (f, b);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes a file's place; `Err(reason)` once `max_files` are taken.
     pub(crate) fn take_file(&mut self) -> Result<(), String> {
         if self.files >= self.limits.max_files {
@@ -109,6 +124,42 @@ mod tests {
         let installed: BTreeSet<String> = ["z".to_string(), "b".to_string()].into();
         assert_eq!(claim_order(&all, &installed), ["b", "z", "a", "c"]);
         assert_eq!(claim_order(&all, &BTreeSet::new()), ["a", "b", "c", "z"]);
+    }
+
+    /// Files taken as recorded sums fit exactly when taking them one by
+    /// one (each file's place, then its bytes) would, from any start.
+    #[test]
+    fn recorded_sums_fit_exactly_when_one_by_one_would() {
+        let limits = Limits {
+            max_files: 3,
+            max_bytes: 10,
+        };
+        for start in [(0, 0), (1, 4), (3, 0), (2, 10)] {
+            for sizes in [
+                &[][..],
+                &[0],
+                &[5, 5],
+                &[5, 6],
+                &[1, 1, 1],
+                &[1, 1, 1, 0],
+                &[u64::MAX],
+            ] {
+                let begun = |b: &mut Budget| (b.files, b.bytes) = start;
+                let mut one = Budget::new(limits);
+                begun(&mut one);
+                let by_one = sizes
+                    .iter()
+                    .all(|&n| one.take_file().and_then(|()| one.take_bytes(n)).is_ok());
+                let mut sum = Budget::new(limits);
+                begun(&mut sum);
+                let total = sizes.iter().try_fold(0u64, |t, &n| t.checked_add(n));
+                let by_sum = total.is_some_and(|t| sum.take_recorded(sizes.len(), t));
+                assert_eq!(by_sum, by_one, "{start:?} {sizes:?}");
+                if by_sum {
+                    assert_eq!((sum.files, sum.bytes), (one.files, one.bytes));
+                }
+            }
+        }
     }
 
     #[test]

@@ -354,8 +354,7 @@ pub(crate) fn scan_changed(
     // The unchanged files take their places as the last sync recorded
     // them: the manifest's files and the bytes recorded for them
     // (`recorded`, every file's size summed by the caller), less the
-    // changed names' (judged below). The budget's totals only grow, so
-    // the sums pass a limit exactly when taking the files one by one would.
+    // changed names' (judged below).
     let (mut files, mut bytes) = (known.files.len(), recorded);
     for name in changed.iter().filter(|n| known.files.contains_key(*n)) {
         let Some(size) = known.seen.get(name).and_then(|s| s.size) else {
@@ -364,9 +363,7 @@ pub(crate) fn scan_changed(
         files -= 1;
         bytes = bytes.saturating_sub(size);
     }
-    let fits =
-        (0..files).try_for_each(|_| budget.take_file()).is_ok() && budget.take_bytes(bytes).is_ok();
-    if !fits {
+    if !budget.take_recorded(files, bytes) {
         return Ok(None);
     }
     let mut out = SourceScan {
@@ -512,12 +509,9 @@ pub(crate) fn as_recorded(
     else {
         return Ok(None);
     };
-    // The budget taken by the whole: totals only grow, so a walk in one
-    // piece would have passed a limit exactly when the sums do.
+    // The budget taken by the whole, as a walk in one piece would.
     let (files, bytes) = (files + more_files, bytes.checked_add(more_bytes));
-    let mut budget = Budget::new(spec.limits);
-    let fits = (0..files).try_for_each(|_| budget.take_file()).is_ok()
-        && bytes.is_some_and(|b| budget.take_bytes(b).is_ok());
+    let fits = bytes.is_some_and(|b| Budget::new(spec.limits).take_recorded(files, b));
     Ok(fits.then_some(files))
 }
 
