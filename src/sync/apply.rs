@@ -147,21 +147,16 @@ pub(super) fn apply_changed(
     let after = put_in_place(t, plan, content, seeing, manifest, report)?;
     let (actions_pending, changed) = owed_after(t.bridge, manifest, report);
     let seen = seeing.for_files(&after);
-    let had: Vec<bool> = names
-        .iter()
-        .map(|n| manifest.files.contains_key(n))
-        .collect();
-    patch(manifest, names, &after, &seen);
     // Names installed or removed: the listing recorded is of other names
     // (the dir's stamp changed with them, so it would not be taken; it is
     // not kept either).
     if names
         .iter()
-        .zip(had)
-        .any(|(n, had)| manifest.files.contains_key(n) != had)
+        .any(|n| manifest.files.contains_key(n) != after.contains_key(n))
     {
         manifest.listing = None;
     }
+    patch(manifest, names, &after, &seen);
     manifest.actions_pending = actions_pending;
     manifest.changed = changed;
     // A failed operation leaves an entry whose source was not seen with
