@@ -286,6 +286,14 @@ fn after_byte(bytes: &[u8], b: u8) -> Option<&[u8]> {
     }
 }
 
+/// The name the first line of `lines` ends with (its last field, as
+/// written), and the lines after it; `None` when it has no end or no field.
+fn first_name(lines: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = memchr::memchr(b'\n', lines)?;
+    let at = memchr::memrchr(b' ', &lines[..end])?;
+    Some((&lines[end + 1..], &lines[at + 1..end]))
+}
+
 /// The header of a manifest file of the current version, and its file
 /// lines to walk ([`Records::files`]); `None` for another version or a
 /// header line this reader does not take (the full [`parse`] says why).
@@ -365,8 +373,7 @@ impl<'a> Records<'a> {
         let mid = files.len() / 2;
         let start = mid + files.get(mid..)?.windows(6).position(|w| w == b"\nfile ")? + 1;
         let line = &files[start..];
-        let end = line.iter().position(|&b| b == b'\n')?;
-        let name_at = line[..end].iter().rposition(|&b| b == b' ')? + 1;
+        let (_, name) = first_name(line)?;
         self.files = &files[..start];
         let second = Records {
             destination: Vec::new(),
@@ -375,7 +382,7 @@ impl<'a> Records<'a> {
             checks: self.checks,
             files: line,
         };
-        Some((second, &line[name_at..end]))
+        Some((second, name))
     }
 
     /// Gives `take` the name of each file line not yet taken, in order,
@@ -385,19 +392,14 @@ impl<'a> Records<'a> {
     pub(crate) fn names(&self, take: &mut dyn FnMut(&[u8])) -> bool {
         let mut rest = self.files;
         while !rest.is_empty() {
-            let Some(end) = memchr::memchr(b'\n', rest) else {
+            let Some((next, name)) = first_name(rest) else {
                 return false;
             };
-            let line = &rest[..end];
-            let Some(at) = memchr::memrchr(b' ', line) else {
-                return false;
-            };
-            let name = &line[at + 1..];
             if name.is_empty() || name.contains(&b'%') {
                 return false;
             }
             take(name);
-            rest = &rest[end + 1..];
+            rest = next;
         }
         true
     }
@@ -423,7 +425,8 @@ pub(crate) fn listing_file(base: &str, (dir, sum): (Stamp, u64)) -> Vec<u8> {
     out.extend_from_slice(b"listing ");
     stamp_into(&mut out, Some(&dir));
     out.push(b' ');
-    out.extend_from_slice(&hex16(sum));
+    out.extend_from_slice(&hex8((sum >> 32) as u32));
+    out.extend_from_slice(&hex8(sum as u32));
     out.push(b'\n');
     out
 }
@@ -465,15 +468,6 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// 16 lowercase hex digits of `n`.
-fn hex16(n: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (i, d) in out.iter_mut().enumerate() {
-        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out
 }
 
 /// One `file` line's fields after the key.
