@@ -872,3 +872,48 @@ fn a_file_created_and_not_yet_written_is_held_until_closed() {
         || d.log(),
     );
 }
+
+/// A writer that opened a file before anything watched the source and has
+/// written half of it: no event says so until it writes again, and its
+/// times are old, so neither the events nor the settle time can tell. The
+/// kernel's count of writers can (a read lease): `hostbridge sync` and the
+/// daemon's first sync hold the file (exit 65, its last good copy kept),
+/// and the daemon installs it whole once its writer closes it.
+#[test]
+fn a_file_a_writer_opened_before_the_watch_is_held_until_it_is_closed() {
+    let quiet = std::time::Duration::from_millis(100);
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    env.put("10-other.rules", "# other\n");
+    let path = env.src.join("20-half.rules");
+    let mut w = fs::File::create(&path).unwrap();
+    w.write_all(b"# first half\n").unwrap();
+    let written = fs::metadata(&path).unwrap().modified().unwrap();
+    wait_for(
+        "the half-written file to look quiet by its times",
+        || written.elapsed().is_ok_and(|age| age > 2 * quiet),
+        String::new,
+    );
+
+    let out = env.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(65), "{text}");
+    assert!(
+        text.contains("! hold 20-half.rules: open for writing by another process"),
+        "{text}"
+    );
+    assert!(env.dest_content("10-other.rules").is_some(), "{text}");
+    assert_eq!(env.dest_content("20-half.rules"), None, "{text}");
+
+    let d = env.start();
+    d.wait_log("held 20-half.rules: open for writing by another process");
+    assert_eq!(env.dest_content("20-half.rules"), None, "{}", d.log());
+    w.write_all(b"# second half\n").unwrap();
+    drop(w);
+    let whole = common::canonical("20-half.rules", "# first half\n# second half\n");
+    wait_for(
+        "installed whole once closed",
+        || env.dest_content("20-half.rules").as_deref() == Some(whole.as_str()),
+        || d.log(),
+    );
+}

@@ -19,10 +19,13 @@
 //!   mark: nothing can be proven, every file is held.
 //!
 //! So a file is installed only if its last change predates the read and
-//! left it closed. What this cannot see: a writer that opened the file
+//! left it closed. What this cannot see — a writer that opened the file
 //! before the watch was placed and never writes again, and the instant
-//! between a write's data landing and its event being queued (the kernel
-//! queues the event right after the copy, in the same system call).
+//! between a change and its event being queued (for a write, right after
+//! the copy in the same system call; for a truncation, after the file is
+//! already short) — the reader asks the kernel instead: it reads under a
+//! read lease, which is not granted while anyone has the file open for
+//! writing (`host/lease.rs`).
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,5 +1,6 @@
 //! Gives the memory a large sync freed back to the system. Host layer, and
-//! the crate's one `unsafe` (two glibc calls that take no pointers).
+//! one of the crate's two modules with `unsafe` (two glibc calls that take
+//! no pointers; the other is [`super::lease`]).
 //!
 //! glibc keeps what a program frees in its arenas and returns only the top
 //! of each heap, so after a burst of 100,000 files a daemon that idles on

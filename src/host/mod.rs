@@ -13,6 +13,7 @@ pub(crate) mod haproxy;
 pub(crate) mod heap;
 pub(crate) mod hotplug;
 pub(crate) mod http;
+pub(crate) mod lease;
 pub(crate) mod notify;
 pub(crate) mod nss;
 pub(crate) mod preflight;

@@ -24,6 +24,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{FileStat, fstat, fstatat};
 
 use super::fsx;
+use super::lease::{self, Lease};
 use super::state::format::{self, Expect, Record, Records, StampText};
 use super::state::{Known, Manifest, Seen};
 use crate::core::budget::{Budget, Limits, claim_order};
@@ -97,6 +98,9 @@ pub(crate) struct Transient {
     /// Modified moments before it was read ([`Skip::Recent`]): held, and
     /// looked at again once quiet.
     pub(crate) recent: BTreeSet<String>,
+    /// Open for writing by another process ([`Skip::Writing`]): held; its
+    /// writer's close opens the next window.
+    pub(crate) writing: BTreeSet<String>,
 }
 
 /// New files a scan left out for the bridge's bounds.
@@ -769,6 +773,7 @@ fn judge(
                 Skip::Unreadable(_) => races.unreadable.insert(name.to_string()),
                 Skip::Vanished | Skip::Changed => races.vanished.insert(name.to_string()),
                 Skip::Recent => races.recent.insert(name.to_string()),
+                Skip::Writing => races.writing.insert(name.to_string()),
                 Skip::Refused(_) => false,
             };
             return Ok(Ok((SourceFile::Skipped(skip.why()), None)));
@@ -824,6 +829,9 @@ pub(crate) enum Skip {
     /// It was modified less than `quiet_for` before it was read: taken
     /// once it has been quiet that long (the daemon looks again).
     Recent,
+    /// Another process has it open for writing ([`lease`]): taken once
+    /// the writer closes it (its close is the event).
+    Writing,
 }
 
 impl Skip {
@@ -839,6 +847,9 @@ impl Skip {
             }
             Skip::Recent => {
                 "written moments ago: taken once it has been quiet for the settle time".into()
+            }
+            Skip::Writing => {
+                "open for writing by another process: taken once its writer closes it".into()
             }
         }
     }
@@ -905,10 +916,22 @@ fn read_opened(
         Ok(f) => f,
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
+    // A writer still on it (one its events did not show: opened before the
+    // watch, or mid-truncation) is waited for; while the lease is held, no
+    // writer can start.
+    let leased = match lease::take(&file) {
+        Lease::Held => true,
+        Lease::Writer => return Ok(Err(Skip::Writing)),
+        Lease::Unavailable => false,
+    };
     match fsx::read_sized(&mut file, st.st_size as u64, admit.max_size) {
         // Written to while it was read (also without a watch, or through a
-        // mapping that sends no event): what was read may be torn.
-        Ok(Some(_)) if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now)) => {
+        // mapping that sends no event), or a writer broke the lease: what
+        // was read may be torn.
+        Ok(Some(_))
+            if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now))
+                || (leased && !lease::still_held(&file)) =>
+        {
             Ok(Err(Skip::Changed))
         }
         Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes, stamp_of(&st)))),
@@ -1003,5 +1026,62 @@ mod tests {
         assert_eq!(judged("missing").unwrap_err(), Skip::Vanished);
         let past = read_stamped(&dirfd, "plain", &admit, &mut |_| false).unwrap();
         assert!(matches!(past, Err(Skip::Refused(_))), "{past:?}");
+    }
+
+    /// A writer that truncates and rewrites a file in a loop, never leaving
+    /// it short once closed: every read the reader accepts is the whole
+    /// content. (A truncation makes the file short before its times change
+    /// and before its event is queued: only the kernel's count of writers
+    /// says one is on it.)
+    #[test]
+    fn a_read_accepted_while_a_writer_loops_is_always_whole() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        const ROUNDS: usize = 200;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let whole: Vec<u8> = (0..64 << 10).map(|i: u32| b'a' + (i % 26) as u8).collect();
+        std::fs::write(&path, &whole).unwrap();
+        let dirfd = open_dir(tmp.path()).unwrap();
+        let admit = Admit {
+            max_size: 1 << 20,
+            owners: None,
+            quiet_for: None,
+        };
+        let (stop, accepted) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let (torn, held) = std::thread::scope(|s| {
+            s.spawn(|| {
+                for round in 0..ROUNDS {
+                    let mut f = std::fs::File::create(&path).unwrap();
+                    f.write_all(&whole).unwrap();
+                    drop(f);
+                    // The next round starts once this one's file was read
+                    // whole: the reader meets both closed and open states.
+                    while accepted.load(Ordering::Acquire) <= round {
+                        if stop.load(Ordering::Acquire) {
+                            return;
+                        }
+                        std::thread::yield_now();
+                    }
+                }
+                stop.store(true, Ordering::Release);
+            });
+            let (mut torn, mut held) = (None, 0);
+            while !stop.load(Ordering::Acquire) {
+                match read_stamped(&dirfd, "f", &admit, &mut |_| true).unwrap() {
+                    Ok((_, bytes, _)) if bytes != whole => {
+                        torn = Some(bytes.len());
+                        stop.store(true, Ordering::Release);
+                    }
+                    Ok(_) => _ = accepted.fetch_add(1, Ordering::AcqRel),
+                    Err(_) => held += 1,
+                }
+            }
+            (torn, held)
+        });
+        assert_eq!(torn, None, "a torn read (its length) was accepted");
+        let accepted = accepted.into_inner();
+        assert!(accepted >= ROUNDS, "{accepted} reads accepted");
+        eprintln!("accepted {accepted} whole reads, held {held} while written");
     }
 }

@@ -50,6 +50,7 @@ pub(super) fn clean(report: &SyncReport, scan: &SourceScan) -> bool {
         && t.unreadable.is_empty()
         && t.vanished.is_empty()
         && t.recent.is_empty()
+        && t.writing.is_empty()
 }
 
 /// The changed names, when this sync may look at them alone: the daemon's

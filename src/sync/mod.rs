@@ -379,14 +379,17 @@ fn writes_unread(plan: &plan::Plan, scan: &source::SourceScan) -> bool {
         .any(|op| !matches!(op, plan::Op::Prune { .. }) && scan.reused.contains(op.name()))
 }
 
-/// A file that vanished while it was read is held (its last good copy
-/// stays, its removal's event opens the next window), not reported as a
-/// skip that makes the bridge degraded.
+/// A file that vanished while it was read, or that a writer still has
+/// open, is held (its last good copy stays, its removal's or its writer's
+/// close's event opens the next window), not reported as a skip that makes
+/// the bridge degraded.
 fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) {
     let (held, skipped) = std::mem::take(&mut report.skipped)
         .into_iter()
         .partition(|(name, _)| {
-            transient.vanished.contains(name) || transient.recent.contains(name)
+            transient.vanished.contains(name)
+                || transient.recent.contains(name)
+                || transient.writing.contains(name)
         });
     // A file written moments ago, whose events may have been missed: the
     // daemon opens a window for it, which comes when it has been quiet.

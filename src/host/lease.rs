@@ -1,0 +1,150 @@
+//! Whether another process has a source file open for writing, as the
+//! kernel counts it, told with a read lease (`fcntl(F_SETLEASE, F_RDLCK)`).
+//! Host layer, and one of the crate's two modules with `unsafe` (three
+//! `fcntl` calls on a borrowed descriptor, none with a pointer).
+//!
+//! Events and times cannot tell a file mid-write from a finished one in
+//! every case: a writer that opened it before the watch was placed sends
+//! no event until it writes again, and a truncation (`O_TRUNC`,
+//! `ftruncate`) makes the file short before its times change and before
+//! its event is queued (on a busy ext4 that window lasts as long as the
+//! journal makes it wait). The kernel's count of writers has no such gap:
+//! an open for writing counts itself before it breaks a lease and long
+//! before it truncates. So the reader takes a read lease on the descriptor
+//! it reads through: the kernel grants it only while no one has the file
+//! open for writing, and while it is held, an open for writing waits (the
+//! kernel signals the holder to let go; here that signal is `SIGWINCH`,
+//! which is ignored unless handled, so it costs nothing). Closing the
+//! descriptor lets it go. A read made under a lease that is still held
+//! after it is a state no writer was in.
+//!
+//! Where leases cannot be had (a filesystem without them, `fs.leases-enable`
+//! off, a file owned by another uid without `CAP_LEASE`), the reader goes on
+//! without, as before: events and times are then all it has. That is said
+//! once in the log.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::libc;
+
+/// `F_SETSIG` (linux/fcntl.h; not in the `libc` crate): the signal the
+/// kernel sends a lease holder when an open must break the lease.
+const F_SETSIG: libc::c_int = 10;
+
+/// What asking for a read lease found.
+#[derive(Debug)]
+pub(crate) enum Lease {
+    /// Granted: no one has the file open for writing, and no one can
+    /// until the descriptor is closed (or the lease broken: see
+    /// [`still_held`]).
+    Held,
+    /// Someone has the file open for writing (`EAGAIN`).
+    Writer,
+    /// Leases cannot be had here (said once in the log, with why).
+    Unavailable,
+}
+
+/// Asks for a read lease on `file`, which must be open read-only.
+pub(crate) fn take(file: &File) -> Lease {
+    let fd = file.as_fd().as_raw_fd();
+    // SAFETY: `fd` is borrowed from `file` for the duration of the call;
+    // F_SETSIG and F_SETLEASE take an integer argument, no pointer.
+    #[allow(unsafe_code)]
+    let set = unsafe {
+        if libc::fcntl(fd, F_SETSIG, libc::SIGWINCH) == -1 {
+            -1
+        } else {
+            libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK)
+        }
+    };
+    if set != -1 {
+        return Lease::Held;
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Lease::Writer,
+        _ => {
+            say_unavailable(&e);
+            Lease::Unavailable
+        }
+    }
+}
+
+/// Whether the lease [`take`] got on `file` is still held: `false` when an
+/// open for writing broke it (the kernel took it back after
+/// `lease-break-time`, or it is being broken now).
+pub(crate) fn still_held(file: &File) -> bool {
+    let fd = file.as_fd().as_raw_fd();
+    // SAFETY: as in `take`; F_GETLEASE takes no argument.
+    #[allow(unsafe_code)]
+    let kind = unsafe { libc::fcntl(fd, libc::F_GETLEASE) };
+    kind == libc::F_RDLCK
+}
+
+/// Logs once per process that leases cannot be had, and why.
+fn say_unavailable(e: &io::Error) {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let hint = match e.raw_os_error() {
+        Some(libc::EACCES) => " (a file of another uid needs CAP_LEASE)",
+        Some(libc::EINVAL) => " (the filesystem has none, or fs.leases-enable is 0)",
+        _ => "",
+    };
+    tracing::warn!(
+        "cannot take a read lease on a source file: {e}{hint}; a file a writer still has open is then told only by its events and times"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The kernel's count of writers, as a lease sees it: none, one
+    /// holding the file open without writing, none again once it closes.
+    #[test]
+    fn a_lease_is_granted_only_while_no_one_has_the_file_open_for_writing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let reader = File::open(&path).unwrap();
+        assert!(matches!(take(&reader), Lease::Held));
+        assert!(still_held(&reader));
+        drop(reader);
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let reader = File::open(&path).unwrap();
+        assert!(matches!(take(&reader), Lease::Writer));
+        drop(writer);
+        assert!(matches!(take(&reader), Lease::Held));
+    }
+
+    /// An open for writing while the lease is held waits for it, and the
+    /// holder sees the lease going (and is not killed by the kernel's
+    /// signal); the writer's open completes once the holder closes.
+    #[test]
+    fn an_open_for_writing_breaks_a_held_lease_and_waits_for_its_close() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, "x").unwrap();
+        let reader = File::open(&path).unwrap();
+        assert!(matches!(take(&reader), Lease::Held));
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| std::fs::OpenOptions::new().append(true).open(&path));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while still_held(&reader) {
+                assert!(std::time::Instant::now() < deadline, "never broken");
+                std::thread::yield_now();
+            }
+            assert!(!writer.is_finished(), "the writer did not wait");
+            drop(reader);
+            writer.join().unwrap().unwrap();
+        });
+    }
+}
