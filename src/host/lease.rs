@@ -104,15 +104,22 @@ fn say_unavailable(e: &io::Error) {
 mod tests {
     use super::*;
 
-    /// The kernel's count of writers, as a lease sees it: none, one
-    /// holding the file open without writing, none again once it closes.
-    #[test]
-    fn a_lease_is_granted_only_while_no_one_has_the_file_open_for_writing() {
+    /// A file in a fresh dir, and a read-only descriptor of it holding a
+    /// lease.
+    fn leased_file() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("f");
         std::fs::write(&path, "x").unwrap();
         let reader = File::open(&path).unwrap();
         assert!(matches!(take(&reader), Lease::Held));
+        (tmp, path, reader)
+    }
+
+    /// The kernel's count of writers, as a lease sees it: none, one
+    /// holding the file open without writing, none again once it closes.
+    #[test]
+    fn a_lease_is_granted_only_while_no_one_has_the_file_open_for_writing() {
+        let (_tmp, path, reader) = leased_file();
         assert!(still_held(&reader));
         drop(reader);
         let writer = std::fs::OpenOptions::new()
@@ -130,11 +137,7 @@ mod tests {
     /// signal); the writer's open completes once the holder closes.
     #[test]
     fn an_open_for_writing_breaks_a_held_lease_and_waits_for_its_close() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("f");
-        std::fs::write(&path, "x").unwrap();
-        let reader = File::open(&path).unwrap();
-        assert!(matches!(take(&reader), Lease::Held));
+        let (_tmp, path, reader) = leased_file();
         std::thread::scope(|s| {
             let writer = s.spawn(|| std::fs::OpenOptions::new().append(true).open(&path));
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
