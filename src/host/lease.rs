@@ -21,17 +21,21 @@
 //! Where leases cannot be had (a filesystem without them, `fs.leases-enable`
 //! off, a file owned by another uid without `CAP_LEASE`), the reader goes on
 //! without, as before: events and times are then all it has. That is said
-//! once in the log.
+//! in the log, once per filesystem and cause. A lease counts the writers
+//! this kernel knows of: on a network or FUSE filesystem (NFS, virtiofs) a
+//! writer on another machine or in the server is not among them, and there
+//! too only events and times tell.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use nix::libc;
 
 /// `F_SETSIG` (linux/fcntl.h; not in the `libc` crate): the signal the
-/// kernel sends a lease holder when an open must break the lease.
+/// kernel sends a lease holder when an open must break the lease. 10 on
+/// every architecture Rust builds for (parisc, which has 13, is not one).
 const F_SETSIG: libc::c_int = 10;
 
 /// What asking for a read lease found.
@@ -41,10 +45,16 @@ pub(crate) enum Lease {
     /// until the descriptor is closed (or the lease broken: see
     /// [`still_held`]).
     Held,
-    /// Someone has the file open for writing (`EAGAIN`).
+    /// Not granted for a writer (`EAGAIN`): someone has the file open for
+    /// writing, or another holder's lease on it is being broken (a write
+    /// open is waiting for it, or just failed on it).
     Writer,
-    /// Leases cannot be had here (said once in the log, with why).
+    /// Leases cannot be had for this file (a fact of its filesystem or of
+    /// the daemon's rights: said once in the log per filesystem and cause).
     Unavailable,
+    /// The kernel could not grant it now (out of memory, …): the file is
+    /// not read this time.
+    Failed(io::Error),
 }
 
 /// Asks for a read lease on `file`, which must be open read-only.
@@ -52,6 +62,8 @@ pub(crate) fn take(file: &File) -> Lease {
     let fd = file.as_fd().as_raw_fd();
     // SAFETY: `fd` is borrowed from `file` for the duration of the call;
     // F_SETSIG and F_SETLEASE take an integer argument, no pointer.
+    // SIGWINCH's default action is to ignore it. (Never a real-time signal:
+    // when its queue is full the kernel falls back to SIGIO, which kills.)
     #[allow(unsafe_code)]
     let set = unsafe {
         if libc::fcntl(fd, F_SETSIG, libc::SIGWINCH) == -1 {
@@ -66,10 +78,14 @@ pub(crate) fn take(file: &File) -> Lease {
     let e = io::Error::last_os_error();
     match e.raw_os_error() {
         Some(libc::EAGAIN) => Lease::Writer,
-        _ => {
-            say_unavailable(&e);
+        // No lease support (EINVAL: the filesystem, or fs.leases-enable=0),
+        // no right to one (EACCES without CAP_LEASE, EPERM from a security
+        // module), no call (ENOSYS): lasting facts, not this file's state.
+        Some(libc::EINVAL | libc::EACCES | libc::EPERM | libc::ENOSYS) => {
+            say_unavailable(file, &e);
             Lease::Unavailable
         }
+        _ => Lease::Failed(e),
     }
 }
 
@@ -84,19 +100,28 @@ pub(crate) fn still_held(file: &File) -> bool {
     kind == libc::F_RDLCK
 }
 
-/// Logs once per process that leases cannot be had, and why.
-fn say_unavailable(e: &io::Error) {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if SAID.swap(true, Ordering::Relaxed) {
-        return;
+/// Logs once per filesystem and cause that leases cannot be had there.
+fn say_unavailable(file: &File, e: &io::Error) {
+    /// Causes already said; a handful of filesystems at most, bounded
+    /// all the same.
+    static SAID: Mutex<Vec<(u64, i32)>> = Mutex::new(Vec::new());
+    let dev = nix::sys::stat::fstat(file).map_or(0, |st| st.st_dev);
+    let key = (dev, e.raw_os_error().unwrap_or(0));
+    {
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if said.contains(&key) || said.len() >= 64 {
+            return;
+        }
+        said.push(key);
     }
     let hint = match e.raw_os_error() {
         Some(libc::EACCES) => " (a file of another uid needs CAP_LEASE)",
         Some(libc::EINVAL) => " (the filesystem has none, or fs.leases-enable is 0)",
         _ => "",
     };
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
     tracing::warn!(
-        "cannot take a read lease on a source file: {e}{hint}; a file a writer still has open is then told only by its events and times"
+        "cannot take a read lease on source files of device {major}:{minor}: {e}{hint}; a file a writer still has open is then told only by its events and times"
     );
 }
 

@@ -829,8 +829,10 @@ pub(crate) enum Skip {
     /// It was modified less than `quiet_for` before it was read: taken
     /// once it has been quiet that long (the daemon looks again).
     Recent,
-    /// Another process has it open for writing ([`lease`]): taken once
-    /// the writer closes it (its close is the event).
+    /// Another process has it open for writing, or tried to open it so
+    /// while it was read ([`lease`]): taken once the writer closes it (its
+    /// close is the event; the daemon also looks again, with backoff, for
+    /// the cases that send none).
     Writing,
 }
 
@@ -914,6 +916,10 @@ fn read_opened(
     }
     let mut file = match fsx::reopen_for_reading(&handle) {
         Ok(f) => f,
+        // Opened without blocking: a write lease its owner holds on it
+        // (a container may take one on its own file) answers EAGAIN. Its
+        // owner is writing, or about to.
+        Err(e) if e.raw_os_error() == Some(nix::libc::EAGAIN) => return Ok(Err(Skip::Writing)),
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
     // A writer still on it (one its events did not show: opened before the
@@ -923,17 +929,25 @@ fn read_opened(
         Lease::Held => true,
         Lease::Writer => return Ok(Err(Skip::Writing)),
         Lease::Unavailable => false,
-    };
-    match fsx::read_sized(&mut file, st.st_size as u64, admit.max_size) {
-        // Written to while it was read (also without a watch, or through a
-        // mapping that sends no event), or a writer broke the lease: what
-        // was read may be torn.
-        Ok(Some(_))
-            if fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now))
-                || (leased && !lease::still_held(&file)) =>
-        {
-            Ok(Err(Skip::Changed))
+        Lease::Failed(e) => {
+            return Ok(Err(Skip::Unreadable(format!(
+                "cannot take a read lease: {e}"
+            ))));
         }
+    };
+    let read = fsx::read_sized(&mut file, st.st_size as u64, admit.max_size);
+    // Written to while it was read (also without a watch, or through a
+    // mapping that sends no event): what was read may be torn.
+    let changed = fstat(&file).map_or(true, |now| !same_content_stamp(&st, &now));
+    // An open for writing came while it was read (it waits for the lease,
+    // or failed on it): the writer is on it now, or was.
+    let broken = leased && !lease::still_held(&file);
+    // The lease goes with the descriptor: a writer waiting for it waits no
+    // longer than the read.
+    drop(file);
+    match read {
+        Ok(Some(_)) if changed => Ok(Err(Skip::Changed)),
+        Ok(Some(_)) if broken => Ok(Err(Skip::Writing)),
         Ok(Some(bytes)) => Ok(Ok((fsx::digest(&bytes), bytes, stamp_of(&st)))),
         Ok(None) => Ok(Err(Skip::Refused(too_big(
             st.st_size as u64,
