@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Bridge, Config};
 use crate::core::grace::PruneGrace;
 use crate::core::hotplug::UsbChecks;
-use crate::core::retry::Retry;
+use crate::core::retry::{OpenRecheck, Retry};
 use crate::core::settle::{Input, Settle};
 use crate::core::status::{self, Health};
 use crate::host::clock::unix_now;
@@ -190,6 +190,7 @@ impl Daemon {
             bridge: b,
             watch,
             retry: Retry::default(),
+            open_recheck: OpenRecheck::default(),
             batch: None,
             sync: SyncState::Idle,
             status,
@@ -282,6 +283,7 @@ impl Daemon {
             [
                 b.settle.deadline(),
                 b.retry.deadline(),
+                b.open_recheck.deadline(),
                 b.grace.deadline(b.bridge.prune_grace),
                 b.replug.deadline(),
             ]
@@ -303,6 +305,17 @@ impl Daemon {
             if b.retry.take_due(now) {
                 self.rewatch(id, now);
                 self.observe(id, now, Input::Rescan);
+            }
+            let Some(b) = self.find(id) else { continue };
+            if let Some(names) = b.open_recheck.take_due(now) {
+                info!(
+                    "{}: looking again at {} file(s) held open for writing",
+                    b.bridge.name,
+                    names.len()
+                );
+                for name in names {
+                    self.observe(id, now, Input::Change(name));
+                }
             }
             let Some(b) = self.find(id) else { continue };
             if b.grace.take_due(now, b.bridge.prune_grace) {
@@ -437,6 +450,9 @@ impl Daemon {
             Ok(report) => report.recheck.clone(),
             Err(_) => Vec::new(),
         };
+        if let Ok(report) = &res {
+            b.open_recheck.after_sync(&report.held_open, Instant::now());
+        }
         // The sync's usb-check: the one before it, and its own.
         let mut checked = None;
         match res {

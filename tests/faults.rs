@@ -13,6 +13,7 @@ mod common;
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use common::{Env, make_executable, wait_for};
@@ -915,5 +916,68 @@ fn a_file_a_writer_opened_before_the_watch_is_held_until_it_is_closed() {
         "installed whole once closed",
         || env.dest_content("20-half.rules").as_deref() == Some(whole.as_str()),
         || d.log(),
+    );
+}
+
+/// Takes a read lease on `file` (the lease-break signal set to SIGWINCH,
+/// ignored by default, so a break does not kill the test), then breaks it
+/// with an open for writing that does not wait and fails: the lease stays
+/// "being broken" for `lease-break-time` (45 s by default), and while it
+/// is, the kernel refuses anyone else a lease on the file as if a writer
+/// had it open. No writer has, and no event follows.
+fn lease_pending_break(file: &fs::File, path: &Path) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: a descriptor this function borrows, integer arguments only
+    // (F_SETSIG is 10 on every architecture Rust builds for).
+    #[allow(unsafe_code)]
+    unsafe {
+        assert_ne!(nix::libc::fcntl(fd, 10, nix::libc::SIGWINCH), -1);
+        assert_ne!(
+            nix::libc::fcntl(fd, nix::libc::F_SETLEASE, nix::libc::F_RDLCK),
+            -1,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let opened = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path);
+    assert_eq!(
+        opened.map(drop).map_err(|e| e.raw_os_error()),
+        Err(Some(nix::libc::EWOULDBLOCK))
+    );
+}
+
+/// A file the kernel refuses a lease on although no writer has it open
+/// (another holder's lease on it is being broken) is held, and no event
+/// will come for it: the daemon looks at it again by itself (after 1 s,
+/// then with backoff) and installs it once the lease is gone.
+#[test]
+fn a_file_held_open_with_no_close_to_come_is_looked_at_again() {
+    let env = Env::new("    settle: { quiet: 100ms }\n");
+    fs::create_dir_all(&env.src).unwrap();
+    let path = env.src.join("30-leased.rules");
+    fs::write(&path, "# leased\n").unwrap();
+    let holder = fs::File::open(&path).unwrap();
+    lease_pending_break(&holder, &path);
+    let d = env.start();
+    d.wait_log("held 30-leased.rules: open for writing by another process");
+    assert_eq!(env.dest_content("30-leased.rules"), None, "{}", d.log());
+    // Gone without an event (a read-only descriptor's close sends none
+    // that a bridge watches).
+    drop(holder);
+    let whole = common::canonical("30-leased.rules", "# leased\n");
+    wait_for(
+        "installed by a second look",
+        || env.dest_content("30-leased.rules").as_deref() == Some(whole.as_str()),
+        || d.log(),
+    );
+    assert!(
+        d.log()
+            .contains("looking again at 1 file(s) held open for writing"),
+        "{}",
+        d.log()
     );
 }

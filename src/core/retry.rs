@@ -1,7 +1,8 @@
 //! When a bridge is tried again outside a settle window: the backoff after
-//! failed syncs and the fixed retry of a watch. Pure (the clock is passed
-//! in).
+//! failed syncs, the fixed retry of a watch, and the second look at files
+//! held because a writer had them open. Pure (the clock is passed in).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// First wait before a failed sync is tried again.
@@ -20,8 +21,8 @@ pub(crate) fn retry_backoff(failures: u32) -> Option<Duration> {
 
 /// When a bridge is tried again outside a settle window: after a failed
 /// sync (with backoff) or a watch that could not be placed (at a fixed
-/// interval). The only timer an idle daemon may have, and only in those
-/// error states.
+/// interval). With [`OpenRecheck`], the only timers an idle daemon may
+/// have, and only in those states.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Retry {
     /// Syncs in a row that failed to put files in place.
@@ -67,6 +68,50 @@ impl Retry {
     /// Failed syncs in a row.
     pub(crate) fn failures(&self) -> u32 {
         self.failures
+    }
+}
+
+/// When files held because a writer had them open are looked at again.
+/// Such a file is normally taken at its writer's close, which is an event;
+/// but the kernel also refuses a lease while another holder's lease is
+/// being broken, or for a write open that then failed, and no event ever
+/// follows those. So while a sync holds such files, they are looked at
+/// again after a backoff (1 s, 2 s, 4 s, … 5 min, as [`retry_backoff`]):
+/// a writer that keeps a file open costs a look every 5 minutes at most,
+/// and a bridge that holds none arms nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct OpenRecheck {
+    /// Syncs in a row that held such files.
+    looks: u32,
+    /// When to look again, and at which names.
+    due: Option<(Instant, BTreeSet<String>)>,
+}
+
+impl OpenRecheck {
+    /// After a sync that held `open` (none: the schedule is cleared);
+    /// returns the wait armed.
+    pub(crate) fn after_sync(&mut self, open: &BTreeSet<String>, now: Instant) -> Option<Duration> {
+        if open.is_empty() {
+            *self = OpenRecheck::default();
+            return None;
+        }
+        self.looks = self.looks.saturating_add(1);
+        let wait = retry_backoff(self.looks)?;
+        self.due = Some((now + wait, open.clone()));
+        Some(wait)
+    }
+
+    /// The names to look at again, if that is due at `now` (taken once).
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<BTreeSet<String>> {
+        match &self.due {
+            Some((at, _)) if *at <= now => self.due.take().map(|(_, names)| names),
+            _ => None,
+        }
+    }
+
+    /// The next look, if one is armed (for the loop's timer).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.due.as_ref().map(|(at, _)| *at)
     }
 }
 
@@ -124,5 +169,31 @@ mod tests {
             [1, 2, 4, 8, 16, 32, 64, 128, 256, 300].map(Some)
         );
         assert_eq!(secs(u32::MAX), Some(300));
+    }
+
+    /// (names held open by a sync, expected wait in s): the looks back off
+    /// while a file stays held, and a sync that holds none clears them.
+    #[test]
+    fn files_held_open_are_looked_at_again_with_backoff_until_none_is() {
+        let t0 = Instant::now();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let mut r = OpenRecheck::default();
+        let table: &[(&[&str], Option<u64>)] = &[
+            (&[], None),
+            (&["a"], Some(1)),
+            (&["a", "b"], Some(2)),
+            (&["b"], Some(4)),
+            (&[], None),
+            (&["c"], Some(1)),
+        ];
+        for (i, &(held, wait)) in table.iter().enumerate() {
+            let got = r.after_sync(&names(held), t0);
+            assert_eq!(got, wait.map(Duration::from_secs), "step {i}");
+            assert_eq!(r.deadline(), got.map(|w| t0 + w), "step {i}");
+        }
+        assert_eq!(r.take_due(t0), None, "not yet");
+        assert_eq!(r.take_due(t0 + Duration::from_secs(1)), Some(names(&["c"])));
+        assert_eq!(r.take_due(t0 + Duration::from_secs(2)), None, "taken once");
+        assert_eq!(r.deadline(), None, "nothing armed until the next sync");
     }
 }

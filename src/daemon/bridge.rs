@@ -11,7 +11,7 @@ use crate::config::Bridge;
 use crate::core::grace::PruneGrace;
 use crate::core::hotplug::UsbChecks;
 use crate::core::replug::Backoff;
-use crate::core::retry::Retry;
+use crate::core::retry::{OpenRecheck, Retry};
 use crate::core::settle::{Batch, Settle};
 use crate::core::status;
 use crate::host::feed::Feed;
@@ -121,6 +121,8 @@ pub(super) struct BridgeRt {
     /// The next try after a failed watch or sync; the only timer outside a
     /// window.
     pub(super) retry: Retry,
+    /// The next look at files held because a writer had them open.
+    pub(super) open_recheck: OpenRecheck,
     /// The window that started the running sync (for the log line).
     pub(super) batch: Option<Batch>,
     pub(super) watch: Watch,

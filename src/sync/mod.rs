@@ -399,6 +399,7 @@ fn races_are_not_faults(transient: &source::Transient, report: &mut SyncReport) 
             .iter()
             .map(|n| crate::core::settle::Input::Change(n.clone())),
     );
+    report.held_open.clone_from(&transient.writing);
     report.skipped = skipped;
     report.held.extend::<Vec<_>>(held);
 }

@@ -41,6 +41,9 @@ pub(crate) struct SyncReport {
     /// What the daemon must look at again after this sync: files held
     /// because they changed during it, or a rescan if events were lost.
     pub(crate) recheck: Vec<crate::core::settle::Input>,
+    /// Files held because a writer had them open when read: the daemon
+    /// looks at them again with backoff ([`crate::core::retry::OpenRecheck`]).
+    pub(crate) held_open: std::collections::BTreeSet<String>,
     /// Whether the whole set (`require`, the TLS pair) was held back.
     pub(crate) set_held: bool,
     /// Whether a prune was held back: the source dir is new and empty.
