@@ -37,7 +37,14 @@ impl Helper {
             pidfile.display(),
             pidfile.display()
         );
-        let child = Command::new(&exe).args(["-c", &script]).spawn().unwrap();
+        // A shell cannot trap a signal it was started with ignored (a test
+        // run under `nohup` ignores SIGHUP): `env` gives it the default.
+        let child = Command::new("env")
+            .arg("--default-signal=HUP")
+            .arg(&exe)
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
         wait_for("helper ready", || pidfile.exists(), String::new);
         Helper {
             child,
