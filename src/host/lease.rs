@@ -100,6 +100,27 @@ pub(crate) fn still_held(file: &File) -> bool {
     kind == libc::F_RDLCK
 }
 
+/// Takes a write lease on `file` (as a container may on its own file):
+/// a test's stand-in for a writer about to write.
+#[cfg(test)]
+pub(crate) fn take_write(file: &File) -> io::Result<()> {
+    let fd = file.as_fd().as_raw_fd();
+    // SAFETY: as in `take`.
+    #[allow(unsafe_code)]
+    let set = unsafe {
+        if libc::fcntl(fd, F_SETSIG, libc::SIGWINCH) == -1 {
+            -1
+        } else {
+            libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK)
+        }
+    };
+    if set == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Logs once per filesystem and cause that leases cannot be had there.
 fn say_unavailable(file: &File, e: &io::Error) {
     /// Causes already said; a handful of filesystems at most, bounded

@@ -919,7 +919,7 @@ fn read_opened(
         // Opened without blocking: a write lease its owner holds on it
         // (a container may take one on its own file) answers EAGAIN. Its
         // owner is writing, or about to.
-        Err(e) if e.raw_os_error() == Some(nix::libc::EAGAIN) => return Ok(Err(Skip::Writing)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Err(Skip::Writing)),
         Err(e) => return Ok(Err(Skip::Unreadable(format!("cannot open: {e}")))),
     };
     // A writer still on it (one its events did not show: opened before the
@@ -1040,6 +1040,28 @@ mod tests {
         assert_eq!(judged("missing").unwrap_err(), Skip::Vanished);
         let past = read_stamped(&dirfd, "plain", &admit, &mut |_| false).unwrap();
         assert!(matches!(past, Err(Skip::Refused(_))), "{past:?}");
+    }
+
+    /// A file whose owner holds a write lease on it (a container may, on
+    /// its own file) is held as being written, not reported unreadable:
+    /// the reader's open does not wait for the lease, it is refused.
+    #[test]
+    fn a_file_under_its_owners_write_lease_is_held_as_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), "x\n").unwrap();
+        let owner = std::fs::File::open(tmp.path().join("f")).unwrap();
+        super::lease::take_write(&owner).unwrap();
+        let dirfd = open_dir(tmp.path()).unwrap();
+        let admit = Admit {
+            max_size: 100,
+            owners: None,
+            quiet_for: None,
+        };
+        let read = read_stamped(&dirfd, "f", &admit, &mut |_| true).unwrap();
+        assert_eq!(read.map(|_| ()), Err(Skip::Writing));
+        drop(owner);
+        let read = read_stamped(&dirfd, "f", &admit, &mut |_| true).unwrap();
+        assert_eq!(read.map(|(_, bytes, _)| bytes), Ok(b"x\n".to_vec()));
     }
 
     /// A writer that truncates and rewrites a file in a loop, never leaving
