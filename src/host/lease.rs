@@ -59,23 +59,9 @@ pub(crate) enum Lease {
 
 /// Asks for a read lease on `file`, which must be open read-only.
 pub(crate) fn take(file: &File) -> Lease {
-    let fd = file.as_fd().as_raw_fd();
-    // SAFETY: `fd` is borrowed from `file` for the duration of the call;
-    // F_SETSIG and F_SETLEASE take an integer argument, no pointer.
-    // SIGWINCH's default action is to ignore it. (Never a real-time signal:
-    // when its queue is full the kernel falls back to SIGIO, which kills.)
-    #[allow(unsafe_code)]
-    let set = unsafe {
-        if libc::fcntl(fd, F_SETSIG, libc::SIGWINCH) == -1 {
-            -1
-        } else {
-            libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK)
-        }
-    };
-    if set != -1 {
+    let Err(e) = set_lease(file, libc::F_RDLCK) else {
         return Lease::Held;
-    }
-    let e = io::Error::last_os_error();
+    };
     match e.raw_os_error() {
         Some(libc::EAGAIN) => Lease::Writer,
         // No lease support (EINVAL: the filesystem, or fs.leases-enable=0),
@@ -94,7 +80,7 @@ pub(crate) fn take(file: &File) -> Lease {
 /// `lease-break-time`, or it is being broken now).
 pub(crate) fn still_held(file: &File) -> bool {
     let fd = file.as_fd().as_raw_fd();
-    // SAFETY: as in `take`; F_GETLEASE takes no argument.
+    // SAFETY: as in `set_lease`; F_GETLEASE takes no argument.
     #[allow(unsafe_code)]
     let kind = unsafe { libc::fcntl(fd, libc::F_GETLEASE) };
     kind == libc::F_RDLCK
@@ -104,14 +90,22 @@ pub(crate) fn still_held(file: &File) -> bool {
 /// a test's stand-in for a writer about to write.
 #[cfg(test)]
 pub(crate) fn take_write(file: &File) -> io::Result<()> {
+    set_lease(file, libc::F_WRLCK)
+}
+
+/// `fcntl(F_SETLEASE, kind)` on `file`, its break signal set first.
+fn set_lease(file: &File, kind: libc::c_int) -> io::Result<()> {
     let fd = file.as_fd().as_raw_fd();
-    // SAFETY: as in `take`.
+    // SAFETY: `fd` is borrowed from `file` for the duration of the call;
+    // F_SETSIG and F_SETLEASE take an integer argument, no pointer.
+    // SIGWINCH's default action is to ignore it. (Never a real-time signal:
+    // when its queue is full the kernel falls back to SIGIO, which kills.)
     #[allow(unsafe_code)]
     let set = unsafe {
         if libc::fcntl(fd, F_SETSIG, libc::SIGWINCH) == -1 {
             -1
         } else {
-            libc::fcntl(fd, libc::F_SETLEASE, libc::F_WRLCK)
+            libc::fcntl(fd, libc::F_SETLEASE, kind)
         }
     };
     if set == -1 {
