@@ -99,7 +99,9 @@ pub(crate) struct Transient {
     /// looked at again once quiet.
     pub(crate) recent: BTreeSet<String>,
     /// Open for writing by another process ([`Skip::Writing`]): held; its
-    /// writer's close opens the next window.
+    /// writer's close opens the next window, and the daemon looks again
+    /// with backoff for the holds no close ends
+    /// ([`crate::core::retry::OpenRecheck`]).
     pub(crate) writing: BTreeSet<String>,
 }
 
