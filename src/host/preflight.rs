@@ -3,7 +3,8 @@
 //! resolves them; paths not followed), and `udevadm verify` where it
 //! exists. Host layer: the decisions are in the core.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::core::rules::host_checks::{self, HostLookups};
@@ -15,12 +16,22 @@ pub(crate) use crate::core::rules::host_checks::HostChecks;
 /// The real host, for [`host_checks::check`]: users and groups through NSS
 /// (as udevd resolves them), paths not followed. Each name is looked up
 /// once per `Host` (one per sync): NSS opens and reads /etc/group for
-/// every lookup, and many rules files name the same group.
+/// every lookup, and many rules files name the same group. Likewise each
+/// dir asked about (the /etc and system rules dirs, asked about every
+/// rules file) is listed once per `Host`, not looked up by path a file at
+/// a time.
 #[derive(Default)]
 pub(crate) struct Host {
     groups: Memo,
     users: Memo,
+    dirs: Listings,
 }
+
+/// The names in each dir listed so far; `None`: it could not be listed
+/// (missing, or no permission), so its paths are looked up one by one.
+type Listings = std::sync::Mutex<
+    std::collections::HashMap<PathBuf, Option<std::collections::HashSet<OsString>>>,
+>;
 
 /// Answers by name.
 type Memo = std::sync::Mutex<std::collections::HashMap<String, Option<u32>>>;
@@ -43,12 +54,30 @@ impl HostLookups for Host {
         memo(&self.users, name, super::nss::uid_of)
     }
     fn exists(&self, path: &Path) -> bool {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            let names = dirs
+                .entry(dir.to_path_buf())
+                .or_insert_with(|| names_in(dir));
+            if let Some(names) = names {
+                return names.contains(name);
+            }
+        }
         path.symlink_metadata().is_ok()
     }
     fn is_real(&self, path: &Path) -> bool {
         path.symlink_metadata()
             .is_ok_and(|m| !m.file_type().is_symlink())
     }
+}
+
+/// The names in `dir` (entries of any kind, as `lstat` sees them), or
+/// `None` if it cannot be listed.
+fn names_in(dir: &Path) -> Option<std::collections::HashSet<OsString>> {
+    let list = std::fs::read_dir(dir).ok()?;
+    list.map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .ok()
 }
 
 /// Checks GROUP/OWNER names and shadowing for the rules file `name` against
@@ -163,6 +192,39 @@ mod tests {
             ..HostChecks::default()
         };
         assert!(check("x.rules", &file, &lax, &Host::default()).is_empty());
+    }
+
+    /// `exists` answers from one listing of the dir as `lstat` would, for
+    /// every kind of entry, a dangling symlink included, and for a dir
+    /// that is missing; a name made after the listing waits for the next
+    /// `Host` (the next sync).
+    #[test]
+    fn exists_answers_from_a_listing_as_lstat_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("file.rules"), "").unwrap();
+        std::fs::create_dir(d.join("dir.rules")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", d.join("dangling.rules")).unwrap();
+        nix::unistd::mkfifo(&d.join("fifo.rules"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+        let host = Host::default();
+        for name in [
+            "file.rules",
+            "dir.rules",
+            "dangling.rules",
+            "fifo.rules",
+            "missing.rules",
+        ] {
+            let path = d.join(name);
+            assert_eq!(
+                host.exists(&path),
+                path.symlink_metadata().is_ok(),
+                "{name}"
+            );
+        }
+        assert!(!host.exists(&d.join("no-such-dir/file.rules")));
+        std::fs::write(d.join("later.rules"), "").unwrap();
+        assert!(!host.exists(&d.join("later.rules")));
+        assert!(Host::default().exists(&d.join("later.rules")));
     }
 
     #[test]
