@@ -39,18 +39,20 @@ const QUEUED_MAX: usize = 16 * 1024;
 /// Buffers the reader task reads in one turn before it forwards and yields.
 const READS_PER_TURN: usize = 8;
 /// How long the reader task lets events gather before it reads again, once
-/// they come in a stream. A writer making many files keeps the queue
-/// readable without pause: read at once, that is a wakeup for every file
-/// or two (9,000 for a burst of 10,000 files, a quarter of the daemon's
-/// CPU). Paused, a burst is read in batches of hundreds. Events that come
-/// during a pause are seen up to this much later (plus the timer's
-/// tick), which moves a settle window's end by as much; the barrier
-/// before an install reads every event regardless. Far below the kernel
-/// queue's limit: 16,384 events take 16 ms even at a million a second.
+/// they come in a stream and a read has emptied the kernel's queue. A
+/// writer making many files keeps the queue readable without pause: read
+/// at once, that is a wakeup for every file or two (9,000 for a burst of
+/// 10,000 files, a quarter of the daemon's CPU). Paused, a burst is read
+/// in batches of hundreds. A read that stopped at its bound with more
+/// queued is followed by the next at once, so the pause never caps how
+/// fast the queue is read (which would let a fast writer overflow it).
+/// Events that come during a pause are seen up to this much later (plus
+/// the timer's tick), which moves a settle window's end by as much; the
+/// barrier before an install reads every event regardless.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
-/// Events read in one stream (each read within [`GATHER`] of the one
-/// before) before the reader starts pausing. One file written makes two
-/// or three, so a single change is always read as it comes.
+/// Events read in one stream (each read within twice [`GATHER`] of the
+/// one before) before the reader starts pausing. One file written makes
+/// two or three, so a single change is always read as it comes.
 const STREAM: usize = 64;
 
 /// A bridge's inotify instance.
@@ -60,6 +62,9 @@ pub(crate) struct Feed {
     /// Rings when a barrier queued events (the kernel then has none left to
     /// wake the reader with).
     queued: Notify,
+    /// Pauses the reader made (`GATHER`), for the tests to see one was.
+    #[cfg(test)]
+    pauses: std::sync::atomic::AtomicUsize,
 }
 
 struct Inner {
@@ -100,6 +105,8 @@ impl Feed {
                 queue: VecDeque::new(),
             }),
             queued: Notify::new(),
+            #[cfg(test)]
+            pauses: std::sync::atomic::AtomicUsize::new(0),
         };
         Ok((Arc::new(feed), watches))
     }
@@ -168,6 +175,9 @@ impl Feed {
                 // Out of the reactor while events gather: registered, each
                 // event the kernel queues would wake the thread again.
                 let fd = ready.into_inner();
+                #[cfg(test)]
+                self.pauses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(GATHER).await;
                 ready = register(fd)?;
                 stream.paused(std::time::Instant::now());
@@ -189,10 +199,12 @@ impl Feed {
                             Drained::Bounded => Ok(()),
                         }
                     });
-                    if let Ok(Err(e)) = turn {
-                        return Err(e);
-                    }
-                    stream.read(std::time::Instant::now(), read);
+                    let emptied = match turn {
+                        Ok(Err(e)) => return Err(e),
+                        Ok(Ok(())) => false,
+                        Err(_would_block) => true,
+                    };
+                    stream.read(std::time::Instant::now(), read, emptied);
                 }
                 () = self.queued.notified() => {}
             }
@@ -223,14 +235,15 @@ struct Stream {
 }
 
 impl Stream {
-    /// `n` events were read at `now`.
-    fn read(&mut self, now: std::time::Instant, n: usize) {
+    /// `n` events were read at `now`, and the read `emptied` the kernel's
+    /// queue (or stopped at its bound with more to read).
+    fn read(&mut self, now: std::time::Instant, n: usize, emptied: bool) {
         let near = self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) <= GATHER * 2);
         self.events = if near { self.events + n } else { n };
         self.last = Some(now);
-        self.flowing = n > 0 && self.events >= STREAM;
+        self.flowing = emptied && n > 0 && self.events >= STREAM;
     }
 
     /// Whether to pause before the next read.
@@ -320,8 +333,12 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
-    /// Reads at the given offsets (ms) of the given counts; whether the
-    /// reader pauses after each.
+    /// A read that stopped at its bound (a full turn of buffers).
+    const BOUNDED: usize = 3000;
+
+    /// Reads at the given offsets (ms) of the given counts, each emptying
+    /// the queue unless its count is [`BOUNDED`]; whether the reader
+    /// pauses after each.
     fn run(reads: &[(u64, usize)]) -> Vec<bool> {
         let t0 = Instant::now();
         let mut s = Stream::default();
@@ -329,7 +346,7 @@ mod tests {
             .iter()
             .map(|&(ms, n)| {
                 let now = t0 + Duration::from_millis(ms);
-                s.read(now, n);
+                s.read(now, n, n != BOUNDED);
                 let pause = s.flowing();
                 if pause {
                     s.paused(now + GATHER);
@@ -366,9 +383,66 @@ mod tests {
                 &[(0, 64), (1, 0)],
                 &[true, false],
             ),
+            (
+                "a read that left more queued is followed at once",
+                &[(0, 64), (1, BOUNDED), (1, BOUNDED), (1, 100)],
+                &[true, false, false, true],
+            ),
         ];
         for (what, reads, want) in cases {
             assert_eq!(run(reads), *want, "{what}");
         }
+    }
+
+    /// The reader on a real inotify instance: a stream of events (queued
+    /// before it starts, so its first turn reads them all and pauses) is
+    /// delivered in full, and an event that comes while it pauses or after
+    /// reaches it too (the descriptor registered again sees what the
+    /// kernel queued meanwhile).
+    #[test]
+    fn every_event_of_a_stream_is_delivered_and_the_one_after_its_pause_too() {
+        use inotify::WatchMask;
+        const FILES: usize = 3000;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_path_buf();
+        let (feed, mut watches) = Feed::new(1, &["*.rules".to_string()]).unwrap();
+        watches
+            .add(&d, WatchMask::CLOSE_WRITE | WatchMask::ONLYDIR)
+            .unwrap();
+        for i in 0..FILES {
+            std::fs::write(d.join(format!("{i:04}.rules")), "x").unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let reader = tokio::spawn(Arc::clone(&feed).read(tx));
+            let next = async |rx: &mut tokio::sync::mpsc::Receiver<Delivery>| {
+                let got = tokio::time::timeout(Duration::from_secs(60), rx.recv()).await;
+                let (_, ev) = got.expect("an event within 60 s").expect("the reader runs");
+                let ev = ev.expect("no read error");
+                assert!(
+                    !ev.mask.contains(EventMask::Q_OVERFLOW),
+                    "the queue overflowed"
+                );
+                ev.name.expect("a name").to_string_lossy().into_owned()
+            };
+            let mut names = std::collections::BTreeSet::new();
+            while names.len() < FILES {
+                names.insert(next(&mut rx).await);
+            }
+            assert!(names.iter().all(|n| n.ends_with(".rules")));
+            // The stream's turn ended in a pause; this comes during or
+            // after it.
+            std::fs::write(d.join("last.rules"), "x").unwrap();
+            assert_eq!(next(&mut rx).await, "last.rules");
+            assert!(
+                feed.pauses.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+                "the stream made the reader pause"
+            );
+            reader.abort();
+        });
     }
 }
