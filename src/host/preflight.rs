@@ -72,12 +72,21 @@ impl HostLookups for Host {
 }
 
 /// The names in `dir` (entries of any kind, as `lstat` sees them), or
-/// `None` if it cannot be listed.
+/// `None` if it cannot be listed. Listed twice, and the names of both
+/// kept: a listing is not atomic against a rename over an existing name
+/// (a package manager putting a new copy of a system rules file in
+/// place), which a file system may leave out of a listing running at that
+/// moment; a name in place before and after is in at least one of two
+/// listings unless it is replaced during each.
 fn names_in(dir: &Path) -> Option<std::collections::HashSet<OsString>> {
-    let list = std::fs::read_dir(dir).ok()?;
-    list.map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()
-        .ok()
+    let list = |dir: &Path| -> std::io::Result<Vec<OsString>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect()
+    };
+    let mut names: std::collections::HashSet<OsString> = list(dir).ok()?.into_iter().collect();
+    names.extend(list(dir).ok()?);
+    Some(names)
 }
 
 /// Checks GROUP/OWNER names and shadowing for the rules file `name` against
