@@ -56,10 +56,12 @@ impl HostLookups for Host {
     fn exists(&self, path: &Path) -> bool {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-            let names = dirs
-                .entry(dir.to_path_buf())
-                .or_insert_with(|| names_in(dir));
-            if let Some(names) = names {
+            // Asked for every rules file: the dir's path is copied only the
+            // first time.
+            if !dirs.contains_key(dir) {
+                dirs.insert(dir.to_path_buf(), names_in(dir));
+            }
+            if let Some(Some(names)) = dirs.get(dir) {
                 return names.contains(name);
             }
         }
