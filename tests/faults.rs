@@ -118,11 +118,11 @@ fn a_file_rewritten_in_place_during_a_slow_sync_is_held_not_installed_torn() {
     // The writer finishes: the close opens a window that installs it whole.
     w.write_all(b"# line 2\n").unwrap();
     drop(w);
-    let whole = common::canonical("20-victim.rules", "# line 1\n# line 2\n");
-    wait_for(
+    env.wait_installed(
+        &d,
         "the whole file installed",
-        || env.dest_content("20-victim.rules").as_deref() == Some(whole.as_str()),
-        || d.log(),
+        "20-victim.rules",
+        "# line 1\n# line 2\n",
     );
     // No reload ever saw the torn file: each reload's count of files is one
     // the destination had with whole files only (1, then 2). The second
@@ -866,12 +866,7 @@ fn a_file_created_and_not_yet_written_is_held_until_closed() {
     assert_eq!(env.dest_content("20-new.rules"), None, "{}", d.log());
     w.write_all(b"# new\n").unwrap();
     drop(w);
-    let whole = common::canonical("20-new.rules", "# new\n");
-    wait_for(
-        "installed whole once closed",
-        || env.dest_content("20-new.rules").as_deref() == Some(whole.as_str()),
-        || d.log(),
-    );
+    env.wait_installed(&d, "installed whole once closed", "20-new.rules", "# new\n");
 }
 
 /// A writer that opened a file before anything watched the source and has
@@ -911,11 +906,11 @@ fn a_file_a_writer_opened_before_the_watch_is_held_until_it_is_closed() {
     assert_eq!(env.dest_content("20-half.rules"), None, "{}", d.log());
     w.write_all(b"# second half\n").unwrap();
     drop(w);
-    let whole = common::canonical("20-half.rules", "# first half\n# second half\n");
-    wait_for(
+    env.wait_installed(
+        &d,
         "installed whole once closed",
-        || env.dest_content("20-half.rules").as_deref() == Some(whole.as_str()),
-        || d.log(),
+        "20-half.rules",
+        "# first half\n# second half\n",
     );
 }
 
@@ -968,11 +963,11 @@ fn a_file_held_open_with_no_close_to_come_is_looked_at_again() {
     // Gone without an event (a read-only descriptor's close sends none
     // that a bridge watches).
     drop(holder);
-    let whole = common::canonical("30-leased.rules", "# leased\n");
-    wait_for(
+    env.wait_installed(
+        &d,
         "installed by a second look",
-        || env.dest_content("30-leased.rules").as_deref() == Some(whole.as_str()),
-        || d.log(),
+        "30-leased.rules",
+        "# leased\n",
     );
     assert!(
         d.log()

@@ -111,27 +111,15 @@ fn rename_in_place_write_modify_and_delete() {
     // cp to a temp name, then mv into place (what `install` and most tools do).
     fs::write(env.src.join(".a.rules.XXXXXX"), "# a v1\n").unwrap();
     fs::rename(env.src.join(".a.rules.XXXXXX"), env.src.join("a.rules")).unwrap();
-    wait_for(
-        "a installed",
-        || env.dest_content("a.rules") == Some(common::canonical("a.rules", "# a v1\n")),
-        || d.log(),
-    );
+    env.wait_installed(&d, "a installed", "a.rules", "# a v1\n");
 
     // In-place write.
     env.put("b.rules", "# b v1\n");
-    wait_for(
-        "b installed",
-        || env.dest_content("b.rules") == Some(common::canonical("b.rules", "# b v1\n")),
-        || d.log(),
-    );
+    env.wait_installed(&d, "b installed", "b.rules", "# b v1\n");
 
     // Modify → replaced.
     env.put("b.rules", "# b v2\n");
-    wait_for(
-        "b replaced",
-        || env.dest_content("b.rules") == Some(common::canonical("b.rules", "# b v2\n")),
-        || d.log(),
-    );
+    env.wait_installed(&d, "b replaced", "b.rules", "# b v2\n");
 
     // Delete → pruned.
     fs::remove_file(env.src.join("a.rules")).unwrap();

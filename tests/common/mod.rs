@@ -218,6 +218,17 @@ impl Env {
     pub fn dest_content(&self, name: &str) -> Option<String> {
         fs::read_to_string(self.dest.join(name)).ok()
     }
+
+    /// Waits (saying `what`) until `d` has installed the rules file `name`
+    /// as the canonical form of `source`: the whole file, read and judged.
+    pub fn wait_installed(&self, d: &Daemon, what: &str, name: &str, source: &str) {
+        let want = canonical(name, source);
+        wait_for(
+            what,
+            || self.dest_content(name).as_deref() == Some(want.as_str()),
+            || d.log(),
+        );
+    }
 }
 
 /// What a `permissions-only` bridge installs for a rules file `name`
